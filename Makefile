@@ -1,0 +1,42 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# iommufd in Rust.  Everything generated lives outside the repository, in
+# $(IOMMUFD_CACHE) (default ~/.cache/iommufd-rs); see README.md.
+#
+#   make run       build what is missing, boot the VM, show the Rust module working
+#   make test      build what is missing, run all tests in the VM, print the verdict
+#   make all       build only
+#   make check     rustfmt, clippy and checkpatch
+#
+# Variables: KERNEL_SRC=<7.3 tree>  IMPL=rs|c|both  IOMMU=intel|amd  JOBS=N
+# (kbuild reads Kbuild, not this file, when it builds the module.)
+
+SHELL := /bin/bash
+S := scripts
+
+all:
+	@$(S)/build.sh
+run:
+	@$(S)/demo.sh
+test:
+	@$(S)/test.sh
+deps:
+	@$(S)/deps.sh
+kernel:
+	@$(S)/kernel-src.sh && $(S)/build-kernel.sh
+module:
+	@$(S)/build-module.sh
+tests:
+	@$(S)/build-tests.sh
+initramfs:
+	@$(S)/build-initramfs.sh
+check:
+	@$(S)/check.sh
+vm-test:
+	@$(S)/vm/run.sh test
+clean:
+	@. $(S)/lib.sh && rm -rf "$$MOD_OUT" "$$OUT" "$$CACHE/initramfs" "$$CACHE/vm"
+distclean:
+	@. $(S)/lib.sh && rm -rf "$$CACHE"
+
+.PHONY: all run test deps kernel module tests initramfs check vm-test clean distclean

@@ -1,0 +1,63 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! I/O address spaces (IOAS): `IOMMU_IOAS_*`.
+
+use kernel::prelude::*;
+
+use crate::io_pagetable::IoPagetable;
+use crate::uapi::{self, iommu_iova_range};
+use crate::ucmd::Ucmd;
+
+/// An I/O address space: the IOVA layout userspace builds and devices use.
+pub(crate) struct Ioas {
+    pub(crate) iopt: IoPagetable,
+}
+
+impl Ioas {
+    pub(crate) fn new() -> Result<Self> {
+        Ok(Self {
+            iopt: IoPagetable::new(),
+        })
+    }
+}
+
+/// `IOMMU_IOAS_ALLOC`
+pub(crate) fn alloc_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_alloc>) -> Result {
+    let slot = ucmd.ctx.objects.reserve()?;
+    let ioas = slot.new_object(Ioas::new()?)?;
+    ucmd.cmd.out_ioas_id = slot.id();
+    // Publish only once the caller has its ID: a failed copy-out leaves no
+    // object behind for the caller to leak.
+    ucmd.respond()?;
+    slot.finalize(ioas);
+    Ok(())
+}
+
+/// `IOMMU_IOAS_IOVA_RANGES`
+///
+/// Reports the IOVA ranges that can be mapped.  When the caller's array is too
+/// small, it gets as many as fit, the full count in `num_iovas`, and
+/// `EMSGSIZE`, so that it can retry with a larger array.
+pub(crate) fn iova_ranges_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_iova_ranges>) -> Result {
+    if ucmd.cmd.__reserved != 0 {
+        return Err(EOPNOTSUPP);
+    }
+    let ioas = ucmd.ctx.objects.get::<Ioas>(ucmd.cmd.ioas_id)?;
+    let room = ucmd.cmd.num_iovas as usize;
+    let uptr = ucmd.cmd.allowed_iovas;
+    let mut count = 0usize;
+    ioas.iopt.for_each_usable_range(|start, last| {
+        if count < room {
+            uapi::copy_elem_to_user(uptr, count, &iommu_iova_range { start, last })?;
+        }
+        count += 1;
+        Ok(())
+    })?;
+    ucmd.cmd.num_iovas = u32::try_from(count).map_err(|_| EOVERFLOW)?;
+    ucmd.cmd.out_iova_alignment = ioas.iopt.iova_alignment();
+    ucmd.respond()?;
+    if count > room {
+        return Err(EMSGSIZE);
+    }
+    Ok(())
+}

@@ -1,0 +1,389 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The objects a user holds by ID, and the per-context table of them.
+//!
+//! An object is created in two steps.  [`ObjectTable::reserve`] takes an ID
+//! that nobody can look up yet; the command builds the object, reports the ID
+//! to the caller, and only then [`Reservation::finalize`] publishes it.  A
+//! command that fails on the way drops the reservation, which gives the ID
+//! back: a half-built object is never visible.
+//!
+//! Every entry counts its users: one for the table itself, one for every
+//! [`ObjRef`] (a command working on the object) and every in-kernel user.
+//! `IOMMU_DESTROY` succeeds only while the table is the sole user and fails
+//! with `EBUSY` otherwise.  An [`ObjRef`] drops its reference to the object
+//! before it gives back its use, so when destroy finds one user the table
+//! holds the last reference and the object is torn down before the ioctl
+//! returns.
+
+use core::ops::Deref;
+use kernel::id_pool::IdPool;
+use kernel::new_mutex;
+use kernel::prelude::*;
+use kernel::rbtree::{RBTree, RBTreeNodeReservation};
+use kernel::sync::{Arc, Mutex};
+
+use crate::ioas::Ioas;
+use crate::uapi;
+use crate::ucmd::Ucmd;
+
+/// An object of kind `T` with its ID.
+pub(crate) struct Object<T> {
+    id: u32,
+    data: T,
+}
+
+impl<T> Object<T> {
+    pub(crate) fn id(&self) -> u32 {
+        self.id
+    }
+}
+
+impl<T> Deref for Object<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.data
+    }
+}
+
+/// A kind of object that can live in the table.
+pub(crate) trait Kind: Sized + Send + Sync + 'static {
+    /// Wraps a typed object for the table.
+    fn wrap(obj: Arc<Object<Self>>) -> AnyObject;
+    /// The typed object, if `any` is of this kind.
+    fn peek(any: &AnyObject) -> Option<&Arc<Object<Self>>>;
+}
+
+macro_rules! object_kinds {
+    ($($variant:ident($t:ty)),* $(,)?) => {
+        /// An object of any kind, as the table stores it.
+        pub(crate) enum AnyObject {
+            $($variant(Arc<Object<$t>>),)*
+        }
+
+        $(impl Kind for $t {
+            fn wrap(obj: Arc<Object<Self>>) -> AnyObject {
+                AnyObject::$variant(obj)
+            }
+
+            fn peek(any: &AnyObject) -> Option<&Arc<Object<Self>>> {
+                #[allow(irrefutable_let_patterns)]
+                if let AnyObject::$variant(obj) = any {
+                    Some(obj)
+                } else {
+                    None
+                }
+            }
+        })*
+    };
+}
+
+object_kinds! {
+    Ioas(Ioas),
+}
+
+struct Entry {
+    obj: AnyObject,
+    /// The table's own use plus every outstanding [`ObjRef`].
+    users: u32,
+}
+
+struct Inner {
+    /// IDs in use, published or reserved.  ID 0 is never handed out.
+    ids: IdPool,
+    /// Published objects.
+    map: RBTree<u32, Entry>,
+}
+
+/// The objects of one iommufd context.
+#[pin_data]
+pub(crate) struct ObjectTable {
+    #[pin]
+    inner: Mutex<Inner>,
+}
+
+impl ObjectTable {
+    pub(crate) fn new() -> impl PinInit<Self> {
+        pin_init!(Self {
+            inner <- new_mutex!(Inner {
+                ids: IdPool::new(),
+                map: RBTree::new(),
+            }),
+        })
+    }
+
+    /// Takes the lowest free ID for an object under construction.
+    pub(crate) fn reserve(&self) -> Result<Reservation<'_>> {
+        // Allocated up front so that publishing cannot fail.
+        let node = RBTreeNodeReservation::new(GFP_KERNEL)?;
+        let mut inner = self.inner.lock();
+        let id = loop {
+            if let Some(unused) = inner.ids.find_unused_id(1) {
+                break unused.acquire();
+            }
+            // All 2^31 - 1 IDs in use is what xa_limit_31b calls full.
+            let grow = inner.ids.grow_request().ok_or(EBUSY)?;
+            let resizer = grow.realloc(GFP_KERNEL)?;
+            inner.ids.grow(resizer);
+        };
+        Ok(Reservation {
+            table: self,
+            id: u32::try_from(id).map_err(|_| EBUSY)?,
+            node: Some(node),
+        })
+    }
+
+    /// Looks up a published object of kind `T`: `ENOENT` if there is none.
+    pub(crate) fn get<T: Kind>(&self, id: u32) -> Result<ObjRef<'_, T>> {
+        let mut inner = self.inner.lock();
+        let entry = inner.map.get_mut(&id).ok_or(ENOENT)?;
+        let obj = T::peek(&entry.obj).ok_or(ENOENT)?.clone();
+        entry.users += 1;
+        Ok(ObjRef {
+            obj,
+            _use: Use { table: self, id },
+        })
+    }
+
+    /// Removes and destroys the object `id` unless something uses it.
+    pub(crate) fn destroy(&self, id: u32) -> Result {
+        let mut inner = self.inner.lock();
+        match inner.map.get(&id) {
+            None => return Err(ENOENT),
+            Some(entry) if entry.users != 1 => return Err(EBUSY),
+            Some(_) => {}
+        }
+        let node = inner.map.remove_node(&id);
+        inner.ids.release_id(id as usize);
+        drop(inner);
+        // The object is torn down here, outside the lock: its destructor may
+        // give back uses of other objects.
+        drop(node);
+        Ok(())
+    }
+
+    /// Destroys every object, leaves first, for the release of the context.
+    ///
+    /// Objects that use others are destroyed before the objects they use, so
+    /// repeated passes over the objects with no other user empty the table.
+    pub(crate) fn destroy_all(&self) {
+        loop {
+            let mut destroyed = 0;
+            let mut next = 0u32;
+            loop {
+                let mut inner = self.inner.lock();
+                let Some(id) = Self::next_unused(&inner.map, next) else {
+                    break;
+                };
+                let node = inner.map.remove_node(&id);
+                inner.ids.release_id(id as usize);
+                drop(inner);
+                drop(node);
+                destroyed += 1;
+                next = id + 1;
+            }
+            let left = !self.inner.lock().map.is_empty();
+            if !left {
+                return;
+            }
+            if destroyed == 0 {
+                // A use that outlives every command is a refcounting bug:
+                // keep the objects (leak) rather than free what is in use.
+                pr_err!("objects still in use at release; leaking them\n");
+                return;
+            }
+        }
+    }
+
+    /// The first object at or after `from` with no user but the table.
+    fn next_unused(map: &RBTree<u32, Entry>, from: u32) -> Option<u32> {
+        let mut cursor = map.cursor_lower_bound(&from)?;
+        loop {
+            let (id, entry) = cursor.current();
+            if entry.users == 1 {
+                return Some(*id);
+            }
+            cursor = cursor.move_next()?;
+        }
+    }
+
+    fn put_use(&self, id: u32) {
+        let mut inner = self.inner.lock();
+        match inner.map.get_mut(&id) {
+            Some(entry) if entry.users > 1 => entry.users -= 1,
+            _ => pr_err!("object {id}: use given back twice\n"),
+        }
+    }
+
+    #[cfg(CONFIG_KUNIT)]
+    fn users(&self, id: u32) -> Option<u32> {
+        self.inner.lock().map.get(&id).map(|e| e.users)
+    }
+}
+
+/// An ID taken for an object that is not published yet.
+///
+/// Dropping it without [`Reservation::finalize`] gives the ID back.
+pub(crate) struct Reservation<'a> {
+    table: &'a ObjectTable,
+    id: u32,
+    node: Option<RBTreeNodeReservation<u32, Entry>>,
+}
+
+impl Reservation<'_> {
+    pub(crate) fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Allocates the object that will be published under this ID.
+    pub(crate) fn new_object<T: Kind>(&self, data: T) -> Result<Arc<Object<T>>> {
+        Ok(Arc::new(Object { id: self.id, data }, GFP_KERNEL)?)
+    }
+
+    /// Publishes `obj`: from now on other threads can find it by ID.
+    pub(crate) fn finalize<T: Kind>(mut self, obj: Arc<Object<T>>) {
+        if obj.id != self.id {
+            pr_err!("object {} published under ID {}\n", obj.id, self.id);
+            return;
+        }
+        let Some(node) = self.node.take() else {
+            return;
+        };
+        let node = node.into_node(
+            self.id,
+            Entry {
+                obj: T::wrap(obj),
+                users: 1,
+            },
+        );
+        // The ID was free in `ids`, so the map has no entry for it.
+        let _ = self.table.inner.lock().map.insert(node);
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if self.node.is_some() {
+            self.table.inner.lock().ids.release_id(self.id as usize);
+        }
+    }
+}
+
+/// A use of an object, given back when dropped.
+struct Use<'a> {
+    table: &'a ObjectTable,
+    id: u32,
+}
+
+impl Drop for Use<'_> {
+    fn drop(&mut self) {
+        self.table.put_use(self.id);
+    }
+}
+
+/// A command's reference to an object it looked up.
+pub(crate) struct ObjRef<'a, T: Kind> {
+    // Field order matters: the object reference is dropped before the use is
+    // given back (see the module documentation).
+    obj: Arc<Object<T>>,
+    _use: Use<'a>,
+}
+
+impl<T: Kind> Deref for ObjRef<'_, T> {
+    type Target = Object<T>;
+
+    fn deref(&self) -> &Object<T> {
+        &self.obj
+    }
+}
+
+/// `IOMMU_DESTROY`
+pub(crate) fn destroy_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_destroy>) -> Result {
+    ucmd.ctx.objects.destroy(ucmd.cmd.id)
+}
+
+#[kunit_tests(iommufd_rs_object)]
+mod tests {
+    use super::*;
+
+    fn table() -> Result<Pin<KBox<ObjectTable>>> {
+        KBox::pin_init(ObjectTable::new(), GFP_KERNEL)
+    }
+
+    fn publish(t: &ObjectTable) -> Result<u32> {
+        let r = t.reserve()?;
+        let obj = r.new_object(Ioas::new()?)?;
+        let id = r.id();
+        r.finalize(obj);
+        Ok(id)
+    }
+
+    #[test]
+    fn ids_start_at_one_and_are_reused() -> Result {
+        let t = table()?;
+        assert_eq!(publish(&t)?, 1);
+        assert_eq!(publish(&t)?, 2);
+        assert_eq!(publish(&t)?, 3);
+        t.destroy(2)?;
+        assert_eq!(publish(&t)?, 2);
+        t.destroy_all();
+        assert!(t.get::<Ioas>(1).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn reserved_id_is_invisible_until_finalized() -> Result {
+        let t = table()?;
+        let r = t.reserve()?;
+        let id = r.id();
+        assert_eq!(t.get::<Ioas>(id).err(), Some(ENOENT));
+        assert_eq!(t.destroy(id), Err(ENOENT));
+        let obj = r.new_object(Ioas::new()?)?;
+        r.finalize(obj);
+        assert!(t.get::<Ioas>(id).is_ok());
+        t.destroy(id)?;
+        Ok(())
+    }
+
+    #[test]
+    fn abort_gives_the_id_back() -> Result {
+        let t = table()?;
+        let r = t.reserve()?;
+        let first = r.id();
+        drop(r);
+        assert_eq!(t.get::<Ioas>(first).err(), Some(ENOENT));
+        assert_eq!(publish(&t)?, first);
+        t.destroy_all();
+        Ok(())
+    }
+
+    #[test]
+    fn destroy_is_busy_while_in_use() -> Result {
+        let t = table()?;
+        let id = publish(&t)?;
+        let a = t.get::<Ioas>(id)?;
+        let b = t.get::<Ioas>(id)?;
+        assert_eq!(t.users(id), Some(3));
+        assert_eq!(t.destroy(id), Err(EBUSY));
+        drop(a);
+        assert_eq!(t.destroy(id), Err(EBUSY));
+        drop(b);
+        assert_eq!(t.users(id), Some(1));
+        t.destroy(id)?;
+        assert_eq!(t.destroy(id), Err(ENOENT));
+        Ok(())
+    }
+
+    #[test]
+    fn destroy_all_empties_the_table() -> Result {
+        let t = table()?;
+        for _ in 0..100 {
+            publish(&t)?;
+        }
+        t.destroy_all();
+        assert_eq!(publish(&t)?, 1);
+        t.destroy_all();
+        Ok(())
+    }
+}

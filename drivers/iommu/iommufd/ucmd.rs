@@ -1,0 +1,242 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The ioctl table of `/dev/iommu`.
+//!
+//! Every command is an extensible structure whose first `u32` is its size as
+//! the caller knows it.  The rules for such structures are applied here, once,
+//! for every command:
+//!
+//! - a size below the end of the command's last mandatory field: `EINVAL`;
+//! - a size above the kernel's structure whose extra bytes are not all zero:
+//!   `E2BIG` (an older kernel cannot honour a newer caller's request);
+//! - a flags word with a bit the command does not know: `EOPNOTSUPP`;
+//! - a command number this table does not have: `ENOTTY`.
+//!
+//! A handler receives the structure in kernel memory, zero-filled past the
+//! caller's size, and answers through [`Ucmd::respond`], which copies back no
+//! more than the caller's size.
+
+use core::mem::{offset_of, size_of};
+use kernel::ioctl::{_IOC_NR, _IO};
+use kernel::prelude::*;
+use kernel::sync::atomic::{Atomic, Relaxed};
+use kernel::uaccess::{UserPtr, UserSlice};
+
+use crate::ctx::Ctx;
+use crate::uapi::{self, Pod};
+use crate::{ioas, object};
+
+/// One command in flight: the caller's structure and where it came from.
+pub(crate) struct Ucmd<'a, T: Pod> {
+    pub(crate) ctx: &'a Ctx,
+    op: &'a Op,
+    ubuf: usize,
+    user_size: usize,
+    pub(crate) cmd: T,
+}
+
+impl<T: Pod> Ucmd<'_, T> {
+    /// Copies the (updated) command back to the caller, truncated to the
+    /// size the caller passed in.
+    pub(crate) fn respond(&self) -> Result {
+        let len = self.user_size.min(size_of::<T>());
+        UserSlice::new(UserPtr::from_addr(self.ubuf), len)
+            .writer()
+            .write_slice(&self.cmd.as_bytes()[..len])
+    }
+}
+
+type Exec = fn(&Ctx, usize, usize, &Op) -> Result;
+
+/// An entry of the table.
+pub(crate) struct Op {
+    /// The uAPI structure's name, for the kernel log.
+    name: &'static str,
+    /// Whether the log has said that this command is not implemented.
+    warned: Atomic<bool>,
+    /// The full ioctl number, as `_IO(IOMMUFD_TYPE, nr)`.
+    cmd: u32,
+    /// Size of the kernel's structure.
+    size: usize,
+    /// End of the last field every caller must pass.
+    min_size: usize,
+    /// For commands whose second `u32` is a flags word: the bits it knows.
+    flags: Option<u32>,
+    exec: Exec,
+}
+
+/// `offsetofend()`: the end of a field, at compile time.
+macro_rules! offset_of_end {
+    ($t:ty, $f:ident) => {{
+        const fn field_size<T, F>(_: fn(&T) -> &F) -> usize {
+            size_of::<F>()
+        }
+        offset_of!($t, $f) + field_size::<$t, _>(|s| &s.$f)
+    }};
+}
+
+const fn iommufd_cmd(nr: u32) -> u32 {
+    _IO(uapi::IOMMUFD_TYPE as u32, nr)
+}
+
+/// `ioctl_op!(NR, struct, last mandatory field, handler [, flags: valid bits])`
+macro_rules! ioctl_op {
+    ($nr:expr, $t:ident, $last:ident, $handler:path) => {
+        ioctl_op!(@op $nr, $t, $last, $handler, None)
+    };
+    ($nr:expr, $t:ident, $last:ident, $handler:path, flags: $valid:expr) => {{
+        const _: () = assert!(offset_of!(uapi::$t, flags) == 4);
+        ioctl_op!(@op $nr, $t, $last, $handler, Some($valid))
+    }};
+    (@op $nr:expr, $t:ident, $last:ident, $handler:path, $flags:expr) => {
+        Op {
+            name: stringify!($t),
+            warned: Atomic::new(false),
+            cmd: iommufd_cmd($nr),
+            size: size_of::<uapi::$t>(),
+            min_size: offset_of_end!(uapi::$t, $last),
+            flags: $flags,
+            exec: |ctx, ubuf, user_size, op| run::<uapi::$t>(ctx, ubuf, user_size, op, $handler),
+        }
+    };
+}
+
+/// A command the module knows the layout of but does not implement yet.
+fn not_implemented<T: Pod>(ucmd: &mut Ucmd<'_, T>) -> Result {
+    if !ucmd.op.warned.xchg(true, Relaxed) {
+        pr_notice!("{}: not implemented yet, failing with EOPNOTSUPP\n", ucmd.op.name);
+    }
+    Err(EOPNOTSUPP)
+}
+
+use uapi::*;
+static OPS: [Op; 22] = [
+    ioctl_op!(IOMMUFD_CMD_DESTROY, iommu_destroy, id, object::destroy_ioctl),
+    ioctl_op!(IOMMUFD_CMD_IOAS_ALLOC, iommu_ioas_alloc, out_ioas_id, ioas::alloc_ioctl,
+              flags: 0),
+    ioctl_op!(IOMMUFD_CMD_IOAS_ALLOW_IOVAS, iommu_ioas_allow_iovas, allowed_iovas,
+              not_implemented),
+    ioctl_op!(IOMMUFD_CMD_IOAS_COPY, iommu_ioas_copy, src_iova, not_implemented),
+    ioctl_op!(IOMMUFD_CMD_IOAS_IOVA_RANGES, iommu_ioas_iova_ranges, out_iova_alignment,
+              ioas::iova_ranges_ioctl),
+    ioctl_op!(IOMMUFD_CMD_IOAS_MAP, iommu_ioas_map, iova, not_implemented),
+    ioctl_op!(IOMMUFD_CMD_IOAS_UNMAP, iommu_ioas_unmap, length, not_implemented),
+    ioctl_op!(IOMMUFD_CMD_OPTION, iommu_option, val64, not_implemented),
+    ioctl_op!(IOMMUFD_CMD_VFIO_IOAS, iommu_vfio_ioas, __reserved, not_implemented),
+    ioctl_op!(IOMMUFD_CMD_HWPT_ALLOC, iommu_hwpt_alloc, __reserved, not_implemented),
+    ioctl_op!(IOMMUFD_CMD_GET_HW_INFO, iommu_hw_info, __reserved, not_implemented),
+    ioctl_op!(IOMMUFD_CMD_HWPT_SET_DIRTY_TRACKING, iommu_hwpt_set_dirty_tracking, __reserved,
+              not_implemented),
+    ioctl_op!(IOMMUFD_CMD_HWPT_GET_DIRTY_BITMAP, iommu_hwpt_get_dirty_bitmap, data,
+              not_implemented),
+    ioctl_op!(IOMMUFD_CMD_HWPT_INVALIDATE, iommu_hwpt_invalidate, __reserved, not_implemented),
+    ioctl_op!(IOMMUFD_CMD_FAULT_QUEUE_ALLOC, iommu_fault_alloc, out_fault_fd, not_implemented),
+    ioctl_op!(IOMMUFD_CMD_IOAS_MAP_FILE, iommu_ioas_map_file, iova, not_implemented),
+    ioctl_op!(IOMMUFD_CMD_VIOMMU_ALLOC, iommu_viommu_alloc, out_viommu_id, not_implemented),
+    ioctl_op!(IOMMUFD_CMD_VDEVICE_ALLOC, iommu_vdevice_alloc, virt_id, not_implemented),
+    ioctl_op!(IOMMUFD_CMD_IOAS_CHANGE_PROCESS, iommu_ioas_change_process, __reserved,
+              not_implemented),
+    ioctl_op!(IOMMUFD_CMD_VEVENTQ_ALLOC, iommu_veventq_alloc, out_veventq_fd, not_implemented),
+    ioctl_op!(IOMMUFD_CMD_HW_QUEUE_ALLOC, iommu_hw_queue_alloc, length, not_implemented),
+    ioctl_op!(IOMMUFD_CMD_IOAS_NOIOMMU_GET_PA, iommu_ioas_noiommu_get_pa, out_phys,
+              not_implemented),
+];
+
+/// Checks that the `len` bytes at `uptr` are all zero: `E2BIG` if not.
+fn check_zeroed_user(uptr: usize, len: usize) -> Result {
+    let mut reader = UserSlice::new(UserPtr::from_addr(uptr), len).reader();
+    let mut chunk = [0u8; 64];
+    while !reader.is_empty() {
+        let n = reader.len().min(chunk.len());
+        reader.read_slice(&mut chunk[..n])?;
+        if chunk[..n].iter().any(|&b| b != 0) {
+            return Err(E2BIG);
+        }
+    }
+    Ok(())
+}
+
+/// Copies in the structure of `op`, applies the extensible-struct rules and
+/// runs `handler`.
+fn run<T: Pod>(
+    ctx: &Ctx,
+    ubuf: usize,
+    user_size: usize,
+    op: &Op,
+    handler: fn(&mut Ucmd<'_, T>) -> Result,
+) -> Result {
+    if user_size < op.min_size {
+        return Err(EINVAL);
+    }
+    let mut cmd = T::default();
+    let len = user_size.min(op.size);
+    UserSlice::new(UserPtr::from_addr(ubuf), len)
+        .reader()
+        .read_slice(&mut cmd.as_bytes_mut()[..len])?;
+    if user_size > op.size {
+        check_zeroed_user(ubuf + op.size, user_size - op.size)?;
+    }
+    if let Some(valid) = op.flags {
+        let b = cmd.as_bytes();
+        let flags = u32::from_ne_bytes([b[4], b[5], b[6], b[7]]);
+        if flags & !valid != 0 {
+            return Err(EOPNOTSUPP);
+        }
+    }
+    handler(&mut Ucmd {
+        ctx,
+        op,
+        ubuf,
+        user_size,
+        cmd,
+    })
+}
+
+/// Entry point of `ioctl(2)` on `/dev/iommu`.
+pub(crate) fn dispatch(ctx: &Ctx, cmd: u32, arg: usize) -> Result<isize> {
+    let nr = _IOC_NR(cmd);
+    let op = OPS
+        .iter()
+        .find(|op| _IOC_NR(op.cmd) == nr)
+        .ok_or(ENOTTY)?;
+    let user_size = UserSlice::new(UserPtr::from_addr(arg), size_of::<u32>())
+        .reader()
+        .read::<u32>()?;
+    if op.cmd != cmd {
+        return Err(ENOTTY);
+    }
+    (op.exec)(ctx, arg, user_size as usize, op)?;
+    Ok(0)
+}
+
+#[kunit_tests(iommufd_rs_ucmd)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_consistent() {
+        for (i, a) in OPS.iter().enumerate() {
+            // Every entry is a distinct command of the iommufd ioctl type.
+            assert_eq!(kernel::ioctl::_IOC_TYPE(a.cmd), uapi::IOMMUFD_TYPE as u32);
+            for b in &OPS[i + 1..] {
+                assert_ne!(_IOC_NR(a.cmd), _IOC_NR(b.cmd));
+            }
+            // The mandatory part fits in the structure and covers `size`.
+            assert!(a.min_size >= size_of::<u32>());
+            assert!(a.min_size <= a.size);
+        }
+    }
+
+    #[test]
+    fn minimum_sizes_match_the_uapi() {
+        // offsetofend() of the last mandatory field, as the uAPI defines it.
+        let min = |nr| OPS.iter().find(|op| _IOC_NR(op.cmd) == nr).unwrap().min_size;
+        assert_eq!(min(IOMMUFD_CMD_DESTROY), 8);
+        assert_eq!(min(IOMMUFD_CMD_IOAS_ALLOC), 12);
+        assert_eq!(min(IOMMUFD_CMD_IOAS_IOVA_RANGES), 32);
+        assert_eq!(min(IOMMUFD_CMD_IOAS_MAP), 40);
+        assert_eq!(min(IOMMUFD_CMD_IOAS_UNMAP), 24);
+        assert_eq!(min(IOMMUFD_CMD_OPTION), 24);
+        assert_eq!(min(IOMMUFD_CMD_VFIO_IOAS), 12);
+    }
+}

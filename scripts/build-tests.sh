@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Build the test programs as static binaries into $OUT/tests:
+#   - the upstream selftests tools/testing/selftests/{iommu,vfio} of the
+#     kernel tree we build against;
+#   - our own selftests (tools/testing/selftests/iommu) and the demo.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+[ -d "$HDRS/include" ] || die "kernel headers are not installed yet (run scripts/build-kernel.sh)"
+T=$OUT/tests
+mkdir -p "$T" "$CACHE/selftests/iommu" "$CACHE/selftests/vfio"
+khdr="-isystem $HDRS/include"
+
+log "building the upstream iommu selftests"
+make -s -C "$SRC/tools/testing/selftests/iommu" OUTPUT="$CACHE/selftests/iommu" \
+	LDFLAGS=-static KHDR_INCLUDES="$khdr" >/dev/null
+cp "$CACHE/selftests/iommu/iommufd" "$CACHE/selftests/iommu/iommufd_fail_nth" "$T/"
+
+log "building the upstream vfio selftests"
+make -s -C "$SRC/tools/testing/selftests/vfio" OUTPUT="$CACHE/selftests/vfio" \
+	LDFLAGS="-static -pthread" KHDR_INCLUDES="$khdr" >/dev/null
+for f in "$CACHE"/selftests/vfio/vfio_*; do
+	[ -f "$f" ] && [ -x "$f" ] && cp "$f" "$T/"
+done
+
+log "building our selftests and the demo"
+make -s -C "$TOP/tools/testing/selftests/iommu" OUTPUT="$T" \
+	SELFTESTS="$SRC/tools/testing/selftests" KHDR_INCLUDES="$khdr"

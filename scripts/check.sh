@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Static checks: rustfmt, clippy (make CLIPPY=1) and checkpatch on the C shim.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+rc=0
+log "rustfmt"
+mapfile -t rs < <(cd "$TOP" && git ls-files '*.rs')
+rustfmt --edition 2021 --config-path "$SRC/.rustfmt.toml" --check "${rs[@]/#/$TOP/}" || rc=1
+
+log "clippy"
+CLIPPY=1 "$TOP/scripts/build-module.sh" 2>&1 | tee "$CACHE/clippy.log"
+if grep -qE '^(warning|error)' "$CACHE/clippy.log"; then rc=1; fi
+
+log "checkpatch (C shim)"
+mapfile -t cs < <(cd "$TOP" && git ls-files 'drivers/*.c' 'drivers/*.h')
+"$SRC/scripts/checkpatch.pl" --no-tree --strict --terse -f "${cs[@]/#/$TOP/}" || rc=1
+exit $rc

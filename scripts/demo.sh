@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# The main job: build what is missing, boot the VM, load the Rust iommufd and
+# show it working.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+"$TOP/scripts/build.sh"
+IMPL=${IMPL:-rs} "$TOP/scripts/vm/run.sh" demo
+res=$CACHE/vm/demo.results
+echo
+sed -n '/^### BEGIN/,$p' "$res" | grep -v '^### DONE'
+grep -q '^### END rs demo rc=0' "$res" || die "the demo failed (kernel log: $CACHE/vm/demo.console)"

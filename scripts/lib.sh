@@ -1,0 +1,26 @@
+# SPDX-License-Identifier: GPL-2.0
+# Common settings for the build and VM scripts.  Sourced, not executed.
+#
+# Every generated file lives under $CACHE (outside the repository) so that a
+# fresh clone stays clean and incremental builds survive `git clean`.
+
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE=${IOMMUFD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/iommufd-rs}
+KVER_WANT=7.3
+PRISTINE=$CACHE/linux-pristine # unpacked 7.3 tree, never modified
+SRC=$CACHE/linux-src         # hard-linked copy of it with our patches applied
+KOBJ=$CACHE/linux-build      # O= build directory of the patched kernel
+HDRS=$CACHE/headers          # headers_install output for the selftests
+MOD_OUT=$CACHE/module        # out-of-tree build dir of our iommufd.ko
+OUT=$CACHE/out               # stable, documented artifacts
+LLVM_SUFFIX=-19
+JOBS=${JOBS:-$(( $(nproc) + 1 ))}
+
+export PATH="$HOME/.cargo/bin:$PATH"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+kmake() {
+	make -C "$SRC" O="$KOBJ" LLVM=$LLVM_SUFFIX -j"$JOBS" "$@"
+}

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Boot the test VM and run one job in it.
+#   run.sh JOB            JOB: demo | test
+#   IMPL=rs|c|both        which iommufd the job loads (test default: both)
+#   IOMMU=intel|amd       the virtual IOMMU (default intel)
+#   VM_TIMEOUT=seconds    the whole run, boot to power-off (default 1200)
+# The kernel log goes to $CACHE/vm/JOB.console, the results to $CACHE/vm/JOB.results.
+set -euo pipefail
+. "$(dirname "$0")/../lib.sh"
+
+job=${1:?usage: run.sh demo|test}
+case "$job" in
+demo) impl=${IMPL:-rs} ;;
+test) impl=${IMPL:-both} ;;
+*) die "unknown job '$job' (demo or test)" ;;
+esac
+case "$impl" in rs | c | both) ;; *) die "IMPL must be rs, c or both" ;; esac
+iommu=${IOMMU:-intel}
+timeout_s=${VM_TIMEOUT:-1200}
+
+for f in bzImage initramfs.cpio.gz; do
+	[ -f "$OUT/$f" ] || die "$OUT/$f is missing: build first (make all)"
+done
+
+case "$iommu" in
+intel)
+	iommu_dev=(-device intel-iommu,intremap=on,caching-mode=on)
+	iommu_arg="intel_iommu=on"
+	;;
+amd)
+	iommu_dev=(-device amd-iommu,intremap=on)
+	iommu_arg="amd_iommu=on"
+	;;
+*) die "IOMMU must be intel or amd" ;;
+esac
+
+dir=$CACHE/vm
+mkdir -p "$dir"
+con=$dir/$job.console
+res=$dir/$job.results
+: >"$con"
+: >"$res"
+
+cmdline="console=ttyS0 $iommu_arg iommu.strict=1 hugepages=128 panic=-1 oops=panic"
+cmdline+=" panic_on_warn=0 loglevel=6 iommufd.job=$job iommufd.impl=$impl"
+
+log "booting the VM ($job, impl=$impl, $iommu IOMMU, timeout ${timeout_s}s)"
+set +e
+timeout --foreground -k 10 "$timeout_s" \
+	qemu-system-x86_64 -nodefaults -no-user-config -nographic -no-reboot \
+	-accel tcg -cpu max -smp 2 -m 2G \
+	-machine q35,kernel-irqchip=split "${iommu_dev[@]}" \
+	-device igb \
+	-kernel "$OUT/bzImage" -initrd "$OUT/initramfs.cpio.gz" \
+	-append "$cmdline" \
+	-serial "file:$con" -serial "file:$res" -monitor none </dev/null
+qrc=$?
+set -e
+
+if [ $qrc -eq 124 ] || [ $qrc -eq 137 ]; then
+	echo "error: the VM did not finish within ${timeout_s}s; its last console lines:" >&2
+	tail -n 40 "$con" >&2
+fi
+if ! grep -q '^### DONE' "$res"; then
+	echo "error: the VM stopped before the job finished (qemu exit $qrc); last console lines:" >&2
+	tail -n 40 "$con" >&2
+fi
+exit 0

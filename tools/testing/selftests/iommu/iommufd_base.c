@@ -1,0 +1,290 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The base of the /dev/iommu uAPI: the rules every command follows
+ * (extensible structures, flags, unknown commands), the object IDs, and the
+ * IOAS commands that need no memory.  Every test asserts upstream behaviour,
+ * so the suite passes on the stock C iommufd as well as on ours.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <linux/iommufd.h>
+
+#include "kselftest_harness.h"
+
+#define offsetofend(t, m) (offsetof(t, m) + sizeof(((t *)0)->m))
+
+#define EXPECT_ERRNO(expected, cmd)                \
+	({                                         \
+		ASSERT_EQ(-1, cmd);                \
+		EXPECT_EQ(expected, errno);        \
+	})
+
+static int ioas_alloc(int fd, __u32 *id)
+{
+	struct iommu_ioas_alloc cmd = { .size = sizeof(cmd) };
+	int rc = ioctl(fd, IOMMU_IOAS_ALLOC, &cmd);
+
+	if (!rc)
+		*id = cmd.out_ioas_id;
+	return rc;
+}
+
+static int destroy(int fd, __u32 id)
+{
+	struct iommu_destroy cmd = { .size = sizeof(cmd), .id = id };
+
+	return ioctl(fd, IOMMU_DESTROY, &cmd);
+}
+
+FIXTURE(base)
+{
+	int fd;
+};
+
+FIXTURE_SETUP(base)
+{
+	self->fd = open("/dev/iommu", O_RDWR);
+	ASSERT_LE(0, self->fd);
+}
+
+FIXTURE_TEARDOWN(base)
+{
+	close(self->fd);
+}
+
+/* Command numbers outside the table, or a known number with other bits. */
+TEST_F(base, unknown_commands)
+{
+	struct iommu_destroy cmd = { .size = sizeof(cmd) };
+
+	EXPECT_ERRNO(ENOTTY, ioctl(self->fd, _IO(IOMMUFD_TYPE, 0x7f), &cmd));
+	EXPECT_ERRNO(ENOTTY, ioctl(self->fd, _IO(IOMMUFD_TYPE, 0xff), &cmd));
+	EXPECT_ERRNO(ENOTTY, ioctl(self->fd,
+				   _IOW(IOMMUFD_TYPE, IOMMUFD_CMD_DESTROY, __u32),
+				   &cmd));
+}
+
+TEST_F(base, bad_pointer)
+{
+	EXPECT_ERRNO(EFAULT, ioctl(self->fd, IOMMU_DESTROY, NULL));
+	EXPECT_ERRNO(EFAULT, ioctl(self->fd, IOMMU_IOAS_ALLOC, (void *)8));
+}
+
+/*
+ * The extensible-struct rules on a command with a flags word and an output:
+ * shorter than the mandatory part fails, a longer structure with a zero tail
+ * works, a non-zero tail is E2BIG, and unknown flags are EOPNOTSUPP.
+ */
+TEST_F(base, extensible_struct)
+{
+	struct {
+		struct iommu_ioas_alloc cmd;
+		__u8 tail[13];
+	} buf;
+
+	memset(&buf, 0, sizeof(buf));
+	buf.cmd.size = offsetofend(struct iommu_ioas_alloc, out_ioas_id) - 1;
+	EXPECT_ERRNO(EINVAL, ioctl(self->fd, IOMMU_IOAS_ALLOC, &buf));
+
+	buf.cmd.size = sizeof(buf);
+	ASSERT_EQ(0, ioctl(self->fd, IOMMU_IOAS_ALLOC, &buf));
+	EXPECT_NE(0, buf.cmd.out_ioas_id);
+	EXPECT_EQ(0, destroy(self->fd, buf.cmd.out_ioas_id));
+
+	buf.tail[12] = 1;
+	EXPECT_ERRNO(E2BIG, ioctl(self->fd, IOMMU_IOAS_ALLOC, &buf));
+	buf.tail[12] = 0;
+
+	buf.cmd.flags = 1;
+	EXPECT_ERRNO(EOPNOTSUPP, ioctl(self->fd, IOMMU_IOAS_ALLOC, &buf));
+	buf.cmd.flags = 1u << 31;
+	EXPECT_ERRNO(EOPNOTSUPP, ioctl(self->fd, IOMMU_IOAS_ALLOC, &buf));
+}
+
+/* The answer is written back no further than the caller's size. */
+TEST_F(base, respond_stays_within_size)
+{
+	struct {
+		struct iommu_ioas_iova_ranges cmd;
+		__u64 canary;
+	} buf;
+	__u32 id;
+
+	ASSERT_EQ(0, ioas_alloc(self->fd, &id));
+	memset(&buf, 0, sizeof(buf));
+	buf.cmd.size = sizeof(buf.cmd);
+	buf.cmd.ioas_id = id;
+	buf.canary = 0;
+	EXPECT_ERRNO(EMSGSIZE, ioctl(self->fd, IOMMU_IOAS_IOVA_RANGES, &buf));
+	EXPECT_EQ(1, buf.cmd.num_iovas);
+	EXPECT_EQ(0, buf.canary);
+}
+
+TEST_F(base, ids)
+{
+	__u32 a, b, c, d;
+
+	ASSERT_EQ(0, ioas_alloc(self->fd, &a));
+	ASSERT_EQ(0, ioas_alloc(self->fd, &b));
+	ASSERT_EQ(0, ioas_alloc(self->fd, &c));
+	EXPECT_NE(0, a);
+	EXPECT_NE(a, b);
+	EXPECT_NE(b, c);
+	EXPECT_NE(a, c);
+
+	EXPECT_ERRNO(ENOENT, destroy(self->fd, 0));
+	EXPECT_EQ(0, destroy(self->fd, b));
+	EXPECT_ERRNO(ENOENT, destroy(self->fd, b));
+
+	/* The freed ID is the lowest free one and is handed out again. */
+	ASSERT_EQ(0, ioas_alloc(self->fd, &d));
+	EXPECT_EQ(b, d);
+
+	EXPECT_ERRNO(ENOENT, destroy(self->fd, UINT32_MAX));
+	EXPECT_ERRNO(ENOENT, destroy(self->fd, c + 1000));
+}
+
+/* Objects belong to the context that made them. */
+TEST_F(base, ids_are_per_context)
+{
+	int other = open("/dev/iommu", O_RDWR);
+	__u32 id;
+
+	ASSERT_LE(0, other);
+	ASSERT_EQ(0, ioas_alloc(self->fd, &id));
+	EXPECT_ERRNO(ENOENT, destroy(other, id));
+	EXPECT_EQ(0, destroy(self->fd, id));
+	close(other);
+}
+
+/* Closing a context with live objects destroys them. */
+TEST_F(base, close_with_objects)
+{
+	int i, fd = open("/dev/iommu", O_RDWR);
+	__u32 id;
+
+	ASSERT_LE(0, fd);
+	for (i = 0; i < 1000; i++)
+		ASSERT_EQ(0, ioas_alloc(fd, &id));
+	EXPECT_EQ(0, close(fd));
+}
+
+/*
+ * A command whose answer cannot be written back creates nothing: the ID it
+ * would have returned is still free afterwards.
+ */
+TEST_F(base, alloc_copy_out_fails)
+{
+	struct iommu_ioas_alloc *ro;
+	__u32 id, next;
+
+	ASSERT_EQ(0, ioas_alloc(self->fd, &id));
+	ro = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+		  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, ro);
+	ro->size = sizeof(*ro);
+	ASSERT_EQ(0, mprotect(ro, 4096, PROT_READ));
+	EXPECT_ERRNO(EFAULT, ioctl(self->fd, IOMMU_IOAS_ALLOC, ro));
+	munmap(ro, 4096);
+
+	EXPECT_ERRNO(ENOENT, destroy(self->fd, id + 1));
+	ASSERT_EQ(0, ioas_alloc(self->fd, &next));
+	EXPECT_EQ(id + 1, next);
+}
+
+TEST_F(base, iova_ranges)
+{
+	struct iommu_iova_range ranges[2];
+	struct iommu_ioas_iova_ranges cmd = {
+		.size = sizeof(cmd),
+		.num_iovas = 2,
+		.allowed_iovas = (uintptr_t)ranges,
+	};
+	__u32 id;
+
+	ASSERT_EQ(0, ioas_alloc(self->fd, &id));
+
+	/* No domain, no reservation: the whole IOVA space, any alignment. */
+	memset(ranges, 0xa5, sizeof(ranges));
+	cmd.ioas_id = id;
+	ASSERT_EQ(0, ioctl(self->fd, IOMMU_IOAS_IOVA_RANGES, &cmd));
+	EXPECT_EQ(1, cmd.num_iovas);
+	EXPECT_EQ(1, cmd.out_iova_alignment);
+	EXPECT_EQ(0, ranges[0].start);
+	EXPECT_EQ(UINT64_MAX, ranges[0].last);
+	/* Only the ranges reported are written. */
+	EXPECT_EQ(0xa5a5a5a5a5a5a5a5ULL, ranges[1].start);
+
+	/* Too small an array: the count comes back with EMSGSIZE. */
+	cmd.num_iovas = 0;
+	cmd.out_iova_alignment = 0;
+	EXPECT_ERRNO(EMSGSIZE, ioctl(self->fd, IOMMU_IOAS_IOVA_RANGES, &cmd));
+	EXPECT_EQ(1, cmd.num_iovas);
+	EXPECT_EQ(1, cmd.out_iova_alignment);
+
+	/* A bad array pointer with room in it. */
+	cmd.num_iovas = 1;
+	cmd.allowed_iovas = 8;
+	EXPECT_ERRNO(EFAULT, ioctl(self->fd, IOMMU_IOAS_IOVA_RANGES, &cmd));
+	cmd.allowed_iovas = (uintptr_t)ranges;
+
+	cmd.__reserved = 1;
+	EXPECT_ERRNO(EOPNOTSUPP, ioctl(self->fd, IOMMU_IOAS_IOVA_RANGES, &cmd));
+	cmd.__reserved = 0;
+
+	cmd.ioas_id = id + 1;
+	EXPECT_ERRNO(ENOENT, ioctl(self->fd, IOMMU_IOAS_IOVA_RANGES, &cmd));
+	cmd.ioas_id = 0;
+	EXPECT_ERRNO(ENOENT, ioctl(self->fd, IOMMU_IOAS_IOVA_RANGES, &cmd));
+}
+
+/* Every command of the table applies the size rules before anything else. */
+TEST_F(base, every_command_checks_its_size)
+{
+#define SHORT(_struct, _ioctl, _last)                                        \
+	do {                                                                 \
+		struct {                                                     \
+			struct _struct cmd;                                  \
+			__u8 extra;                                          \
+		} buf;                                                       \
+		memset(&buf, 0, sizeof(buf));                                \
+		buf.cmd.size = offsetofend(struct _struct, _last) - 1;       \
+		EXPECT_ERRNO(EINVAL, ioctl(self->fd, _ioctl, &buf));         \
+		buf.cmd.size = sizeof(buf.cmd) + 1;                          \
+		buf.extra = 1;                                               \
+		EXPECT_ERRNO(E2BIG, ioctl(self->fd, _ioctl, &buf));          \
+	} while (0)
+
+	SHORT(iommu_destroy, IOMMU_DESTROY, id);
+	SHORT(iommu_ioas_alloc, IOMMU_IOAS_ALLOC, out_ioas_id);
+	SHORT(iommu_ioas_allow_iovas, IOMMU_IOAS_ALLOW_IOVAS, allowed_iovas);
+	SHORT(iommu_ioas_copy, IOMMU_IOAS_COPY, src_iova);
+	SHORT(iommu_ioas_iova_ranges, IOMMU_IOAS_IOVA_RANGES, out_iova_alignment);
+	SHORT(iommu_ioas_map, IOMMU_IOAS_MAP, iova);
+	SHORT(iommu_ioas_unmap, IOMMU_IOAS_UNMAP, length);
+	SHORT(iommu_option, IOMMU_OPTION, val64);
+	SHORT(iommu_vfio_ioas, IOMMU_VFIO_IOAS, __reserved);
+	SHORT(iommu_hwpt_alloc, IOMMU_HWPT_ALLOC, __reserved);
+	SHORT(iommu_hw_info, IOMMU_GET_HW_INFO, __reserved);
+	SHORT(iommu_hwpt_set_dirty_tracking, IOMMU_HWPT_SET_DIRTY_TRACKING,
+	      __reserved);
+	SHORT(iommu_hwpt_get_dirty_bitmap, IOMMU_HWPT_GET_DIRTY_BITMAP, data);
+	SHORT(iommu_hwpt_invalidate, IOMMU_HWPT_INVALIDATE, __reserved);
+	SHORT(iommu_fault_alloc, IOMMU_FAULT_QUEUE_ALLOC, out_fault_fd);
+	SHORT(iommu_ioas_map_file, IOMMU_IOAS_MAP_FILE, iova);
+	SHORT(iommu_viommu_alloc, IOMMU_VIOMMU_ALLOC, out_viommu_id);
+	SHORT(iommu_vdevice_alloc, IOMMU_VDEVICE_ALLOC, virt_id);
+	SHORT(iommu_ioas_change_process, IOMMU_IOAS_CHANGE_PROCESS, __reserved);
+	SHORT(iommu_veventq_alloc, IOMMU_VEVENTQ_ALLOC, out_veventq_fd);
+	SHORT(iommu_hw_queue_alloc, IOMMU_HW_QUEUE_ALLOC, length);
+	SHORT(iommu_ioas_noiommu_get_pa, IOMMU_IOAS_NOIOMMU_GET_PA, out_phys);
+#undef SHORT
+}
+
+TEST_HARNESS_MAIN
