@@ -140,12 +140,12 @@ def main():
                         if fixture_of(t) == fx:
                             c[v] += 1
                             totals[impl][v] += 1
-                    row += f"{c['pass']:>8}/{c['fail']}/{c['skip']:<4}".rjust(16)
+                    row += f"{c['pass']}/{c['fail']}/{c['skip']}".rjust(16)
                 print(row)
         row = f"{'total':<44}"
         for impl in impls:
             t = totals[impl]
-            row += f"{t['pass']:>8}/{t['fail']}/{t['skip']:<4}".rjust(16)
+            row += f"{t['pass']}/{t['fail']}/{t['skip']}".rjust(16)
         print(row)
         for impl in impls:
             t = totals[impl]
@@ -167,6 +167,11 @@ def main():
         rc = sections[("rs", suite)]["rc"]
         if suite != "kunit" and rc != 0:
             verdict[f"{suite}: exit status {rc}"] = False
+    for suite in OURS:
+        for t, v in tests.get(("c", suite), {}).items():
+            if v != "pass":
+                print(f"note: our {suite}: {t} does not pass on the C module: "
+                      "it may assert something upstream does not do")
     for suite, test in must_pass:
         v = tests.get(("rs", suite), {}).get(test, "missing")
         verdict[f"{suite}: {test} (must pass)"] = (v == "pass")

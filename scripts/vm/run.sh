@@ -43,7 +43,7 @@ res=$dir/$job.results
 : >"$res"
 
 cmdline="console=ttyS0 $iommu_arg iommu.strict=1 hugepages=128 panic=-1 oops=panic"
-cmdline+=" panic_on_warn=0 loglevel=6 iommufd.job=$job iommufd.impl=$impl"
+cmdline+=" loglevel=6 kunit.filter_glob=iommufd_rs_* iommufd.job=$job iommufd.impl=$impl"
 
 log "booting the VM ($job, impl=$impl, $iommu IOMMU, timeout ${timeout_s}s)"
 set +e
@@ -51,7 +51,7 @@ timeout --foreground -k 10 "$timeout_s" \
 	qemu-system-x86_64 -nodefaults -no-user-config -nographic -no-reboot \
 	-accel tcg -cpu max -smp 2 -m 2G \
 	-machine q35,kernel-irqchip=split "${iommu_dev[@]}" \
-	-device igb \
+	-netdev user,id=n0,restrict=on -device igb,netdev=n0 \
 	-kernel "$OUT/bzImage" -initrd "$OUT/initramfs.cpio.gz" \
 	-append "$cmdline" \
 	-serial "file:$con" -serial "file:$res" -monitor none </dev/null

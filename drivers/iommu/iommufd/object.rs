@@ -20,7 +20,7 @@ use core::ops::Deref;
 use kernel::id_pool::IdPool;
 use kernel::new_mutex;
 use kernel::prelude::*;
-use kernel::rbtree::{RBTree, RBTreeNodeReservation};
+use kernel::rbtree::{RBTree, RBTreeNode, RBTreeNodeReservation};
 use kernel::sync::{Arc, Mutex};
 
 use crate::ioas::Ioas;
@@ -31,12 +31,6 @@ use crate::ucmd::Ucmd;
 pub(crate) struct Object<T> {
     id: u32,
     data: T,
-}
-
-impl<T> Object<T> {
-    pub(crate) fn id(&self) -> u32 {
-        self.id
-    }
 }
 
 impl<T> Deref for Object<T> {
@@ -171,20 +165,12 @@ impl ObjectTable {
         loop {
             let mut destroyed = 0;
             let mut next = 0u32;
-            loop {
-                let mut inner = self.inner.lock();
-                let Some(id) = Self::next_unused(&inner.map, next) else {
-                    break;
-                };
-                let node = inner.map.remove_node(&id);
-                inner.ids.release_id(id as usize);
-                drop(inner);
+            while let Some(node) = self.remove_next_unused(&mut next) {
+                // Torn down outside the lock, as in `destroy`.
                 drop(node);
                 destroyed += 1;
-                next = id + 1;
             }
-            let left = !self.inner.lock().map.is_empty();
-            if !left {
+            if self.inner.lock().map.is_empty() {
                 return;
             }
             if destroyed == 0 {
@@ -196,16 +182,19 @@ impl ObjectTable {
         }
     }
 
-    /// The first object at or after `from` with no user but the table.
-    fn next_unused(map: &RBTree<u32, Entry>, from: u32) -> Option<u32> {
-        let mut cursor = map.cursor_lower_bound(&from)?;
-        loop {
-            let (id, entry) = cursor.current();
-            if entry.users == 1 {
-                return Some(*id);
-            }
+    /// Unpublishes the first object at or after `*from` that has no user but
+    /// the table, and moves `*from` past it.
+    fn remove_next_unused(&self, from: &mut u32) -> Option<RBTreeNode<u32, Entry>> {
+        let mut inner = self.inner.lock();
+        let mut cursor = inner.map.cursor_lower_bound_mut(from)?;
+        while cursor.current().1.users != 1 {
             cursor = cursor.move_next()?;
         }
+        let id = *cursor.current().0;
+        let (_, node) = cursor.remove_current();
+        inner.ids.release_id(id as usize);
+        *from = id.saturating_add(1);
+        Some(node)
     }
 
     fn put_use(&self, id: u32) {

@@ -13,7 +13,14 @@ pub(crate) use kernel::uapi::{
     iommu_ioas_alloc, iommu_ioas_allow_iovas, iommu_ioas_change_process, iommu_ioas_copy,
     iommu_ioas_iova_ranges, iommu_ioas_map, iommu_ioas_map_file, iommu_ioas_noiommu_get_pa,
     iommu_ioas_unmap, iommu_iova_range, iommu_option, iommu_vdevice_alloc, iommu_veventq_alloc,
-    iommu_vfio_ioas, iommu_viommu_alloc,
+    iommu_vfio_ioas, iommu_viommu_alloc, IOMMUFD_CMD_DESTROY, IOMMUFD_CMD_FAULT_QUEUE_ALLOC,
+    IOMMUFD_CMD_GET_HW_INFO, IOMMUFD_CMD_HWPT_ALLOC, IOMMUFD_CMD_HWPT_GET_DIRTY_BITMAP,
+    IOMMUFD_CMD_HWPT_INVALIDATE, IOMMUFD_CMD_HWPT_SET_DIRTY_TRACKING, IOMMUFD_CMD_HW_QUEUE_ALLOC,
+    IOMMUFD_CMD_IOAS_ALLOC, IOMMUFD_CMD_IOAS_ALLOW_IOVAS, IOMMUFD_CMD_IOAS_CHANGE_PROCESS,
+    IOMMUFD_CMD_IOAS_COPY, IOMMUFD_CMD_IOAS_IOVA_RANGES, IOMMUFD_CMD_IOAS_MAP,
+    IOMMUFD_CMD_IOAS_MAP_FILE, IOMMUFD_CMD_IOAS_NOIOMMU_GET_PA, IOMMUFD_CMD_IOAS_UNMAP,
+    IOMMUFD_CMD_OPTION, IOMMUFD_CMD_VDEVICE_ALLOC, IOMMUFD_CMD_VEVENTQ_ALLOC,
+    IOMMUFD_CMD_VFIO_IOAS, IOMMUFD_CMD_VIOMMU_ALLOC, IOMMUFD_TYPE,
 };
 
 /// A uAPI structure that can be copied from and to user memory as raw bytes.
@@ -25,7 +32,15 @@ pub(crate) use kernel::uapi::{
 /// pattern is a valid value, and its bytes never carry uninitialised memory.
 /// The iommufd uAPI spells out all of its padding as `__reserved` fields,
 /// which is what makes the implementations below sound.
-pub(crate) unsafe trait Pod: Copy + Default + 'static {
+pub(crate) unsafe trait Pod: Copy + 'static {
+    /// The all-zero value.
+    fn zeroed() -> Self {
+        // SAFETY: `Self: Pod`, so the all-zero bit pattern is a valid value.
+        // (Not `Default`: bindgen's `Default` for structures with unions is
+        // an out-of-line function of the uapi crate that modules cannot call.)
+        unsafe { core::mem::zeroed() }
+    }
+
     /// The value as bytes.
     fn as_bytes(&self) -> &[u8] {
         // SAFETY: `Self: Pod`, so all `size_of::<Self>()` bytes behind `self`

@@ -168,7 +168,7 @@ fn run<T: Pod>(
     if user_size < op.min_size {
         return Err(EINVAL);
     }
-    let mut cmd = T::default();
+    let mut cmd = T::zeroed();
     let len = user_size.min(op.size);
     UserSlice::new(UserPtr::from_addr(ubuf), len)
         .reader()
