@@ -24,10 +24,7 @@ impl IoPagetable {
     }
 
     /// Calls `f(start, last)` for each maximal usable IOVA range, in order.
-    pub(crate) fn for_each_usable_range(
-        &self,
-        mut f: impl FnMut(u64, u64) -> Result,
-    ) -> Result {
+    pub(crate) fn for_each_usable_range(&self, mut f: impl FnMut(u64, u64) -> Result) -> Result {
         f(0, u64::MAX)
     }
 }

@@ -45,7 +45,9 @@ pub(crate) unsafe trait Pod: Copy + 'static {
     fn as_bytes(&self) -> &[u8] {
         // SAFETY: `Self: Pod`, so all `size_of::<Self>()` bytes behind `self`
         // are initialised integer bytes; the slice borrows `self`.
-        unsafe { core::slice::from_raw_parts((self as *const Self).cast::<u8>(), size_of::<Self>()) }
+        unsafe {
+            core::slice::from_raw_parts(core::ptr::from_ref(self).cast::<u8>(), size_of::<Self>())
+        }
     }
 
     /// The value as mutable bytes.
@@ -53,7 +55,10 @@ pub(crate) unsafe trait Pod: Copy + 'static {
         // SAFETY: as in `as_bytes`, and any byte pattern written through the
         // slice leaves a valid `Self` behind because `Self: Pod`.
         unsafe {
-            core::slice::from_raw_parts_mut((self as *mut Self).cast::<u8>(), size_of::<Self>())
+            core::slice::from_raw_parts_mut(
+                core::ptr::from_mut(self).cast::<u8>(),
+                size_of::<Self>(),
+            )
         }
     }
 }

@@ -17,7 +17,7 @@
 //! more than the caller's size.
 
 use core::mem::{offset_of, size_of};
-use kernel::ioctl::{_IOC_NR, _IO};
+use kernel::ioctl::{_IO, _IOC_NR};
 use kernel::prelude::*;
 use kernel::sync::atomic::{Atomic, Relaxed};
 use kernel::uaccess::{UserPtr, UserSlice};
@@ -76,71 +76,69 @@ macro_rules! offset_of_end {
 }
 
 const fn iommufd_cmd(nr: u32) -> u32 {
-    _IO(uapi::IOMMUFD_TYPE as u32, nr)
+    _IO(uapi::IOMMUFD_TYPE as u32, nr) // u32::from is not const
 }
 
-/// `ioctl_op!(NR, struct, last mandatory field, handler [, flags: valid bits])`
-macro_rules! ioctl_op {
-    ($nr:expr, $t:ident, $last:ident, $handler:path) => {
-        ioctl_op!(@op $nr, $t, $last, $handler, None)
+/// The table: `NR => struct, last mandatory field, handler [, flags: valid bits];`
+macro_rules! ioctl_table {
+    (@flags $t:ident) => {
+        None
     };
-    ($nr:expr, $t:ident, $last:ident, $handler:path, flags: $valid:expr) => {{
+    (@flags $t:ident, $valid:expr) => {{
         const _: () = assert!(offset_of!(uapi::$t, flags) == 4);
-        ioctl_op!(@op $nr, $t, $last, $handler, Some($valid))
+        Some($valid)
     }};
-    (@op $nr:expr, $t:ident, $last:ident, $handler:path, $flags:expr) => {
-        Op {
+    ($($nr:ident => $t:ident, $last:ident, $handler:path $(, flags: $valid:expr)?;)*) => {
+        [$(Op {
             name: stringify!($t),
             warned: Atomic::new(false),
-            cmd: iommufd_cmd($nr),
+            cmd: iommufd_cmd(uapi::$nr),
             size: size_of::<uapi::$t>(),
             min_size: offset_of_end!(uapi::$t, $last),
-            flags: $flags,
+            flags: ioctl_table!(@flags $t $(, $valid)?),
             exec: |ctx, ubuf, user_size, op| run::<uapi::$t>(ctx, ubuf, user_size, op, $handler),
-        }
+        }),*]
     };
 }
 
 /// A command the module knows the layout of but does not implement yet.
 fn not_implemented<T: Pod>(ucmd: &mut Ucmd<'_, T>) -> Result {
     if !ucmd.op.warned.xchg(true, Relaxed) {
-        pr_notice!("{}: not implemented yet, failing with EOPNOTSUPP\n", ucmd.op.name);
+        pr_notice!(
+            "{}: not implemented yet, failing with EOPNOTSUPP\n",
+            ucmd.op.name
+        );
     }
     Err(EOPNOTSUPP)
 }
 
-use uapi::*;
-static OPS: [Op; 22] = [
-    ioctl_op!(IOMMUFD_CMD_DESTROY, iommu_destroy, id, object::destroy_ioctl),
-    ioctl_op!(IOMMUFD_CMD_IOAS_ALLOC, iommu_ioas_alloc, out_ioas_id, ioas::alloc_ioctl,
-              flags: 0),
-    ioctl_op!(IOMMUFD_CMD_IOAS_ALLOW_IOVAS, iommu_ioas_allow_iovas, allowed_iovas,
-              not_implemented),
-    ioctl_op!(IOMMUFD_CMD_IOAS_COPY, iommu_ioas_copy, src_iova, not_implemented),
-    ioctl_op!(IOMMUFD_CMD_IOAS_IOVA_RANGES, iommu_ioas_iova_ranges, out_iova_alignment,
-              ioas::iova_ranges_ioctl),
-    ioctl_op!(IOMMUFD_CMD_IOAS_MAP, iommu_ioas_map, iova, not_implemented),
-    ioctl_op!(IOMMUFD_CMD_IOAS_UNMAP, iommu_ioas_unmap, length, not_implemented),
-    ioctl_op!(IOMMUFD_CMD_OPTION, iommu_option, val64, not_implemented),
-    ioctl_op!(IOMMUFD_CMD_VFIO_IOAS, iommu_vfio_ioas, __reserved, not_implemented),
-    ioctl_op!(IOMMUFD_CMD_HWPT_ALLOC, iommu_hwpt_alloc, __reserved, not_implemented),
-    ioctl_op!(IOMMUFD_CMD_GET_HW_INFO, iommu_hw_info, __reserved, not_implemented),
-    ioctl_op!(IOMMUFD_CMD_HWPT_SET_DIRTY_TRACKING, iommu_hwpt_set_dirty_tracking, __reserved,
-              not_implemented),
-    ioctl_op!(IOMMUFD_CMD_HWPT_GET_DIRTY_BITMAP, iommu_hwpt_get_dirty_bitmap, data,
-              not_implemented),
-    ioctl_op!(IOMMUFD_CMD_HWPT_INVALIDATE, iommu_hwpt_invalidate, __reserved, not_implemented),
-    ioctl_op!(IOMMUFD_CMD_FAULT_QUEUE_ALLOC, iommu_fault_alloc, out_fault_fd, not_implemented),
-    ioctl_op!(IOMMUFD_CMD_IOAS_MAP_FILE, iommu_ioas_map_file, iova, not_implemented),
-    ioctl_op!(IOMMUFD_CMD_VIOMMU_ALLOC, iommu_viommu_alloc, out_viommu_id, not_implemented),
-    ioctl_op!(IOMMUFD_CMD_VDEVICE_ALLOC, iommu_vdevice_alloc, virt_id, not_implemented),
-    ioctl_op!(IOMMUFD_CMD_IOAS_CHANGE_PROCESS, iommu_ioas_change_process, __reserved,
-              not_implemented),
-    ioctl_op!(IOMMUFD_CMD_VEVENTQ_ALLOC, iommu_veventq_alloc, out_veventq_fd, not_implemented),
-    ioctl_op!(IOMMUFD_CMD_HW_QUEUE_ALLOC, iommu_hw_queue_alloc, length, not_implemented),
-    ioctl_op!(IOMMUFD_CMD_IOAS_NOIOMMU_GET_PA, iommu_ioas_noiommu_get_pa, out_phys,
-              not_implemented),
-];
+#[rustfmt::skip]
+static OPS: [Op; 22] = ioctl_table! {
+    IOMMUFD_CMD_DESTROY => iommu_destroy, id, object::destroy_ioctl;
+    IOMMUFD_CMD_IOAS_ALLOC => iommu_ioas_alloc, out_ioas_id, ioas::alloc_ioctl, flags: 0;
+    IOMMUFD_CMD_IOAS_ALLOW_IOVAS => iommu_ioas_allow_iovas, allowed_iovas, not_implemented;
+    IOMMUFD_CMD_IOAS_COPY => iommu_ioas_copy, src_iova, not_implemented;
+    IOMMUFD_CMD_IOAS_IOVA_RANGES => iommu_ioas_iova_ranges, out_iova_alignment,
+        ioas::iova_ranges_ioctl;
+    IOMMUFD_CMD_IOAS_MAP => iommu_ioas_map, iova, not_implemented;
+    IOMMUFD_CMD_IOAS_UNMAP => iommu_ioas_unmap, length, not_implemented;
+    IOMMUFD_CMD_OPTION => iommu_option, val64, not_implemented;
+    IOMMUFD_CMD_VFIO_IOAS => iommu_vfio_ioas, __reserved, not_implemented;
+    IOMMUFD_CMD_HWPT_ALLOC => iommu_hwpt_alloc, __reserved, not_implemented;
+    IOMMUFD_CMD_GET_HW_INFO => iommu_hw_info, __reserved, not_implemented;
+    IOMMUFD_CMD_HWPT_SET_DIRTY_TRACKING => iommu_hwpt_set_dirty_tracking, __reserved,
+        not_implemented;
+    IOMMUFD_CMD_HWPT_GET_DIRTY_BITMAP => iommu_hwpt_get_dirty_bitmap, data, not_implemented;
+    IOMMUFD_CMD_HWPT_INVALIDATE => iommu_hwpt_invalidate, __reserved, not_implemented;
+    IOMMUFD_CMD_FAULT_QUEUE_ALLOC => iommu_fault_alloc, out_fault_fd, not_implemented;
+    IOMMUFD_CMD_IOAS_MAP_FILE => iommu_ioas_map_file, iova, not_implemented;
+    IOMMUFD_CMD_VIOMMU_ALLOC => iommu_viommu_alloc, out_viommu_id, not_implemented;
+    IOMMUFD_CMD_VDEVICE_ALLOC => iommu_vdevice_alloc, virt_id, not_implemented;
+    IOMMUFD_CMD_IOAS_CHANGE_PROCESS => iommu_ioas_change_process, __reserved, not_implemented;
+    IOMMUFD_CMD_VEVENTQ_ALLOC => iommu_veventq_alloc, out_veventq_fd, not_implemented;
+    IOMMUFD_CMD_HW_QUEUE_ALLOC => iommu_hw_queue_alloc, length, not_implemented;
+    IOMMUFD_CMD_IOAS_NOIOMMU_GET_PA => iommu_ioas_noiommu_get_pa, out_phys, not_implemented;
+};
 
 /// Checks that the `len` bytes at `uptr` are all zero: `E2BIG` if not.
 fn check_zeroed_user(uptr: usize, len: usize) -> Result {
@@ -195,10 +193,7 @@ fn run<T: Pod>(
 /// Entry point of `ioctl(2)` on `/dev/iommu`.
 pub(crate) fn dispatch(ctx: &Ctx, cmd: u32, arg: usize) -> Result<isize> {
     let nr = _IOC_NR(cmd);
-    let op = OPS
-        .iter()
-        .find(|op| _IOC_NR(op.cmd) == nr)
-        .ok_or(ENOTTY)?;
+    let op = OPS.iter().find(|op| _IOC_NR(op.cmd) == nr).ok_or(ENOTTY)?;
     let user_size = UserSlice::new(UserPtr::from_addr(arg), size_of::<u32>())
         .reader()
         .read::<u32>()?;
@@ -217,7 +212,10 @@ mod tests {
     fn table_is_consistent() {
         for (i, a) in OPS.iter().enumerate() {
             // Every entry is a distinct command of the iommufd ioctl type.
-            assert_eq!(kernel::ioctl::_IOC_TYPE(a.cmd), uapi::IOMMUFD_TYPE as u32);
+            assert_eq!(
+                kernel::ioctl::_IOC_TYPE(a.cmd),
+                u32::from(uapi::IOMMUFD_TYPE)
+            );
             for b in &OPS[i + 1..] {
                 assert_ne!(_IOC_NR(a.cmd), _IOC_NR(b.cmd));
             }
@@ -230,7 +228,13 @@ mod tests {
     #[test]
     fn minimum_sizes_match_the_uapi() {
         // offsetofend() of the last mandatory field, as the uAPI defines it.
-        let min = |nr| OPS.iter().find(|op| _IOC_NR(op.cmd) == nr).unwrap().min_size;
+        use uapi::*;
+        let min = |nr| {
+            OPS.iter()
+                .find(|op| _IOC_NR(op.cmd) == nr)
+                .unwrap()
+                .min_size
+        };
         assert_eq!(min(IOMMUFD_CMD_DESTROY), 8);
         assert_eq!(min(IOMMUFD_CMD_IOAS_ALLOC), 12);
         assert_eq!(min(IOMMUFD_CMD_IOAS_IOVA_RANGES), 32);
