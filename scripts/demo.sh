@@ -9,5 +9,8 @@ set -euo pipefail
 IMPL=${IMPL:-rs} "$TOP/scripts/vm/run.sh" demo
 res=$CACHE/vm/demo.results
 echo
-sed -n '/^### BEGIN/,$p' "$res" | grep -v '^### DONE'
+echo "--- the demo, in the VM, on the Rust iommufd:"
+sed -n '/^### BEGIN/,$p' "$res" | grep -v '^###'
+echo "--- what the module logged (its KUnit suites run when it loads):"
+grep -E '\] (iommufd:|    # Subtest: iommufd_rs|# iommufd_rs)' "$CACHE/vm/demo.console" || true
 grep -q '^### END rs demo rc=0' "$res" || die "the demo failed (kernel log: $CACHE/vm/demo.console)"

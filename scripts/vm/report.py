@@ -198,7 +198,7 @@ def main():
     # ran a suite; those are reported, not gated on.
     splats, c_splats, in_impl = [], [], None
     for l in console_lines:
-        m = re.search(r"iommufd-vm: (BEGIN|END) (\S+) (\S+)", l)
+        m = re.search(r"iommufd-res: ### (BEGIN|END) (\S+) (\S+)", l)
         if m:
             in_impl = m.group(2) if m.group(1) == "BEGIN" else None
             continue

@@ -5,7 +5,8 @@
 #   IMPL=rs|c|both        which iommufd the job loads (test default: both)
 #   IOMMU=intel|amd       the virtual IOMMU (default intel)
 #   VM_TIMEOUT=seconds    the whole run, boot to power-off (default 1200)
-# The kernel log goes to $CACHE/vm/JOB.console, the results to $CACHE/vm/JOB.results.
+# The console (kernel log, with the results in it) goes to $CACHE/vm/JOB.console;
+# the results alone, extracted from it, to $CACHE/vm/JOB.results.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 
@@ -30,7 +31,7 @@ intel)
 	;;
 amd)
 	iommu_dev=(-device amd-iommu,intremap=on)
-	iommu_arg="amd_iommu=on"
+	iommu_arg=""
 	;;
 *) die "IOMMU must be intel or amd" ;;
 esac
@@ -43,7 +44,7 @@ res=$dir/$job.results
 : >"$res"
 
 cmdline="console=ttyS0 $iommu_arg iommu.strict=1 hugepages=128 panic=-1 oops=panic"
-cmdline+=" loglevel=6 kunit.filter_glob=iommufd_rs_* iommufd.job=$job iommufd.impl=$impl"
+cmdline+=" printk.devkmsg=on loglevel=6 kunit.filter_glob=iommufd_rs_* iommufd.job=$job iommufd.impl=$impl"
 
 log "booting the VM ($job, impl=$impl, $iommu IOMMU, timeout ${timeout_s}s)"
 set +e
@@ -54,7 +55,7 @@ timeout --foreground -k 10 "$timeout_s" \
 	-netdev user,id=n0,restrict=on -device igb,netdev=n0 \
 	-kernel "$OUT/bzImage" -initrd "$OUT/initramfs.cpio.gz" \
 	-append "$cmdline" \
-	-serial "file:$con" -serial "file:$res" -monitor none </dev/null
+	-serial "file:$con" -monitor none </dev/null
 qrc=$?
 set -e
 
@@ -62,6 +63,7 @@ if [ $qrc -eq 124 ] || [ $qrc -eq 137 ]; then
 	echo "error: the VM did not finish within ${timeout_s}s; its last console lines:" >&2
 	tail -n 40 "$con" >&2
 fi
+sed -n 's/^\[[ 0-9.]*\] iommufd-res: //p' "$con" | tr -d '\r' >"$res"
 if ! grep -q '^### DONE' "$res"; then
 	echo "error: the VM stopped before the job finished (qemu exit $qrc); last console lines:" >&2
 	tail -n 40 "$con" >&2
