@@ -14,6 +14,7 @@ mkdir -p "$KOBJ"
 want=$(sha256sum <"$frag" | cut -d" " -f1)
 if [ ! -f "$KOBJ/.config" ] || [ "$(cat "$KOBJ/.config.frag" 2>/dev/null)" != "$want" ]; then
 	log "configuring the kernel (tinyconfig + $(basename "$frag"))"
+	rm -f "$KOBJ/.config.frag"
 	kmake -s tinyconfig >/dev/null
 	KCONFIG_CONFIG=$KOBJ/.config "$SRC/scripts/kconfig/merge_config.sh" \
 		-m -O "$KOBJ" "$KOBJ/.config" "$frag" >/dev/null

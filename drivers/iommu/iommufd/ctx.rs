@@ -2,12 +2,15 @@
 
 //! An iommufd context: what one open of `/dev/iommu` owns.
 
+use kernel::capability::{capable, Capability};
 use kernel::fs::File;
 use kernel::miscdevice::{MiscDevice, MiscDeviceRegistration};
 use kernel::prelude::*;
 
-use crate::object::ObjectTable;
-use crate::ucmd;
+use crate::ioas;
+use crate::object::{AccountMode, ObjectTable};
+use crate::uapi;
+use crate::ucmd::{self, Ucmd};
 
 #[pin_data(PinnedDrop)]
 pub(crate) struct Ctx {
@@ -37,5 +40,52 @@ impl MiscDevice for Ctx {
 impl PinnedDrop for Ctx {
     fn drop(self: Pin<&mut Self>) {
         self.objects.destroy_all();
+    }
+}
+
+/// `IOMMU_OPTION`
+pub(crate) fn option_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_option>) -> Result {
+    if ucmd.cmd.__reserved != 0 {
+        return Err(EOPNOTSUPP);
+    }
+    match ucmd.cmd.option_id {
+        uapi::IOMMU_OPTION_RLIMIT_MODE => rlimit_mode(ucmd)?,
+        uapi::IOMMU_OPTION_HUGE_PAGES => ioas::option(ucmd)?,
+        _ => return Err(EOPNOTSUPP),
+    }
+    ucmd.respond()
+}
+
+/// `IOMMU_OPTION_RLIMIT_MODE`: 0 charges pinned pages to the user, 1 to the
+/// process (as VFIO does).  Only a context with no object may change it, and
+/// only with `CAP_SYS_RESOURCE`.
+fn rlimit_mode(ucmd: &mut Ucmd<'_, uapi::iommu_option>) -> Result {
+    if ucmd.cmd.object_id != 0 {
+        return Err(EOPNOTSUPP);
+    }
+    match u32::from(ucmd.cmd.op) {
+        uapi::IOMMU_OPTION_OP_GET => {
+            let mode = ucmd.ctx.objects.with_shared(|s, _| s.account_mode);
+            ucmd.cmd.val64 = u64::from(mode == AccountMode::Mm);
+            Ok(())
+        }
+        uapi::IOMMU_OPTION_OP_SET => {
+            if !capable(Capability::SYS_RESOURCE) {
+                return Err(EPERM);
+            }
+            let mode = match ucmd.cmd.val64 {
+                0 => AccountMode::User,
+                1 => AccountMode::Mm,
+                _ => return Err(EINVAL),
+            };
+            ucmd.ctx.objects.with_shared(|s, empty| {
+                if !empty {
+                    return Err(EBUSY);
+                }
+                s.account_mode = mode;
+                Ok(())
+            })
+        }
+        _ => Err(EOPNOTSUPP),
     }
 }

@@ -9,22 +9,24 @@ use crate::uapi::{self, iommu_iova_range};
 use crate::ucmd::Ucmd;
 
 /// An I/O address space: the IOVA layout userspace builds and devices use.
+#[pin_data]
 pub(crate) struct Ioas {
+    #[pin]
     pub(crate) iopt: IoPagetable,
 }
 
 impl Ioas {
-    pub(crate) fn new() -> Result<Self> {
-        Ok(Self {
-            iopt: IoPagetable::new(),
-        })
+    pub(crate) fn new() -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            iopt <- IoPagetable::new(),
+        }? Error)
     }
 }
 
 /// `IOMMU_IOAS_ALLOC`
 pub(crate) fn alloc_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_alloc>) -> Result {
     let slot = ucmd.ctx.objects.reserve()?;
-    let ioas = slot.new_object(Ioas::new()?)?;
+    let ioas = slot.new_object(Ioas::new())?;
     ucmd.cmd.out_ioas_id = slot.id();
     // Publish only once the caller has its ID: a failed copy-out leaves no
     // object behind for the caller to leak.
@@ -60,4 +62,21 @@ pub(crate) fn iova_ranges_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_iova_ranges
         return Err(EMSGSIZE);
     }
     Ok(())
+}
+
+/// `IOMMU_OPTION` `IOMMU_OPTION_HUGE_PAGES`, on the IOAS `object_id`.
+pub(crate) fn option(ucmd: &mut Ucmd<'_, uapi::iommu_option>) -> Result {
+    let ioas = ucmd.ctx.objects.get::<Ioas>(ucmd.cmd.object_id)?;
+    match u32::from(ucmd.cmd.op) {
+        uapi::IOMMU_OPTION_OP_GET => {
+            ucmd.cmd.val64 = u64::from(ioas.iopt.large_pages());
+            Ok(())
+        }
+        uapi::IOMMU_OPTION_OP_SET => match ucmd.cmd.val64 {
+            0 => ioas.iopt.set_large_pages(false),
+            1 => ioas.iopt.set_large_pages(true),
+            _ => Err(EINVAL),
+        },
+        _ => Err(EOPNOTSUPP),
+    }
 }

@@ -10,8 +10,11 @@ mod ctx;
 mod io_pagetable;
 mod ioas;
 mod object;
+#[cfg(CONFIG_IOMMUFD_TEST)]
+mod selftest;
 mod uapi;
 mod ucmd;
+mod vfio_compat;
 
 module! {
     type: IommufdModule,

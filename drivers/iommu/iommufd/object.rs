@@ -28,9 +28,17 @@ use crate::uapi;
 use crate::ucmd::Ucmd;
 
 /// An object of kind `T` with its ID.
+#[pin_data]
 pub(crate) struct Object<T> {
     id: u32,
+    #[pin]
     data: T,
+}
+
+impl<T> Object<T> {
+    pub(crate) fn id(&self) -> u32 {
+        self.id
+    }
 }
 
 impl<T> Deref for Object<T> {
@@ -83,11 +91,51 @@ struct Entry {
     users: u32,
 }
 
+/// How the pages an IOAS pins are charged against `RLIMIT_MEMLOCK`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AccountMode {
+    /// To the user (`user_struct::locked_vm`), as `/dev/iommu` does by default.
+    User,
+    /// To the process (`mm_struct::pinned_vm` and `locked_vm`), as VFIO type1 does.
+    Mm,
+}
+
+/// Context state that must change together with the set of objects: it is
+/// kept under the table's lock.
+pub(crate) struct Shared {
+    pub(crate) account_mode: AccountMode,
+    /// The IOAS the VFIO compatibility ioctls operate on.
+    pub(crate) compat_ioas: Option<u32>,
+}
+
 struct Inner {
     /// IDs in use, published or reserved.  ID 0 is never handed out.
     ids: IdPool,
     /// Published objects.
     map: RBTree<u32, Entry>,
+    /// IDs reserved and not yet published or given back.
+    reserved: u32,
+    shared: Shared,
+}
+
+impl Inner {
+    /// Unpublishes `id`: its ID is free again and nothing refers to it.
+    fn remove(&mut self, id: u32) -> Option<RBTreeNode<u32, Entry>> {
+        let node = self.map.remove_node(&id)?;
+        self.ids.release_id(id as usize);
+        if self.shared.compat_ioas == Some(id) {
+            self.shared.compat_ioas = None;
+        }
+        Some(node)
+    }
+
+    /// Counts a new use of the published object `id` of kind `T`.
+    fn get<T: Kind>(&mut self, id: u32) -> Result<Arc<Object<T>>> {
+        let entry = self.map.get_mut(&id).ok_or(ENOENT)?;
+        let obj = T::peek(&entry.obj).ok_or(ENOENT)?.clone();
+        entry.users += 1;
+        Ok(obj)
+    }
 }
 
 /// The objects of one iommufd context.
@@ -103,6 +151,11 @@ impl ObjectTable {
             inner <- new_mutex!(Inner {
                 ids: IdPool::new(),
                 map: RBTree::new(),
+                reserved: 0,
+                shared: Shared {
+                    account_mode: AccountMode::User,
+                    compat_ioas: None,
+                },
             }),
         })
     }
@@ -121,6 +174,7 @@ impl ObjectTable {
             let resizer = grow.realloc(GFP_KERNEL)?;
             inner.ids.grow(resizer);
         };
+        inner.reserved += 1;
         Ok(Reservation {
             table: self,
             id: u32::try_from(id).map_err(|_| EBUSY)?,
@@ -130,14 +184,35 @@ impl ObjectTable {
 
     /// Looks up a published object of kind `T`: `ENOENT` if there is none.
     pub(crate) fn get<T: Kind>(&self, id: u32) -> Result<ObjRef<'_, T>> {
-        let mut inner = self.inner.lock();
-        let entry = inner.map.get_mut(&id).ok_or(ENOENT)?;
-        let obj = T::peek(&entry.obj).ok_or(ENOENT)?.clone();
-        entry.users += 1;
+        let obj = self.inner.lock().get::<T>(id)?;
         Ok(ObjRef {
             obj,
             _use: Use { table: self, id },
         })
+    }
+
+    /// Looks up the object whose ID `f` picks from the shared state, or
+    /// fails with `f`'s error.
+    pub(crate) fn get_by<T: Kind>(
+        &self,
+        f: impl FnOnce(&Shared) -> Result<u32>,
+    ) -> Result<ObjRef<'_, T>> {
+        let mut inner = self.inner.lock();
+        let id = f(&inner.shared)?;
+        let obj = inner.get::<T>(id)?;
+        drop(inner);
+        Ok(ObjRef {
+            obj,
+            _use: Use { table: self, id },
+        })
+    }
+
+    /// Runs `f` on the shared state; `f` is also told whether the table has
+    /// no object, published or reserved.
+    pub(crate) fn with_shared<R>(&self, f: impl FnOnce(&mut Shared, bool) -> R) -> R {
+        let mut inner = self.inner.lock();
+        let empty = inner.map.is_empty() && inner.reserved == 0;
+        f(&mut inner.shared, empty)
     }
 
     /// Removes and destroys the object `id` unless something uses it.
@@ -148,8 +223,7 @@ impl ObjectTable {
             Some(entry) if entry.users != 1 => return Err(EBUSY),
             Some(_) => {}
         }
-        let node = inner.map.remove_node(&id);
-        inner.ids.release_id(id as usize);
+        let node = inner.remove(id);
         drop(inner);
         // The object is torn down here, outside the lock: its destructor may
         // give back uses of other objects.
@@ -191,10 +265,8 @@ impl ObjectTable {
             cursor = cursor.move_next()?;
         }
         let id = *cursor.current().0;
-        let (_, node) = cursor.remove_current();
-        inner.ids.release_id(id as usize);
         *from = id.saturating_add(1);
-        Some(node)
+        inner.remove(id)
     }
 
     fn put_use(&self, id: u32) {
@@ -226,8 +298,17 @@ impl Reservation<'_> {
     }
 
     /// Allocates the object that will be published under this ID.
-    pub(crate) fn new_object<T: Kind>(&self, data: T) -> Result<Arc<Object<T>>> {
-        Ok(Arc::new(Object { id: self.id, data }, GFP_KERNEL)?)
+    pub(crate) fn new_object<T: Kind>(
+        &self,
+        data: impl PinInit<T, Error>,
+    ) -> Result<Arc<Object<T>>> {
+        Arc::pin_init(
+            try_pin_init!(Object {
+                id: self.id,
+                data <- data,
+            }? Error),
+            GFP_KERNEL_ACCOUNT,
+        )
     }
 
     /// Publishes `obj`: from now on other threads can find it by ID.
@@ -246,15 +327,19 @@ impl Reservation<'_> {
                 users: 1,
             },
         );
+        let mut inner = self.table.inner.lock();
+        inner.reserved -= 1;
         // The ID was free in `ids`, so the map has no entry for it.
-        let _ = self.table.inner.lock().map.insert(node);
+        let _ = inner.map.insert(node);
     }
 }
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
         if self.node.is_some() {
-            self.table.inner.lock().ids.release_id(self.id as usize);
+            let mut inner = self.table.inner.lock();
+            inner.reserved -= 1;
+            inner.ids.release_id(self.id as usize);
         }
     }
 }
@@ -302,7 +387,7 @@ mod tests {
 
     fn publish(t: &ObjectTable) -> Result<u32> {
         let r = t.reserve()?;
-        let obj = r.new_object(Ioas::new()?)?;
+        let obj = r.new_object(Ioas::new())?;
         let id = r.id();
         r.finalize(obj);
         Ok(id)
@@ -328,7 +413,7 @@ mod tests {
         let id = r.id();
         assert_eq!(t.get::<Ioas>(id).err(), Some(ENOENT));
         assert_eq!(t.destroy(id), Err(ENOENT));
-        let obj = r.new_object(Ioas::new()?)?;
+        let obj = r.new_object(Ioas::new())?;
         r.finalize(obj);
         assert!(t.get::<Ioas>(id).is_ok());
         t.destroy(id)?;
@@ -361,6 +446,26 @@ mod tests {
         assert_eq!(t.users(id), Some(1));
         t.destroy(id)?;
         assert_eq!(t.destroy(id), Err(ENOENT));
+        Ok(())
+    }
+
+    #[test]
+    fn shared_state_sees_reservations() -> Result {
+        let t = table()?;
+        assert!(t.with_shared(|_, empty| empty));
+        let r = t.reserve()?;
+        assert!(!t.with_shared(|_, empty| empty));
+        drop(r);
+        assert!(t.with_shared(|_, empty| empty));
+        let id = publish(&t)?;
+        t.with_shared(|s, _| s.compat_ioas = Some(id));
+        assert_eq!(t.get_by::<Ioas>(|s| s.compat_ioas.ok_or(ENODEV))?.id(), id);
+        // Destroying the compat IOAS forgets it.
+        t.destroy(id)?;
+        assert_eq!(
+            t.with_shared(|s, empty| (s.compat_ioas, empty)),
+            (None, true)
+        );
         Ok(())
     }
 

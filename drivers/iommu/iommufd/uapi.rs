@@ -23,6 +23,17 @@ pub(crate) use kernel::uapi::{
     IOMMUFD_CMD_VFIO_IOAS, IOMMUFD_CMD_VIOMMU_ALLOC, IOMMUFD_TYPE,
 };
 
+// Constants of named C enums, which bindgen prefixes with the enum's name.
+pub(crate) use kernel::uapi::{
+    iommufd_option_IOMMU_OPTION_HUGE_PAGES as IOMMU_OPTION_HUGE_PAGES,
+    iommufd_option_IOMMU_OPTION_RLIMIT_MODE as IOMMU_OPTION_RLIMIT_MODE,
+    iommufd_option_ops_IOMMU_OPTION_OP_GET as IOMMU_OPTION_OP_GET,
+    iommufd_option_ops_IOMMU_OPTION_OP_SET as IOMMU_OPTION_OP_SET,
+    iommufd_vfio_ioas_op_IOMMU_VFIO_IOAS_CLEAR as IOMMU_VFIO_IOAS_CLEAR,
+    iommufd_vfio_ioas_op_IOMMU_VFIO_IOAS_GET as IOMMU_VFIO_IOAS_GET,
+    iommufd_vfio_ioas_op_IOMMU_VFIO_IOAS_SET as IOMMU_VFIO_IOAS_SET,
+};
+
 /// A uAPI structure that can be copied from and to user memory as raw bytes.
 ///
 /// # Safety
@@ -97,6 +108,41 @@ impl_pod!(
     iommu_vfio_ioas,
     iommu_viommu_alloc,
 );
+
+/// `IOMMU_TEST_CMD` is `IOMMUFD_CMD_BASE + 32`.
+#[cfg(CONFIG_IOMMUFD_TEST)]
+pub(crate) const IOMMUFD_CMD_TEST: u32 = IOMMUFD_CMD_BASE + 32;
+#[cfg(CONFIG_IOMMUFD_TEST)]
+use kernel::uapi::IOMMUFD_CMD_BASE;
+
+/// `struct iommu_test_cmd` of `drivers/iommu/iommufd/iommufd_test.h`, the
+/// selftests' private command.  It is not uAPI, so bindgen does not see it;
+/// the layout is spelled out here and checked against the C one below.
+/// The per-operation union is kept as bytes and read by `selftest.rs`.
+#[cfg(CONFIG_IOMMUFD_TEST)]
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+pub(crate) struct iommu_test_cmd {
+    pub(crate) size: u32,
+    pub(crate) op: u32,
+    pub(crate) id: u32,
+    pub(crate) __reserved: u32,
+    pub(crate) u: [u8; 48],
+    pub(crate) last: u32,
+    /// The C structure's tail padding, named so that no byte is implicit.
+    pub(crate) __pad: u32,
+}
+
+#[cfg(CONFIG_IOMMUFD_TEST)]
+const _: () = {
+    // sizeof(), offsetof(u) and offsetof(last) of the C structure.
+    assert!(size_of::<iommu_test_cmd>() == 72);
+    assert!(core::mem::offset_of!(iommu_test_cmd, u) == 16);
+    assert!(core::mem::offset_of!(iommu_test_cmd, last) == 64);
+};
+
+#[cfg(CONFIG_IOMMUFD_TEST)]
+impl_pod!(iommu_test_cmd);
 
 /// Copies `value` to user memory at `uptr`.
 pub(crate) fn copy_to_user<T: Pod>(uptr: u64, value: &T) -> Result {

@@ -22,9 +22,11 @@ use kernel::prelude::*;
 use kernel::sync::atomic::{Atomic, Relaxed};
 use kernel::uaccess::{UserPtr, UserSlice};
 
-use crate::ctx::Ctx;
+use crate::ctx::{self, Ctx};
+#[cfg(CONFIG_IOMMUFD_TEST)]
+use crate::selftest;
 use crate::uapi::{self, Pod};
-use crate::{ioas, object};
+use crate::{ioas, object, vfio_compat};
 
 /// One command in flight: the caller's structure and where it came from.
 pub(crate) struct Ucmd<'a, T: Pod> {
@@ -36,6 +38,15 @@ pub(crate) struct Ucmd<'a, T: Pod> {
 }
 
 impl<T: Pod> Ucmd<'_, T> {
+    /// Fails with `EOPNOTSUPP` for something (`what`) of this command that is
+    /// not implemented yet, saying so in the kernel log the first time.
+    pub(crate) fn not_implemented(&self, what: &str) -> Result {
+        if !self.op.warned.xchg(true, Relaxed) {
+            pr_notice!("{what}: not implemented yet, failing with EOPNOTSUPP\n");
+        }
+        Err(EOPNOTSUPP)
+    }
+
     /// Copies the (updated) command back to the caller, truncated to the
     /// size the caller passed in.
     pub(crate) fn respond(&self) -> Result {
@@ -81,36 +92,32 @@ const fn iommufd_cmd(nr: u32) -> u32 {
 
 /// The table: `NR => struct, last mandatory field, handler [, flags: valid bits];`
 macro_rules! ioctl_table {
-    (@flags $t:ident) => {
+    (@flags $t:ty) => {
         None
     };
-    (@flags $t:ident, $valid:expr) => {{
-        const _: () = assert!(offset_of!(uapi::$t, flags) == 4);
+    (@flags $t:ty, $valid:expr) => {{
+        const _: () = assert!(offset_of!($t, flags) == 4);
         Some($valid)
     }};
-    ($($nr:ident => $t:ident, $last:ident, $handler:path $(, flags: $valid:expr)?;)*) => {
+    ($($nr:ident => $t:ty, $last:ident, $handler:path $(, flags: $valid:expr)?;)*) => {
         [$(Op {
             name: stringify!($t),
             warned: Atomic::new(false),
-            cmd: iommufd_cmd(uapi::$nr),
-            size: size_of::<uapi::$t>(),
-            min_size: offset_of_end!(uapi::$t, $last),
+            cmd: iommufd_cmd($nr),
+            size: size_of::<$t>(),
+            min_size: offset_of_end!($t, $last),
             flags: ioctl_table!(@flags $t $(, $valid)?),
-            exec: |ctx, ubuf, user_size, op| run::<uapi::$t>(ctx, ubuf, user_size, op, $handler),
+            exec: |ctx, ubuf, user_size, op| run::<$t>(ctx, ubuf, user_size, op, $handler),
         }),*]
     };
 }
 
 /// A command the module knows the layout of but does not implement yet.
 fn not_implemented<T: Pod>(ucmd: &mut Ucmd<'_, T>) -> Result {
-    if !ucmd.op.warned.xchg(true, Relaxed) {
-        pr_notice!(
-            "{}: not implemented yet, failing with EOPNOTSUPP\n",
-            ucmd.op.name
-        );
-    }
-    Err(EOPNOTSUPP)
+    ucmd.not_implemented(ucmd.op.name)
 }
+
+use uapi::*;
 
 #[rustfmt::skip]
 static OPS: [Op; 22] = ioctl_table! {
@@ -122,8 +129,8 @@ static OPS: [Op; 22] = ioctl_table! {
         ioas::iova_ranges_ioctl;
     IOMMUFD_CMD_IOAS_MAP => iommu_ioas_map, iova, not_implemented;
     IOMMUFD_CMD_IOAS_UNMAP => iommu_ioas_unmap, length, not_implemented;
-    IOMMUFD_CMD_OPTION => iommu_option, val64, not_implemented;
-    IOMMUFD_CMD_VFIO_IOAS => iommu_vfio_ioas, __reserved, not_implemented;
+    IOMMUFD_CMD_OPTION => iommu_option, val64, ctx::option_ioctl;
+    IOMMUFD_CMD_VFIO_IOAS => iommu_vfio_ioas, __reserved, vfio_compat::vfio_ioas_ioctl;
     IOMMUFD_CMD_HWPT_ALLOC => iommu_hwpt_alloc, __reserved, not_implemented;
     IOMMUFD_CMD_GET_HW_INFO => iommu_hw_info, __reserved, not_implemented;
     IOMMUFD_CMD_HWPT_SET_DIRTY_TRACKING => iommu_hwpt_set_dirty_tracking, __reserved,
@@ -139,6 +146,19 @@ static OPS: [Op; 22] = ioctl_table! {
     IOMMUFD_CMD_HW_QUEUE_ALLOC => iommu_hw_queue_alloc, length, not_implemented;
     IOMMUFD_CMD_IOAS_NOIOMMU_GET_PA => iommu_ioas_noiommu_get_pa, out_phys, not_implemented;
 };
+
+/// The selftests' private command, built with `CONFIG_IOMMUFD_TEST` as upstream.
+#[cfg(CONFIG_IOMMUFD_TEST)]
+#[rustfmt::skip]
+static TEST_OPS: [Op; 1] = ioctl_table! {
+    IOMMUFD_CMD_TEST => iommu_test_cmd, last, selftest::test_ioctl;
+};
+#[cfg(not(CONFIG_IOMMUFD_TEST))]
+static TEST_OPS: [Op; 0] = [];
+
+fn all_ops() -> impl Iterator<Item = &'static Op> {
+    Iterator::chain(OPS.iter(), TEST_OPS.iter())
+}
 
 /// Checks that the `len` bytes at `uptr` are all zero: `E2BIG` if not.
 fn check_zeroed_user(uptr: usize, len: usize) -> Result {
@@ -193,7 +213,7 @@ fn run<T: Pod>(
 /// Entry point of `ioctl(2)` on `/dev/iommu`.
 pub(crate) fn dispatch(ctx: &Ctx, cmd: u32, arg: usize) -> Result<isize> {
     let nr = _IOC_NR(cmd);
-    let op = OPS.iter().find(|op| _IOC_NR(op.cmd) == nr).ok_or(ENOTTY)?;
+    let op = all_ops().find(|op| _IOC_NR(op.cmd) == nr).ok_or(ENOTTY)?;
     let user_size = UserSlice::new(UserPtr::from_addr(arg), size_of::<u32>())
         .reader()
         .read::<u32>()?;
@@ -210,13 +230,13 @@ mod tests {
 
     #[test]
     fn table_is_consistent() {
-        for (i, a) in OPS.iter().enumerate() {
+        for (i, a) in all_ops().enumerate() {
             // Every entry is a distinct command of the iommufd ioctl type.
             assert_eq!(
                 kernel::ioctl::_IOC_TYPE(a.cmd),
                 u32::from(uapi::IOMMUFD_TYPE)
             );
-            for b in &OPS[i + 1..] {
+            for b in all_ops().skip(i + 1) {
                 assert_ne!(_IOC_NR(a.cmd), _IOC_NR(b.cmd));
             }
             // The mandatory part fits in the structure and covers `size`.

@@ -12,7 +12,10 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
+#include <linux/capability.h>
 #include <linux/iommufd.h>
 
 #include "kselftest_harness.h"
@@ -285,6 +288,167 @@ TEST_F(base, every_command_checks_its_size)
 	SHORT(iommu_hw_queue_alloc, IOMMU_HW_QUEUE_ALLOC, length);
 	SHORT(iommu_ioas_noiommu_get_pa, IOMMU_IOAS_NOIOMMU_GET_PA, out_phys);
 #undef SHORT
+}
+
+static int option(int fd, __u32 option_id, __u16 op, __u32 object_id,
+		  __u64 *val64)
+{
+	struct iommu_option cmd = {
+		.size = sizeof(cmd),
+		.option_id = option_id,
+		.op = op,
+		.object_id = object_id,
+		.val64 = *val64,
+	};
+	int rc = ioctl(fd, IOMMU_OPTION, &cmd);
+
+	*val64 = cmd.val64;
+	return rc;
+}
+
+TEST_F(base, option_rlimit_mode)
+{
+	struct iommu_option cmd = {
+		.size = sizeof(cmd),
+		.option_id = IOMMU_OPTION_RLIMIT_MODE,
+		.op = IOMMU_OPTION_OP_GET,
+	};
+	__u64 val = 7;
+	__u32 id;
+
+	/* /dev/iommu charges the user by default. */
+	ASSERT_EQ(0, option(self->fd, IOMMU_OPTION_RLIMIT_MODE,
+			    IOMMU_OPTION_OP_GET, 0, &val));
+	EXPECT_EQ(0, val);
+
+	val = 1;
+	ASSERT_EQ(0, option(self->fd, IOMMU_OPTION_RLIMIT_MODE,
+			    IOMMU_OPTION_OP_SET, 0, &val));
+	val = 2;
+	EXPECT_ERRNO(EINVAL, option(self->fd, IOMMU_OPTION_RLIMIT_MODE,
+				    IOMMU_OPTION_OP_SET, 0, &val));
+	ASSERT_EQ(0, option(self->fd, IOMMU_OPTION_RLIMIT_MODE,
+			    IOMMU_OPTION_OP_GET, 0, &val));
+	EXPECT_EQ(1, val);
+
+	/* The mode is global: no object ID, and no object may exist. */
+	EXPECT_ERRNO(EOPNOTSUPP, option(self->fd, IOMMU_OPTION_RLIMIT_MODE,
+					IOMMU_OPTION_OP_GET, 1, &val));
+	ASSERT_EQ(0, ioas_alloc(self->fd, &id));
+	val = 0;
+	EXPECT_ERRNO(EBUSY, option(self->fd, IOMMU_OPTION_RLIMIT_MODE,
+				   IOMMU_OPTION_OP_SET, 0, &val));
+	ASSERT_EQ(0, destroy(self->fd, id));
+	ASSERT_EQ(0, option(self->fd, IOMMU_OPTION_RLIMIT_MODE,
+			    IOMMU_OPTION_OP_SET, 0, &val));
+
+	/* Unknown option, operation and reserved bits. */
+	EXPECT_ERRNO(EOPNOTSUPP, option(self->fd, 1000, IOMMU_OPTION_OP_GET,
+					0, &val));
+	EXPECT_ERRNO(EOPNOTSUPP, option(self->fd, IOMMU_OPTION_RLIMIT_MODE,
+					7, 0, &val));
+	cmd.__reserved = 1;
+	EXPECT_ERRNO(EOPNOTSUPP, ioctl(self->fd, IOMMU_OPTION, &cmd));
+}
+
+/* Changing the accounting needs CAP_SYS_RESOURCE; reading it does not. */
+TEST_F(base, option_rlimit_mode_needs_cap)
+{
+	pid_t child = fork();
+	int status;
+
+	ASSERT_NE(-1, child);
+	if (!child) {
+		struct __user_cap_header_struct hdr = {
+			.version = _LINUX_CAPABILITY_VERSION_3,
+		};
+		struct __user_cap_data_struct data[2] = {};
+		__u64 val = 1;
+
+		if (syscall(SYS_capset, &hdr, data))
+			_exit(10);
+		if (!option(self->fd, IOMMU_OPTION_RLIMIT_MODE,
+			    IOMMU_OPTION_OP_SET, 0, &val) || errno != EPERM)
+			_exit(11);
+		if (option(self->fd, IOMMU_OPTION_RLIMIT_MODE,
+			   IOMMU_OPTION_OP_GET, 0, &val) || val != 0)
+			_exit(12);
+		_exit(0);
+	}
+	ASSERT_EQ(child, waitpid(child, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	EXPECT_EQ(0, WEXITSTATUS(status));
+}
+
+TEST_F(base, option_huge_pages)
+{
+	__u64 val = 7;
+	__u32 id;
+
+	EXPECT_ERRNO(ENOENT, option(self->fd, IOMMU_OPTION_HUGE_PAGES,
+				    IOMMU_OPTION_OP_GET, 0, &val));
+	ASSERT_EQ(0, ioas_alloc(self->fd, &id));
+	EXPECT_ERRNO(ENOENT, option(self->fd, IOMMU_OPTION_HUGE_PAGES,
+				    IOMMU_OPTION_OP_GET, id + 1, &val));
+
+	/* An IOAS starts with huge pages allowed. */
+	ASSERT_EQ(0, option(self->fd, IOMMU_OPTION_HUGE_PAGES,
+			    IOMMU_OPTION_OP_GET, id, &val));
+	EXPECT_EQ(1, val);
+	val = 0;
+	ASSERT_EQ(0, option(self->fd, IOMMU_OPTION_HUGE_PAGES,
+			    IOMMU_OPTION_OP_SET, id, &val));
+	val = 7;
+	ASSERT_EQ(0, option(self->fd, IOMMU_OPTION_HUGE_PAGES,
+			    IOMMU_OPTION_OP_GET, id, &val));
+	EXPECT_EQ(0, val);
+	val = 2;
+	EXPECT_ERRNO(EINVAL, option(self->fd, IOMMU_OPTION_HUGE_PAGES,
+				    IOMMU_OPTION_OP_SET, id, &val));
+	EXPECT_ERRNO(EOPNOTSUPP, option(self->fd, IOMMU_OPTION_HUGE_PAGES,
+					7, id, &val));
+	val = 1;
+	ASSERT_EQ(0, option(self->fd, IOMMU_OPTION_HUGE_PAGES,
+			    IOMMU_OPTION_OP_SET, id, &val));
+	ASSERT_EQ(0, option(self->fd, IOMMU_OPTION_HUGE_PAGES,
+			    IOMMU_OPTION_OP_GET, id, &val));
+	EXPECT_EQ(1, val);
+}
+
+/* The compat IOAS is forgotten when that IOAS is destroyed. */
+TEST_F(base, vfio_ioas_follows_destroy)
+{
+	struct iommu_vfio_ioas cmd = {
+		.size = sizeof(cmd),
+		.op = IOMMU_VFIO_IOAS_SET,
+	};
+	__u32 a, b;
+
+	ASSERT_EQ(0, ioas_alloc(self->fd, &a));
+	ASSERT_EQ(0, ioas_alloc(self->fd, &b));
+	cmd.ioas_id = a;
+	ASSERT_EQ(0, ioctl(self->fd, IOMMU_VFIO_IOAS, &cmd));
+	cmd.ioas_id = b;
+	ASSERT_EQ(0, ioctl(self->fd, IOMMU_VFIO_IOAS, &cmd));
+
+	cmd.op = IOMMU_VFIO_IOAS_GET;
+	cmd.ioas_id = 0;
+	ASSERT_EQ(0, ioctl(self->fd, IOMMU_VFIO_IOAS, &cmd));
+	EXPECT_EQ(b, cmd.ioas_id);
+
+	/* Destroying another IOAS leaves it alone. */
+	ASSERT_EQ(0, destroy(self->fd, a));
+	ASSERT_EQ(0, ioctl(self->fd, IOMMU_VFIO_IOAS, &cmd));
+	EXPECT_EQ(b, cmd.ioas_id);
+
+	ASSERT_EQ(0, destroy(self->fd, b));
+	EXPECT_ERRNO(ENODEV, ioctl(self->fd, IOMMU_VFIO_IOAS, &cmd));
+
+	cmd.op = 7;
+	EXPECT_ERRNO(EOPNOTSUPP, ioctl(self->fd, IOMMU_VFIO_IOAS, &cmd));
+	cmd.op = IOMMU_VFIO_IOAS_GET;
+	cmd.__reserved = 1;
+	EXPECT_ERRNO(EOPNOTSUPP, ioctl(self->fd, IOMMU_VFIO_IOAS, &cmd));
 }
 
 TEST_HARNESS_MAIN
