@@ -23,6 +23,15 @@ pub(crate) use kernel::uapi::{
     IOMMUFD_CMD_VFIO_IOAS, IOMMUFD_CMD_VIOMMU_ALLOC, IOMMUFD_TYPE,
 };
 
+pub(crate) use kernel::uapi::{
+    vfio_info_cap_header, vfio_iommu_type1_dma_map, vfio_iommu_type1_dma_unmap,
+    vfio_iommu_type1_info, vfio_iommu_type1_info_cap_iova_range, vfio_iommu_type1_info_dma_avail,
+    vfio_iova_range, VFIO_TYPE1v2_IOMMU, VFIO_API_VERSION, VFIO_BASE, VFIO_DMA_CC_IOMMU,
+    VFIO_DMA_MAP_FLAG_READ, VFIO_DMA_MAP_FLAG_WRITE, VFIO_DMA_UNMAP_FLAG_ALL, VFIO_IOMMU_INFO_CAPS,
+    VFIO_IOMMU_INFO_PGSIZES, VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL,
+    VFIO_NOIOMMU_IOMMU, VFIO_TYPE, VFIO_TYPE1_IOMMU, VFIO_UNMAP_ALL,
+};
+
 // Constants of named C enums, which bindgen prefixes with the enum's name.
 pub(crate) use kernel::uapi::{
     iommufd_option_IOMMU_OPTION_HUGE_PAGES as IOMMU_OPTION_HUGE_PAGES,
@@ -43,7 +52,7 @@ pub(crate) use kernel::uapi::{
 /// pattern is a valid value, and its bytes never carry uninitialised memory.
 /// The iommufd uAPI spells out all of its padding as `__reserved` fields,
 /// which is what makes the implementations below sound.
-pub(crate) unsafe trait Pod: Copy + 'static {
+pub(crate) unsafe trait Pod: Sized + 'static {
     /// The all-zero value.
     fn zeroed() -> Self {
         // SAFETY: `Self: Pod`, so the all-zero bit pattern is a valid value.
@@ -107,6 +116,13 @@ impl_pod!(
     iommu_veventq_alloc,
     iommu_vfio_ioas,
     iommu_viommu_alloc,
+    vfio_info_cap_header,
+    vfio_iommu_type1_dma_map,
+    vfio_iommu_type1_dma_unmap,
+    vfio_iommu_type1_info,
+    vfio_iommu_type1_info_cap_iova_range,
+    vfio_iommu_type1_info_dma_avail,
+    vfio_iova_range,
 );
 
 /// `IOMMU_TEST_CMD` is `IOMMUFD_CMD_BASE + 32`.
@@ -143,6 +159,25 @@ const _: () = {
 
 #[cfg(CONFIG_IOMMUFD_TEST)]
 impl_pod!(iommu_test_cmd);
+
+/// Reads the first `len` bytes of a `T` from user memory at `uptr`; the rest
+/// of the value is zero.
+pub(crate) fn read_prefix<T: Pod>(uptr: usize, len: usize) -> Result<T> {
+    let mut value = T::zeroed();
+    let len = len.min(size_of::<T>());
+    UserSlice::new(UserPtr::from_addr(uptr), len)
+        .reader()
+        .read_slice(&mut value.as_bytes_mut()[..len])?;
+    Ok(value)
+}
+
+/// Writes the first `len` bytes of `value` to user memory at `uptr`.
+pub(crate) fn write_prefix<T: Pod>(uptr: usize, value: &T, len: usize) -> Result {
+    let len = len.min(size_of::<T>());
+    UserSlice::new(UserPtr::from_addr(uptr), len)
+        .writer()
+        .write_slice(&value.as_bytes()[..len])
+}
 
 /// Copies `value` to user memory at `uptr`.
 pub(crate) fn copy_to_user<T: Pod>(uptr: u64, value: &T) -> Result {

@@ -50,10 +50,7 @@ impl<T: Pod> Ucmd<'_, T> {
     /// Copies the (updated) command back to the caller, truncated to the
     /// size the caller passed in.
     pub(crate) fn respond(&self) -> Result {
-        let len = self.user_size.min(size_of::<T>());
-        UserSlice::new(UserPtr::from_addr(self.ubuf), len)
-            .writer()
-            .write_slice(&self.cmd.as_bytes()[..len])
+        uapi::write_prefix(self.ubuf, &self.cmd, self.user_size)
     }
 }
 
@@ -186,11 +183,7 @@ fn run<T: Pod>(
     if user_size < op.min_size {
         return Err(EINVAL);
     }
-    let mut cmd = T::zeroed();
-    let len = user_size.min(op.size);
-    UserSlice::new(UserPtr::from_addr(ubuf), len)
-        .reader()
-        .read_slice(&mut cmd.as_bytes_mut()[..len])?;
+    let cmd: T = uapi::read_prefix(ubuf, user_size)?;
     if user_size > op.size {
         check_zeroed_user(ubuf + op.size, user_size - op.size)?;
     }
@@ -213,7 +206,9 @@ fn run<T: Pod>(
 /// Entry point of `ioctl(2)` on `/dev/iommu`.
 pub(crate) fn dispatch(ctx: &Ctx, cmd: u32, arg: usize) -> Result<isize> {
     let nr = _IOC_NR(cmd);
-    let op = all_ops().find(|op| _IOC_NR(op.cmd) == nr).ok_or(ENOTTY)?;
+    let Some(op) = all_ops().find(|op| _IOC_NR(op.cmd) == nr) else {
+        return vfio_compat::vfio_ioctl(ctx, cmd, arg);
+    };
     let user_size = UserSlice::new(UserPtr::from_addr(arg), size_of::<u32>())
         .reader()
         .read::<u32>()?;

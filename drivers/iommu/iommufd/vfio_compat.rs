@@ -1,11 +1,23 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The VFIO container compatibility of iommufd: `IOMMU_VFIO_IOAS` picks the
-//! IOAS that the type1 ioctls on this context operate on.
+//! The VFIO container compatibility of iommufd: the VFIO type1 container
+//! ioctls, on an iommufd, operate on the compat IOAS that `IOMMU_VFIO_IOAS`
+//! picks.
 
+use core::mem::{offset_of, size_of, size_of_val};
+use kernel::ioctl::_IO;
+use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
+use kernel::sync::atomic::{Atomic, Relaxed};
 
-use crate::uapi;
+use crate::ctx::Ctx;
+use crate::ioas::Ioas;
+use crate::object::ObjRef;
+use crate::uapi::{
+    self, vfio_info_cap_header, vfio_iommu_type1_dma_map, vfio_iommu_type1_dma_unmap,
+    vfio_iommu_type1_info, vfio_iommu_type1_info_cap_iova_range, vfio_iommu_type1_info_dma_avail,
+    vfio_iova_range, Pod,
+};
 use crate::ucmd::Ucmd;
 
 /// `IOMMU_VFIO_IOAS`
@@ -16,13 +28,13 @@ pub(crate) fn vfio_ioas_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_vfio_ioas>) -> Res
     let objects = &ucmd.ctx.objects;
     match u32::from(ucmd.cmd.op) {
         uapi::IOMMU_VFIO_IOAS_GET => {
-            let ioas = objects.get_by::<crate::ioas::Ioas>(|s| s.compat_ioas.ok_or(ENODEV))?;
+            let ioas = objects.get_by::<Ioas>(|s| s.compat_ioas.ok_or(ENODEV))?;
             ucmd.cmd.ioas_id = ioas.id();
             drop(ioas);
             ucmd.respond()
         }
         uapi::IOMMU_VFIO_IOAS_SET => {
-            let ioas = objects.get::<crate::ioas::Ioas>(ucmd.cmd.ioas_id)?;
+            let ioas = objects.get::<Ioas>(ucmd.cmd.ioas_id)?;
             objects.with_shared(|s, _| s.compat_ioas = Some(ioas.id()));
             Ok(())
         }
@@ -32,4 +44,181 @@ pub(crate) fn vfio_ioas_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_vfio_ioas>) -> Res
         }
         _ => Err(EOPNOTSUPP),
     }
+}
+
+/// `_IO(VFIO_TYPE, VFIO_BASE + nr)`
+const fn vfio_cmd(nr: u32) -> u32 {
+    _IO(uapi::VFIO_TYPE as u32, uapi::VFIO_BASE + nr) // u32::from is not const
+}
+const VFIO_GET_API_VERSION: u32 = vfio_cmd(0);
+const VFIO_CHECK_EXTENSION: u32 = vfio_cmd(1);
+const VFIO_SET_IOMMU: u32 = vfio_cmd(2);
+const VFIO_IOMMU_GET_INFO: u32 = vfio_cmd(12);
+const VFIO_IOMMU_MAP_DMA: u32 = vfio_cmd(13);
+const VFIO_IOMMU_UNMAP_DMA: u32 = vfio_cmd(14);
+
+/// Whether the same-named VFIO container ioctls are meant for type1 and not
+/// no-IOMMU mode.  No-IOMMU mode is entered through the in-kernel API VFIO
+/// calls, which this module does not offer yet, so it is never on.
+const NO_IOMMU_MODE: bool = false;
+
+/// The VFIO type1 container ioctls on an iommufd, operating on the compat
+/// IOAS (`ENODEV` without one).  Anything else is `ENOTTY`.
+pub(crate) fn vfio_ioctl(ctx: &Ctx, cmd: u32, arg: usize) -> Result<isize> {
+    match cmd {
+        VFIO_GET_API_VERSION => Ok(uapi::VFIO_API_VERSION as isize),
+        VFIO_CHECK_EXTENSION => check_extension(ctx, arg),
+        VFIO_SET_IOMMU => set_iommu(ctx, arg).map(|()| 0),
+        VFIO_IOMMU_GET_INFO => get_info(ctx, arg).map(|()| 0),
+        VFIO_IOMMU_MAP_DMA => map_dma(ctx, arg).map(|()| 0),
+        VFIO_IOMMU_UNMAP_DMA => unmap_dma(ctx, arg).map(|()| 0),
+        _ => Err(ENOTTY),
+    }
+}
+
+fn compat_ioas(ctx: &Ctx) -> Result<ObjRef<'_, Ioas>> {
+    ctx.objects.get_by::<Ioas>(|s| s.compat_ioas.ok_or(ENODEV))
+}
+
+fn check_extension(ctx: &Ctx, ext: usize) -> Result<isize> {
+    let Ok(ext) = u32::try_from(ext) else {
+        return Ok(0);
+    };
+    Ok(match ext {
+        uapi::VFIO_TYPE1_IOMMU | uapi::VFIO_TYPE1v2_IOMMU | uapi::VFIO_UNMAP_ALL => {
+            isize::from(!NO_IOMMU_MODE)
+        }
+        uapi::VFIO_NOIOMMU_IOMMU => isize::from(cfg!(CONFIG_VFIO_NOIOMMU)),
+        // Every domain enforces cache coherency while no domain exists.
+        uapi::VFIO_DMA_CC_IOMMU => compat_ioas(ctx).map(|_| 1)?,
+        _ => 0,
+    })
+}
+
+fn set_iommu(ctx: &Ctx, ty: usize) -> Result {
+    let ty = u32::try_from(ty).map_err(|_| EINVAL)?;
+    if (ty != uapi::VFIO_TYPE1_IOMMU && ty != uapi::VFIO_TYPE1v2_IOMMU) || NO_IOMMU_MODE {
+        return Err(EINVAL);
+    }
+    // VFIO fails this without a group, which is what the compat IOAS stands for.
+    let ioas = compat_ioas(ctx)?;
+    // Type1 (not v2) may unmap inside a mapping: only possible without huge
+    // IOPTEs, which cannot be split.
+    if ty == uapi::VFIO_TYPE1_IOMMU {
+        ioas.iopt.set_large_pages(false)?;
+    }
+    Ok(())
+}
+
+/// The page sizes a type1 user may map with: at least `PAGE_SIZE`.
+fn page_sizes(ioas: &Ioas) -> u64 {
+    let page = PAGE_SIZE as u64;
+    // No domain restricts the sizes yet; below PAGE_SIZE means PAGE_SIZE.
+    let mut sizes = u64::MAX;
+    if sizes & (page - 1) != 0 {
+        sizes = (sizes & !(page - 1)) | page;
+    }
+    sizes.max(ioas.iopt.iova_alignment())
+}
+
+fn get_info(ctx: &Ctx, arg: usize) -> Result {
+    let minsz = offset_of!(vfio_iommu_type1_info, iova_pgsizes) + size_of::<u64>();
+    let mut info: vfio_iommu_type1_info = uapi::read_prefix(arg, minsz)?;
+    let argsz = info.argsz as usize;
+    if argsz < minsz {
+        return Err(EINVAL);
+    }
+    let ioas = compat_ioas(ctx)?;
+    info.flags = uapi::VFIO_IOMMU_INFO_PGSIZES;
+    info.iova_pgsizes = page_sizes(&ioas);
+    info.cap_offset = 0;
+
+    // The capability chain follows the structure: DMA_AVAIL, then the IOVA
+    // ranges.  What does not fit in argsz is not written, but argsz comes
+    // back with the size needed for all of it.
+    let info_size = size_of::<vfio_iommu_type1_info>();
+    let dma_off = info_size;
+    let dma_size = size_of::<vfio_iommu_type1_info_dma_avail>().next_multiple_of(8);
+    let iova_off = dma_off + dma_size;
+    let fits = |off: usize, len: usize| argsz >= off + len;
+
+    let dma = vfio_iommu_type1_info_dma_avail {
+        header: vfio_info_cap_header {
+            id: uapi::VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL as u16,
+            version: 1,
+            // Linked only when the next capability's offset is inside argsz.
+            next: if argsz >= iova_off {
+                iova_off as u32
+            } else {
+                0
+            },
+        },
+        // iommufd's limit is the memory cgroup's, not a count of mappings.
+        avail: u32::MAX,
+    };
+    if fits(dma_off, size_of_val(&dma)) {
+        uapi::write_prefix(arg + dma_off, &dma, size_of_val(&dma))?;
+    }
+
+    let head = size_of::<vfio_iommu_type1_info_cap_iova_range>();
+    let elem = size_of::<vfio_iova_range>();
+    let mut nr = 0usize;
+    ioas.iopt.for_each_usable_range(|start, last| {
+        let at = iova_off + head + nr * elem;
+        if fits(at, elem) {
+            let range = vfio_iova_range { start, end: last };
+            uapi::write_prefix(arg + at, &range, elem)?;
+        }
+        nr += 1;
+        Ok(())
+    })?;
+    let iova_size = head + nr * elem;
+    let mut cap = vfio_iommu_type1_info_cap_iova_range::zeroed();
+    cap.header.id = uapi::VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE as u16;
+    cap.header.version = 1;
+    cap.nr_iovas = u32::try_from(nr).map_err(|_| EOVERFLOW)?;
+    if fits(iova_off, iova_size) {
+        uapi::write_prefix(arg + iova_off, &cap, head)?;
+    }
+
+    let total = iova_off + iova_size.next_multiple_of(8);
+    if argsz >= total {
+        info.cap_offset = info_size as u32;
+    }
+    info.argsz = u32::try_from(total).map_err(|_| EOVERFLOW)?;
+    info.flags |= uapi::VFIO_IOMMU_INFO_CAPS;
+    uapi::write_prefix(arg, &info, argsz.min(info_size))
+}
+
+fn map_dma(ctx: &Ctx, arg: usize) -> Result {
+    let minsz = offset_of!(vfio_iommu_type1_dma_map, size) + size_of::<u64>();
+    let map: vfio_iommu_type1_dma_map = uapi::read_prefix(arg, minsz)?;
+    let supported = uapi::VFIO_DMA_MAP_FLAG_READ | uapi::VFIO_DMA_MAP_FLAG_WRITE;
+    if (map.argsz as usize) < minsz || map.flags & !supported != 0 {
+        return Err(EINVAL);
+    }
+    let _ioas = compat_ioas(ctx)?;
+    not_implemented("VFIO_IOMMU_MAP_DMA")
+}
+
+fn unmap_dma(ctx: &Ctx, arg: usize) -> Result {
+    let minsz = offset_of!(vfio_iommu_type1_dma_unmap, size) + size_of::<u64>();
+    let unmap: vfio_iommu_type1_dma_unmap = uapi::read_prefix(arg, minsz)?;
+    if (unmap.argsz as usize) < minsz || unmap.flags & !uapi::VFIO_DMA_UNMAP_FLAG_ALL != 0 {
+        return Err(EINVAL);
+    }
+    let _ioas = compat_ioas(ctx)?;
+    if unmap.flags & uapi::VFIO_DMA_UNMAP_FLAG_ALL != 0 && (unmap.iova != 0 || unmap.size != 0) {
+        return Err(EINVAL);
+    }
+    not_implemented("VFIO_IOMMU_UNMAP_DMA")
+}
+
+/// Says once that the VFIO type1 `what` needs IOAS mapping, not written yet.
+fn not_implemented(what: &str) -> Result {
+    static WARNED: Atomic<bool> = Atomic::new(false);
+    if !WARNED.xchg(true, Relaxed) {
+        pr_notice!("{what}: not implemented yet, failing with EOPNOTSUPP\n");
+    }
+    Err(EOPNOTSUPP)
 }

@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <linux/capability.h>
 #include <linux/iommufd.h>
+#include <linux/vfio.h>
 
 #include "kselftest_harness.h"
 
@@ -449,6 +450,135 @@ TEST_F(base, vfio_ioas_follows_destroy)
 	cmd.op = IOMMU_VFIO_IOAS_GET;
 	cmd.__reserved = 1;
 	EXPECT_ERRNO(EOPNOTSUPP, ioctl(self->fd, IOMMU_VFIO_IOAS, &cmd));
+}
+
+static int set_compat_ioas(int fd, __u32 *id)
+{
+	struct iommu_vfio_ioas cmd = {
+		.size = sizeof(cmd),
+		.op = IOMMU_VFIO_IOAS_SET,
+	};
+	int rc = ioas_alloc(fd, id);
+
+	if (rc)
+		return rc;
+	cmd.ioas_id = *id;
+	return ioctl(fd, IOMMU_VFIO_IOAS, &cmd);
+}
+
+/* The VFIO type1 container ioctls, without and with a compat IOAS. */
+TEST_F(base, vfio_type1_basics)
+{
+	__u64 val;
+	__u32 id;
+
+	EXPECT_EQ(VFIO_API_VERSION, ioctl(self->fd, VFIO_GET_API_VERSION));
+	EXPECT_EQ(1, ioctl(self->fd, VFIO_CHECK_EXTENSION, VFIO_TYPE1_IOMMU));
+	EXPECT_EQ(1, ioctl(self->fd, VFIO_CHECK_EXTENSION, VFIO_TYPE1v2_IOMMU));
+	EXPECT_EQ(1, ioctl(self->fd, VFIO_CHECK_EXTENSION, VFIO_UNMAP_ALL));
+	EXPECT_EQ(0, ioctl(self->fd, VFIO_CHECK_EXTENSION, VFIO_UPDATE_VADDR));
+	EXPECT_EQ(0, ioctl(self->fd, VFIO_CHECK_EXTENSION, 1000));
+	/* Cache coherency is a property of the compat IOAS's domains. */
+	EXPECT_ERRNO(ENODEV, ioctl(self->fd, VFIO_CHECK_EXTENSION,
+				   VFIO_DMA_CC_IOMMU));
+	EXPECT_ERRNO(EINVAL, ioctl(self->fd, VFIO_SET_IOMMU, 1000));
+	EXPECT_ERRNO(ENODEV, ioctl(self->fd, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU));
+	/* Not a VFIO container ioctl. */
+	EXPECT_ERRNO(ENOTTY, ioctl(self->fd, _IO(VFIO_TYPE, VFIO_BASE + 3)));
+
+	ASSERT_EQ(0, set_compat_ioas(self->fd, &id));
+	EXPECT_EQ(1, ioctl(self->fd, VFIO_CHECK_EXTENSION, VFIO_DMA_CC_IOMMU));
+	ASSERT_EQ(0, ioctl(self->fd, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU));
+	val = 7;
+	ASSERT_EQ(0, option(self->fd, IOMMU_OPTION_HUGE_PAGES,
+			    IOMMU_OPTION_OP_GET, id, &val));
+	EXPECT_EQ(1, val);
+	/* Type1 may unmap inside a mapping: no huge IOPTEs for it. */
+	ASSERT_EQ(0, ioctl(self->fd, VFIO_SET_IOMMU, VFIO_TYPE1_IOMMU));
+	ASSERT_EQ(0, option(self->fd, IOMMU_OPTION_HUGE_PAGES,
+			    IOMMU_OPTION_OP_GET, id, &val));
+	EXPECT_EQ(0, val);
+}
+
+TEST_F(base, vfio_type1_map_unmap_args)
+{
+	struct vfio_iommu_type1_dma_map map = {
+		.argsz = sizeof(map),
+		.flags = VFIO_DMA_MAP_FLAG_READ,
+		.size = 4096,
+	};
+	struct vfio_iommu_type1_dma_unmap unmap = {
+		.argsz = sizeof(unmap),
+		.size = 4096,
+	};
+
+	EXPECT_ERRNO(EFAULT, ioctl(self->fd, VFIO_IOMMU_MAP_DMA, NULL));
+	EXPECT_ERRNO(EFAULT, ioctl(self->fd, VFIO_IOMMU_UNMAP_DMA, NULL));
+	map.argsz = offsetofend(struct vfio_iommu_type1_dma_map, size) - 1;
+	EXPECT_ERRNO(EINVAL, ioctl(self->fd, VFIO_IOMMU_MAP_DMA, &map));
+	map.argsz = sizeof(map);
+	map.flags = 1 << 2;
+	EXPECT_ERRNO(EINVAL, ioctl(self->fd, VFIO_IOMMU_MAP_DMA, &map));
+	map.flags = VFIO_DMA_MAP_FLAG_READ;
+	EXPECT_ERRNO(ENODEV, ioctl(self->fd, VFIO_IOMMU_MAP_DMA, &map));
+
+	unmap.argsz = 8;
+	EXPECT_ERRNO(EINVAL, ioctl(self->fd, VFIO_IOMMU_UNMAP_DMA, &unmap));
+	unmap.argsz = sizeof(unmap);
+	unmap.flags = 1;
+	EXPECT_ERRNO(EINVAL, ioctl(self->fd, VFIO_IOMMU_UNMAP_DMA, &unmap));
+	unmap.flags = VFIO_DMA_UNMAP_FLAG_ALL;
+	EXPECT_ERRNO(ENODEV, ioctl(self->fd, VFIO_IOMMU_UNMAP_DMA, &unmap));
+}
+
+TEST_F(base, vfio_type1_get_info)
+{
+	struct {
+		struct vfio_iommu_type1_info info;
+		struct vfio_iommu_type1_info_dma_avail dma;
+		__u32 pad;
+		struct vfio_iommu_type1_info_cap_iova_range iova;
+		struct vfio_iova_range ranges[2];
+	} buf;
+	size_t total = offsetof(typeof(buf), ranges[1]);
+	__u32 id;
+
+	memset(&buf, 0, sizeof(buf));
+	buf.info.argsz = 8;
+	EXPECT_ERRNO(EINVAL, ioctl(self->fd, VFIO_IOMMU_GET_INFO, &buf));
+	buf.info.argsz = sizeof(buf.info);
+	EXPECT_ERRNO(ENODEV, ioctl(self->fd, VFIO_IOMMU_GET_INFO, &buf));
+
+	ASSERT_EQ(0, set_compat_ioas(self->fd, &id));
+
+	/* Room for the structure only: argsz says how much is needed. */
+	ASSERT_EQ(0, ioctl(self->fd, VFIO_IOMMU_GET_INFO, &buf));
+	EXPECT_EQ(total, buf.info.argsz);
+	EXPECT_EQ(VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS,
+		  buf.info.flags);
+	EXPECT_EQ(0, buf.info.cap_offset);
+	/* Nothing attached: every page size from PAGE_SIZE up. */
+	EXPECT_EQ(~(__u64)(getpagesize() - 1), buf.info.iova_pgsizes);
+	EXPECT_EQ(0, buf.dma.header.id);
+
+	/* Room for everything: the capability chain. */
+	memset(&buf, 0xa5, sizeof(buf));
+	buf.info.argsz = sizeof(buf);
+	ASSERT_EQ(0, ioctl(self->fd, VFIO_IOMMU_GET_INFO, &buf));
+	EXPECT_EQ(total, buf.info.argsz);
+	EXPECT_EQ(sizeof(buf.info), buf.info.cap_offset);
+	EXPECT_EQ(VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, buf.dma.header.id);
+	EXPECT_EQ(1, buf.dma.header.version);
+	EXPECT_EQ(offsetof(typeof(buf), iova), buf.dma.header.next);
+	EXPECT_EQ(UINT32_MAX, buf.dma.avail);
+	EXPECT_EQ(VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, buf.iova.header.id);
+	EXPECT_EQ(1, buf.iova.header.version);
+	EXPECT_EQ(0, buf.iova.header.next);
+	EXPECT_EQ(1, buf.iova.nr_iovas);
+	EXPECT_EQ(0, buf.ranges[0].start);
+	EXPECT_EQ(UINT64_MAX, buf.ranges[0].end);
+	/* Past the chain nothing is written. */
+	EXPECT_EQ(0xa5a5a5a5a5a5a5a5ULL, buf.ranges[1].start);
 }
 
 TEST_HARNESS_MAIN
