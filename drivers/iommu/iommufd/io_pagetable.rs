@@ -1,17 +1,31 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The IOVA layout of an IOAS.
+//! The IOVA layout of an IOAS: allowed ranges, reserved ranges and (to come)
+//! the areas that map user memory.
 //!
-//! What is here so far is an IOAS with nothing mapped, no domain attached and
-//! no reserved range: the whole 64-bit IOVA space is usable, at any alignment.
-//! Areas, allowed and reserved ranges and domain apertures live here as they
-//! are implemented.
+//! What exists so far: no area and no domain, so the usable IOVA space is
+//! everything that is not reserved, at any alignment.
 
 use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::sync::Mutex;
 
+use crate::interval::{IntervalMap, RangeList};
+
+/// Who reserved an IOVA range.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reserver {
+    /// `IOMMU_TEST_OP_ADD_RESERVED`; never removed but with the IOAS.
+    #[cfg_attr(not(CONFIG_IOMMUFD_TEST), allow(dead_code))]
+    Test,
+}
+
 struct Inner {
+    /// If not empty, the only ranges automatic IOVA allocation may use.
+    allowed: IntervalMap<()>,
+    /// Ranges nothing may map (may overlap: several owners may reserve the
+    /// same window).
+    reserved: RangeList<Reserver>,
     /// Map only with the smallest page size (`IOMMU_OPTION_HUGE_PAGES` 0).
     disable_large_pages: bool,
 }
@@ -26,6 +40,8 @@ impl IoPagetable {
     pub(crate) fn new() -> impl PinInit<Self> {
         pin_init!(Self {
             inner <- new_mutex!(Inner {
+                allowed: IntervalMap::new(),
+                reserved: RangeList::new(),
                 disable_large_pages: false,
             }),
         })
@@ -36,9 +52,36 @@ impl IoPagetable {
         1
     }
 
-    /// Calls `f(start, last)` for each maximal usable IOVA range, in order.
-    pub(crate) fn for_each_usable_range(&self, mut f: impl FnMut(u64, u64) -> Result) -> Result {
-        f(0, u64::MAX)
+    /// Calls `f(start, last)` for each maximal usable IOVA range, in order:
+    /// the complement of the reserved ranges.
+    pub(crate) fn for_each_usable_range(&self, f: impl FnMut(u64, u64) -> Result) -> Result {
+        self.inner.lock().reserved.for_each_hole(f)
+    }
+
+    /// Replaces the allowed ranges: `EADDRINUSE`, and no change, if one of
+    /// them intersects a reserved range.
+    pub(crate) fn set_allowed(&self, allowed: IntervalMap<()>) -> Result {
+        let mut inner = self.inner.lock();
+        if allowed
+            .iter()
+            .any(|(s, l, ())| inner.reserved.overlaps(s, l))
+        {
+            return Err(EADDRINUSE);
+        }
+        let old = core::mem::replace(&mut inner.allowed, allowed);
+        drop(inner);
+        drop(old);
+        Ok(())
+    }
+
+    /// Reserves `[start, last]` for `by`: `EADDRINUSE` if it intersects an
+    /// allowed range (or, to come, a mapping).
+    pub(crate) fn reserve(&self, start: u64, last: u64, by: Reserver) -> Result {
+        let mut inner = self.inner.lock();
+        if inner.allowed.overlaps(start, last) {
+            return Err(EADDRINUSE);
+        }
+        inner.reserved.insert(start, last, by)
     }
 
     pub(crate) fn large_pages(&self) -> bool {

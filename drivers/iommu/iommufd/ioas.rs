@@ -4,6 +4,7 @@
 
 use kernel::prelude::*;
 
+use crate::interval::IntervalMap;
 use crate::io_pagetable::IoPagetable;
 use crate::uapi::{self, iommu_iova_range};
 use crate::ucmd::Ucmd;
@@ -79,4 +80,26 @@ pub(crate) fn option(ucmd: &mut Ucmd<'_, uapi::iommu_option>) -> Result {
         },
         _ => Err(EOPNOTSUPP),
     }
+}
+
+/// `IOMMU_IOAS_ALLOW_IOVAS`
+///
+/// Replaces the ranges automatic IOVA allocation may use (none: anywhere).
+/// A range must have `start < last` and not overlap another (`EINVAL`), and
+/// none may intersect a reserved range (`EADDRINUSE`); on failure the old
+/// ranges stay.
+pub(crate) fn allow_iovas_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_allow_iovas>) -> Result {
+    if ucmd.cmd.__reserved != 0 {
+        return Err(EOPNOTSUPP);
+    }
+    let ioas = ucmd.ctx.objects.get::<Ioas>(ucmd.cmd.ioas_id)?;
+    let mut allowed = IntervalMap::new();
+    for i in 0..ucmd.cmd.num_iovas as usize {
+        let r: iommu_iova_range = uapi::copy_elem_from_user(ucmd.cmd.allowed_iovas, i)?;
+        if r.start >= r.last {
+            return Err(EINVAL);
+        }
+        allowed.insert(r.start, r.last, ())?;
+    }
+    ioas.iopt.set_allowed(allowed)
 }

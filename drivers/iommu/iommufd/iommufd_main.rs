@@ -7,6 +7,7 @@ use kernel::miscdevice::{MiscDeviceOptions, MiscDeviceRegistration};
 use kernel::prelude::*;
 
 mod ctx;
+mod interval;
 mod io_pagetable;
 mod ioas;
 mod object;

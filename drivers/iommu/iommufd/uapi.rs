@@ -187,6 +187,13 @@ pub(crate) fn copy_to_user<T: Pod>(uptr: u64, value: &T) -> Result {
         .write_slice(value.as_bytes())
 }
 
+/// Reads element `index` of an array of `T` at `uptr` in user memory.
+pub(crate) fn copy_elem_from_user<T: Pod>(uptr: u64, index: usize) -> Result<T> {
+    let off = index.checked_mul(size_of::<T>()).ok_or(EFAULT)?;
+    let addr = usize::try_from(uptr).map_err(|_| EFAULT)?;
+    read_prefix(addr.checked_add(off).ok_or(EFAULT)?, size_of::<T>())
+}
+
 /// Copies element `index` of an array of `T` at `uptr` to user memory.
 pub(crate) fn copy_elem_to_user<T: Pod>(uptr: u64, index: usize, value: &T) -> Result {
     let off = index.checked_mul(size_of::<T>()).ok_or(EFAULT)?;

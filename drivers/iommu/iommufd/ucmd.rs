@@ -120,7 +120,8 @@ use uapi::*;
 static OPS: [Op; 22] = ioctl_table! {
     IOMMUFD_CMD_DESTROY => iommu_destroy, id, object::destroy_ioctl;
     IOMMUFD_CMD_IOAS_ALLOC => iommu_ioas_alloc, out_ioas_id, ioas::alloc_ioctl, flags: 0;
-    IOMMUFD_CMD_IOAS_ALLOW_IOVAS => iommu_ioas_allow_iovas, allowed_iovas, not_implemented;
+    IOMMUFD_CMD_IOAS_ALLOW_IOVAS => iommu_ioas_allow_iovas, allowed_iovas,
+        ioas::allow_iovas_ioctl;
     IOMMUFD_CMD_IOAS_COPY => iommu_ioas_copy, src_iova, not_implemented;
     IOMMUFD_CMD_IOAS_IOVA_RANGES => iommu_ioas_iova_ranges, out_iova_alignment,
         ioas::iova_ranges_ioctl;

@@ -20,6 +20,7 @@
 #include <linux/vfio.h>
 
 #include "kselftest_harness.h"
+#include "iommufd_test.h"
 
 #define offsetofend(t, m) (offsetof(t, m) + sizeof(((t *)0)->m))
 
@@ -579,6 +580,128 @@ TEST_F(base, vfio_type1_get_info)
 	EXPECT_EQ(UINT64_MAX, buf.ranges[0].end);
 	/* Past the chain nothing is written. */
 	EXPECT_EQ(0xa5a5a5a5a5a5a5a5ULL, buf.ranges[1].start);
+}
+
+static int add_reserved(int fd, __u32 ioas_id, __u64 start, __u64 length)
+{
+	struct iommu_test_cmd cmd = {
+		.size = sizeof(cmd),
+		.op = IOMMU_TEST_OP_ADD_RESERVED,
+		.id = ioas_id,
+		.add_reserved = { .start = start, .length = length },
+	};
+
+	return ioctl(fd, IOMMU_TEST_CMD, &cmd);
+}
+
+static int allow_iovas(int fd, __u32 ioas_id, struct iommu_iova_range *r,
+		       __u32 n)
+{
+	struct iommu_ioas_allow_iovas cmd = {
+		.size = sizeof(cmd),
+		.ioas_id = ioas_id,
+		.num_iovas = n,
+		.allowed_iovas = (uintptr_t)r,
+	};
+
+	return ioctl(fd, IOMMU_IOAS_ALLOW_IOVAS, &cmd);
+}
+
+static int iova_ranges(int fd, __u32 ioas_id, struct iommu_iova_range *r,
+		       __u32 *n)
+{
+	struct iommu_ioas_iova_ranges cmd = {
+		.size = sizeof(cmd),
+		.ioas_id = ioas_id,
+		.num_iovas = *n,
+		.allowed_iovas = (uintptr_t)r,
+	};
+	int rc = ioctl(fd, IOMMU_IOAS_IOVA_RANGES, &cmd);
+
+	*n = cmd.num_iovas;
+	return rc;
+}
+
+/* Reserved ranges are holes in the IOVA ranges; owners may overlap. */
+TEST_F(base, reserved_ranges)
+{
+	struct iommu_iova_range r[4];
+	__u32 id, n = 4;
+
+	ASSERT_EQ(0, ioas_alloc(self->fd, &id));
+	EXPECT_ERRNO(EINVAL, add_reserved(self->fd, id, 0x1000, 0));
+	EXPECT_ERRNO(EOVERFLOW, add_reserved(self->fd, id, 2, UINT64_MAX));
+	EXPECT_ERRNO(ENOENT, add_reserved(self->fd, id + 1, 0x1000, 0x1000));
+
+	ASSERT_EQ(0, add_reserved(self->fd, id, 0x1000, 0x1000));
+	ASSERT_EQ(0, add_reserved(self->fd, id, 0x1800, 0x1000));
+	ASSERT_EQ(0, add_reserved(self->fd, id, 0x1000, 0x800));
+	ASSERT_EQ(0, add_reserved(self->fd, id, UINT64_MAX, 1));
+	ASSERT_EQ(0, iova_ranges(self->fd, id, r, &n));
+	ASSERT_EQ(2, n);
+	EXPECT_EQ(0, r[0].start);
+	EXPECT_EQ(0xfff, r[0].last);
+	EXPECT_EQ(0x2800, r[1].start);
+	EXPECT_EQ(UINT64_MAX - 1, r[1].last);
+
+	/* Reserving everything leaves nothing usable. */
+	ASSERT_EQ(0, add_reserved(self->fd, id, 0, UINT64_MAX));
+	n = 4;
+	ASSERT_EQ(0, iova_ranges(self->fd, id, r, &n));
+	EXPECT_EQ(0, n);
+}
+
+TEST_F(base, allow_iovas)
+{
+	struct iommu_iova_range r[2] = {
+		{ .start = 0x10000, .last = 0x1ffff },
+		{ .start = 0x40000, .last = 0x4ffff },
+	};
+	struct iommu_ioas_allow_iovas cmd = { .size = sizeof(cmd) };
+	__u32 id;
+
+	ASSERT_EQ(0, ioas_alloc(self->fd, &id));
+	EXPECT_ERRNO(ENOENT, allow_iovas(self->fd, id + 1, r, 2));
+	EXPECT_ERRNO(EFAULT, allow_iovas(self->fd, id, (void *)8, 1));
+	cmd.ioas_id = id;
+	cmd.__reserved = 1;
+	EXPECT_ERRNO(EOPNOTSUPP, ioctl(self->fd, IOMMU_IOAS_ALLOW_IOVAS, &cmd));
+
+	ASSERT_EQ(0, allow_iovas(self->fd, id, r, 2));
+
+	/* An allowed range takes start < last and no overlap. */
+	r[1].start = r[1].last;
+	EXPECT_ERRNO(EINVAL, allow_iovas(self->fd, id, r, 2));
+	r[1].start = 0x1f000;
+	EXPECT_ERRNO(EINVAL, allow_iovas(self->fd, id, r, 2));
+	r[1].start = 0x40000;
+
+	/* Reserved and allowed ranges exclude each other. */
+	EXPECT_ERRNO(EADDRINUSE, add_reserved(self->fd, id, 0x4f000, 0x2000));
+	ASSERT_EQ(0, add_reserved(self->fd, id, 0x30000, 0x1000));
+	r[1].start = 0x30000;
+	EXPECT_ERRNO(EADDRINUSE, allow_iovas(self->fd, id, r, 2));
+	/* ... and a failed update keeps the old ranges. */
+	EXPECT_ERRNO(EADDRINUSE, add_reserved(self->fd, id, 0x10000, 0x1000));
+
+	/* No range: allocation may use anything not reserved. */
+	ASSERT_EQ(0, allow_iovas(self->fd, id, NULL, 0));
+	ASSERT_EQ(0, add_reserved(self->fd, id, 0x10000, 0x1000));
+}
+
+TEST_F(base, temp_memory_limit)
+{
+	struct iommu_test_cmd cmd = {
+		.size = sizeof(cmd),
+		.op = IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT,
+		.memory_limit = { .limit = 11 },
+	};
+
+	EXPECT_ERRNO(EINVAL, ioctl(self->fd, IOMMU_TEST_CMD, &cmd));
+	cmd.memory_limit.limit = 12;
+	ASSERT_EQ(0, ioctl(self->fd, IOMMU_TEST_CMD, &cmd));
+	cmd.memory_limit.limit = 65536;
+	ASSERT_EQ(0, ioctl(self->fd, IOMMU_TEST_CMD, &cmd));
 }
 
 TEST_HARNESS_MAIN

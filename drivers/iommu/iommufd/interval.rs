@@ -1,0 +1,226 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Sets of closed IOVA intervals `[start, last]`, each with a value.
+//!
+//! [`IntervalMap`] holds disjoint intervals: the allowed ranges of an IOAS
+//! (and, later, its areas).  Since they never overlap, a tree keyed by
+//! `start` answers every query the C interval tree answers for them: the
+//! interval holding an address is the one with the greatest start at or
+//! below it.
+//!
+//! [`RangeList`] holds intervals that may overlap: reserved ranges, where
+//! each device reserves its own regions and two devices may reserve the same
+//! window.  There are few of them, so a sorted vector does.
+
+use kernel::prelude::*;
+use kernel::rbtree::{RBTree, RBTreeNode};
+
+pub(crate) struct IntervalMap<V> {
+    /// `start -> (last, value)`
+    tree: RBTree<u64, (u64, V)>,
+}
+
+impl<V> IntervalMap<V> {
+    pub(crate) fn new() -> Self {
+        Self {
+            tree: RBTree::new(),
+        }
+    }
+
+    /// The first interval (lowest start) that intersects `[start, last]`.
+    pub(crate) fn first_overlap(&self, start: u64, last: u64) -> Option<(u64, u64, &V)> {
+        let key = match self.tree.cursor_lower_bound(&start) {
+            Some(cursor) => {
+                // Only the interval before the first one starting at or after
+                // `start` can reach into the range from below.
+                match cursor.peek_prev() {
+                    Some((s, (l, _))) if *l >= start => *s,
+                    _ => {
+                        let (s, _) = cursor.current();
+                        if *s > last {
+                            return None;
+                        }
+                        *s
+                    }
+                }
+            }
+            None => {
+                let cursor = self.tree.cursor_back()?;
+                let (s, (l, _)) = cursor.current();
+                if *l < start {
+                    return None;
+                }
+                *s
+            }
+        };
+        let (l, v) = self.tree.get(&key)?;
+        Some((key, *l, v))
+    }
+
+    pub(crate) fn overlaps(&self, start: u64, last: u64) -> bool {
+        self.first_overlap(start, last).is_some()
+    }
+
+    /// Adds `[start, last]`: `EINVAL` if it is empty or intersects an
+    /// interval of the set.
+    pub(crate) fn insert(&mut self, start: u64, last: u64, value: V) -> Result {
+        if start > last || self.overlaps(start, last) {
+            return Err(EINVAL);
+        }
+        let node = RBTreeNode::new(start, (last, value), GFP_KERNEL_ACCOUNT)?;
+        self.tree.insert(node);
+        Ok(())
+    }
+
+    /// The intervals in address order, as `(start, last, value)`.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, u64, &V)> {
+        self.tree.iter().map(|(s, (l, v))| (*s, *l, v))
+    }
+
+    /// Calls `f(start, last)` for each maximal range of addresses that no
+    /// interval covers, in order.
+    pub(crate) fn for_each_hole(&self, f: impl FnMut(u64, u64) -> Result) -> Result {
+        for_each_gap(self.iter().map(|(s, l, _)| (s, l)), f)
+    }
+}
+
+/// Calls `f(start, last)` for each maximal range of addresses that none of
+/// `intervals` covers; `intervals` come sorted by start and may overlap.
+fn for_each_gap(
+    intervals: impl Iterator<Item = (u64, u64)>,
+    mut f: impl FnMut(u64, u64) -> Result,
+) -> Result {
+    // The next address not yet known to be covered; None past u64::MAX.
+    let mut next = Some(0u64);
+    for (s, l) in intervals {
+        let Some(from) = next else { break };
+        if s > from {
+            f(from, s - 1)?;
+        }
+        if l >= from {
+            next = l.checked_add(1);
+        }
+    }
+    match next {
+        Some(from) => f(from, u64::MAX),
+        None => Ok(()),
+    }
+}
+
+/// Closed intervals that may overlap, sorted by start.
+pub(crate) struct RangeList<V> {
+    ranges: KVec<(u64, u64, V)>,
+}
+
+impl<V> RangeList<V> {
+    pub(crate) fn new() -> Self {
+        Self {
+            ranges: KVec::new(),
+        }
+    }
+
+    /// Adds `[start, last]`: `EINVAL` if it is empty.
+    pub(crate) fn insert(&mut self, start: u64, last: u64, value: V) -> Result {
+        if start > last {
+            return Err(EINVAL);
+        }
+        self.ranges.reserve(1, GFP_KERNEL_ACCOUNT)?;
+        let at = self.ranges.iter().take_while(|r| r.0 <= start).count();
+        // Neither out of capacity nor out of bounds, after the reserve.
+        self.ranges
+            .insert_within_capacity(at, (start, last, value))
+            .map_err(|_| ENOMEM)
+    }
+
+    pub(crate) fn overlaps(&self, start: u64, last: u64) -> bool {
+        self.ranges.iter().any(|r| r.0 <= last && r.1 >= start)
+    }
+
+    /// Calls `f(start, last)` for each maximal range of addresses that no
+    /// range covers, in order.
+    pub(crate) fn for_each_hole(&self, f: impl FnMut(u64, u64) -> Result) -> Result {
+        for_each_gap(self.ranges.iter().map(|r| (r.0, r.1)), f)
+    }
+}
+
+#[kunit_tests(iommufd_rs_interval)]
+mod tests {
+    use super::*;
+
+    fn holes(m: &IntervalMap<()>) -> Result<KVec<(u64, u64)>> {
+        let mut out = KVec::new();
+        m.for_each_hole(|s, l| Ok(out.push((s, l), GFP_KERNEL)?))?;
+        Ok(out)
+    }
+
+    #[test]
+    fn empty_set_is_one_hole() -> Result {
+        let m = IntervalMap::<()>::new();
+        assert!(!m.overlaps(0, u64::MAX));
+        assert_eq!(&holes(&m)?[..], &[(0, u64::MAX)]);
+        Ok(())
+    }
+
+    #[test]
+    fn overlap_queries() -> Result {
+        let mut m = IntervalMap::new();
+        m.insert(0x1000, 0x1fff, 1)?;
+        m.insert(0x4000, 0x4fff, 2)?;
+        assert_eq!(m.first_overlap(0, 0xfff), None);
+        assert_eq!(m.first_overlap(0, 0x1000).map(|o| o.0), Some(0x1000));
+        assert_eq!(m.first_overlap(0x1fff, 0x1fff).map(|o| o.0), Some(0x1000));
+        assert_eq!(m.first_overlap(0x2000, 0x3fff), None);
+        assert_eq!(m.first_overlap(0x1800, 0x4800).map(|o| *o.2), Some(1));
+        assert_eq!(m.first_overlap(0x2000, u64::MAX).map(|o| *o.2), Some(2));
+        assert_eq!(m.first_overlap(0x4800, u64::MAX).map(|o| o.0), Some(0x4000));
+        assert_eq!(m.first_overlap(0x5000, u64::MAX), None);
+        Ok(())
+    }
+
+    #[test]
+    fn insert_rejects_overlap_and_empty() -> Result {
+        let mut m = IntervalMap::new();
+        m.insert(10, 20, ())?;
+        assert_eq!(m.insert(20, 30, ()), Err(EINVAL));
+        assert_eq!(m.insert(0, 10, ()), Err(EINVAL));
+        assert_eq!(m.insert(12, 13, ()), Err(EINVAL));
+        assert_eq!(m.insert(5, 25, ()), Err(EINVAL));
+        assert_eq!(m.insert(31, 30, ()), Err(EINVAL));
+        m.insert(21, 30, ())?;
+        m.insert(0, 9, ())?;
+        assert_eq!(m.iter().count(), 3);
+        Ok(())
+    }
+
+    #[test]
+    fn holes_at_the_edges() -> Result {
+        let mut m = IntervalMap::new();
+        m.insert(0, 0xfff, ())?;
+        m.insert(0x2000, 0x2fff, ())?;
+        m.insert(u64::MAX - 0xfff, u64::MAX, ())?;
+        assert_eq!(
+            &holes(&m)?[..],
+            &[(0x1000, 0x1fff), (0x3000, u64::MAX - 0x1000)]
+        );
+        let mut all = IntervalMap::new();
+        all.insert(0, u64::MAX, ())?;
+        assert!(holes(&all)?.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn range_list_allows_overlap() -> Result {
+        let mut r = RangeList::new();
+        r.insert(0x3000, 0x3fff, 'a')?;
+        r.insert(0x1000, 0x1fff, 'b')?;
+        r.insert(0x1800, 0x37ff, 'c')?;
+        r.insert(0x1000, 0x17ff, 'd')?;
+        assert_eq!(r.insert(2, 1, 'e'), Err(EINVAL));
+        assert!(r.overlaps(0x2000, 0x2000));
+        assert!(!r.overlaps(0x4000, u64::MAX));
+        let mut out = KVec::new();
+        r.for_each_hole(|s, l| Ok(out.push((s, l), GFP_KERNEL)?))?;
+        assert_eq!(&out[..], &[(0, 0xfff), (0x4000, u64::MAX)]);
+        Ok(())
+    }
+}
