@@ -72,6 +72,11 @@ impl<V> IntervalMap<V> {
         Ok(())
     }
 
+    /// Removes the interval that starts at `start`.
+    pub(crate) fn remove(&mut self, start: u64) -> Option<(u64, V)> {
+        self.tree.remove(&start)
+    }
+
     /// The intervals in address order, as `(start, last, value)`.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, u64, &V)> {
         self.tree.iter().map(|(s, (l, v))| (*s, *l, v))
@@ -86,7 +91,7 @@ impl<V> IntervalMap<V> {
 
 /// Calls `f(start, last)` for each maximal range of addresses that none of
 /// `intervals` covers; `intervals` come sorted by start and may overlap.
-fn for_each_gap(
+pub(crate) fn for_each_gap(
     intervals: impl Iterator<Item = (u64, u64)>,
     mut f: impl FnMut(u64, u64) -> Result,
 ) -> Result {
@@ -105,6 +110,22 @@ fn for_each_gap(
         Some(from) => f(from, u64::MAX),
         None => Ok(()),
     }
+}
+
+/// Merges two sequences of intervals sorted by start into one.
+pub(crate) fn merge_sorted<A, B>(a: A, b: B) -> impl Iterator<Item = (u64, u64)>
+where
+    A: Iterator<Item = (u64, u64)>,
+    B: Iterator<Item = (u64, u64)>,
+{
+    let mut a = a.peekable();
+    let mut b = b.peekable();
+    core::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) if x.0 <= y.0 => a.next(),
+        (Some(_), Some(_)) => b.next(),
+        (Some(_), None) => a.next(),
+        (None, _) => b.next(),
+    })
 }
 
 /// Closed intervals that may overlap, sorted by start.
@@ -134,6 +155,11 @@ impl<V> RangeList<V> {
 
     pub(crate) fn overlaps(&self, start: u64, last: u64) -> bool {
         self.ranges.iter().any(|r| r.0 <= last && r.1 >= start)
+    }
+
+    /// The ranges in order of their start, as `(start, last)`.
+    pub(crate) fn spans(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.ranges.iter().map(|r| (r.0, r.1))
     }
 
     /// Calls `f(start, last)` for each maximal range of addresses that no
@@ -205,6 +231,26 @@ mod tests {
         let mut all = IntervalMap::new();
         all.insert(0, u64::MAX, ())?;
         assert!(holes(&all)?.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn merged_gaps() -> Result {
+        let a = [(0x1000u64, 0x1fffu64), (0x8000, 0x8fff)];
+        let b = [(0x1800u64, 0x27ffu64), (0x4000, 0x4fff)];
+        let mut out = KVec::new();
+        for_each_gap(merge_sorted(a.into_iter(), b.into_iter()), |s, l| {
+            Ok(out.push((s, l), GFP_KERNEL)?)
+        })?;
+        assert_eq!(
+            &out[..],
+            &[
+                (0, 0xfff),
+                (0x2800, 0x3fff),
+                (0x5000, 0x7fff),
+                (0x9000, u64::MAX)
+            ]
+        );
         Ok(())
     }
 

@@ -1,16 +1,27 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The IOVA layout of an IOAS: allowed ranges, reserved ranges and (to come)
-//! the areas that map user memory.
+//! The IOVA layout of an IOAS: allowed ranges, reserved ranges and the areas
+//! that map user memory.
 //!
-//! What exists so far: no area and no domain, so the usable IOVA space is
-//! everything that is not reserved, at any alignment.
+//! An [`Area`] maps a slice of a [`Pages`], a range of user memory, at an
+//! IOVA.  Areas never overlap; several areas (in one IOAS or, through
+//! `IOMMU_IOAS_COPY`, in several) may share one `Pages`.
+//!
+//! What exists so far is the IOVA bookkeeping: no domain is attached and no
+//! access pins pages, and then upstream pins nothing either, so mapping only
+//! records what is mapped where.  Pinning, domains and accesses come next.
 
 use kernel::new_mutex;
+use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
-use kernel::sync::Mutex;
+use kernel::sync::{Arc, Mutex};
 
-use crate::interval::{IntervalMap, RangeList};
+use crate::interval::{for_each_gap, merge_sorted, IntervalMap, RangeList};
+
+const PAGE: u64 = PAGE_SIZE as u64;
+/// The largest IOVA alignment automatic allocation asks for: a huge page,
+/// so that a THP can be mapped whole.
+const MAX_ALLOC_ALIGNMENT: u64 = 2 * 1024 * 1024;
 
 /// Who reserved an IOVA range.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -20,14 +31,147 @@ pub(crate) enum Reserver {
     Test,
 }
 
+/// A range of user memory that areas map.
+pub(crate) struct Pages {
+    /// The first byte of the first page.
+    uptr: u64,
+    /// How many pages the range spans.
+    npages: u64,
+    /// Whether the memory may be mapped for device writes.
+    writable: bool,
+}
+
+impl Pages {
+    /// The user memory `[uptr, uptr + length)` of the current process.
+    pub(crate) fn new_user(uptr: u64, length: u64, writable: bool) -> Result<Arc<Self>> {
+        uptr.checked_add(length).ok_or(EOVERFLOW)?;
+        // The IOMMU API takes a size_t length; keeps the page count below
+        // from overflowing.
+        if length == 0 || length > u64::MAX - PAGE {
+            return Err(EINVAL);
+        }
+        let start_byte = uptr % PAGE;
+        Ok(Arc::new(
+            Pages {
+                uptr: uptr - start_byte,
+                npages: (start_byte + length).div_ceil(PAGE),
+                writable,
+            },
+            GFP_KERNEL_ACCOUNT,
+        )?)
+    }
+}
+
+/// A slice of a `Pages` mapped at an IOVA (the key of the area map).
+struct Area {
+    pages: Arc<Pages>,
+    /// Offset of the area's first byte in `pages`.
+    start_byte: u64,
+}
+
+/// A slice of a `Pages`, to be mapped (`IOMMU_IOAS_MAP`, `IOMMU_IOAS_COPY`).
+pub(crate) struct PagesSlice {
+    pub(crate) pages: Arc<Pages>,
+    pub(crate) start_byte: u64,
+    pub(crate) length: u64,
+}
+
 struct Inner {
     /// If not empty, the only ranges automatic IOVA allocation may use.
     allowed: IntervalMap<()>,
     /// Ranges nothing may map (may overlap: several owners may reserve the
     /// same window).
     reserved: RangeList<Reserver>,
+    /// What is mapped: IOVA range -> area.
+    areas: IntervalMap<Area>,
     /// Map only with the smallest page size (`IOMMU_OPTION_HUGE_PAGES` 0).
     disable_large_pages: bool,
+}
+
+/// Moves `*start` up to `align` (a power of two), plus `page_offset`, and
+/// checks that `length` bytes still fit before `last`.
+fn fit_aligned(start: &mut u64, last: u64, length: u64, align: u64, page_offset: u64) -> bool {
+    let Some(up) = start.checked_add(align - 1) else {
+        return false;
+    };
+    let aligned = (up & !(align - 1)) | page_offset;
+    if aligned >= last || last - aligned < length - 1 {
+        return false;
+    }
+    *start = aligned;
+    true
+}
+
+impl Inner {
+    fn iova_alignment(&self) -> u64 {
+        1
+    }
+
+    /// Finds a free IOVA for `length` bytes whose user address is `addr`:
+    /// not reserved, not mapped, inside an allowed range if there are any,
+    /// never 0, and aligned like `addr` (up to a huge page) so that large
+    /// pages can be used.
+    fn alloc_iova(&self, addr: u64, length: u64) -> Result<u64> {
+        if length == 0 || length >= u64::MAX / 2 {
+            return Err(EOVERFLOW);
+        }
+        let page_offset = addr % PAGE;
+        let mut align = length.next_power_of_two();
+        if addr != 0 {
+            align = align.min(1 << addr.trailing_zeros());
+        }
+        align = align.min(MAX_ALLOC_ALIGNMENT);
+        if align < self.iova_alignment() {
+            return Err(EINVAL);
+        }
+
+        let (lo, hi) = (PAGE, u64::MAX - PAGE);
+        let mut found = None;
+        let mut try_span = |mut start: u64, last: u64| -> Result {
+            if found.is_some() || !fit_aligned(&mut start, last, length, align, page_offset) {
+                return Ok(());
+            }
+            let used = merge_sorted(
+                self.reserved.spans(),
+                self.areas.iter().map(|(s, l, _)| (s, l)),
+            );
+            for_each_gap(used, |mut s, l| {
+                if found.is_some() || l < start || s > last {
+                    return Ok(());
+                }
+                s = s.max(start);
+                if fit_aligned(&mut s, l.min(last), length, align, page_offset) {
+                    found = Some(s);
+                }
+                Ok(())
+            })
+        };
+        if self.allowed.iter().next().is_none() {
+            try_span(lo, hi)?;
+        } else {
+            for (s, l, ()) in self.allowed.iter() {
+                if l >= lo && s <= hi {
+                    try_span(s.max(lo), l.min(hi))?;
+                }
+            }
+        }
+        found.ok_or(ENOSPC)
+    }
+
+    /// Checks that `[iova, iova + length)` may be mapped.
+    fn check_iova(&self, iova: u64, length: u64) -> Result {
+        if iova & (self.iova_alignment() - 1) != 0 {
+            return Err(EINVAL);
+        }
+        let last = iova.checked_add(length - 1).ok_or(EOVERFLOW)?;
+        if self.reserved.overlaps(iova, last) {
+            return Err(EINVAL);
+        }
+        if self.areas.overlaps(iova, last) {
+            return Err(EEXIST);
+        }
+        Ok(())
+    }
 }
 
 #[pin_data]
@@ -42,6 +186,7 @@ impl IoPagetable {
             inner <- new_mutex!(Inner {
                 allowed: IntervalMap::new(),
                 reserved: RangeList::new(),
+                areas: IntervalMap::new(),
                 disable_large_pages: false,
             }),
         })
@@ -49,7 +194,7 @@ impl IoPagetable {
 
     /// The alignment every mapped IOVA and length must have.
     pub(crate) fn iova_alignment(&self) -> u64 {
-        1
+        self.inner.lock().iova_alignment()
     }
 
     /// Calls `f(start, last)` for each maximal usable IOVA range, in order:
@@ -75,13 +220,124 @@ impl IoPagetable {
     }
 
     /// Reserves `[start, last]` for `by`: `EADDRINUSE` if it intersects an
-    /// allowed range (or, to come, a mapping).
+    /// allowed range or a mapping.
     pub(crate) fn reserve(&self, start: u64, last: u64, by: Reserver) -> Result {
         let mut inner = self.inner.lock();
-        if inner.allowed.overlaps(start, last) {
+        if inner.allowed.overlaps(start, last) || inner.areas.overlaps(start, last) {
             return Err(EADDRINUSE);
         }
         inner.reserved.insert(start, last, by)
+    }
+
+    /// Maps `slices`, one after the other, at `iova` or, if `iova` is None,
+    /// at an IOVA found for them.  Returns the IOVA.  Either every slice is
+    /// mapped or none.
+    pub(crate) fn map(&self, slices: &[PagesSlice], iova: Option<u64>, write: bool) -> Result<u64> {
+        let length = slices
+            .iter()
+            .try_fold(0u64, |sum, s| sum.checked_add(s.length))
+            .ok_or(EOVERFLOW)?;
+        let first = slices.first().ok_or(EINVAL)?;
+        let mut inner = self.inner.lock();
+        if length == 0 || length & (inner.iova_alignment() - 1) != 0 {
+            return Err(EINVAL);
+        }
+        let iova = match iova {
+            Some(iova) => {
+                inner.check_iova(iova, length)?;
+                iova
+            }
+            None => {
+                let addr = first.pages.uptr.wrapping_add(first.start_byte);
+                inner.alloc_iova(addr, length)?
+            }
+        };
+        let mut at = iova;
+        for s in slices {
+            let res = Self::insert_area(&mut inner, s, at, write);
+            if let Err(e) = res {
+                // Undo the areas this call inserted.
+                let mut undo = iova;
+                while undo < at {
+                    match inner.areas.remove(undo) {
+                        Some((last, _)) => undo = last + 1,
+                        None => break,
+                    }
+                }
+                return Err(e);
+            }
+            at += s.length;
+        }
+        Ok(iova)
+    }
+
+    fn insert_area(inner: &mut Inner, s: &PagesSlice, iova: u64, write: bool) -> Result {
+        if write && !s.pages.writable {
+            return Err(EPERM);
+        }
+        if (s.start_byte % PAGE) & (inner.iova_alignment() - 1) != 0 {
+            return Err(EINVAL);
+        }
+        let last = iova.checked_add(s.length - 1).ok_or(EOVERFLOW)?;
+        let last_byte = s.start_byte.checked_add(s.length - 1).ok_or(EOVERFLOW)?;
+        if last_byte / PAGE >= s.pages.npages {
+            return Err(EOVERFLOW);
+        }
+        let area = Area {
+            pages: s.pages.clone(),
+            start_byte: s.start_byte,
+        };
+        inner.areas.insert(iova, last, area)
+    }
+
+    /// The slices of pages mapped at `[iova, iova + length)`, which areas
+    /// must cover without a gap (`ENOENT`).
+    pub(crate) fn get_pages(&self, iova: u64, length: u64) -> Result<KVec<PagesSlice>> {
+        if length == 0 {
+            return Err(EINVAL);
+        }
+        let last = iova.checked_add(length - 1).ok_or(EOVERFLOW)?;
+        let inner = self.inner.lock();
+        let mut out = KVec::new();
+        let mut cur = iova;
+        loop {
+            let (s, l, area) = inner.areas.first_overlap(cur, cur).ok_or(ENOENT)?;
+            let end = l.min(last);
+            out.push(
+                PagesSlice {
+                    pages: area.pages.clone(),
+                    start_byte: area.start_byte + (cur - s),
+                    length: end - cur + 1,
+                },
+                GFP_KERNEL_ACCOUNT,
+            )?;
+            if end == last {
+                return Ok(out);
+            }
+            cur = end + 1;
+        }
+    }
+
+    /// Unmaps the areas inside `[start, last]` and returns how many bytes
+    /// they covered.  An area that reaches outside the range is `ENOENT`;
+    /// the areas before it are unmapped all the same, as upstream does.
+    pub(crate) fn unmap(&self, start: u64, last: u64) -> Result<u64> {
+        let mut inner = self.inner.lock();
+        let mut unmapped = 0u64;
+        let mut from = start;
+        while let Some((s, l, _)) = inner.areas.first_overlap(from, last) {
+            if s < start || l > last {
+                return Err(ENOENT);
+            }
+            let removed = inner.areas.remove(s);
+            drop(removed);
+            unmapped += l - s + 1;
+            if l >= last {
+                break;
+            }
+            from = l + 1;
+        }
+        Ok(unmapped)
     }
 
     pub(crate) fn large_pages(&self) -> bool {
@@ -90,8 +346,8 @@ impl IoPagetable {
 
     /// Allows or forbids mapping with page sizes above the smallest one.
     ///
-    /// Nothing can be mapped yet, so there is no mapping this could conflict
-    /// with.
+    /// No domain exists yet, so no mapping already made with large pages
+    /// can conflict with forbidding them.
     pub(crate) fn set_large_pages(&self, enable: bool) -> Result {
         self.inner.lock().disable_large_pages = !enable;
         Ok(())

@@ -5,7 +5,7 @@
 use kernel::prelude::*;
 
 use crate::interval::IntervalMap;
-use crate::io_pagetable::IoPagetable;
+use crate::io_pagetable::{IoPagetable, Pages, PagesSlice};
 use crate::uapi::{self, iommu_iova_range};
 use crate::ucmd::Ucmd;
 
@@ -102,4 +102,87 @@ pub(crate) fn allow_iovas_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_allow_iovas
         allowed.insert(r.start, r.last, ())?;
     }
     ioas.iopt.set_allowed(allowed)
+}
+
+/// The flags `IOMMU_IOAS_MAP` and `IOMMU_IOAS_COPY` know.
+pub(crate) const MAP_FLAGS: u32 = uapi::IOMMU_IOAS_MAP_FIXED_IOVA
+    | uapi::IOMMU_IOAS_MAP_WRITEABLE
+    | uapi::IOMMU_IOAS_MAP_READABLE;
+
+/// Checks the length and IOVA of a map or copy (`EOVERFLOW` at
+/// `ULONG_MAX`, which on 64 bits is `u64::MAX`) and its access flags
+/// (`EINVAL` with neither read nor write).  Returns whether devices may
+/// write, and the fixed IOVA if there is one.
+fn map_args(flags: u32, iova: u64, length: u64) -> Result<(bool, Option<u64>)> {
+    if iova == u64::MAX || length == u64::MAX {
+        return Err(EOVERFLOW);
+    }
+    if flags & (uapi::IOMMU_IOAS_MAP_WRITEABLE | uapi::IOMMU_IOAS_MAP_READABLE) == 0 {
+        return Err(EINVAL);
+    }
+    let fixed = flags & uapi::IOMMU_IOAS_MAP_FIXED_IOVA != 0;
+    Ok((
+        flags & uapi::IOMMU_IOAS_MAP_WRITEABLE != 0,
+        fixed.then_some(iova),
+    ))
+}
+
+/// `IOMMU_IOAS_MAP`
+pub(crate) fn map_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_map>) -> Result {
+    if ucmd.cmd.__reserved != 0 {
+        return Err(EOPNOTSUPP);
+    }
+    let (write, iova) = map_args(ucmd.cmd.flags, ucmd.cmd.iova, ucmd.cmd.length)?;
+    let ioas = ucmd.ctx.objects.get::<Ioas>(ucmd.cmd.ioas_id)?;
+    let pages = Pages::new_user(ucmd.cmd.user_va, ucmd.cmd.length, write)?;
+    let slice = PagesSlice {
+        pages,
+        start_byte: ucmd.cmd.user_va % kernel::page::PAGE_SIZE as u64,
+        length: ucmd.cmd.length,
+    };
+    ucmd.cmd.iova = ioas.iopt.map(&[slice], iova, write)?;
+    ucmd.respond()
+}
+
+/// `IOMMU_IOAS_UNMAP`: unmaps the areas inside a range (all of them for
+/// IOVA 0 and length `u64::MAX`).  An area partly inside is `ENOENT`, and so
+/// is a range with nothing mapped, except for unmap-all.
+pub(crate) fn unmap_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_unmap>) -> Result {
+    let ioas = ucmd.ctx.objects.get::<Ioas>(ucmd.cmd.ioas_id)?;
+    let (iova, length) = (ucmd.cmd.iova, ucmd.cmd.length);
+    let unmapped = if iova == 0 && length == u64::MAX {
+        ioas.iopt.unmap(0, u64::MAX)?
+    } else {
+        if iova == u64::MAX || length == u64::MAX {
+            return Err(EOVERFLOW);
+        }
+        if length == 0 {
+            return Err(EINVAL);
+        }
+        let last = iova.checked_add(length - 1).ok_or(EOVERFLOW)?;
+        match ioas.iopt.unmap(iova, last)? {
+            0 => return Err(ENOENT),
+            n => n,
+        }
+    };
+    ucmd.cmd.length = unmapped;
+    ucmd.respond()
+}
+
+/// `IOMMU_IOAS_COPY`: maps in one IOAS the memory mapped at a range of
+/// another (or the same), which areas must cover without a gap.
+pub(crate) fn copy_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_copy>) -> Result {
+    let c = &ucmd.cmd;
+    if c.src_iova == u64::MAX {
+        return Err(EOVERFLOW);
+    }
+    let (write, iova) = map_args(c.flags, c.dst_iova, c.length)?;
+    let slices = {
+        let src = ucmd.ctx.objects.get::<Ioas>(c.src_ioas_id)?;
+        src.iopt.get_pages(c.src_iova, c.length)?
+    };
+    let dst = ucmd.ctx.objects.get::<Ioas>(c.dst_ioas_id)?;
+    ucmd.cmd.dst_iova = dst.iopt.map(&slices, iova, write)?;
+    drop(dst);
+    ucmd.respond()
 }

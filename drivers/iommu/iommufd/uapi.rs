@@ -34,6 +34,9 @@ pub(crate) use kernel::uapi::{
 
 // Constants of named C enums, which bindgen prefixes with the enum's name.
 pub(crate) use kernel::uapi::{
+    iommufd_ioas_map_flags_IOMMU_IOAS_MAP_FIXED_IOVA as IOMMU_IOAS_MAP_FIXED_IOVA,
+    iommufd_ioas_map_flags_IOMMU_IOAS_MAP_READABLE as IOMMU_IOAS_MAP_READABLE,
+    iommufd_ioas_map_flags_IOMMU_IOAS_MAP_WRITEABLE as IOMMU_IOAS_MAP_WRITEABLE,
     iommufd_option_IOMMU_OPTION_HUGE_PAGES as IOMMU_OPTION_HUGE_PAGES,
     iommufd_option_IOMMU_OPTION_RLIMIT_MODE as IOMMU_OPTION_RLIMIT_MODE,
     iommufd_option_ops_IOMMU_OPTION_OP_GET as IOMMU_OPTION_OP_GET,

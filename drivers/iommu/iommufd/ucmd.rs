@@ -122,11 +122,12 @@ static OPS: [Op; 22] = ioctl_table! {
     IOMMUFD_CMD_IOAS_ALLOC => iommu_ioas_alloc, out_ioas_id, ioas::alloc_ioctl, flags: 0;
     IOMMUFD_CMD_IOAS_ALLOW_IOVAS => iommu_ioas_allow_iovas, allowed_iovas,
         ioas::allow_iovas_ioctl;
-    IOMMUFD_CMD_IOAS_COPY => iommu_ioas_copy, src_iova, not_implemented;
+    IOMMUFD_CMD_IOAS_COPY => iommu_ioas_copy, src_iova, ioas::copy_ioctl,
+        flags: ioas::MAP_FLAGS;
     IOMMUFD_CMD_IOAS_IOVA_RANGES => iommu_ioas_iova_ranges, out_iova_alignment,
         ioas::iova_ranges_ioctl;
-    IOMMUFD_CMD_IOAS_MAP => iommu_ioas_map, iova, not_implemented;
-    IOMMUFD_CMD_IOAS_UNMAP => iommu_ioas_unmap, length, not_implemented;
+    IOMMUFD_CMD_IOAS_MAP => iommu_ioas_map, iova, ioas::map_ioctl, flags: ioas::MAP_FLAGS;
+    IOMMUFD_CMD_IOAS_UNMAP => iommu_ioas_unmap, length, ioas::unmap_ioctl;
     IOMMUFD_CMD_OPTION => iommu_option, val64, ctx::option_ioctl;
     IOMMUFD_CMD_VFIO_IOAS => iommu_vfio_ioas, __reserved, vfio_compat::vfio_ioas_ioctl;
     IOMMUFD_CMD_HWPT_ALLOC => iommu_hwpt_alloc, __reserved, not_implemented;

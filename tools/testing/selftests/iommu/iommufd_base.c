@@ -704,4 +704,96 @@ TEST_F(base, temp_memory_limit)
 	ASSERT_EQ(0, ioctl(self->fd, IOMMU_TEST_CMD, &cmd));
 }
 
+static int map_fixed(int fd, __u32 ioas_id, void *va, __u64 length,
+		     __u64 iova, __u32 prot)
+{
+	struct iommu_ioas_map cmd = {
+		.size = sizeof(cmd),
+		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | prot,
+		.ioas_id = ioas_id,
+		.user_va = (uintptr_t)va,
+		.length = length,
+		.iova = iova,
+	};
+
+	return ioctl(fd, IOMMU_IOAS_MAP, &cmd);
+}
+
+static int unmap(int fd, __u32 ioas_id, __u64 iova, __u64 length,
+		 __u64 *unmapped)
+{
+	struct iommu_ioas_unmap cmd = {
+		.size = sizeof(cmd),
+		.ioas_id = ioas_id,
+		.iova = iova,
+		.length = length,
+	};
+	int rc = ioctl(fd, IOMMU_IOAS_UNMAP, &cmd);
+
+	if (unmapped)
+		*unmapped = cmd.length;
+	return rc;
+}
+
+#define RW (IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE)
+
+/*
+ * An unmap that ends inside an area fails, but the areas it covered whole
+ * before that one are gone.
+ */
+TEST_F(base, unmap_partial)
+{
+	void *buf = mmap(NULL, 0x4000, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	__u64 n;
+	__u32 id;
+
+	ASSERT_NE(MAP_FAILED, buf);
+	ASSERT_EQ(0, ioas_alloc(self->fd, &id));
+	ASSERT_EQ(0, map_fixed(self->fd, id, buf, 0x2000, 0x100000, RW));
+	ASSERT_EQ(0, map_fixed(self->fd, id, buf, 0x2000, 0x102000, RW));
+	EXPECT_ERRNO(ENOENT, unmap(self->fd, id, 0x100000, 0x3000, NULL));
+	EXPECT_ERRNO(ENOENT, unmap(self->fd, id, 0x100000, 0x2000, NULL));
+	ASSERT_EQ(0, unmap(self->fd, id, 0x100000, 0x4000, &n));
+	EXPECT_EQ(0x2000, n);
+	/* Nothing mapped: ENOENT, but unmap-all succeeds. */
+	EXPECT_ERRNO(ENOENT, unmap(self->fd, id, 0x100000, 0x4000, NULL));
+	ASSERT_EQ(0, unmap(self->fd, id, 0, UINT64_MAX, &n));
+	EXPECT_EQ(0, n);
+	EXPECT_ERRNO(EINVAL, unmap(self->fd, id, 0x100000, 0, NULL));
+	EXPECT_ERRNO(EOVERFLOW, unmap(self->fd, id, UINT64_MAX, 1, NULL));
+	munmap(buf, 0x4000);
+}
+
+/* Memory mapped read-only cannot be copied for device writes. */
+TEST_F(base, copy_keeps_read_only)
+{
+	void *buf = mmap(NULL, 0x2000, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct iommu_ioas_copy copy = {
+		.size = sizeof(copy),
+		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | RW,
+		.length = 0x2000,
+		.dst_iova = 0x200000,
+		.src_iova = 0x100000,
+	};
+	__u32 src, dst;
+
+	ASSERT_NE(MAP_FAILED, buf);
+	ASSERT_EQ(0, ioas_alloc(self->fd, &src));
+	ASSERT_EQ(0, ioas_alloc(self->fd, &dst));
+	ASSERT_EQ(0, map_fixed(self->fd, src, buf, 0x2000, 0x100000,
+			       IOMMU_IOAS_MAP_READABLE));
+	copy.src_ioas_id = src;
+	copy.dst_ioas_id = dst;
+	EXPECT_ERRNO(EPERM, ioctl(self->fd, IOMMU_IOAS_COPY, &copy));
+	copy.flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE;
+	ASSERT_EQ(0, ioctl(self->fd, IOMMU_IOAS_COPY, &copy));
+	/* A hole in the source range. */
+	copy.src_iova = 0x101000;
+	copy.dst_iova = 0x300000;
+	EXPECT_ERRNO(ENOENT, ioctl(self->fd, IOMMU_IOAS_COPY, &copy));
+	munmap(buf, 0x2000);
+}
+
 TEST_HARNESS_MAIN
