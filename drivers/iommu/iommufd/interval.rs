@@ -15,6 +15,9 @@
 use kernel::prelude::*;
 use kernel::rbtree::{RBTree, RBTreeNode};
 
+/// An interval allocated ahead of its insertion.
+pub(crate) struct IntervalNode<V>(RBTreeNode<u64, (u64, V)>);
+
 pub(crate) struct IntervalMap<V> {
     /// `start -> (last, value)`
     tree: RBTree<u64, (u64, V)>,
@@ -67,9 +70,28 @@ impl<V> IntervalMap<V> {
         if start > last || self.overlaps(start, last) {
             return Err(EINVAL);
         }
-        let node = RBTreeNode::new(start, (last, value), GFP_KERNEL_ACCOUNT)?;
-        self.tree.insert(node);
+        let node = Self::node(start, last, value)?;
+        self.insert_node(node);
         Ok(())
+    }
+
+    /// Allocates `[start, last]` for [`IntervalMap::insert_node`], which then
+    /// cannot fail.
+    pub(crate) fn node(start: u64, last: u64, value: V) -> Result<IntervalNode<V>> {
+        if start > last {
+            return Err(EINVAL);
+        }
+        Ok(IntervalNode(RBTreeNode::new(
+            start,
+            (last, value),
+            GFP_KERNEL_ACCOUNT,
+        )?))
+    }
+
+    /// Inserts a preallocated interval, which the caller knows does not
+    /// intersect any interval of the set.
+    pub(crate) fn insert_node(&mut self, node: IntervalNode<V>) {
+        self.tree.insert(node.0);
     }
 
     /// Removes the interval that starts at `start`.

@@ -340,6 +340,43 @@ impl IoPagetable {
         Ok(unmapped)
     }
 
+    /// Splits the area holding `iova`, if any, into one ending at `iova`
+    /// and one starting after it, so that a later unmap can end or start
+    /// there (VFIO type1 semantics).
+    pub(crate) fn cut(&self, iova: u64) -> Result {
+        let mut inner = self.inner.lock();
+        let align = inner.iova_alignment();
+        let Some((s, l, area)) = inner.areas.first_overlap(iova, iova) else {
+            return Ok(());
+        };
+        if iova == s || iova == l {
+            return Ok(());
+        }
+        let new_start = iova + 1;
+        let rhs_byte = area.start_byte + (new_start - s);
+        if new_start & (align - 1) != 0 || rhs_byte & (align - 1) != 0 {
+            return Err(EINVAL);
+        }
+        let lhs = Area {
+            pages: area.pages.clone(),
+            start_byte: area.start_byte,
+        };
+        let rhs = Area {
+            pages: area.pages.clone(),
+            start_byte: rhs_byte,
+        };
+        // Allocated before the area goes, so that the split cannot fail
+        // half-way.
+        let lhs = IntervalMap::node(s, iova, lhs)?;
+        let rhs = IntervalMap::node(new_start, l, rhs)?;
+        let old = inner.areas.remove(s);
+        inner.areas.insert_node(lhs);
+        inner.areas.insert_node(rhs);
+        drop(inner);
+        drop(old);
+        Ok(())
+    }
+
     pub(crate) fn large_pages(&self) -> bool {
         !self.inner.lock().disable_large_pages
     }

@@ -8,9 +8,9 @@ use core::mem::{offset_of, size_of, size_of_val};
 use kernel::ioctl::_IO;
 use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
-use kernel::sync::atomic::{Atomic, Relaxed};
 
 use crate::ctx::Ctx;
+use crate::io_pagetable::{Pages, PagesSlice};
 use crate::ioas::Ioas;
 use crate::object::ObjRef;
 use crate::uapi::{
@@ -197,8 +197,16 @@ fn map_dma(ctx: &Ctx, arg: usize) -> Result {
     if (map.argsz as usize) < minsz || map.flags & !supported != 0 {
         return Err(EINVAL);
     }
-    let _ioas = compat_ioas(ctx)?;
-    not_implemented("VFIO_IOMMU_MAP_DMA")
+    let ioas = compat_ioas(ctx)?;
+    let write = map.flags & uapi::VFIO_DMA_MAP_FLAG_WRITE != 0;
+    let pages = Pages::new_user(map.vaddr, map.size, write)?;
+    let slice = PagesSlice {
+        pages,
+        start_byte: map.vaddr % PAGE_SIZE as u64,
+        length: map.size,
+    };
+    // Type1 always maps at the IOVA it is given.
+    ioas.iopt.map(&[slice], Some(map.iova), write).map(|_| ())
 }
 
 fn unmap_dma(ctx: &Ctx, arg: usize) -> Result {
@@ -207,18 +215,31 @@ fn unmap_dma(ctx: &Ctx, arg: usize) -> Result {
     if (unmap.argsz as usize) < minsz || unmap.flags & !uapi::VFIO_DMA_UNMAP_FLAG_ALL != 0 {
         return Err(EINVAL);
     }
-    let _ioas = compat_ioas(ctx)?;
-    if unmap.flags & uapi::VFIO_DMA_UNMAP_FLAG_ALL != 0 && (unmap.iova != 0 || unmap.size != 0) {
-        return Err(EINVAL);
-    }
-    not_implemented("VFIO_IOMMU_UNMAP_DMA")
-}
-
-/// Says once that the VFIO type1 `what` needs IOAS mapping, not written yet.
-fn not_implemented(what: &str) -> Result {
-    static WARNED: Atomic<bool> = Atomic::new(false);
-    if !WARNED.xchg(true, Relaxed) {
-        pr_notice!("{what}: not implemented yet, failing with EOPNOTSUPP\n");
-    }
-    Err(EOPNOTSUPP)
+    let ioas = compat_ioas(ctx)?;
+    let mut unmapped = vfio_iommu_type1_dma_unmap::zeroed();
+    unmapped.argsz = unmap.argsz;
+    unmapped.flags = unmap.flags;
+    unmapped.iova = unmap.iova;
+    unmapped.size = if unmap.flags & uapi::VFIO_DMA_UNMAP_FLAG_ALL != 0 {
+        if unmap.iova != 0 || unmap.size != 0 {
+            return Err(EINVAL);
+        }
+        ioas.iopt.unmap(0, u64::MAX)?
+    } else {
+        if unmap.size == 0 {
+            return Err(EINVAL);
+        }
+        let last = unmap.iova.checked_add(unmap.size - 1).ok_or(EOVERFLOW)?;
+        // Type1 (not v2) may unmap part of a mapping; with its huge IOPTEs
+        // off (see set_iommu) the areas can be cut where the range ends.
+        if !ioas.iopt.large_pages() {
+            ioas.iopt.cut(last)?;
+            if let Some(before) = unmap.iova.checked_sub(1) {
+                ioas.iopt.cut(before)?;
+            }
+        }
+        // Unlike IOMMU_IOAS_UNMAP, nothing mapped is not an error.
+        ioas.iopt.unmap(unmap.iova, last)?
+    };
+    uapi::write_prefix(arg, &unmapped, minsz)
 }

@@ -796,4 +796,56 @@ TEST_F(base, copy_keeps_read_only)
 	munmap(buf, 0x2000);
 }
 
+static int dma_unmap(int fd, __u64 iova, __u64 size, __u32 flags, __u64 *done)
+{
+	struct vfio_iommu_type1_dma_unmap cmd = {
+		.argsz = sizeof(cmd),
+		.flags = flags,
+		.iova = iova,
+		.size = size,
+	};
+	int rc = ioctl(fd, VFIO_IOMMU_UNMAP_DMA, &cmd);
+
+	*done = cmd.size;
+	return rc;
+}
+
+/* Type1 maps at fixed IOVAs; v2 unmaps whole mappings, type1 may cut them. */
+TEST_F(base, vfio_type1_map_unmap)
+{
+	void *buf = mmap(NULL, 0x4000, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct vfio_iommu_type1_dma_map map = {
+		.argsz = sizeof(map),
+		.flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
+		.vaddr = (uintptr_t)buf,
+		.iova = 0x100000,
+		.size = 0x4000,
+	};
+	__u64 done;
+	__u32 id;
+
+	ASSERT_NE(MAP_FAILED, buf);
+	ASSERT_EQ(0, set_compat_ioas(self->fd, &id));
+	ASSERT_EQ(0, ioctl(self->fd, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU));
+	ASSERT_EQ(0, ioctl(self->fd, VFIO_IOMMU_MAP_DMA, &map));
+	EXPECT_ERRNO(EEXIST, ioctl(self->fd, VFIO_IOMMU_MAP_DMA, &map));
+	EXPECT_ERRNO(ENOENT, dma_unmap(self->fd, 0x101000, 0x1000, 0, &done));
+	/* Nothing mapped there: success, nothing unmapped. */
+	ASSERT_EQ(0, dma_unmap(self->fd, 0x200000, 0x1000, 0, &done));
+	EXPECT_EQ(0, done);
+	ASSERT_EQ(0, dma_unmap(self->fd, 0x100000, 0x4000, 0, &done));
+	EXPECT_EQ(0x4000, done);
+
+	ASSERT_EQ(0, ioctl(self->fd, VFIO_SET_IOMMU, VFIO_TYPE1_IOMMU));
+	ASSERT_EQ(0, ioctl(self->fd, VFIO_IOMMU_MAP_DMA, &map));
+	ASSERT_EQ(0, dma_unmap(self->fd, 0x101000, 0x2000, 0, &done));
+	EXPECT_EQ(0x2000, done);
+	EXPECT_ERRNO(EINVAL, dma_unmap(self->fd, 0x100000, 0x1000,
+				       VFIO_DMA_UNMAP_FLAG_ALL, &done));
+	ASSERT_EQ(0, dma_unmap(self->fd, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL, &done));
+	EXPECT_EQ(0x2000, done);
+	munmap(buf, 0x4000);
+}
+
 TEST_HARNESS_MAIN
