@@ -390,3 +390,113 @@ impl IoPagetable {
         Ok(())
     }
 }
+
+#[kunit_tests(iommufd_rs_io_pagetable)]
+mod tests {
+    use super::*;
+
+    fn iopt() -> Result<Pin<KBox<IoPagetable>>> {
+        KBox::pin_init(IoPagetable::new(), GFP_KERNEL)
+    }
+
+    /// `length` bytes of user memory at `uptr`, as one slice.  Nothing is
+    /// pinned, so no real memory is needed.
+    fn slice(uptr: u64, length: u64, writable: bool) -> Result<[PagesSlice; 1]> {
+        Ok([PagesSlice {
+            pages: Pages::new_user(uptr, length, writable)?,
+            start_byte: uptr % PAGE,
+            length,
+        }])
+    }
+
+    #[test]
+    fn auto_iova_keeps_the_user_alignment() -> Result {
+        let t = iopt()?;
+        // 2 MiB-aligned memory of 2 MiB: a huge-page-aligned IOVA, never 0.
+        let a = t.map(&slice(0x4020_0000, 0x20_0000, true)?, None, true)?;
+        assert_eq!(a, 0x20_0000);
+        // 8 KiB at an address whose lowest set bit is 4 KiB: 4 KiB-aligned,
+        // below the first mapping.
+        let b = t.map(&slice(0x7000, 0x2000, true)?, None, true)?;
+        assert_eq!(b, PAGE);
+        // The offset in the page is kept.
+        let c = t.map(&slice(0x9010, 0x10, true)?, None, true)?;
+        assert_eq!(c % PAGE, 0x10);
+        assert!(c >= b + 0x2000);
+        Ok(())
+    }
+
+    #[test]
+    fn auto_iova_avoids_reserved_and_honours_allowed() -> Result {
+        let t = iopt()?;
+        t.reserve(0, 0xf_ffff, Reserver::Test)?;
+        let a = t.map(&slice(0x1000, 0x1000, true)?, None, true)?;
+        assert_eq!(a, 0x10_0000);
+
+        let mut allowed = IntervalMap::new();
+        allowed.insert(0x4000_0000, 0x4000_ffff, ())?;
+        t.set_allowed(allowed)?;
+        let b = t.map(&slice(0x1000, 0x1000, true)?, None, true)?;
+        assert_eq!(b, 0x4000_0000);
+        // 64 KiB allowed, 4 KiB used: 64 KiB more does not fit.
+        assert_eq!(
+            t.map(&slice(0x1_0000, 0x1_0000, true)?, None, true),
+            Err(ENOSPC)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn fixed_iova_checks() -> Result {
+        let t = iopt()?;
+        t.reserve(0x1_0000, 0x1_ffff, Reserver::Test)?;
+        let s = slice(0x1000, 0x2000, true)?;
+        assert_eq!(t.map(&s, Some(0x1_8000), true), Err(EINVAL));
+        assert_eq!(t.map(&s, Some(u64::MAX - 0xfff), true), Err(EOVERFLOW));
+        assert_eq!(t.map(&s, Some(0x3_0000), true)?, 0x3_0000);
+        assert_eq!(t.map(&s, Some(0x3_1000), true), Err(EEXIST));
+        // A mapping is no place for a reservation.
+        assert_eq!(
+            t.reserve(0x3_1000, 0x3_1000, Reserver::Test),
+            Err(EADDRINUSE)
+        );
+        // Read-only memory is not mapped for device writes.
+        let ro = t.get_pages(0x3_0000, 0x2000)?;
+        assert_eq!(t.map(&ro, Some(0x5_0000), true)?, 0x5_0000);
+        let ro = slice(0x1000, 0x1000, false)?;
+        assert_eq!(t.map(&ro, Some(0x6_0000), true), Err(EPERM));
+        Ok(())
+    }
+
+    #[test]
+    fn copy_needs_contiguous_areas() -> Result {
+        let t = iopt()?;
+        t.map(&slice(0x1000, 0x1000, true)?, Some(0x10_0000), true)?;
+        t.map(&slice(0x8000, 0x1000, true)?, Some(0x10_1000), true)?;
+        let two = t.get_pages(0x10_0800, 0x1000)?;
+        assert_eq!(two.len(), 2);
+        assert_eq!((two[0].start_byte, two[0].length), (0x800, 0x800));
+        assert_eq!((two[1].start_byte, two[1].length), (0, 0x800));
+        assert_eq!(t.get_pages(0x10_1800, 0x1000).err(), Some(ENOENT));
+        assert_eq!(t.get_pages(0x10_0000, 0).err(), Some(EINVAL));
+        Ok(())
+    }
+
+    #[test]
+    fn unmap_whole_areas_and_cut() -> Result {
+        let t = iopt()?;
+        t.map(&slice(0x1000, 0x4000, true)?, Some(0x10_0000), true)?;
+        t.map(&slice(0x1000, 0x4000, true)?, Some(0x10_4000), true)?;
+        // Ends inside the second area: the first goes, the error stays.
+        assert_eq!(t.unmap(0x10_0000, 0x10_5fff), Err(ENOENT));
+        assert_eq!(t.unmap(0x10_0000, 0x10_3fff)?, 0);
+        // Cut the second area in three and take out the middle.
+        t.cut(0x10_4fff)?;
+        t.cut(0x10_5fff)?;
+        assert_eq!(t.unmap(0x10_5000, 0x10_5fff)?, 0x1000);
+        let rest = t.get_pages(0x10_6000, 0x2000)?;
+        assert_eq!(rest[0].start_byte, 0x2000);
+        assert_eq!(t.unmap(0, u64::MAX)?, 0x3000);
+        Ok(())
+    }
+}
