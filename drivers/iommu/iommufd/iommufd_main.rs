@@ -34,7 +34,10 @@ struct IommufdModule {
 impl kernel::InPlaceModule for IommufdModule {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
-            _iommu <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"iommu" }),
+            _iommu <- MiscDeviceRegistration::register(MiscDeviceOptions {
+                name: c"iommu",
+                mode: 0o660,
+            }),
         })
     }
 }

@@ -12,7 +12,9 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <linux/capability.h>
@@ -61,6 +63,17 @@ FIXTURE_SETUP(base)
 FIXTURE_TEARDOWN(base)
 {
 	close(self->fd);
+}
+
+/* /dev/iommu is a misc device node for root and its group. */
+TEST(device_node)
+{
+	struct stat st;
+
+	ASSERT_EQ(0, stat("/dev/iommu", &st));
+	EXPECT_TRUE(S_ISCHR(st.st_mode));
+	EXPECT_EQ(10, major(st.st_rdev));
+	EXPECT_EQ(0660, st.st_mode & 07777);
 }
 
 /* Command numbers outside the table, or a known number with other bits. */
