@@ -5,6 +5,7 @@
 #
 #   make run       build what is missing, boot the VM, show the Rust module working
 #   make test      build what is missing, run all tests in the VM, print the verdict
+#   make conformance  the upstream selftests on both modules, per fixture (no gate)
 #   make all       build only
 #   make check     rustfmt, clippy and checkpatch
 #
@@ -32,6 +33,8 @@ initramfs:
 	@$(S)/build-initramfs.sh
 check:
 	@$(S)/check.sh
+conformance:
+	@$(S)/test.sh --no-gate
 vm-test:
 	@$(S)/vm/run.sh test
 clean:
@@ -39,4 +42,4 @@ clean:
 distclean:
 	@. $(S)/lib.sh && rm -rf "$$CACHE"
 
-.PHONY: all run test deps kernel module tests initramfs check vm-test clean distclean
+.PHONY: all run test conformance deps kernel module tests initramfs check vm-test clean distclean
