@@ -6,6 +6,7 @@
 #   make run       build what is missing, boot the VM, show the Rust module working
 #   make test      build what is missing, run all tests in the VM, print the verdict
 #   make conformance  the upstream selftests on both modules, per fixture (no gate)
+#   make test-vfio the upstream VFIO selftests on the igb device (a report)
 #   make all       build only
 #   make check     rustfmt, clippy and checkpatch
 #
@@ -35,6 +36,8 @@ check:
 	@$(S)/check.sh
 conformance:
 	@$(S)/test.sh --no-gate
+test-vfio:
+	@$(S)/test-vfio.sh
 vm-test:
 	@$(S)/vm/run.sh test
 clean:
@@ -42,4 +45,4 @@ clean:
 distclean:
 	@. $(S)/lib.sh && rm -rf "$$CACHE"
 
-.PHONY: all run test conformance deps kernel module tests initramfs check vm-test clean distclean
+.PHONY: all run test conformance test-vfio deps kernel module tests initramfs check vm-test clean distclean

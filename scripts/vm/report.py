@@ -20,7 +20,6 @@ import sys
 from collections import OrderedDict, defaultdict
 
 OURS = ("kunit", "iommufd_base")
-UPSTREAM = ("iommufd", "iommufd_fail_nth")
 
 SPLAT = re.compile(
     r"(WARNING:|BUG:|Oops|general protection fault|Kernel panic|KASAN:|UBSAN:"
@@ -95,6 +94,8 @@ def fixture_of(test):
 
 def main():
     results, console, must_pass_file = sys.argv[1:4]
+    # --report-only: the figures, no verdict on our suites (the vfio job).
+    report_only = "--report-only" in sys.argv[4:]
     sections, events = parse_results(results)
     with open(console, errors="replace") as f:
         console_lines = f.read().splitlines()
@@ -123,17 +124,18 @@ def main():
 
     # -- conformance: upstream suites, ours beside the C module ------------
     impls = sorted({impl for impl, _ in sections})
-    if any(s in UPSTREAM for _, s in sections):
+    upstream = list(OrderedDict.fromkeys(s for _, s in sections if s not in OURS))
+    if upstream:
         print("\n== conformance: upstream selftests, per fixture (pass/fail/skip)")
-        print(f"{'suite':<18}{'fixture':<26}" + "".join(f"{i:>16}" for i in impls))
+        print(f"{'suite':<28}{'fixture':<26}" + "".join(f"{i:>16}" for i in impls))
         totals = {i: defaultdict(int) for i in impls}
-        for suite in UPSTREAM:
+        for suite in upstream:
             fixtures = OrderedDict()
             for impl in impls:
                 for t in tests.get((impl, suite), {}):
                     fixtures.setdefault(fixture_of(t), None)
             for fx in fixtures:
-                row = f"{suite:<18}{fx:<26}"
+                row = f"{suite:<28}{fx:<26}"
                 for impl in impls:
                     c = defaultdict(int)
                     for t, v in tests.get((impl, suite), {}).items():
@@ -142,7 +144,7 @@ def main():
                             totals[impl][v] += 1
                     row += f"{c['pass']}/{c['fail']}/{c['skip']}".rjust(16)
                 print(row)
-        row = f"{'total':<44}"
+        row = f"{'total':<54}"
         for impl in impls:
             t = totals[impl]
             row += f"{t['pass']}/{t['fail']}/{t['skip']}".rjust(16)
@@ -155,7 +157,7 @@ def main():
 
     # -- the gate ----------------------------------------------------------
     verdict = OrderedDict()
-    for suite in OURS:
+    for suite in () if report_only else OURS:
         res = tests.get(("rs", suite))
         if res is None:
             verdict[f"{suite} (suite ran)"] = False
@@ -172,17 +174,17 @@ def main():
             if v != "pass":
                 print(f"note: our {suite}: {t} does not pass on the C module: "
                       "it may assert something upstream does not do")
-    for suite, test in must_pass:
+    for suite, test in () if report_only else must_pass:
         v = tests.get(("rs", suite), {}).get(test, "missing")
         verdict[f"{suite}: {test} (must pass)"] = (v == "pass")
 
     checks["vm: the job ran to the end"] = "DONE" in events
     for ev in events:
-        if ev.startswith(("LOADFAIL", "UNLOADFAIL")):
+        if ev.startswith(("LOADFAIL", "UNLOADFAIL")) and not report_only:
             checks[f"vm: {ev.lower()}"] = False
-    for impl in impls:
-        checks[f"vm: {impl} module loaded"] = not any(
-            e == f"LOADFAIL {impl}" for e in events)
+    for ev in events:
+        if ev.startswith("LOADFAIL") and report_only:
+            print(f"note: {ev}")
     for (impl, suite), sec in sections.items():
         pins = sec["pins"]
         if len(pins) == 2:

@@ -248,9 +248,10 @@ impl ObjectTable {
                 return;
             }
             if destroyed == 0 {
-                // A use that outlives every command is a refcounting bug:
-                // keep the objects (leak) rather than free what is in use.
-                pr_err!("objects still in use at release; leaking them\n");
+                // A use that outlives every command is a refcounting bug.
+                // The table's references go with the table; an object still
+                // referenced elsewhere lives on until that reference goes.
+                pr_err!("objects still in use at release: a refcounting bug\n");
                 return;
             }
         }
