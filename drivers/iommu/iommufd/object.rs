@@ -163,7 +163,7 @@ impl ObjectTable {
     /// Takes the lowest free ID for an object under construction.
     pub(crate) fn reserve(&self) -> Result<Reservation<'_>> {
         // Allocated up front so that publishing cannot fail.
-        let node = RBTreeNodeReservation::new(GFP_KERNEL)?;
+        let node = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
         let mut inner = self.inner.lock();
         let id = loop {
             if let Some(unused) = inner.ids.find_unused_id(1) {
@@ -171,13 +171,14 @@ impl ObjectTable {
             }
             // All 2^31 - 1 IDs in use is what xa_limit_31b calls full.
             let grow = inner.ids.grow_request().ok_or(EBUSY)?;
-            let resizer = grow.realloc(GFP_KERNEL)?;
+            let resizer = grow.realloc(GFP_KERNEL_ACCOUNT)?;
             inner.ids.grow(resizer);
         };
         inner.reserved += 1;
         Ok(Reservation {
             table: self,
-            id: u32::try_from(id).map_err(|_| EBUSY)?,
+            // The pool hands out IDs below its maximum size, i32::MAX.
+            id: id as u32,
             node: Some(node),
         })
     }
