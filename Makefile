@@ -7,6 +7,7 @@
 #   make test      build what is missing, run all tests in the VM, print the verdict
 #   make conformance  the upstream selftests on both modules, per fixture (no gate)
 #   make test-vfio the upstream VFIO selftests on the igb device (a report)
+#   make bench     micro-benchmarks, ours beside the stock C module
 #   make all       build only
 #   make check     rustfmt, clippy and checkpatch
 #
@@ -38,6 +39,8 @@ conformance:
 	@$(S)/test.sh --no-gate
 test-vfio:
 	@$(S)/test-vfio.sh
+bench:
+	@$(S)/bench.sh
 vm-test:
 	@$(S)/vm/run.sh test
 clean:
@@ -45,4 +48,4 @@ clean:
 distclean:
 	@. $(S)/lib.sh && rm -rf "$$CACHE"
 
-.PHONY: all run test conformance test-vfio deps kernel module tests initramfs check vm-test clean distclean
+.PHONY: all run test conformance test-vfio bench deps kernel module tests initramfs check vm-test clean distclean

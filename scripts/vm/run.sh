@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 # Boot the test VM and run one job in it.
-#   run.sh JOB            JOB: demo | test | vfio
+#   run.sh JOB            JOB: demo | test | vfio | bench
 #   IMPL=rs|c|both        which iommufd the job loads (test default: both)
 #   IOMMU=intel|amd       the virtual IOMMU (default intel)
 #   VM_TIMEOUT=seconds    the whole run, boot to power-off (default 1200)
@@ -10,11 +10,11 @@
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 
-job=${1:?usage: run.sh demo|test|vfio}
+job=${1:?usage: run.sh demo|test|vfio|bench}
 case "$job" in
 demo) impl=${IMPL:-rs} ;;
-test | vfio) impl=${IMPL:-both} ;;
-*) die "unknown job '$job' (demo, test or vfio)" ;;
+test | vfio | bench) impl=${IMPL:-both} ;;
+*) die "unknown job '$job' (demo, test, vfio or bench)" ;;
 esac
 case "$impl" in rs | c | both) ;; *) die "IMPL must be rs, c or both" ;; esac
 iommu=${IOMMU:-intel}

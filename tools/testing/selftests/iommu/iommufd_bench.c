@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Micro-benchmarks of /dev/iommu, to compare implementations in one VM run:
+ * each prints "bench <name> <ns per operation> <operations>".  Under TCG the
+ * absolute numbers mean little; the ratio between modules in the same run is
+ * what to look at.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/iommufd.h>
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+static void check(int rc, const char *what)
+{
+	if (rc) {
+		fprintf(stderr, "iommufd_bench: %s: %s\n", what, strerror(errno));
+		exit(1);
+	}
+}
+
+static __u32 ioas_alloc(int fd)
+{
+	struct iommu_ioas_alloc cmd = { .size = sizeof(cmd) };
+
+	check(ioctl(fd, IOMMU_IOAS_ALLOC, &cmd), "IOMMU_IOAS_ALLOC");
+	return cmd.out_ioas_id;
+}
+
+static void destroy(int fd, __u32 id)
+{
+	struct iommu_destroy cmd = { .size = sizeof(cmd), .id = id };
+
+	check(ioctl(fd, IOMMU_DESTROY, &cmd), "IOMMU_DESTROY");
+}
+
+#define BENCH(name, n, body)                                              \
+	do {                                                              \
+		uint64_t t0 = now_ns();                                   \
+		for (unsigned long i = 0; i < (n); i++)                   \
+			body;                                             \
+		printf("bench %s %llu %lu\n", name,                       \
+		       (unsigned long long)((now_ns() - t0) / (n)),       \
+		       (unsigned long)(n));                               \
+	} while (0)
+
+int main(void)
+{
+	const unsigned long n = 20000, nmaps = 2000;
+	struct iommu_iova_range ranges[4];
+	struct iommu_ioas_iova_ranges q = {
+		.size = sizeof(q),
+		.num_iovas = 4,
+		.allowed_iovas = (uintptr_t)ranges,
+	};
+	struct iommu_destroy bad = { .size = sizeof(bad) };
+	size_t len = nmaps * 4096;
+	__u64 *iovas = calloc(nmaps, sizeof(*iovas));
+	void *buf;
+	int fd;
+	__u32 id;
+
+	fd = open("/dev/iommu", O_RDWR);
+	check(fd < 0, "open /dev/iommu");
+	buf = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	check(buf == MAP_FAILED || !iovas, "buffers");
+
+	/* The cheapest command: dispatch, copy-in, lookup failure. */
+	BENCH("destroy_enoent", n, ioctl(fd, IOMMU_DESTROY, &bad));
+	BENCH("ioas_alloc_destroy", n, destroy(fd, ioas_alloc(fd)));
+
+	id = ioas_alloc(fd);
+	q.ioas_id = id;
+	BENCH("iova_ranges", n, check(ioctl(fd, IOMMU_IOAS_IOVA_RANGES, &q),
+				      "IOMMU_IOAS_IOVA_RANGES"));
+
+	/* IOVA allocation with a growing number of areas, then unmap. */
+	BENCH("map_auto_iova_4k", nmaps, ({
+		struct iommu_ioas_map m = {
+			.size = sizeof(m),
+			.flags = IOMMU_IOAS_MAP_READABLE |
+				 IOMMU_IOAS_MAP_WRITEABLE,
+			.ioas_id = id,
+			.user_va = (uintptr_t)buf + i * 4096,
+			.length = 4096,
+		};
+		check(ioctl(fd, IOMMU_IOAS_MAP, &m), "IOMMU_IOAS_MAP");
+		iovas[i] = m.iova;
+	}));
+	BENCH("unmap_4k", nmaps, ({
+		struct iommu_ioas_unmap u = {
+			.size = sizeof(u),
+			.ioas_id = id,
+			.iova = iovas[i],
+			.length = 4096,
+		};
+		check(ioctl(fd, IOMMU_IOAS_UNMAP, &u), "IOMMU_IOAS_UNMAP");
+	}));
+
+	/* Many objects alive: lookups and teardown at close. */
+	for (unsigned long i = 0; i < n; i++)
+		ioas_alloc(fd);
+	BENCH("iova_ranges_20k_objects", n,
+	      check(ioctl(fd, IOMMU_IOAS_IOVA_RANGES, &q),
+		    "IOMMU_IOAS_IOVA_RANGES"));
+	BENCH("close_20k_objects", 1, close(fd));
+	return 0;
+}
