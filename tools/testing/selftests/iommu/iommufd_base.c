@@ -321,6 +321,17 @@ static int option(int fd, __u32 option_id, __u16 op, __u32 object_id,
 	return rc;
 }
 
+/* The IOAS's IOMMU_OPTION_HUGE_PAGES, or -1 if it cannot be read. */
+static long huge_pages(int fd, __u32 ioas_id)
+{
+	__u64 val = 7;
+
+	if (option(fd, IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_OP_GET, ioas_id,
+		   &val))
+		return -1;
+	return val;
+}
+
 TEST_F(base, option_rlimit_mode)
 {
 	struct iommu_option cmd = {
@@ -407,16 +418,11 @@ TEST_F(base, option_huge_pages)
 				    IOMMU_OPTION_OP_GET, id + 1, &val));
 
 	/* An IOAS starts with huge pages allowed. */
-	ASSERT_EQ(0, option(self->fd, IOMMU_OPTION_HUGE_PAGES,
-			    IOMMU_OPTION_OP_GET, id, &val));
-	EXPECT_EQ(1, val);
+	EXPECT_EQ(1, huge_pages(self->fd, id));
 	val = 0;
 	ASSERT_EQ(0, option(self->fd, IOMMU_OPTION_HUGE_PAGES,
 			    IOMMU_OPTION_OP_SET, id, &val));
-	val = 7;
-	ASSERT_EQ(0, option(self->fd, IOMMU_OPTION_HUGE_PAGES,
-			    IOMMU_OPTION_OP_GET, id, &val));
-	EXPECT_EQ(0, val);
+	EXPECT_EQ(0, huge_pages(self->fd, id));
 	val = 2;
 	EXPECT_ERRNO(EINVAL, option(self->fd, IOMMU_OPTION_HUGE_PAGES,
 				    IOMMU_OPTION_OP_SET, id, &val));
@@ -425,9 +431,7 @@ TEST_F(base, option_huge_pages)
 	val = 1;
 	ASSERT_EQ(0, option(self->fd, IOMMU_OPTION_HUGE_PAGES,
 			    IOMMU_OPTION_OP_SET, id, &val));
-	ASSERT_EQ(0, option(self->fd, IOMMU_OPTION_HUGE_PAGES,
-			    IOMMU_OPTION_OP_GET, id, &val));
-	EXPECT_EQ(1, val);
+	EXPECT_EQ(1, huge_pages(self->fd, id));
 }
 
 /* The compat IOAS is forgotten when that IOAS is destroyed. */
@@ -483,7 +487,6 @@ static int set_compat_ioas(int fd, __u32 *id)
 /* The VFIO type1 container ioctls, without and with a compat IOAS. */
 TEST_F(base, vfio_type1_basics)
 {
-	__u64 val;
 	__u32 id;
 
 	EXPECT_EQ(VFIO_API_VERSION, ioctl(self->fd, VFIO_GET_API_VERSION));
@@ -503,15 +506,10 @@ TEST_F(base, vfio_type1_basics)
 	ASSERT_EQ(0, set_compat_ioas(self->fd, &id));
 	EXPECT_EQ(1, ioctl(self->fd, VFIO_CHECK_EXTENSION, VFIO_DMA_CC_IOMMU));
 	ASSERT_EQ(0, ioctl(self->fd, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU));
-	val = 7;
-	ASSERT_EQ(0, option(self->fd, IOMMU_OPTION_HUGE_PAGES,
-			    IOMMU_OPTION_OP_GET, id, &val));
-	EXPECT_EQ(1, val);
+	EXPECT_EQ(1, huge_pages(self->fd, id));
 	/* Type1 may unmap inside a mapping: no huge IOPTEs for it. */
 	ASSERT_EQ(0, ioctl(self->fd, VFIO_SET_IOMMU, VFIO_TYPE1_IOMMU));
-	ASSERT_EQ(0, option(self->fd, IOMMU_OPTION_HUGE_PAGES,
-			    IOMMU_OPTION_OP_GET, id, &val));
-	EXPECT_EQ(0, val);
+	EXPECT_EQ(0, huge_pages(self->fd, id));
 }
 
 TEST_F(base, vfio_type1_map_unmap_args)
