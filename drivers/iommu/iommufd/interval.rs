@@ -106,32 +106,36 @@ impl<V> IntervalMap<V> {
 
     /// Calls `f(start, last)` for each maximal range of addresses that no
     /// interval covers, in order.
-    pub(crate) fn for_each_hole(&self, f: impl FnMut(u64, u64) -> Result) -> Result {
-        for_each_gap(self.iter().map(|(s, l, _)| (s, l)), f)
+    pub(crate) fn for_each_hole(&self, mut f: impl FnMut(u64, u64) -> Result) -> Result {
+        gaps(self.iter().map(|(s, l, _)| (s, l))).try_for_each(|(s, l)| f(s, l))
     }
 }
 
-/// Calls `f(start, last)` for each maximal range of addresses that none of
-/// `intervals` covers; `intervals` come sorted by start and may overlap.
-pub(crate) fn for_each_gap(
+/// The maximal ranges of addresses that none of `intervals` covers, in
+/// order; `intervals` come sorted by start and may overlap.
+pub(crate) fn gaps(
     intervals: impl Iterator<Item = (u64, u64)>,
-    mut f: impl FnMut(u64, u64) -> Result,
-) -> Result {
+) -> impl Iterator<Item = (u64, u64)> {
+    let mut intervals = intervals.fuse();
     // The next address not yet known to be covered; None past u64::MAX.
     let mut next = Some(0u64);
-    for (s, l) in intervals {
-        let Some(from) = next else { break };
-        if s > from {
-            f(from, s - 1)?;
+    core::iter::from_fn(move || loop {
+        let from = next?;
+        match intervals.next() {
+            Some((s, l)) => {
+                if l >= from {
+                    next = l.checked_add(1);
+                }
+                if s > from {
+                    return Some((from, s - 1));
+                }
+            }
+            None => {
+                next = None;
+                return Some((from, u64::MAX));
+            }
         }
-        if l >= from {
-            next = l.checked_add(1);
-        }
-    }
-    match next {
-        Some(from) => f(from, u64::MAX),
-        None => Ok(()),
-    }
+    })
 }
 
 /// Merges two sequences of intervals sorted by start into one.
@@ -186,8 +190,8 @@ impl<V> RangeList<V> {
 
     /// Calls `f(start, last)` for each maximal range of addresses that no
     /// range covers, in order.
-    pub(crate) fn for_each_hole(&self, f: impl FnMut(u64, u64) -> Result) -> Result {
-        for_each_gap(self.ranges.iter().map(|r| (r.0, r.1)), f)
+    pub(crate) fn for_each_hole(&self, mut f: impl FnMut(u64, u64) -> Result) -> Result {
+        gaps(self.spans()).try_for_each(|(s, l)| f(s, l))
     }
 }
 
@@ -261,9 +265,9 @@ mod tests {
         let a = [(0x1000u64, 0x1fffu64), (0x8000, 0x8fff)];
         let b = [(0x1800u64, 0x27ffu64), (0x4000, 0x4fff)];
         let mut out = KVec::new();
-        for_each_gap(merge_sorted(a.into_iter(), b.into_iter()), |s, l| {
-            Ok(out.push((s, l), GFP_KERNEL)?)
-        })?;
+        for gap in gaps(merge_sorted(a.into_iter(), b.into_iter())) {
+            out.push(gap, GFP_KERNEL)?;
+        }
         assert_eq!(
             &out[..],
             &[

@@ -16,7 +16,7 @@ use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
 
-use crate::interval::{for_each_gap, merge_sorted, IntervalMap, RangeList};
+use crate::interval::{gaps, merge_sorted, IntervalMap, RangeList};
 
 const PAGE: u64 = PAGE_SIZE as u64;
 /// The largest IOVA alignment automatic allocation asks for: a huge page,
@@ -126,35 +126,31 @@ impl Inner {
         }
 
         let (lo, hi) = (PAGE, u64::MAX - PAGE);
-        let mut found = None;
-        let mut try_span = |mut start: u64, last: u64| -> Result {
-            if found.is_some() || !fit_aligned(&mut start, last, length, align, page_offset) {
-                return Ok(());
+        // The first fit in `[start, last]`, a span of allowed IOVA.
+        let first_fit = |mut start: u64, last: u64| -> Option<u64> {
+            if !fit_aligned(&mut start, last, length, align, page_offset) {
+                return None;
             }
             let used = merge_sorted(
                 self.reserved.spans(),
                 self.areas.iter().map(|(s, l, _)| (s, l)),
             );
-            for_each_gap(used, |mut s, l| {
-                if found.is_some() || l < start || s > last {
-                    return Ok(());
-                }
-                s = s.max(start);
-                if fit_aligned(&mut s, l.min(last), length, align, page_offset) {
-                    found = Some(s);
-                }
-                Ok(())
-            })
+            gaps(used)
+                .skip_while(|&(_, l)| l < start)
+                .take_while(|&(s, _)| s <= last)
+                .find_map(|(s, l)| {
+                    let mut s = s.max(start);
+                    fit_aligned(&mut s, l.min(last), length, align, page_offset).then_some(s)
+                })
         };
-        if self.allowed.iter().next().is_none() {
-            try_span(lo, hi)?;
+        let found = if self.allowed.iter().next().is_none() {
+            first_fit(lo, hi)
         } else {
-            for (s, l, ()) in self.allowed.iter() {
-                if l >= lo && s <= hi {
-                    try_span(s.max(lo), l.min(hi))?;
-                }
-            }
-        }
+            self.allowed
+                .iter()
+                .filter(|&(s, l, ())| l >= lo && s <= hi)
+                .find_map(|(s, l, ())| first_fit(s.max(lo), l.min(hi)))
+        };
         found.ok_or(ENOSPC)
     }
 
