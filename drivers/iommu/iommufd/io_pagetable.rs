@@ -43,7 +43,7 @@ pub(crate) struct Pages {
 
 impl Pages {
     /// The user memory `[uptr, uptr + length)` of the current process.
-    pub(crate) fn new_user(uptr: u64, length: u64, writable: bool) -> Result<Arc<Self>> {
+    fn new_user(uptr: u64, length: u64, writable: bool) -> Result<Arc<Self>> {
         uptr.checked_add(length).ok_or(EOVERFLOW)?;
         // The IOMMU API takes a size_t length; keeps the page count below
         // from overflowing.
@@ -74,6 +74,17 @@ pub(crate) struct PagesSlice {
     pub(crate) pages: Arc<Pages>,
     pub(crate) start_byte: u64,
     pub(crate) length: u64,
+}
+
+impl PagesSlice {
+    /// The user memory `[uptr, uptr + length)` of the current process, whole.
+    pub(crate) fn user(uptr: u64, length: u64, writable: bool) -> Result<Self> {
+        Ok(Self {
+            pages: Pages::new_user(uptr, length, writable)?,
+            start_byte: uptr % PAGE,
+            length,
+        })
+    }
 }
 
 struct Inner {
@@ -398,11 +409,7 @@ mod tests {
     /// `length` bytes of user memory at `uptr`, as one slice.  Nothing is
     /// pinned, so no real memory is needed.
     fn slice(uptr: u64, length: u64, writable: bool) -> Result<[PagesSlice; 1]> {
-        Ok([PagesSlice {
-            pages: Pages::new_user(uptr, length, writable)?,
-            start_byte: uptr % PAGE,
-            length,
-        }])
+        Ok([PagesSlice::user(uptr, length, writable)?])
     }
 
     #[test]

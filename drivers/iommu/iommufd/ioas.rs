@@ -5,7 +5,7 @@
 use kernel::prelude::*;
 
 use crate::interval::IntervalMap;
-use crate::io_pagetable::{IoPagetable, Pages, PagesSlice};
+use crate::io_pagetable::{IoPagetable, PagesSlice};
 use crate::uapi::{self, iommu_iova_range};
 use crate::ucmd::Ucmd;
 
@@ -134,12 +134,7 @@ pub(crate) fn map_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_map>) -> Result {
     }
     let (write, iova) = map_args(ucmd.cmd.flags, ucmd.cmd.iova, ucmd.cmd.length)?;
     let ioas = ucmd.ctx.objects.get::<Ioas>(ucmd.cmd.ioas_id)?;
-    let pages = Pages::new_user(ucmd.cmd.user_va, ucmd.cmd.length, write)?;
-    let slice = PagesSlice {
-        pages,
-        start_byte: ucmd.cmd.user_va % kernel::page::PAGE_SIZE as u64,
-        length: ucmd.cmd.length,
-    };
+    let slice = PagesSlice::user(ucmd.cmd.user_va, ucmd.cmd.length, write)?;
     ucmd.cmd.iova = ioas.iopt.map(&[slice], iova, write)?;
     ucmd.respond()
 }

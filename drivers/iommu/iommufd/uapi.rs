@@ -182,24 +182,19 @@ pub(crate) fn write_prefix<T: Pod>(uptr: usize, value: &T, len: usize) -> Result
         .write_slice(&value.as_bytes()[..len])
 }
 
-/// Copies `value` to user memory at `uptr`.
-pub(crate) fn copy_to_user<T: Pod>(uptr: u64, value: &T) -> Result {
+/// The address of element `index` of an array of `T` at `uptr`.
+fn elem_addr<T>(uptr: u64, index: usize) -> Result<usize> {
+    let off = index.checked_mul(size_of::<T>()).ok_or(EFAULT)?;
     let addr = usize::try_from(uptr).map_err(|_| EFAULT)?;
-    UserSlice::new(UserPtr::from_addr(addr), size_of::<T>())
-        .writer()
-        .write_slice(value.as_bytes())
+    addr.checked_add(off).ok_or(EFAULT)
 }
 
 /// Reads element `index` of an array of `T` at `uptr` in user memory.
 pub(crate) fn copy_elem_from_user<T: Pod>(uptr: u64, index: usize) -> Result<T> {
-    let off = index.checked_mul(size_of::<T>()).ok_or(EFAULT)?;
-    let addr = usize::try_from(uptr).map_err(|_| EFAULT)?;
-    read_prefix(addr.checked_add(off).ok_or(EFAULT)?, size_of::<T>())
+    read_prefix(elem_addr::<T>(uptr, index)?, size_of::<T>())
 }
 
 /// Copies element `index` of an array of `T` at `uptr` to user memory.
 pub(crate) fn copy_elem_to_user<T: Pod>(uptr: u64, index: usize, value: &T) -> Result {
-    let off = index.checked_mul(size_of::<T>()).ok_or(EFAULT)?;
-    let off = u64::try_from(off).map_err(|_| EFAULT)?;
-    copy_to_user(uptr.checked_add(off).ok_or(EFAULT)?, value)
+    write_prefix(elem_addr::<T>(uptr, index)?, value, size_of::<T>())
 }

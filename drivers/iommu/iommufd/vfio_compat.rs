@@ -10,7 +10,7 @@ use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
 
 use crate::ctx::Ctx;
-use crate::io_pagetable::{Pages, PagesSlice};
+use crate::io_pagetable::PagesSlice;
 use crate::ioas::Ioas;
 use crate::object::ObjRef;
 use crate::uapi::{
@@ -199,12 +199,7 @@ fn map_dma(ctx: &Ctx, arg: usize) -> Result {
     }
     let ioas = compat_ioas(ctx)?;
     let write = map.flags & uapi::VFIO_DMA_MAP_FLAG_WRITE != 0;
-    let pages = Pages::new_user(map.vaddr, map.size, write)?;
-    let slice = PagesSlice {
-        pages,
-        start_byte: map.vaddr % PAGE_SIZE as u64,
-        length: map.size,
-    };
+    let slice = PagesSlice::user(map.vaddr, map.size, write)?;
     // Type1 always maps at the IOVA it is given.
     ioas.iopt.map(&[slice], Some(map.iova), write).map(|_| ())
 }
