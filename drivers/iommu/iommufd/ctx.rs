@@ -6,6 +6,8 @@ use kernel::capability::{capable, Capability};
 use kernel::fs::File;
 use kernel::miscdevice::{MiscDevice, MiscDeviceRegistration};
 use kernel::prelude::*;
+use kernel::sync::aref::ARef;
+use kernel::sync::{Arc, ArcBorrow};
 
 use crate::ioas;
 use crate::object::{AccountMode, ObjectTable};
@@ -18,12 +20,50 @@ pub(crate) struct Ctx {
     pub(crate) objects: ObjectTable,
 }
 
+/// The context an ioctl runs in, from which in-kernel users (accesses) can
+/// take a [`CtxHold`].
+#[derive(Clone, Copy)]
+pub(crate) struct CtxHandle<'a> {
+    ctx: ArcBorrow<'a, Ctx>,
+    file: &'a File,
+}
+
+impl CtxHandle<'_> {
+    pub(crate) fn ctx(&self) -> &Ctx {
+        &self.ctx
+    }
+
+    pub(crate) fn hold(&self) -> CtxHold {
+        CtxHold {
+            ctx: self.ctx.into(),
+            _file: ARef::from(self.file),
+        }
+    }
+}
+
+/// A long-term reference to a context, for an in-kernel user of its
+/// objects: it keeps the `/dev/iommu` file open, as upstream's
+/// `iommufd_ctx_get()` does, so the context is not released under it.
+pub(crate) struct CtxHold {
+    // Dropped first: the file's release then drops the last reference.
+    ctx: Arc<Ctx>,
+    _file: ARef<File>,
+}
+
+impl core::ops::Deref for CtxHold {
+    type Target = Ctx;
+
+    fn deref(&self) -> &Ctx {
+        &self.ctx
+    }
+}
+
 #[vtable]
 impl MiscDevice for Ctx {
-    type Ptr = Pin<KBox<Self>>;
+    type Ptr = Arc<Self>;
 
-    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<Pin<KBox<Self>>> {
-        KBox::try_pin_init(
+    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<Arc<Self>> {
+        Arc::pin_init(
             try_pin_init!(Ctx {
                 objects <- ObjectTable::new(),
             }),
@@ -31,8 +71,8 @@ impl MiscDevice for Ctx {
         )
     }
 
-    fn ioctl(me: Pin<&Ctx>, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
-        ucmd::dispatch(&me, cmd, arg)
+    fn ioctl(me: ArcBorrow<'_, Ctx>, file: &File, cmd: u32, arg: usize) -> Result<isize> {
+        ucmd::dispatch(CtxHandle { ctx: me, file }, cmd, arg)
     }
 }
 

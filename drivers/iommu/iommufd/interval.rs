@@ -94,6 +94,11 @@ impl<V> IntervalMap<V> {
         self.tree.insert(node.0);
     }
 
+    /// The interval that starts at `start`, as `(last, value)`.
+    pub(crate) fn get_mut(&mut self, start: u64) -> Option<(u64, &mut V)> {
+        self.tree.get_mut(&start).map(|(l, v)| (*l, v))
+    }
+
     /// Removes the interval that starts at `start`.
     pub(crate) fn remove(&mut self, start: u64) -> Option<(u64, V)> {
         self.tree.remove(&start)

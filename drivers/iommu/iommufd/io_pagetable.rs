@@ -3,25 +3,26 @@
 //! The IOVA layout of an IOAS: allowed ranges, reserved ranges and the areas
 //! that map user memory.
 //!
-//! An [`Area`] maps a slice of a [`Pages`], a range of user memory, at an
-//! IOVA.  Areas never overlap; several areas (in one IOAS or, through
-//! `IOMMU_IOAS_COPY`, in several) may share one `Pages`.
-//!
-//! What exists so far is the IOVA bookkeeping: no domain is attached and no
-//! access pins pages, and then upstream pins nothing either, so mapping only
-//! records what is mapped where.  Pinning, domains and accesses come next.
+//! An [`Area`] maps a slice of a [`Pages`] at an IOVA.  Areas never overlap.
+//! Accesses (emulated devices) pin pages through the areas and read or
+//! write through them; an area an access holds pins in is unmapped only
+//! after the access has been told to let go.
 
+use kernel::bindings;
 use kernel::new_mutex;
-use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
 
 use crate::interval::{gaps, merge_sorted, IntervalMap, RangeList};
+use crate::object::AccountMode;
+use crate::pages::{Pages, PAGE};
 
-const PAGE: u64 = PAGE_SIZE as u64;
 /// The largest IOVA alignment automatic allocation asks for: a huge page,
 /// so that a THP can be mapped whole.
 const MAX_ALLOC_ALIGNMENT: u64 = 2 * 1024 * 1024;
+/// How often an unmap asks accesses to let go of an area before it gives
+/// up with `EDEADLOCK`.
+const UNMAP_TRIES: u32 = 100;
 
 /// Who reserved an IOVA range.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -31,35 +32,11 @@ pub(crate) enum Reserver {
     Test,
 }
 
-/// A range of user memory that areas map.
-pub(crate) struct Pages {
-    /// The first byte of the first page.
-    uptr: u64,
-    /// How many pages the range spans.
-    npages: u64,
-    /// Whether the memory may be mapped for device writes.
-    writable: bool,
-}
-
-impl Pages {
-    /// The user memory `[uptr, uptr + length)` of the current process.
-    fn new_user(uptr: u64, length: u64, writable: bool) -> Result<Arc<Self>> {
-        uptr.checked_add(length).ok_or(EOVERFLOW)?;
-        // The IOMMU API takes a size_t length; keeps the page count below
-        // from overflowing.
-        if length == 0 || length > u64::MAX - PAGE {
-            return Err(EINVAL);
-        }
-        let start_byte = uptr % PAGE;
-        Ok(Arc::new(
-            Pages {
-                uptr: uptr - start_byte,
-                npages: (start_byte + length).div_ceil(PAGE),
-                writable,
-            },
-            GFP_KERNEL_ACCOUNT,
-        )?)
-    }
+/// What devices may do with a mapping.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Prot {
+    pub(crate) read: bool,
+    pub(crate) write: bool,
 }
 
 /// A slice of a `Pages` mapped at an IOVA (the key of the area map).
@@ -67,6 +44,28 @@ struct Area {
     pages: Arc<Pages>,
     /// Offset of the area's first byte in `pages`.
     start_byte: u64,
+    prot: Prot,
+    /// Pins accesses hold through this area (one per pin call).
+    num_accesses: u32,
+    /// Set while an unmap waits for accesses to let go: no new pins.
+    prevent_access: bool,
+}
+
+impl Area {
+    fn new(pages: Arc<Pages>, start_byte: u64, prot: Prot) -> Self {
+        Self {
+            pages,
+            start_byte,
+            prot,
+            num_accesses: 0,
+            prevent_access: false,
+        }
+    }
+
+    /// The byte of `pages` mapped at `iova`, the area starting at `start`.
+    fn byte(&self, start: u64, iova: u64) -> u64 {
+        self.start_byte + (iova - start)
+    }
 }
 
 /// A slice of a `Pages`, to be mapped (`IOMMU_IOAS_MAP`, `IOMMU_IOAS_COPY`).
@@ -78,9 +77,9 @@ pub(crate) struct PagesSlice {
 
 impl PagesSlice {
     /// The user memory `[uptr, uptr + length)` of the current process, whole.
-    pub(crate) fn user(uptr: u64, length: u64, writable: bool) -> Result<Self> {
+    pub(crate) fn user(uptr: u64, length: u64, writable: bool, mode: AccountMode) -> Result<Self> {
         Ok(Self {
-            pages: Pages::new_user(uptr, length, writable)?,
+            pages: Pages::new_user(uptr, length, writable, mode)?,
             start_byte: uptr % PAGE,
             length,
         })
@@ -97,6 +96,10 @@ struct Inner {
     areas: IntervalMap<Area>,
     /// Map only with the smallest page size (`IOMMU_OPTION_HUGE_PAGES` 0).
     disable_large_pages: bool,
+    /// Attached accesses that pin pages, hence need page-aligned IOVAs.
+    pinning_accesses: u32,
+    /// The alignment every mapped IOVA, length and page offset has.
+    iova_alignment: u64,
 }
 
 /// Moves `*start` up to `align` (a power of two), plus `page_offset`, and
@@ -114,8 +117,30 @@ fn fit_aligned(start: &mut u64, last: u64, length: u64, align: u64, page_offset:
 }
 
 impl Inner {
-    fn iova_alignment(&self) -> u64 {
-        1
+    /// The alignment the current users ask for.
+    fn wanted_alignment(&self) -> u64 {
+        if self.disable_large_pages || self.pinning_accesses != 0 {
+            PAGE
+        } else {
+            1
+        }
+    }
+
+    /// Recomputes the IOVA alignment after a change of its inputs; a larger
+    /// one must suit every area already mapped (`EADDRINUSE`).
+    fn update_alignment(&mut self) -> Result {
+        let align = self.wanted_alignment();
+        if align > self.iova_alignment {
+            let mask = align - 1;
+            let misfit = self.areas.iter().any(|(s, l, a)| {
+                s & mask != 0 || (l - s + 1) & mask != 0 || (a.start_byte % PAGE) & mask != 0
+            });
+            if misfit {
+                return Err(EADDRINUSE);
+            }
+        }
+        self.iova_alignment = align;
+        Ok(())
     }
 
     /// Finds a free IOVA for `length` bytes whose user address is `addr`:
@@ -132,7 +157,7 @@ impl Inner {
             align = align.min(1 << addr.trailing_zeros());
         }
         align = align.min(MAX_ALLOC_ALIGNMENT);
-        if align < self.iova_alignment() {
+        if align < self.iova_alignment {
             return Err(EINVAL);
         }
 
@@ -167,7 +192,7 @@ impl Inner {
 
     /// Checks that `[iova, iova + length)` may be mapped.
     fn check_iova(&self, iova: u64, length: u64) -> Result {
-        if iova & (self.iova_alignment() - 1) != 0 {
+        if iova & (self.iova_alignment - 1) != 0 {
             return Err(EINVAL);
         }
         let last = iova.checked_add(length - 1).ok_or(EOVERFLOW)?;
@@ -178,6 +203,36 @@ impl Inner {
             return Err(EEXIST);
         }
         Ok(())
+    }
+
+    /// Calls `f(cur, end, area_start, area)` for each area covering
+    /// `[iova, last]`, in order, with `[cur, end]` the part of the range in
+    /// that area.  Stops at the first error of `f`, or with `ENOENT` at a
+    /// gap; either way also returns the IOVA it stopped at (`last + 1`, or
+    /// 0 after wrapping, when all went through).
+    fn walk(
+        &mut self,
+        iova: u64,
+        last: u64,
+        mut f: impl FnMut(u64, u64, u64, &mut Area) -> Result,
+    ) -> (u64, Result) {
+        let mut cur = iova;
+        loop {
+            let Some((s, _, _)) = self.areas.first_overlap(cur, cur) else {
+                return (cur, Err(ENOENT));
+            };
+            let Some((l, area)) = self.areas.get_mut(s) else {
+                return (cur, Err(ENOENT));
+            };
+            let end = l.min(last);
+            if let Err(e) = f(cur, end, s, area) {
+                return (cur, Err(e));
+            }
+            if end == last {
+                return (end.wrapping_add(1), Ok(()));
+            }
+            cur = end + 1;
+        }
     }
 }
 
@@ -195,13 +250,15 @@ impl IoPagetable {
                 reserved: RangeList::new(),
                 areas: IntervalMap::new(),
                 disable_large_pages: false,
+                pinning_accesses: 0,
+                iova_alignment: 1,
             }),
         })
     }
 
     /// The alignment every mapped IOVA and length must have.
     pub(crate) fn iova_alignment(&self) -> u64 {
-        self.inner.lock().iova_alignment()
+        self.inner.lock().iova_alignment
     }
 
     /// Calls `f(start, last)` for each maximal usable IOVA range, in order:
@@ -239,14 +296,14 @@ impl IoPagetable {
     /// Maps `slices`, one after the other, at `iova` or, if `iova` is None,
     /// at an IOVA found for them.  Returns the IOVA.  Either every slice is
     /// mapped or none.
-    pub(crate) fn map(&self, slices: &[PagesSlice], iova: Option<u64>, write: bool) -> Result<u64> {
+    pub(crate) fn map(&self, slices: &[PagesSlice], iova: Option<u64>, prot: Prot) -> Result<u64> {
         let length = slices
             .iter()
             .try_fold(0u64, |sum, s| sum.checked_add(s.length))
             .ok_or(EOVERFLOW)?;
         let first = slices.first().ok_or(EINVAL)?;
         let mut inner = self.inner.lock();
-        if length == 0 || length & (inner.iova_alignment() - 1) != 0 {
+        if length == 0 || length & (inner.iova_alignment - 1) != 0 {
             return Err(EINVAL);
         }
         let iova = match iova {
@@ -261,7 +318,7 @@ impl IoPagetable {
         };
         let mut at = iova;
         for s in slices {
-            let res = Self::insert_area(&mut inner, s, at, write);
+            let res = Self::insert_area(&mut inner, s, at, prot);
             if let Err(e) = res {
                 // Undo the areas this call inserted.
                 let mut undo = iova;
@@ -278,11 +335,11 @@ impl IoPagetable {
         Ok(iova)
     }
 
-    fn insert_area(inner: &mut Inner, s: &PagesSlice, iova: u64, write: bool) -> Result {
-        if write && !s.pages.writable {
+    fn insert_area(inner: &mut Inner, s: &PagesSlice, iova: u64, prot: Prot) -> Result {
+        if prot.write && !s.pages.writable {
             return Err(EPERM);
         }
-        if (s.start_byte % PAGE) & (inner.iova_alignment() - 1) != 0 {
+        if (s.start_byte % PAGE) & (inner.iova_alignment - 1) != 0 {
             return Err(EINVAL);
         }
         let last = iova.checked_add(s.length - 1).ok_or(EOVERFLOW)?;
@@ -290,11 +347,9 @@ impl IoPagetable {
         if last_byte / PAGE >= s.pages.npages {
             return Err(EOVERFLOW);
         }
-        let area = Area {
-            pages: s.pages.clone(),
-            start_byte: s.start_byte,
-        };
-        inner.areas.insert(iova, last, area)
+        inner
+            .areas
+            .insert(iova, last, Area::new(s.pages.clone(), s.start_byte, prot))
     }
 
     /// The slices of pages mapped at `[iova, iova + length)`, which areas
@@ -304,47 +359,64 @@ impl IoPagetable {
             return Err(EINVAL);
         }
         let last = iova.checked_add(length - 1).ok_or(EOVERFLOW)?;
-        let inner = self.inner.lock();
+        let mut inner = self.inner.lock();
         let mut out = KVec::new();
-        let mut cur = iova;
-        loop {
-            let (s, l, area) = inner.areas.first_overlap(cur, cur).ok_or(ENOENT)?;
-            let end = l.min(last);
+        let (_, res) = inner.walk(iova, last, |cur, end, s, area| {
             out.push(
                 PagesSlice {
                     pages: area.pages.clone(),
-                    start_byte: area.start_byte + (cur - s),
+                    start_byte: area.byte(s, cur),
                     length: end - cur + 1,
                 },
                 GFP_KERNEL_ACCOUNT,
             )?;
-            if end == last {
-                return Ok(out);
-            }
-            cur = end + 1;
-        }
+            Ok(())
+        });
+        res.map(|()| out)
     }
 
     /// Unmaps the areas inside `[start, last]` and returns how many bytes
     /// they covered.  An area that reaches outside the range is `ENOENT`;
     /// the areas before it are unmapped all the same, as upstream does.
-    pub(crate) fn unmap(&self, start: u64, last: u64) -> Result<u64> {
-        let mut inner = self.inner.lock();
+    ///
+    /// An area accesses hold pins in is closed to new pins, `notify(iova,
+    /// length)` asks the accesses to unpin it (called without the lock
+    /// held), and the unmap goes on once they have.
+    pub(crate) fn unmap(&self, start: u64, last: u64, notify: &dyn Fn(u64, u64)) -> Result<u64> {
         let mut unmapped = 0u64;
         let mut from = start;
-        while let Some((s, l, _)) = inner.areas.first_overlap(from, last) {
+        let mut tries = 0;
+        loop {
+            let mut inner = self.inner.lock();
+            let Some((s, l, _)) = inner.areas.first_overlap(from, last) else {
+                return Ok(unmapped);
+            };
             if s < start || l > last {
                 return Err(ENOENT);
             }
+            if let Some((_, area)) = inner.areas.get_mut(s) {
+                if area.num_accesses != 0 {
+                    area.prevent_access = true;
+                    drop(inner);
+                    tries += 1;
+                    if tries > UNMAP_TRIES {
+                        pr_warn!("IOVA {s:#x}: accesses do not release their pins\n");
+                        return Err(EDEADLK);
+                    }
+                    notify(s, l - s + 1);
+                    continue;
+                }
+            }
+            tries = 0;
             let removed = inner.areas.remove(s);
+            drop(inner);
             drop(removed);
             unmapped += l - s + 1;
             if l >= last {
-                break;
+                return Ok(unmapped);
             }
             from = l + 1;
         }
-        Ok(unmapped)
     }
 
     /// Splits the area holding `iova`, if any, into one ending at `iova`
@@ -352,26 +424,24 @@ impl IoPagetable {
     /// there (VFIO type1 semantics).
     pub(crate) fn cut(&self, iova: u64) -> Result {
         let mut inner = self.inner.lock();
-        let align = inner.iova_alignment();
+        let align = inner.iova_alignment;
         let Some((s, l, area)) = inner.areas.first_overlap(iova, iova) else {
             return Ok(());
         };
         if iova == s || iova == l {
             return Ok(());
         }
+        // Pins of accesses are counted per area; they would not survive.
+        if area.num_accesses != 0 {
+            return Err(EBUSY);
+        }
         let new_start = iova + 1;
-        let rhs_byte = area.start_byte + (new_start - s);
+        let rhs_byte = area.byte(s, new_start);
         if new_start & (align - 1) != 0 || rhs_byte & (align - 1) != 0 {
             return Err(EINVAL);
         }
-        let lhs = Area {
-            pages: area.pages.clone(),
-            start_byte: area.start_byte,
-        };
-        let rhs = Area {
-            pages: area.pages.clone(),
-            start_byte: rhs_byte,
-        };
+        let lhs = Area::new(area.pages.clone(), area.start_byte, area.prot);
+        let rhs = Area::new(area.pages.clone(), rhs_byte, area.prot);
         // Allocated before the area goes, so that the split cannot fail
         // half-way.
         let lhs = IntervalMap::node(s, iova, lhs)?;
@@ -389,12 +459,141 @@ impl IoPagetable {
     }
 
     /// Allows or forbids mapping with page sizes above the smallest one.
-    ///
-    /// No domain exists yet, so no mapping already made with large pages
-    /// can conflict with forbidding them.
+    /// Forbidding them makes IOVAs page aligned: `EADDRINUSE` if a mapping
+    /// is not.
     pub(crate) fn set_large_pages(&self, enable: bool) -> Result {
-        self.inner.lock().disable_large_pages = !enable;
+        let mut inner = self.inner.lock();
+        let old = inner.disable_large_pages;
+        inner.disable_large_pages = !enable;
+        let res = inner.update_alignment();
+        if res.is_err() {
+            inner.disable_large_pages = old;
+        }
+        res
+    }
+
+    /// Counts an attached access; one that pins pages needs page aligned
+    /// IOVAs (`EADDRINUSE` if a mapping is not).
+    pub(crate) fn add_access(&self, pins: bool) -> Result {
+        let mut inner = self.inner.lock();
+        if pins {
+            inner.pinning_accesses += 1;
+            if let Err(e) = inner.update_alignment() {
+                inner.pinning_accesses -= 1;
+                return Err(e);
+            }
+        }
         Ok(())
+    }
+
+    /// Undoes [`IoPagetable::add_access`].
+    pub(crate) fn remove_access(&self, pins: bool) {
+        let mut inner = self.inner.lock();
+        if pins {
+            inner.pinning_accesses -= 1;
+            // A smaller alignment suits every mapping.
+            let _ = inner.update_alignment();
+        }
+    }
+
+    /// Pins the pages mapped at `[iova, last]` for an access and appends
+    /// their `struct page` pointers to `out`.  The range must be covered by
+    /// areas without a gap (`ENOENT`), start on a page boundary and, where
+    /// it goes from one area to the next, change area on page boundaries
+    /// (`EINVAL`); the areas must allow the access (`EPERM`).
+    pub(crate) fn access_pin(
+        &self,
+        iova: u64,
+        last: u64,
+        write: bool,
+        out: &mut KVec<*mut bindings::page>,
+    ) -> Result {
+        let mut inner = self.inner.lock();
+        let (stop, res) = inner.walk(iova, last, |cur, end, s, area| {
+            let first_byte = area.byte(s, cur);
+            let last_byte = area.byte(s, end);
+            if area.prevent_access
+                || first_byte % PAGE != 0
+                || (end != last && last_byte % PAGE != PAGE - 1)
+            {
+                return Err(EINVAL);
+            }
+            if !(if write {
+                area.prot.write
+            } else {
+                area.prot.read
+            }) {
+                return Err(EPERM);
+            }
+            area.pages.pin(first_byte / PAGE, last_byte / PAGE)?;
+            area.num_accesses += 1;
+            area.pages
+                .page_ptrs(first_byte / PAGE, last_byte / PAGE, out)
+                .inspect_err(|_| {
+                    area.num_accesses -= 1;
+                    area.pages.unpin(first_byte / PAGE, last_byte / PAGE);
+                })
+        });
+        if let Err(e) = res {
+            if stop > iova {
+                Self::unpin_locked(&mut inner, iova, stop - 1);
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Gives back the pins [`IoPagetable::access_pin`] took on `[iova,
+    /// last]`.
+    pub(crate) fn access_unpin(&self, iova: u64, last: u64) {
+        let mut inner = self.inner.lock();
+        Self::unpin_locked(&mut inner, iova, last);
+    }
+
+    fn unpin_locked(inner: &mut Inner, iova: u64, last: u64) {
+        let (_, res) = inner.walk(iova, last, |cur, end, s, area| {
+            if area.num_accesses == 0 {
+                return Err(EINVAL);
+            }
+            area.num_accesses -= 1;
+            area.pages
+                .unpin(area.byte(s, cur) / PAGE, area.byte(s, end) / PAGE);
+            Ok(())
+        });
+        if res.is_err() {
+            pr_warn!("access unpin of IOVA {iova:#x}..{last:#x} that was not pinned\n");
+        }
+    }
+
+    /// Copies between `buf` and the memory mapped at `iova`: into the
+    /// memory if `write`.  Same coverage and permission rules as
+    /// [`IoPagetable::access_pin`], at any alignment.
+    pub(crate) fn access_rw(&self, iova: u64, buf: &mut [u8], write: bool) -> Result {
+        if buf.is_empty() {
+            return Err(EINVAL);
+        }
+        let last = iova.checked_add(buf.len() as u64 - 1).ok_or(EOVERFLOW)?;
+        let mut inner = self.inner.lock();
+        let mut done = 0usize;
+        inner
+            .walk(iova, last, |cur, end, s, area| {
+                if area.prevent_access {
+                    return Err(EINVAL);
+                }
+                if !(if write {
+                    area.prot.write
+                } else {
+                    area.prot.read
+                }) {
+                    return Err(EPERM);
+                }
+                let n = (end - cur + 1) as usize;
+                area.pages
+                    .rw(area.byte(s, cur), &mut buf[done..done + n], write)?;
+                done += n;
+                Ok(())
+            })
+            .1
     }
 }
 
@@ -409,21 +608,30 @@ mod tests {
     /// `length` bytes of user memory at `uptr`, as one slice.  Nothing is
     /// pinned, so no real memory is needed.
     fn slice(uptr: u64, length: u64, writable: bool) -> Result<[PagesSlice; 1]> {
-        Ok([PagesSlice::user(uptr, length, writable)?])
+        Ok([PagesSlice::user(uptr, length, writable, AccountMode::User)?])
+    }
+
+    const RW: Prot = Prot {
+        read: true,
+        write: true,
+    };
+
+    fn unmap(t: &IoPagetable, start: u64, last: u64) -> Result<u64> {
+        t.unmap(start, last, &|_, _| {})
     }
 
     #[test]
     fn auto_iova_keeps_the_user_alignment() -> Result {
         let t = iopt()?;
         // 2 MiB-aligned memory of 2 MiB: a huge-page-aligned IOVA, never 0.
-        let a = t.map(&slice(0x4020_0000, 0x20_0000, true)?, None, true)?;
+        let a = t.map(&slice(0x4020_0000, 0x20_0000, true)?, None, RW)?;
         assert_eq!(a, 0x20_0000);
         // 8 KiB at an address whose lowest set bit is 4 KiB: 4 KiB-aligned,
         // below the first mapping.
-        let b = t.map(&slice(0x7000, 0x2000, true)?, None, true)?;
+        let b = t.map(&slice(0x7000, 0x2000, true)?, None, RW)?;
         assert_eq!(b, PAGE);
         // The offset in the page is kept.
-        let c = t.map(&slice(0x9010, 0x10, true)?, None, true)?;
+        let c = t.map(&slice(0x9010, 0x10, true)?, None, RW)?;
         assert_eq!(c % PAGE, 0x10);
         assert!(c >= b + 0x2000);
         Ok(())
@@ -433,17 +641,17 @@ mod tests {
     fn auto_iova_avoids_reserved_and_honours_allowed() -> Result {
         let t = iopt()?;
         t.reserve(0, 0xf_ffff, Reserver::Test)?;
-        let a = t.map(&slice(0x1000, 0x1000, true)?, None, true)?;
+        let a = t.map(&slice(0x1000, 0x1000, true)?, None, RW)?;
         assert_eq!(a, 0x10_0000);
 
         let mut allowed = IntervalMap::new();
         allowed.insert(0x4000_0000, 0x4000_ffff, ())?;
         t.set_allowed(allowed)?;
-        let b = t.map(&slice(0x1000, 0x1000, true)?, None, true)?;
+        let b = t.map(&slice(0x1000, 0x1000, true)?, None, RW)?;
         assert_eq!(b, 0x4000_0000);
         // 64 KiB allowed, 4 KiB used: 64 KiB more does not fit.
         assert_eq!(
-            t.map(&slice(0x1_0000, 0x1_0000, true)?, None, true),
+            t.map(&slice(0x1_0000, 0x1_0000, true)?, None, RW),
             Err(ENOSPC)
         );
         Ok(())
@@ -454,10 +662,10 @@ mod tests {
         let t = iopt()?;
         t.reserve(0x1_0000, 0x1_ffff, Reserver::Test)?;
         let s = slice(0x1000, 0x2000, true)?;
-        assert_eq!(t.map(&s, Some(0x1_8000), true), Err(EINVAL));
-        assert_eq!(t.map(&s, Some(u64::MAX - 0xfff), true), Err(EOVERFLOW));
-        assert_eq!(t.map(&s, Some(0x3_0000), true)?, 0x3_0000);
-        assert_eq!(t.map(&s, Some(0x3_1000), true), Err(EEXIST));
+        assert_eq!(t.map(&s, Some(0x1_8000), RW), Err(EINVAL));
+        assert_eq!(t.map(&s, Some(u64::MAX - 0xfff), RW), Err(EOVERFLOW));
+        assert_eq!(t.map(&s, Some(0x3_0000), RW)?, 0x3_0000);
+        assert_eq!(t.map(&s, Some(0x3_1000), RW), Err(EEXIST));
         // A mapping is no place for a reservation.
         assert_eq!(
             t.reserve(0x3_1000, 0x3_1000, Reserver::Test),
@@ -465,17 +673,17 @@ mod tests {
         );
         // Read-only memory is not mapped for device writes.
         let ro = t.get_pages(0x3_0000, 0x2000)?;
-        assert_eq!(t.map(&ro, Some(0x5_0000), true)?, 0x5_0000);
+        assert_eq!(t.map(&ro, Some(0x5_0000), RW)?, 0x5_0000);
         let ro = slice(0x1000, 0x1000, false)?;
-        assert_eq!(t.map(&ro, Some(0x6_0000), true), Err(EPERM));
+        assert_eq!(t.map(&ro, Some(0x6_0000), RW), Err(EPERM));
         Ok(())
     }
 
     #[test]
     fn copy_needs_contiguous_areas() -> Result {
         let t = iopt()?;
-        t.map(&slice(0x1000, 0x1000, true)?, Some(0x10_0000), true)?;
-        t.map(&slice(0x8000, 0x1000, true)?, Some(0x10_1000), true)?;
+        t.map(&slice(0x1000, 0x1000, true)?, Some(0x10_0000), RW)?;
+        t.map(&slice(0x8000, 0x1000, true)?, Some(0x10_1000), RW)?;
         let two = t.get_pages(0x10_0800, 0x1000)?;
         assert_eq!(two.len(), 2);
         assert_eq!((two[0].start_byte, two[0].length), (0x800, 0x800));
@@ -488,18 +696,18 @@ mod tests {
     #[test]
     fn unmap_whole_areas_and_cut() -> Result {
         let t = iopt()?;
-        t.map(&slice(0x1000, 0x4000, true)?, Some(0x10_0000), true)?;
-        t.map(&slice(0x1000, 0x4000, true)?, Some(0x10_4000), true)?;
+        t.map(&slice(0x1000, 0x4000, true)?, Some(0x10_0000), RW)?;
+        t.map(&slice(0x1000, 0x4000, true)?, Some(0x10_4000), RW)?;
         // Ends inside the second area: the first goes, the error stays.
-        assert_eq!(t.unmap(0x10_0000, 0x10_5fff), Err(ENOENT));
-        assert_eq!(t.unmap(0x10_0000, 0x10_3fff)?, 0);
+        assert_eq!(unmap(&t, 0x10_0000, 0x10_5fff), Err(ENOENT));
+        assert_eq!(unmap(&t, 0x10_0000, 0x10_3fff)?, 0);
         // Cut the second area in three and take out the middle.
         t.cut(0x10_4fff)?;
         t.cut(0x10_5fff)?;
-        assert_eq!(t.unmap(0x10_5000, 0x10_5fff)?, 0x1000);
+        assert_eq!(unmap(&t, 0x10_5000, 0x10_5fff)?, 0x1000);
         let rest = t.get_pages(0x10_6000, 0x2000)?;
         assert_eq!(rest[0].start_byte, 0x2000);
-        assert_eq!(t.unmap(0, u64::MAX)?, 0x3000);
+        assert_eq!(unmap(&t, 0, u64::MAX)?, 0x3000);
         Ok(())
     }
 }

@@ -2,10 +2,14 @@
 
 //! I/O address spaces (IOAS): `IOMMU_IOAS_*`.
 
+use kernel::new_mutex;
 use kernel::prelude::*;
+use kernel::sync::{Arc, Mutex};
 
+use crate::access::Access;
 use crate::interval::IntervalMap;
-use crate::io_pagetable::{IoPagetable, PagesSlice};
+use crate::io_pagetable::{IoPagetable, PagesSlice, Prot};
+use crate::object::Object;
 use crate::uapi::{self, iommu_iova_range};
 use crate::ucmd::Ucmd;
 
@@ -14,13 +18,57 @@ use crate::ucmd::Ucmd;
 pub(crate) struct Ioas {
     #[pin]
     pub(crate) iopt: IoPagetable,
+    /// The accesses attached here, told about unmaps.  Each holds a use of
+    /// the IOAS, so the IOAS outlives them.
+    #[pin]
+    accesses: Mutex<KVec<Arc<Object<Access>>>>,
 }
 
 impl Ioas {
     pub(crate) fn new() -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             iopt <- IoPagetable::new(),
+            accesses <- new_mutex!(KVec::new()),
         }? Error)
+    }
+
+    /// Unmaps the areas inside `[start, last]` (see [`IoPagetable::unmap`]),
+    /// asking the attached accesses to unpin what they hold there.
+    pub(crate) fn unmap(&self, start: u64, last: u64) -> Result<u64> {
+        self.iopt
+            .unmap(start, last, &|iova, length| self.notify_unmap(iova, length))
+    }
+
+    fn notify_unmap(&self, iova: u64, length: u64) {
+        // One at a time, without the list lock: the owners unpin.
+        let mut i = 0;
+        loop {
+            let Some(access) = self.accesses.lock().get(i).cloned() else {
+                return;
+            };
+            access.notify_unmap(iova, length);
+            i += 1;
+        }
+    }
+
+    /// Registers an access attaching here.
+    pub(crate) fn add_access(&self, access: &Arc<Object<Access>>) -> Result {
+        let mut list = self.accesses.lock();
+        list.reserve(1, GFP_KERNEL_ACCOUNT)?;
+        self.iopt.add_access(access.pins())?;
+        list.push(access.clone(), GFP_KERNEL_ACCOUNT)?;
+        Ok(())
+    }
+
+    /// Undoes [`Ioas::add_access`].
+    pub(crate) fn remove_access(&self, access: &Arc<Object<Access>>) {
+        let mut list = self.accesses.lock();
+        if let Some(i) = list.iter().position(|a| Arc::ptr_eq(a, access)) {
+            let gone = list.remove(i);
+            self.iopt.remove_access(access.pins());
+            drop(list);
+            drop(gone);
+        }
     }
 }
 
@@ -113,7 +161,7 @@ pub(crate) const MAP_FLAGS: u32 = uapi::IOMMU_IOAS_MAP_FIXED_IOVA
 /// `ULONG_MAX`, which on 64 bits is `u64::MAX`) and its access flags
 /// (`EINVAL` with neither read nor write).  Returns whether devices may
 /// write, and the fixed IOVA if there is one.
-fn map_args(flags: u32, iova: u64, length: u64) -> Result<(bool, Option<u64>)> {
+fn map_args(flags: u32, iova: u64, length: u64) -> Result<(Prot, Option<u64>)> {
     if iova == u64::MAX || length == u64::MAX {
         return Err(EOVERFLOW);
     }
@@ -121,10 +169,11 @@ fn map_args(flags: u32, iova: u64, length: u64) -> Result<(bool, Option<u64>)> {
         return Err(EINVAL);
     }
     let fixed = flags & uapi::IOMMU_IOAS_MAP_FIXED_IOVA != 0;
-    Ok((
-        flags & uapi::IOMMU_IOAS_MAP_WRITEABLE != 0,
-        fixed.then_some(iova),
-    ))
+    let prot = Prot {
+        read: flags & uapi::IOMMU_IOAS_MAP_READABLE != 0,
+        write: flags & uapi::IOMMU_IOAS_MAP_WRITEABLE != 0,
+    };
+    Ok((prot, fixed.then_some(iova)))
 }
 
 /// `IOMMU_IOAS_MAP`
@@ -132,10 +181,11 @@ pub(crate) fn map_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_map>) -> Result {
     if ucmd.cmd.__reserved != 0 {
         return Err(EOPNOTSUPP);
     }
-    let (write, iova) = map_args(ucmd.cmd.flags, ucmd.cmd.iova, ucmd.cmd.length)?;
+    let (prot, iova) = map_args(ucmd.cmd.flags, ucmd.cmd.iova, ucmd.cmd.length)?;
     let ioas = ucmd.ctx.objects.get::<Ioas>(ucmd.cmd.ioas_id)?;
-    let slice = PagesSlice::user(ucmd.cmd.user_va, ucmd.cmd.length, write)?;
-    ucmd.cmd.iova = ioas.iopt.map(&[slice], iova, write)?;
+    let mode = ucmd.ctx.objects.with_shared(|s, _| s.account_mode);
+    let slice = PagesSlice::user(ucmd.cmd.user_va, ucmd.cmd.length, prot.write, mode)?;
+    ucmd.cmd.iova = ioas.iopt.map(&[slice], iova, prot)?;
     ucmd.respond()
 }
 
@@ -146,7 +196,7 @@ pub(crate) fn unmap_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_unmap>) -> Result
     let ioas = ucmd.ctx.objects.get::<Ioas>(ucmd.cmd.ioas_id)?;
     let (iova, length) = (ucmd.cmd.iova, ucmd.cmd.length);
     let unmapped = if iova == 0 && length == u64::MAX {
-        ioas.iopt.unmap(0, u64::MAX)?
+        ioas.unmap(0, u64::MAX)?
     } else {
         if iova == u64::MAX || length == u64::MAX {
             return Err(EOVERFLOW);
@@ -155,7 +205,7 @@ pub(crate) fn unmap_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_unmap>) -> Result
             return Err(EINVAL);
         }
         let last = iova.checked_add(length - 1).ok_or(EOVERFLOW)?;
-        match ioas.iopt.unmap(iova, last)? {
+        match ioas.unmap(iova, last)? {
             0 => return Err(ENOENT),
             n => n,
         }
@@ -171,13 +221,13 @@ pub(crate) fn copy_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_copy>) -> Result {
     if c.src_iova == u64::MAX {
         return Err(EOVERFLOW);
     }
-    let (write, iova) = map_args(c.flags, c.dst_iova, c.length)?;
+    let (prot, iova) = map_args(c.flags, c.dst_iova, c.length)?;
     let slices = {
         let src = ucmd.ctx.objects.get::<Ioas>(c.src_ioas_id)?;
         src.iopt.get_pages(c.src_iova, c.length)?
     };
     let dst = ucmd.ctx.objects.get::<Ioas>(c.dst_ioas_id)?;
-    ucmd.cmd.dst_iova = dst.iopt.map(&slices, iova, write)?;
+    ucmd.cmd.dst_iova = dst.iopt.map(&slices, iova, prot)?;
     drop(dst);
     ucmd.respond()
 }

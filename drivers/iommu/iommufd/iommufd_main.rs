@@ -6,11 +6,13 @@
 use kernel::miscdevice::{MiscDeviceOptions, MiscDeviceRegistration};
 use kernel::prelude::*;
 
+mod access;
 mod ctx;
 mod interval;
 mod io_pagetable;
 mod ioas;
 mod object;
+mod pages;
 #[cfg(CONFIG_IOMMUFD_TEST)]
 mod selftest;
 mod uapi;
@@ -39,5 +41,35 @@ impl kernel::InPlaceModule for IommufdModule {
                 mode: 0o660,
             }),
         })
+    }
+}
+
+#[kunit_tests(iommufd_rs_layout)]
+mod tests {
+    use core::mem::offset_of;
+    use kernel::bindings::{file, mm_struct, task_struct, user_struct};
+
+    extern "C" {
+        /// `iommufd_shim.c`: offsets of the same fields as C lays them out.
+        fn iommufd_shim_c_offset(which: u32) -> usize;
+    }
+
+    /// The bindgen layouts of the fields this module and its kernel-crate
+    /// abstractions reach into agree with C's.
+    #[test]
+    fn bindings_match_c_layout() {
+        let rust = [
+            offset_of!(task_struct, mm),
+            offset_of!(task_struct, group_leader),
+            offset_of!(task_struct, pid),
+            offset_of!(mm_struct, __bindgen_anon_1.mm_users),
+            offset_of!(mm_struct, __bindgen_anon_1.pinned_vm),
+            offset_of!(user_struct, locked_vm),
+            offset_of!(file, private_data),
+        ];
+        for (i, off) in rust.into_iter().enumerate() {
+            // SAFETY: The shim function only computes a constant.
+            assert_eq!(off, unsafe { iommufd_shim_c_offset(i as u32) });
+        }
     }
 }

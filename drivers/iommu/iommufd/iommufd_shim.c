@@ -1,5 +1,85 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * C side of the Rust iommufd module: what C macros do best.
+ * C side of the Rust iommufd module: what C macros and C tables do best.
  */
+#include <linux/anon_inodes.h>
+#include <linux/file.h>
+#include <linux/fs.h>
 #include <linux/module.h>
+
+#if IS_ENABLED(CONFIG_IOMMUFD_TEST)
+/* Rust: drops the selftest access the file owns (selftest.rs). */
+void iommufd_rs_staccess_release(void *data);
+
+static int iommufd_shim_staccess_release(struct inode *inode,
+					 struct file *file)
+{
+	iommufd_rs_staccess_release(file->private_data);
+	return 0;
+}
+
+static const struct file_operations iommufd_shim_staccess_fops = {
+	.owner = THIS_MODULE,
+	.release = iommufd_shim_staccess_release,
+};
+
+/*
+ * The file of a selftest access: @data is owned by the file and handed
+ * back to Rust at release.
+ */
+struct file *iommufd_shim_staccess_file(void *data)
+{
+	return anon_inode_getfile("[iommufd_test_staccess]",
+				  &iommufd_shim_staccess_fops, data, O_RDWR);
+}
+
+/*
+ * Looks up a selftest access by file descriptor: a reference on its file
+ * (for fput()) and, in *data, what the file owns; NULL if @fd is not one.
+ */
+struct file *iommufd_shim_staccess_fget(int fd, void **data)
+{
+	struct file *file = fget(fd);
+
+	if (!file)
+		return NULL;
+	if (file->f_op != &iommufd_shim_staccess_fops) {
+		fput(file);
+		return NULL;
+	}
+	*data = file->private_data;
+	return file;
+}
+#endif
+
+#if IS_ENABLED(CONFIG_KUNIT)
+#include <linux/mm_types.h>
+#include <linux/sched.h>
+#include <linux/sched/user.h>
+
+/*
+ * Offsets, as the C compiler lays the structures out, of the fields the
+ * Rust side reaches through bindgen's layouts; a KUnit test compares them
+ * (a bindgen layout bug once misplaced task_struct's mm).
+ */
+unsigned long iommufd_shim_c_offset(unsigned int which)
+{
+	switch (which) {
+	case 0:
+		return offsetof(struct task_struct, mm);
+	case 1:
+		return offsetof(struct task_struct, group_leader);
+	case 2:
+		return offsetof(struct task_struct, pid);
+	case 3:
+		return offsetof(struct mm_struct, mm_users);
+	case 4:
+		return offsetof(struct mm_struct, pinned_vm);
+	case 5:
+		return offsetof(struct user_struct, locked_vm);
+	case 6:
+		return offsetof(struct file, private_data);
+	}
+	return ~0UL;
+}
+#endif

@@ -23,6 +23,7 @@ use kernel::prelude::*;
 use kernel::rbtree::{RBTree, RBTreeNode, RBTreeNodeReservation};
 use kernel::sync::{Arc, Mutex};
 
+use crate::access::Access;
 use crate::ioas::Ioas;
 use crate::uapi;
 use crate::ucmd::Ucmd;
@@ -83,6 +84,7 @@ macro_rules! object_kinds {
 
 object_kinds! {
     Ioas(Ioas),
+    Access(Access),
 }
 
 struct Entry {
@@ -190,6 +192,19 @@ impl ObjectTable {
             obj,
             _use: Use { table: self, id },
         })
+    }
+
+    /// Looks up a published object of kind `T` for an in-kernel user that
+    /// keeps it beyond the current command: the use lasts until
+    /// [`ObjectTable::put_long`].  The object cannot be destroyed meanwhile.
+    pub(crate) fn get_long<T: Kind>(&self, id: u32) -> Result<Arc<Object<T>>> {
+        self.inner.lock().get::<T>(id)
+    }
+
+    /// Gives back a use taken with [`ObjectTable::get_long`] (or kept from
+    /// creation); the caller drops its reference to the object first.
+    pub(crate) fn put_long(&self, id: u32) {
+        self.put_use(id);
     }
 
     /// Looks up the object whose ID `f` picks from the shared state, or
@@ -314,7 +329,17 @@ impl Reservation<'_> {
     }
 
     /// Publishes `obj`: from now on other threads can find it by ID.
-    pub(crate) fn finalize<T: Kind>(mut self, obj: Arc<Object<T>>) {
+    pub(crate) fn finalize<T: Kind>(self, obj: Arc<Object<T>>) {
+        self.publish(obj, 1);
+    }
+
+    /// Publishes `obj` with a use for its creator, which keeps it from
+    /// `IOMMU_DESTROY` until given back with [`ObjectTable::put_long`].
+    pub(crate) fn finalize_held<T: Kind>(self, obj: Arc<Object<T>>) {
+        self.publish(obj, 2);
+    }
+
+    fn publish<T: Kind>(mut self, obj: Arc<Object<T>>, users: u32) {
         if obj.id != self.id {
             pr_err!("object {} published under ID {}\n", obj.id, self.id);
             return;
@@ -326,7 +351,7 @@ impl Reservation<'_> {
             self.id,
             Entry {
                 obj: T::wrap(obj),
-                users: 1,
+                users,
             },
         );
         let mut inner = self.table.inner.lock();

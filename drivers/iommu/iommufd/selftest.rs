@@ -4,15 +4,26 @@
 //! with `CONFIG_IOMMUFD_TEST` as upstream.  The operation numbers and
 //! argument layouts are those of `drivers/iommu/iommufd/iommufd_test.h`.
 
+use core::ffi::c_void;
 use core::mem::size_of;
+use kernel::bindings;
+use kernel::error::from_err_ptr;
+use kernel::fs::file::{flags::O_CLOEXEC, File, FileDescriptorReservation};
 use kernel::mm::gup::{UserPageRef, PIN_COUNTING_BIAS};
+use kernel::new_mutex;
 use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
+use kernel::sync::aref::ARef;
 use kernel::sync::atomic::{Atomic, Relaxed};
+use kernel::sync::{Arc, Mutex};
+use kernel::types::ForeignOwnable;
+use kernel::uaccess::{UserPtr, UserSlice};
 
+use crate::access::{self, Access, Owner};
 use crate::ctx::Ctx;
 use crate::io_pagetable::Reserver;
 use crate::ioas::Ioas;
+use crate::object::Object;
 use crate::uapi::iommu_test_cmd;
 use crate::ucmd::Ucmd;
 
@@ -20,8 +31,33 @@ use crate::ucmd::Ucmd;
 const OP_ADD_RESERVED: u32 = 1;
 /// `IOMMU_TEST_OP_MD_CHECK_REFS`
 const OP_MD_CHECK_REFS: u32 = 4;
+/// `IOMMU_TEST_OP_CREATE_ACCESS`
+const OP_CREATE_ACCESS: u32 = 5;
+/// `IOMMU_TEST_OP_DESTROY_ACCESS_PAGES`
+const OP_DESTROY_ACCESS_PAGES: u32 = 6;
+/// `IOMMU_TEST_OP_ACCESS_PAGES`
+const OP_ACCESS_PAGES: u32 = 7;
+/// `IOMMU_TEST_OP_ACCESS_RW`
+const OP_ACCESS_RW: u32 = 8;
 /// `IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT`
 const OP_SET_TEMP_MEMORY_LIMIT: u32 = 9;
+/// `IOMMU_TEST_OP_ACCESS_REPLACE_IOAS`
+const OP_ACCESS_REPLACE_IOAS: u32 = 11;
+
+/// `MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES`
+const MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES: u32 = 1 << 0;
+/// `MOCK_FLAGS_ACCESS_WRITE`
+const MOCK_FLAGS_ACCESS_WRITE: u32 = 1 << 0;
+/// `MOCK_FLAGS_ACCESS_SYZ`: IOVAs in syzkaller's encoding (not supported).
+const MOCK_FLAGS_ACCESS_SYZ: u32 = 1 << 16;
+/// `MOCK_ACCESS_RW_WRITE`
+const MOCK_ACCESS_RW_WRITE: u32 = 1 << 0;
+/// `MOCK_ACCESS_RW_SLOW_PATH`
+const MOCK_ACCESS_RW_SLOW_PATH: u32 = 1 << 2;
+const _: () = assert!(MOCK_ACCESS_RW_WRITE == access::RW_WRITE);
+const _: () = assert!(MOCK_ACCESS_RW_SLOW_PATH == access::RW_SLOW_PATH);
+/// The largest buffer the access ops take, as upstream.
+const MAX_ACCESS_LENGTH: u64 = 16 * 1024 * 1024;
 
 /// The most temporary memory, in bytes, one batch of page pinning may use.
 /// A test knob: shrinking it makes the selftests exercise many small batches.
@@ -41,6 +77,11 @@ fn arg_u64(cmd: &iommu_test_cmd, off: usize) -> u64 {
     u64::from_ne_bytes(b)
 }
 
+/// Writes the `u32` at byte `off` of the command's argument union.
+fn set_u32(cmd: &mut iommu_test_cmd, off: usize, v: u32) {
+    cmd.u[off..off + 4].copy_from_slice(&v.to_ne_bytes());
+}
+
 /// Reads the `u32` at byte `off` of the command's argument union.
 fn arg_u32(cmd: &iommu_test_cmd, off: usize) -> u32 {
     let mut b = [0u8; 4];
@@ -56,6 +97,20 @@ pub(crate) fn test_ioctl(ucmd: &mut Ucmd<'_, iommu_test_cmd>) -> Result {
         OP_ADD_RESERVED => add_reserved(ucmd.ctx, cmd.id, arg_u64(cmd, 0), arg_u64(cmd, 8)),
         // check_refs: { __aligned_u64 length; __aligned_u64 uptr; __u32 refs; }
         OP_MD_CHECK_REFS => md_check_refs(arg_u64(cmd, 8), arg_u64(cmd, 0), arg_u32(cmd, 16)),
+        // create_access: { __u32 out_access_fd; __u32 flags; }
+        OP_CREATE_ACCESS => create_access(ucmd, cmd.id, arg_u32(cmd, 4)),
+        // destroy_access_pages: { __u32 access_pages_id; }
+        OP_DESTROY_ACCESS_PAGES => destroy_access_pages(cmd.id, arg_u32(cmd, 0)),
+        // access_pages: { __u32 flags; __u32 out_access_pages_id;
+        //                 __aligned_u64 iova, length, uptr; }
+        OP_ACCESS_PAGES => access_pages(ucmd),
+        // access_rw: { __aligned_u64 iova, length, uptr; __u32 flags; }
+        OP_ACCESS_RW => access_rw(cmd),
+        // access_replace_ioas: { __u32 ioas_id; }
+        OP_ACCESS_REPLACE_IOAS => {
+            let access = staccess_get(cmd.id)?.access()?;
+            Access::replace(&access, arg_u32(cmd, 0))
+        }
         // memory_limit: { __u32 limit; }
         OP_SET_TEMP_MEMORY_LIMIT => {
             let limit = arg_u32(cmd, 0);
@@ -106,4 +161,253 @@ fn md_check_refs(uptr: u64, length: u64, refs: u32) -> Result {
         addr += page;
     }
     Ok(())
+}
+
+extern "C" {
+    /// `iommufd_shim.c`: a file owning `data`, released through
+    /// [`iommufd_rs_staccess_release`].
+    fn iommufd_shim_staccess_file(data: *mut c_void) -> *mut c_void;
+    /// `iommufd_shim.c`: a reference on the selftest access file `fd` and
+    /// what it owns, or NULL.
+    fn iommufd_shim_staccess_fget(fd: c_int, data: *mut *mut c_void) -> *mut c_void;
+}
+
+/// A range pinned with `IOMMU_TEST_OP_ACCESS_PAGES`.
+struct Item {
+    iova: u64,
+    length: u64,
+    id: u32,
+}
+
+struct Items {
+    list: KVec<Item>,
+    next_id: u32,
+}
+
+/// A selftest access: an access owned by a file descriptor, which pins
+/// ranges on request and unpins them when told to unmap.
+#[pin_data]
+pub(crate) struct StAccess {
+    /// Set once the access is attached and its file installed.
+    #[pin]
+    access: Mutex<Option<Arc<Object<Access>>>>,
+    /// Held across pin and unpin, so that an unmap request waits for a pin
+    /// in progress and then finds its item.
+    #[pin]
+    items: Mutex<Items>,
+}
+
+impl StAccess {
+    fn access(&self) -> Result<Arc<Object<Access>>> {
+        self.access.lock().clone().ok_or(ENOENT)
+    }
+
+    /// The access's unmap callback: unpins every item that intersects
+    /// `[iova, iova + length)`.
+    pub(crate) fn unmap(&self, iova: u64, length: u64) {
+        let Ok(access) = self.access() else {
+            return;
+        };
+        let last = iova.saturating_add(length.saturating_sub(1));
+        let mut items = self.items.lock();
+        items.list.retain(|it| {
+            let it_last = it.iova + (it.length - 1);
+            if iova > it_last || last < it.iova {
+                return true;
+            }
+            access.unpin_pages(it.iova, it.length);
+            false
+        });
+    }
+}
+
+/// Called by the shim when the last reference to an access file goes.
+///
+/// # Safety
+///
+/// `data` is the private data of a file made by `create_access`, passed
+/// once, at its release.
+#[no_mangle]
+unsafe extern "C" fn iommufd_rs_staccess_release(data: *mut c_void) {
+    // SAFETY: `data` is what `create_access` gave the file, from
+    // `into_foreign`; the file is released once, so it is turned back once.
+    let st = unsafe { <Arc<StAccess> as ForeignOwnable>::from_foreign(data) };
+    st.unmap(0, u64::MAX);
+    let access = st.access.lock().take();
+    if let Some(access) = access {
+        Access::destroy(access);
+    }
+}
+
+/// The selftest access of the file descriptor `fd`: `EBADFD` if `fd` is
+/// not one.
+fn staccess_get(fd: u32) -> Result<Arc<StAccess>> {
+    let fd = c_int::try_from(fd).map_err(|_| EBADFD)?;
+    let mut data = core::ptr::null_mut();
+    // SAFETY: `data` is a valid place for the shim to store a pointer.
+    let file = unsafe { iommufd_shim_staccess_fget(fd, &mut data) };
+    if file.is_null() {
+        return Err(EBADFD);
+    }
+    // SAFETY: The file is a selftest access file, which owns `data` (from
+    // `into_foreign`) until its release; our file reference keeps it from
+    // being released while the borrow is turned into a reference of ours.
+    let st: Arc<StAccess> = unsafe { <Arc<StAccess> as ForeignOwnable>::borrow(data) }.into();
+    // SAFETY: Gives back the reference the shim took.
+    unsafe { bindings::fput(file.cast()) };
+    Ok(st)
+}
+
+/// `IOMMU_TEST_OP_CREATE_ACCESS`: an access attached to `ioas_id`, owned by
+/// a new file descriptor.
+fn create_access(ucmd: &mut Ucmd<'_, iommu_test_cmd>, ioas_id: u32, flags: u32) -> Result {
+    if flags & !MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES != 0 {
+        return Err(EOPNOTSUPP);
+    }
+    let st = Arc::pin_init(
+        pin_init!(StAccess {
+            access <- new_mutex!(None),
+            items <- new_mutex!(Items {
+                list: KVec::new(),
+                next_id: 0,
+            }),
+        }),
+        GFP_KERNEL_ACCOUNT,
+    )?;
+    let data = st.clone().into_foreign();
+    // SAFETY: `data` comes from `into_foreign`; the file owns it from here.
+    let raw = from_err_ptr(unsafe { iommufd_shim_staccess_file(data) }.cast::<bindings::file>());
+    let raw = raw.inspect_err(|_| {
+        // SAFETY: No file took `data`; it is turned back once, here.
+        drop(unsafe { <Arc<StAccess> as ForeignOwnable>::from_foreign(data) });
+    })?;
+    // SAFETY: `raw` is a new file on which we own the one reference; the
+    // `ARef` takes a second one and the first is given back.
+    let file: ARef<File> = ARef::from(unsafe { File::from_raw_file(raw) });
+    // SAFETY: See above.
+    unsafe { bindings::fput(raw) };
+    // From here on, dropping `file` releases the access file and its data.
+    let fd = FileDescriptorReservation::get_unused_fd_flags(O_CLOEXEC)?;
+    let pins = flags & MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES != 0;
+    let access = Access::create(ucmd.handle, pins, Owner::Test(st.clone()))?;
+    let res = Access::attach(&access, ioas_id).and_then(|()| {
+        set_u32(&mut ucmd.cmd, 0, fd.reserved_fd());
+        ucmd.respond()
+    });
+    if let Err(e) = res {
+        Access::destroy(access);
+        return Err(e);
+    }
+    *st.access.lock() = Some(access);
+    fd.fd_install(file);
+    Ok(())
+}
+
+/// `IOMMU_TEST_OP_ACCESS_PAGES`: pins a range through the access `cmd.id`,
+/// checks that the pages are those of the user buffer, and keeps the pin as
+/// an item.
+fn access_pages(ucmd: &mut Ucmd<'_, iommu_test_cmd>) -> Result {
+    let cmd = &ucmd.cmd;
+    let (flags, iova) = (arg_u32(cmd, 0), arg_u64(cmd, 8));
+    let (length, uptr) = (arg_u64(cmd, 16), arg_u64(cmd, 24));
+    if length > MAX_ACCESS_LENGTH {
+        return Err(ENOMEM);
+    }
+    if flags & !(MOCK_FLAGS_ACCESS_WRITE | MOCK_FLAGS_ACCESS_SYZ) != 0 {
+        return Err(EOPNOTSUPP);
+    }
+    if flags & MOCK_FLAGS_ACCESS_SYZ != 0 {
+        pr_notice!("IOMMU_TEST_OP_ACCESS_PAGES: syzkaller IOVAs are not supported\n");
+        return Err(EOPNOTSUPP);
+    }
+    let st = staccess_get(cmd.id)?;
+    let access = st.access()?;
+    if !access.pins() {
+        return Err(EOPNOTSUPP);
+    }
+    let mut items = st.items.lock();
+    let mut pages = KVec::new();
+    access.pin_pages(
+        iova,
+        length,
+        flags & MOCK_FLAGS_ACCESS_WRITE != 0,
+        &mut pages,
+    )?;
+    let res = (|| -> Result<u32> {
+        if uptr != 0 {
+            check_pages(uptr - iova % PAGE_SIZE as u64, &pages)?;
+        }
+        let id = items.next_id;
+        items
+            .list
+            .push(Item { iova, length, id }, GFP_KERNEL_ACCOUNT)?;
+        items.next_id = id.wrapping_add(1);
+        set_u32(&mut ucmd.cmd, 4, id);
+        if let Err(e) = ucmd.respond() {
+            items.list.pop();
+            return Err(e);
+        }
+        Ok(id)
+    })();
+    if res.is_err() {
+        access.unpin_pages(iova, length);
+    }
+    res.map(|_| ())
+}
+
+/// Checks that `pages` are the pages of the current process at `uptr`:
+/// `EBADE` if one is not.
+fn check_pages(uptr: u64, pages: &[*mut bindings::page]) -> Result {
+    for (i, &page) in pages.iter().enumerate() {
+        let addr = uptr + i as u64 * PAGE_SIZE as u64;
+        let p = UserPageRef::get_fast(usize::try_from(addr).map_err(|_| EFAULT)?, false)?;
+        if p.as_ptr() != page {
+            return Err(EBADE);
+        }
+    }
+    Ok(())
+}
+
+/// `IOMMU_TEST_OP_DESTROY_ACCESS_PAGES`: unpins an item.
+fn destroy_access_pages(fd: u32, item_id: u32) -> Result {
+    let st = staccess_get(fd)?;
+    let access = st.access()?;
+    let mut items = st.items.lock();
+    let i = items
+        .list
+        .iter()
+        .position(|it| it.id == item_id)
+        .ok_or(ENOENT)?;
+    let item = items.list.remove(i).map_err(|_| ENOENT)?;
+    access.unpin_pages(item.iova, item.length);
+    Ok(())
+}
+
+/// `IOMMU_TEST_OP_ACCESS_RW`: copies between a user buffer and the IOAS
+/// through the access `cmd.id`.
+fn access_rw(cmd: &iommu_test_cmd) -> Result {
+    let (iova, length) = (arg_u64(cmd, 0), arg_u64(cmd, 8));
+    let (uptr, flags) = (arg_u64(cmd, 16), arg_u32(cmd, 24));
+    if length > MAX_ACCESS_LENGTH {
+        return Err(ENOMEM);
+    }
+    if flags & !(MOCK_ACCESS_RW_WRITE | MOCK_ACCESS_RW_SLOW_PATH | MOCK_FLAGS_ACCESS_SYZ) != 0 {
+        return Err(EOPNOTSUPP);
+    }
+    if flags & MOCK_FLAGS_ACCESS_SYZ != 0 {
+        pr_notice!("IOMMU_TEST_OP_ACCESS_RW: syzkaller IOVAs are not supported\n");
+        return Err(EOPNOTSUPP);
+    }
+    let access = staccess_get(cmd.id)?.access()?;
+    let len = length as usize;
+    let mut buf = KVVec::from_elem(0u8, len, GFP_KERNEL_ACCOUNT)?;
+    let user = UserSlice::new(UserPtr::from_addr(uptr as usize), len);
+    let write = flags & MOCK_ACCESS_RW_WRITE != 0;
+    if write {
+        user.reader().read_slice(&mut buf)?;
+        access.rw(iova, &mut buf, flags)
+    } else {
+        access.rw(iova, &mut buf, flags)?;
+        user.writer().write_slice(&buf)
+    }
 }

@@ -22,7 +22,7 @@ use kernel::prelude::*;
 use kernel::sync::atomic::{Atomic, Relaxed};
 use kernel::uaccess::{UserPtr, UserSlice};
 
-use crate::ctx::{self, Ctx};
+use crate::ctx::{self, CtxHandle};
 #[cfg(CONFIG_IOMMUFD_TEST)]
 use crate::selftest;
 use crate::uapi::{self, Pod};
@@ -30,7 +30,9 @@ use crate::{ioas, object, vfio_compat};
 
 /// One command in flight: the caller's structure and where it came from.
 pub(crate) struct Ucmd<'a, T: Pod> {
-    pub(crate) ctx: &'a Ctx,
+    pub(crate) ctx: &'a crate::ctx::Ctx,
+    /// The same context, for in-kernel users that need a long-term hold.
+    pub(crate) handle: CtxHandle<'a>,
     op: &'a Op,
     ubuf: usize,
     user_size: usize,
@@ -54,7 +56,7 @@ impl<T: Pod> Ucmd<'_, T> {
     }
 }
 
-type Exec = fn(&Ctx, usize, usize, &Op) -> Result;
+type Exec = fn(CtxHandle<'_>, usize, usize, &Op) -> Result;
 
 /// An entry of the table.
 pub(crate) struct Op {
@@ -104,7 +106,7 @@ macro_rules! ioctl_table {
             size: size_of::<$t>(),
             min_size: offset_of_end!($t, $last),
             flags: ioctl_table!(@flags $t $(, $valid)?),
-            exec: |ctx, ubuf, user_size, op| run::<$t>(ctx, ubuf, user_size, op, $handler),
+            exec: |h, ubuf, user_size, op| run::<$t>(h, ubuf, user_size, op, $handler),
         }),*]
     };
 }
@@ -176,7 +178,7 @@ fn check_zeroed_user(uptr: usize, len: usize) -> Result {
 /// Copies in the structure of `op`, applies the extensible-struct rules and
 /// runs `handler`.
 fn run<T: Pod>(
-    ctx: &Ctx,
+    handle: CtxHandle<'_>,
     ubuf: usize,
     user_size: usize,
     op: &Op,
@@ -197,7 +199,8 @@ fn run<T: Pod>(
         }
     }
     handler(&mut Ucmd {
-        ctx,
+        ctx: handle.ctx(),
+        handle,
         op,
         ubuf,
         user_size,
@@ -206,10 +209,10 @@ fn run<T: Pod>(
 }
 
 /// Entry point of `ioctl(2)` on `/dev/iommu`.
-pub(crate) fn dispatch(ctx: &Ctx, cmd: u32, arg: usize) -> Result<isize> {
+pub(crate) fn dispatch(handle: CtxHandle<'_>, cmd: u32, arg: usize) -> Result<isize> {
     let nr = _IOC_NR(cmd);
     let Some(op) = all_ops().find(|op| _IOC_NR(op.cmd) == nr) else {
-        return vfio_compat::vfio_ioctl(ctx, cmd, arg);
+        return vfio_compat::vfio_ioctl(handle.ctx(), cmd, arg);
     };
     let user_size = UserSlice::new(UserPtr::from_addr(arg), size_of::<u32>())
         .reader()
@@ -217,7 +220,7 @@ pub(crate) fn dispatch(ctx: &Ctx, cmd: u32, arg: usize) -> Result<isize> {
     if op.cmd != cmd {
         return Err(ENOTTY);
     }
-    (op.exec)(ctx, arg, user_size as usize, op)?;
+    (op.exec)(handle, arg, user_size as usize, op)?;
     Ok(0)
 }
 

@@ -10,7 +10,7 @@ use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
 
 use crate::ctx::Ctx;
-use crate::io_pagetable::PagesSlice;
+use crate::io_pagetable::{PagesSlice, Prot};
 use crate::ioas::Ioas;
 use crate::object::ObjRef;
 use crate::uapi::{
@@ -198,10 +198,14 @@ fn map_dma(ctx: &Ctx, arg: usize) -> Result {
         return Err(EINVAL);
     }
     let ioas = compat_ioas(ctx)?;
-    let write = map.flags & uapi::VFIO_DMA_MAP_FLAG_WRITE != 0;
-    let slice = PagesSlice::user(map.vaddr, map.size, write)?;
+    let prot = Prot {
+        read: map.flags & uapi::VFIO_DMA_MAP_FLAG_READ != 0,
+        write: map.flags & uapi::VFIO_DMA_MAP_FLAG_WRITE != 0,
+    };
+    let mode = ctx.objects.with_shared(|s, _| s.account_mode);
+    let slice = PagesSlice::user(map.vaddr, map.size, prot.write, mode)?;
     // Type1 always maps at the IOVA it is given.
-    ioas.iopt.map(&[slice], Some(map.iova), write).map(|_| ())
+    ioas.iopt.map(&[slice], Some(map.iova), prot).map(|_| ())
 }
 
 fn unmap_dma(ctx: &Ctx, arg: usize) -> Result {
@@ -219,7 +223,7 @@ fn unmap_dma(ctx: &Ctx, arg: usize) -> Result {
         if unmap.iova != 0 || unmap.size != 0 {
             return Err(EINVAL);
         }
-        ioas.iopt.unmap(0, u64::MAX)?
+        ioas.unmap(0, u64::MAX)?
     } else {
         if unmap.size == 0 {
             return Err(EINVAL);
@@ -234,7 +238,7 @@ fn unmap_dma(ctx: &Ctx, arg: usize) -> Result {
             }
         }
         // Unlike IOMMU_IOAS_UNMAP, nothing mapped is not an error.
-        ioas.iopt.unmap(unmap.iova, last)?
+        ioas.unmap(unmap.iova, last)?
     };
     uapi::write_prefix(arg, &unmapped, minsz)
 }

@@ -51,6 +51,11 @@ impl UserPageRef {
         }
     }
 
+    /// The `struct page`, valid for as long as `self` lives.
+    pub fn as_ptr(&self) -> *mut bindings::page {
+        self.page.as_ptr()
+    }
+
     /// The page's reference count (`page_ref_count()`).
     ///
     /// Every `FOLL_PIN` pin of a small page adds [`PIN_COUNTING_BIAS`], so

@@ -220,7 +220,13 @@ impl MmWithUser {
         unsafe { bindings::mmap_write_lock(self.as_raw()) };
         // SAFETY: The mmap lock is held for writing; `task` is a valid task.
         let ret = unsafe {
-            bindings::__account_locked_vm(self.as_raw(), npages as c_ulong, inc, task.as_ptr(), false)
+            bindings::__account_locked_vm(
+                self.as_raw(),
+                npages as c_ulong,
+                inc,
+                task.as_ptr(),
+                false,
+            )
         };
         // SAFETY: Taken above.
         unsafe { bindings::mmap_write_unlock(self.as_raw()) };

@@ -1,0 +1,243 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Accesses: in-kernel users of an IOAS that reach its memory with the CPU
+//! (emulated devices, mediated drivers, the selftest), the Rust side of
+//! upstream's `iommufd_access_*` API.
+//!
+//! An access is created by its owner, attached to one IOAS at a time, pins
+//! pages by IOVA or copies to and from them, and is destroyed by its owner.
+//! When userspace unmaps IOVA an access holds pins in, the owner is told
+//! (`unmap`) and must give those pins back before the unmap can finish.
+//!
+//! Locking: the access's state lock is taken before the IOAS's locks; the
+//! owner's `unmap` callback is always called without the state lock held,
+//! so that it can unpin.
+
+use kernel::bindings;
+use kernel::new_mutex;
+use kernel::prelude::*;
+use kernel::sync::{Arc, Mutex};
+
+use crate::ctx::{CtxHandle, CtxHold};
+use crate::ioas::Ioas;
+use crate::object::Object;
+use crate::pages::PAGE;
+
+/// `IOMMUFD_ACCESS_RW_WRITE`: copy into the IOAS.
+pub(crate) const RW_WRITE: u32 = 1 << 0;
+/// `__IOMMUFD_ACCESS_RW_SLOW_PATH`: never use a direct user copy.
+pub(crate) const RW_SLOW_PATH: u32 = 1 << 2;
+
+/// Who owns an access and is told about unmaps.
+pub(crate) enum Owner {
+    /// An access of the selftest (`IOMMU_TEST_OP_CREATE_ACCESS`).
+    #[cfg(CONFIG_IOMMUFD_TEST)]
+    Test(Arc<crate::selftest::StAccess>),
+}
+
+impl Owner {
+    /// Tells the owner that `[iova, iova + length)` is going away: it must
+    /// unpin what it pinned there before returning.
+    fn unmap(&self, iova: u64, length: u64) {
+        match self {
+            #[cfg(CONFIG_IOMMUFD_TEST)]
+            Owner::Test(st) => st.unmap(iova, length),
+        }
+    }
+}
+
+struct State {
+    /// The IOAS new pins and copies go to; None while detached, or while
+    /// the access is moving to another IOAS.
+    ioas: Option<Arc<Object<Ioas>>>,
+    /// The IOAS unpins go to: the attached one, also while it is moving.
+    ioas_unpin: Option<Arc<Object<Ioas>>>,
+}
+
+/// An access object.
+#[pin_data]
+pub(crate) struct Access {
+    /// Whether the owner pins pages (which needs page-aligned IOVAs) or
+    /// only copies.
+    pins: bool,
+    ctx: CtxHold,
+    owner: Owner,
+    #[pin]
+    state: Mutex<State>,
+}
+
+fn same(a: &Option<Arc<Object<Ioas>>>, b: &Option<Arc<Object<Ioas>>>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        _ => false,
+    }
+}
+
+impl Access {
+    /// Creates an access in the context of `handle`, owned by `owner`.
+    /// The owner holds a use of it until [`Access::destroy`].
+    pub(crate) fn create(
+        handle: CtxHandle<'_>,
+        pins: bool,
+        owner: Owner,
+    ) -> Result<Arc<Object<Access>>> {
+        let slot = handle.ctx().objects.reserve()?;
+        let access = slot.new_object(try_pin_init!(Access {
+            pins,
+            ctx: handle.hold(),
+            owner,
+            state <- new_mutex!(State {
+                ioas: None,
+                ioas_unpin: None,
+            }),
+        }? Error))?;
+        slot.finalize_held(access.clone());
+        Ok(access)
+    }
+
+    /// Attaches a detached access to the IOAS `ioas_id`.
+    pub(crate) fn attach(this: &Arc<Object<Access>>, ioas_id: u32) -> Result {
+        if this.state.lock().ioas_unpin.is_some() {
+            return Err(EINVAL);
+        }
+        Self::change_ioas(this, Some(ioas_id))
+    }
+
+    /// Moves an attached access to the IOAS `ioas_id`; `ENOENT` if it is not
+    /// attached.
+    pub(crate) fn replace(this: &Arc<Object<Access>>, ioas_id: u32) -> Result {
+        if this.state.lock().ioas.is_none() {
+            return Err(ENOENT);
+        }
+        Self::change_ioas(this, Some(ioas_id))
+    }
+
+    /// Detaches the access from its IOAS, if any.
+    pub(crate) fn detach(this: &Arc<Object<Access>>) {
+        if let Err(e) = Self::change_ioas(this, None) {
+            pr_warn!("access {}: detach failed: {e:?}\n", this.id());
+        }
+    }
+
+    /// Detaches the access and destroys it; for its owner, once.
+    pub(crate) fn destroy(this: Arc<Object<Access>>) {
+        Self::detach(&this);
+        let id = this.id();
+        let ctx = &this.ctx;
+        ctx.objects.put_long(id);
+        // The table then holds the last use; a failure here is a use that
+        // outlived its command, which the table reports.
+        if ctx.objects.destroy(id).is_err() {
+            pr_err!("access {id}: still in use at destroy\n");
+        }
+    }
+
+    /// Switches the access to the IOAS `new` (None: detached).  The owner
+    /// is told to unpin everything in the old IOAS first.
+    fn change_ioas(this: &Arc<Object<Access>>, new: Option<u32>) -> Result {
+        let objects = &this.ctx.objects;
+        let mut st = this.state.lock();
+        // A concurrent change is under way.
+        if !same(&st.ioas, &st.ioas_unpin) {
+            return Err(EBUSY);
+        }
+        let new_ioas = match new {
+            Some(id) => Some(objects.get_long::<Ioas>(id)?),
+            None => None,
+        };
+        if same(&new_ioas, &st.ioas) {
+            if let Some(ioas) = new_ioas {
+                let id = ioas.id();
+                drop(ioas);
+                objects.put_long(id);
+            }
+            return Ok(());
+        }
+        if let Some(ioas) = &new_ioas {
+            if let Err(e) = ioas.add_access(this) {
+                let id = ioas.id();
+                drop(new_ioas);
+                objects.put_long(id);
+                return Err(e);
+            }
+        }
+        if let Some(cur) = st.ioas.take() {
+            // No new pins from here on; the owner unpins without the lock.
+            drop(st);
+            this.owner.unmap(0, u64::MAX);
+            st = this.state.lock();
+            cur.remove_access(this);
+            st.ioas_unpin = None;
+            let id = cur.id();
+            drop(cur);
+            objects.put_long(id);
+        }
+        st.ioas_unpin = new_ioas.clone();
+        st.ioas = new_ioas;
+        Ok(())
+    }
+
+    /// Whether the owner pins pages.
+    pub(crate) fn pins(&self) -> bool {
+        self.pins
+    }
+
+    /// The IOAS pins and copies go to: `ENOENT` when detached.
+    fn ioas(&self) -> Result<Arc<Object<Ioas>>> {
+        self.state.lock().ioas.clone().ok_or(ENOENT)
+    }
+
+    /// Pins the memory mapped at `[iova, iova + length)` and appends the
+    /// pages to `out`.  `iova` must be page aligned.
+    pub(crate) fn pin_pages(
+        &self,
+        iova: u64,
+        length: u64,
+        write: bool,
+        out: &mut KVec<*mut bindings::page>,
+    ) -> Result {
+        if !self.pins {
+            pr_warn!("access pin_pages without an unmap callback\n");
+            return Err(EINVAL);
+        }
+        if length == 0 {
+            return Err(EINVAL);
+        }
+        let last = iova.checked_add(length - 1).ok_or(EOVERFLOW)?;
+        if iova % PAGE != 0 {
+            return Err(EINVAL);
+        }
+        // The state lock is held across the pin so that a concurrent
+        // detach waits for it, and then unpins it.
+        let st = self.state.lock();
+        let ioas = st.ioas.as_ref().ok_or(ENOENT)?;
+        ioas.iopt.access_pin(iova, last, write, out)
+    }
+
+    /// Gives back the pins of [`Access::pin_pages`] on exactly the same
+    /// range.
+    pub(crate) fn unpin_pages(&self, iova: u64, length: u64) {
+        let Some(last) = length.checked_sub(1).and_then(|l| iova.checked_add(l)) else {
+            pr_warn!("access unpin of an empty or wrapping range\n");
+            return;
+        };
+        let st = self.state.lock();
+        match &st.ioas_unpin {
+            Some(ioas) => ioas.iopt.access_unpin(iova, last),
+            None => pr_warn!("access unpin while detached\n"),
+        }
+    }
+
+    /// Copies between `buf` and the memory mapped at `iova` (into the IOAS
+    /// with [`RW_WRITE`]).
+    pub(crate) fn rw(&self, iova: u64, buf: &mut [u8], flags: u32) -> Result {
+        let ioas = self.ioas()?;
+        ioas.iopt.access_rw(iova, buf, flags & RW_WRITE != 0)
+    }
+
+    /// Called by the IOAS when IOVA this access may hold pins in goes away.
+    pub(crate) fn notify_unmap(&self, iova: u64, length: u64) {
+        self.owner.unmap(iova, length);
+    }
+}

@@ -1,0 +1,452 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! [`Pages`]: a range of user memory, and the pins its users hold on it.
+//!
+//! Areas map slices of a `Pages`; several areas (in one IOAS or, through
+//! `IOMMU_IOAS_COPY`, in several) may share one.  Nothing is pinned when
+//! memory is mapped: a page is pinned when its first user comes (a domain
+//! that the area is mapped into, or an access that pins it) and unpinned
+//! when its last user goes.  Each pinned page is stored once, with its user
+//! count, whoever the users are; the pins live in [`PinnedPage`]s, so every
+//! way out of this file gives each pin back exactly once.
+//!
+//! # Storage
+//!
+//! Pinned pages are kept in chunks of [`CHUNK`] consecutive page indexes, in
+//! an rbtree keyed by chunk number: sparse pins of a huge mapping cost
+//! nothing for the pages never pinned, and dense pins cost about 12 bytes a
+//! page.
+//!
+//! # Accounting
+//!
+//! Each page pinned is charged once per `Pages` to the process that mapped
+//! the memory: always to `mm->pinned_vm`, and against `RLIMIT_MEMLOCK` to the
+//! user's `locked_vm` or, in the VFIO compatible mode, to the process's
+//! `locked_vm` - unless the mapping process had `CAP_IPC_LOCK`.
+
+use kernel::capability::{capable, Capability};
+use kernel::mm::pin::{memlock_limit_pages, PinFlags, PinnedPage, User};
+use kernel::mm::{Mm, MmWithUser};
+use kernel::new_mutex;
+use kernel::page::PAGE_SIZE;
+use kernel::prelude::*;
+use kernel::rbtree::{RBTree, RBTreeNode};
+use kernel::sync::aref::ARef;
+use kernel::sync::{Arc, Mutex};
+use kernel::task::Task;
+
+use crate::object::AccountMode;
+
+pub(crate) const PAGE: u64 = PAGE_SIZE as u64;
+/// Page indexes per storage chunk.
+const CHUNK: u64 = 64;
+/// The most pages pinned with one `pin_user_pages_remote()` call.
+const PIN_BATCH: u64 = 512;
+
+/// Where locked memory is charged (besides `pinned_vm`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Charge {
+    /// Not charged: the mapping process had `CAP_IPC_LOCK`.
+    None,
+    /// To the user's `locked_vm`.
+    User,
+    /// To the process's `locked_vm`.
+    Mm,
+}
+
+/// The process the memory belongs to, and whom its pins are charged to.
+struct Source {
+    /// None for a kernel thread (KUnit): nothing can be pinned then.
+    mm: Option<ARef<Mm>>,
+    /// The thread group leader, whose `RLIMIT_MEMLOCK` applies.
+    task: ARef<Task>,
+    user: ARef<User>,
+    charge: Charge,
+}
+
+impl Source {
+    fn current(mode: AccountMode) -> Result<Self> {
+        let current = kernel::current!();
+        let charge = if capable(Capability::IPC_LOCK) {
+            Charge::None
+        } else if mode == AccountMode::Mm {
+            Charge::Mm
+        } else {
+            Charge::User
+        };
+        Ok(Self {
+            mm: current.mm().map(|mm| ARef::from(&**mm)),
+            task: ARef::from(current.group_leader()),
+            user: User::current(),
+            charge,
+        })
+    }
+
+    /// The address space with a user reference: `EFAULT` once the process
+    /// has exited (its memory is gone).
+    fn live_mm(&self) -> Result<ARef<MmWithUser>> {
+        self.mm
+            .as_ref()
+            .and_then(|mm| mm.mmget_not_zero())
+            .ok_or(EFAULT)
+    }
+
+    /// Charges `n` newly pinned pages: `ENOMEM` over the limit.
+    fn charge(&self, n: usize) -> Result {
+        match self.charge {
+            Charge::None => {}
+            Charge::User => self
+                .user
+                .charge_locked_vm(n, memlock_limit_pages(&self.task))?,
+            Charge::Mm => {
+                let mm = self.live_mm()?;
+                mm.account_locked_vm(n, true, &self.task)?;
+            }
+        }
+        if let Some(mm) = &self.mm {
+            mm.add_pinned_vm(n as i64);
+        }
+        Ok(())
+    }
+
+    /// Gives back the charge of `n` pages that are no longer pinned.
+    fn uncharge(&self, n: usize) {
+        match self.charge {
+            Charge::None => {}
+            Charge::User => self.user.uncharge_locked_vm(n),
+            Charge::Mm => {
+                // A process that is gone has no locked_vm left to correct.
+                if let Ok(mm) = self.live_mm() {
+                    let _ = mm.account_locked_vm(n, false, &self.task);
+                }
+            }
+        }
+        if let Some(mm) = &self.mm {
+            mm.add_pinned_vm(-(n as i64));
+        }
+    }
+}
+
+/// The pins on [`CHUNK`] consecutive pages.
+struct Chunk {
+    page: [Option<PinnedPage>; CHUNK as usize],
+    users: [u32; CHUNK as usize],
+    /// Pages of the chunk that are pinned.
+    live: u32,
+}
+
+struct State {
+    source: Source,
+    /// Chunk number -> chunk; a chunk exists while it holds a pin (or is
+    /// prepared for pins about to be stored).
+    chunks: RBTree<u64, Chunk>,
+    /// Pages pinned, hence charged.
+    npinned: u64,
+}
+
+impl State {
+    fn users(&self, idx: u64) -> u32 {
+        self.chunks
+            .get(&(idx / CHUNK))
+            .map_or(0, |c| c.users[(idx % CHUNK) as usize])
+    }
+
+    fn page(&self, idx: u64) -> Option<&PinnedPage> {
+        self.chunks
+            .get(&(idx / CHUNK))
+            .and_then(|c| c.page[(idx % CHUNK) as usize].as_ref())
+    }
+
+    /// Makes sure chunks exist for the pages `[first, last]`, so that
+    /// storing pins there cannot fail.
+    fn prepare(&mut self, first: u64, last: u64) -> Result {
+        for n in first / CHUNK..=last / CHUNK {
+            if self.chunks.get(&n).is_none() {
+                let chunk = Chunk {
+                    page: [const { None }; CHUNK as usize],
+                    users: [0; CHUNK as usize],
+                    live: 0,
+                };
+                self.chunks
+                    .insert(RBTreeNode::new(n, chunk, GFP_KERNEL_ACCOUNT)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Frees the chunks of `[first, last]` that hold no pin.
+    fn trim(&mut self, first: u64, last: u64) {
+        for n in first / CHUNK..=last / CHUNK {
+            if self.chunks.get(&n).is_some_and(|c| c.live == 0) {
+                drop(self.chunks.remove(&n));
+            }
+        }
+    }
+
+    /// Stores the pin of page `idx`, with one user; its chunk is prepared.
+    fn store(&mut self, idx: u64, page: PinnedPage) {
+        let Some(c) = self.chunks.get_mut(&(idx / CHUNK)) else {
+            // `prepare` ran first; dropping unpins, which is all we can do.
+            pr_err!("pin stored in a chunk that was not prepared\n");
+            return;
+        };
+        let i = (idx % CHUNK) as usize;
+        c.page[i] = Some(page);
+        c.users[i] = 1;
+        c.live += 1;
+    }
+
+    /// Adds a user to the pinned page `idx`.
+    fn get(&mut self, idx: u64) {
+        if let Some(c) = self.chunks.get_mut(&(idx / CHUNK)) {
+            c.users[(idx % CHUNK) as usize] += 1;
+        }
+    }
+
+    /// Drops a user of page `idx`; returns its pin when that was the last.
+    fn put(&mut self, idx: u64) -> Option<PinnedPage> {
+        let c = self.chunks.get_mut(&(idx / CHUNK))?;
+        let i = (idx % CHUNK) as usize;
+        match c.users[i] {
+            0 => {
+                pr_err!("page {idx} unpinned more often than pinned\n");
+                None
+            }
+            1 => {
+                c.users[i] = 0;
+                c.live -= 1;
+                c.page[i].take()
+            }
+            _ => {
+                c.users[i] -= 1;
+                None
+            }
+        }
+    }
+}
+
+/// A range of user memory that areas map.
+#[pin_data]
+pub(crate) struct Pages {
+    /// The first byte of the first page.
+    pub(crate) uptr: u64,
+    /// How many pages the range spans.
+    pub(crate) npages: u64,
+    /// Whether the memory may be mapped for device writes (and is pinned
+    /// for writing).
+    pub(crate) writable: bool,
+    #[pin]
+    state: Mutex<State>,
+}
+
+impl Pages {
+    /// The user memory `[uptr, uptr + length)` of the current process.
+    pub(crate) fn new_user(
+        uptr: u64,
+        length: u64,
+        writable: bool,
+        mode: AccountMode,
+    ) -> Result<Arc<Self>> {
+        uptr.checked_add(length).ok_or(EOVERFLOW)?;
+        // The IOMMU API takes a size_t length; keeps the page count below
+        // from overflowing.
+        if length == 0 || length > u64::MAX - PAGE {
+            return Err(EINVAL);
+        }
+        let start_byte = uptr % PAGE;
+        let source = Source::current(mode)?;
+        Arc::pin_init(
+            pin_init!(Pages {
+                uptr: uptr - start_byte,
+                npages: (start_byte + length).div_ceil(PAGE),
+                writable,
+                state <- new_mutex!(State {
+                    source,
+                    chunks: RBTree::new(),
+                    npinned: 0,
+                }),
+            }),
+            GFP_KERNEL_ACCOUNT,
+        )
+    }
+
+    fn flags(&self, write: bool) -> PinFlags {
+        if write {
+            PinFlags::WRITE
+        } else {
+            PinFlags::READ
+        }
+    }
+
+    /// Pins `n` pages from page `idx` of the source process and appends
+    /// them to `out`: all of them, or fails (and `out` unpins what it got
+    /// when the caller drops it).
+    fn pin_run(
+        &self,
+        source: &Source,
+        idx: u64,
+        n: u64,
+        flags: PinFlags,
+        out: &mut KVec<PinnedPage>,
+    ) -> Result {
+        // A process that has exited has no memory left to pin.
+        let mm = source.live_mm()?;
+        let lock = mm.mmap_read_lock();
+        let mut done = 0;
+        while done < n {
+            let addr = self.uptr + (idx + done) * PAGE;
+            done += lock.pin_pages(addr as usize, (n - done) as usize, flags, out)? as u64;
+        }
+        Ok(())
+    }
+
+    /// Adds a user to the pages `[first, last]` (page indexes), pinning
+    /// those that have none.  On failure nothing changes.
+    pub(crate) fn pin(&self, first: u64, last: u64) -> Result {
+        if first > last || last >= self.npages {
+            return Err(EINVAL);
+        }
+        let flags = PinFlags::LONGTERM | self.flags(self.writable);
+        let mut st = self.state.lock();
+        st.prepare(first, last)?;
+        let mut idx = first;
+        let res = (|| -> Result {
+            while idx <= last {
+                if st.users(idx) > 0 {
+                    st.get(idx);
+                    idx += 1;
+                    continue;
+                }
+                let mut end = idx;
+                while end < last && end - idx + 1 < PIN_BATCH && st.users(end + 1) == 0 {
+                    end += 1;
+                }
+                let mut batch = KVec::new();
+                self.pin_run(&st.source, idx, end - idx + 1, flags, &mut batch)?;
+                st.source.charge(batch.len())?;
+                st.npinned += batch.len() as u64;
+                for page in batch.drain_all() {
+                    st.store(idx, page);
+                    idx += 1;
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = res {
+            if idx > first {
+                self.release(&mut st, first, idx - 1);
+            }
+            st.trim(first, last);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Drops a user of each page `[first, last]`, unpinning those left with
+    /// none.
+    pub(crate) fn unpin(&self, first: u64, last: u64) {
+        let mut st = self.state.lock();
+        self.release(&mut st, first, last);
+    }
+
+    fn release(&self, st: &mut State, first: u64, last: u64) {
+        let mut freed = 0u64;
+        for idx in first..=last {
+            if let Some(page) = st.put(idx) {
+                if self.writable {
+                    page.unpin_dirty();
+                } else {
+                    drop(page);
+                }
+                freed += 1;
+            }
+        }
+        if freed != 0 {
+            st.npinned -= freed;
+            st.source.uncharge(freed as usize);
+        }
+        st.trim(first, last);
+    }
+
+    /// Appends the `struct page` of each page `[first, last]` to `out`;
+    /// the caller holds a user on them.
+    pub(crate) fn page_ptrs(
+        &self,
+        first: u64,
+        last: u64,
+        out: &mut KVec<*mut kernel::bindings::page>,
+    ) -> Result {
+        let st = self.state.lock();
+        for idx in first..=last {
+            let page = st.page(idx).ok_or(EFAULT)?;
+            out.push(page.as_ptr(), GFP_KERNEL_ACCOUNT)?;
+        }
+        Ok(())
+    }
+
+    /// Copies between `buf` and the memory starting `start_byte` bytes into
+    /// the range: into the memory if `write`.  Pages nobody has pinned are
+    /// pinned just for the copy.
+    pub(crate) fn rw(&self, start_byte: u64, buf: &mut [u8], write: bool) -> Result {
+        let st = self.state.lock();
+        let mut off = start_byte;
+        let mut done = 0usize;
+        while done < buf.len() {
+            let idx = off / PAGE;
+            if idx >= self.npages {
+                return Err(EINVAL);
+            }
+            let in_page = (off % PAGE) as usize;
+            if let Some(page) = st.page(idx) {
+                let n = (PAGE_SIZE - in_page).min(buf.len() - done);
+                copy(page, in_page, &mut buf[done..done + n], write)?;
+                done += n;
+                off += n as u64;
+                continue;
+            }
+            // Pin the run of pages up to the next stored one.
+            let remaining = (in_page + buf.len() - done).div_ceil(PAGE_SIZE) as u64;
+            let mut n = 1;
+            while n < remaining.min(PIN_BATCH) && st.page(idx + n).is_none() {
+                n += 1;
+            }
+            let mut tmp = KVec::new();
+            self.pin_run(&st.source, idx, n, self.flags(write), &mut tmp)?;
+            let mut res = Ok(());
+            for page in tmp.drain_all() {
+                if res.is_ok() && done < buf.len() {
+                    let in_page = (off % PAGE) as usize;
+                    let len = (PAGE_SIZE - in_page).min(buf.len() - done);
+                    res = copy(&page, in_page, &mut buf[done..done + len], write);
+                    done += len;
+                    off += len as u64;
+                }
+                if write {
+                    page.unpin_dirty();
+                }
+            }
+            res?;
+        }
+        Ok(())
+    }
+}
+
+fn copy(page: &PinnedPage, offset: usize, buf: &mut [u8], write: bool) -> Result {
+    if write {
+        page.write(offset, buf)
+    } else {
+        page.read(offset, buf)
+    }
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        if self.npinned != 0 {
+            // Every user gives its pins back before the last reference to
+            // the pages goes; this is a refcounting bug.  The pins are still
+            // given back as the chunks go.
+            pr_err!("{} pages still pinned at teardown\n", self.npinned);
+            self.source.uncharge(self.npinned as usize);
+        }
+    }
+}
