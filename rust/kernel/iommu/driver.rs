@@ -1,0 +1,454 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The driver side of the IOMMU core, for software IOMMUs: an IOMMU driver
+//! ([`Driver`]) with its paging domains ([`PagingDomain`]), registered for
+//! the devices of a bus of its own ([`Registration`]) on which it creates
+//! devices ([`BusDevice`]).
+//!
+//! This is what the iommufd selftest's mock IOMMU needs: the core's
+//! `iommu_device_register_bus()` and `iommu_mock_device_add()` exist for
+//! it (`CONFIG_IOMMUFD_TEST`).
+//!
+//! C headers: [`include/linux/iommu.h`](srctree/include/linux/iommu.h),
+//! [`drivers/iommu/iommu-priv.h`](srctree/drivers/iommu/iommu-priv.h)
+
+use crate::{
+    bindings,
+    device::Device,
+    error::{to_result, Error},
+    prelude::*,
+    str::CStr,
+    types::Opaque,
+};
+use core::{marker::PhantomData, ptr::NonNull};
+
+// From `drivers/iommu/iommu-priv.h`: the entry points the core keeps for
+// software IOMMUs (`CONFIG_IOMMUFD_TEST`).
+// Only pointers cross: the lint looks into the structures, which bindgen
+// could not complete for Rust (the `bindings` crate allows it too).
+#[allow(improper_ctypes)]
+extern "C" {
+    fn iommu_device_register_bus(
+        iommu: *mut bindings::iommu_device,
+        ops: *const bindings::iommu_ops,
+        bus: *const bindings::bus_type,
+        nb: *mut bindings::notifier_block,
+    ) -> c_int;
+    fn iommu_device_unregister_bus(
+        iommu: *mut bindings::iommu_device,
+        bus: *const bindings::bus_type,
+        nb: *mut bindings::notifier_block,
+    );
+    fn iommu_mock_device_add(dev: *mut bindings::device, iommu: *mut bindings::iommu_device)
+        -> c_int;
+}
+
+/// The page table of a paging domain, implemented by the driver.
+///
+/// The core serialises nothing: the methods may run concurrently.
+pub trait PagingDomain: Send + Sync + Sized + 'static {
+    /// Maps `pgcount` pages of `pgsize` bytes at `iova` to `paddr` with the
+    /// `IOMMU_*` permissions `prot`.  Returns the bytes mapped, all of them
+    /// on success; on failure the core unmaps what was mapped.
+    fn map_pages(
+        &self,
+        iova: u64,
+        paddr: u64,
+        pgsize: usize,
+        pgcount: usize,
+        prot: u32,
+    ) -> (usize, Result);
+
+    /// Unmaps `pgcount` pages of `pgsize` bytes at `iova`; returns the bytes
+    /// unmapped.
+    fn unmap_pages(&self, iova: u64, pgsize: usize, pgcount: usize) -> usize;
+
+    /// The physical address `iova` translates to, 0 if none.
+    fn iova_to_phys(&self, iova: u64) -> u64;
+}
+
+/// A paging domain the driver has built, with its geometry.
+pub struct NewDomain<D> {
+    /// The page table.
+    pub data: D,
+    /// The page sizes the domain maps with.
+    pub pgsize_bitmap: usize,
+    /// The first and last IOVA the domain translates.
+    pub aperture: (u64, u64),
+}
+
+/// An IOMMU driver.
+pub trait Driver: Send + Sync + 'static {
+    /// The driver's paging domains.
+    type Domain: PagingDomain;
+
+    /// A new paging domain for `dev` (`domain_alloc_paging_flags`).  `flags`
+    /// are `IOMMU_HWPT_ALLOC_*` flags.
+    fn alloc_paging(dev: &Device, flags: u32) -> Result<NewDomain<Self::Domain>>;
+
+    /// Whether `dev` has the capability `cap` (`enum iommu_cap`).
+    fn capable(_dev: &Device, _cap: u32) -> bool {
+        false
+    }
+}
+
+/// A paging domain of driver `T`: the core's `struct iommu_domain` first,
+/// so that the core's pointer is also a pointer to the whole.
+#[repr(C)]
+struct DomainBox<T: Driver> {
+    domain: Opaque<bindings::iommu_domain>,
+    data: T::Domain,
+}
+
+impl<T: Driver> DomainBox<T> {
+    /// # Safety
+    ///
+    /// `domain` is the `domain` field of a live `DomainBox<T>`.
+    unsafe fn data<'a>(domain: *mut bindings::iommu_domain) -> &'a T::Domain {
+        // SAFETY: `domain` is the first field of a `repr(C)` `DomainBox<T>`
+        // that lives as long as the core uses the domain.
+        unsafe { &(*domain.cast::<DomainBox<T>>()).data }
+    }
+}
+
+/// The registration of driver `T` for the devices of a bus of its own.
+///
+/// Everything the core points to lives here: the bus, the IOMMU device, the
+/// ops tables and the blocking domain devices start in.
+#[pin_data(PinnedDrop)]
+pub struct Registration<T: Driver> {
+    #[pin]
+    bus: Opaque<bindings::bus_type>,
+    /// The type of the devices made by [`Registration::add_device`], by
+    /// which callbacks recognise them and find the registration.
+    #[pin]
+    dev_type: Opaque<bindings::device_type>,
+    #[pin]
+    nb: Opaque<bindings::notifier_block>,
+    #[pin]
+    iommu: Opaque<bindings::iommu_device>,
+    #[pin]
+    ops: Opaque<bindings::iommu_ops>,
+    #[pin]
+    paging_ops: Opaque<bindings::iommu_domain_ops>,
+    #[pin]
+    blocked_ops: Opaque<bindings::iommu_domain_ops>,
+    #[pin]
+    blocked: Opaque<bindings::iommu_domain>,
+    _t: PhantomData<T>,
+}
+
+// SAFETY: After registration the C structures are only read by the core, or
+// changed by it under its own locks.
+unsafe impl<T: Driver> Send for Registration<T> {}
+// SAFETY: As above.
+unsafe impl<T: Driver> Sync for Registration<T> {}
+
+impl<T: Driver> Registration<T> {
+    /// Registers a bus named `name` and driver `T` as the IOMMU of its
+    /// devices, shown in sysfs as `name` too.
+    pub fn new(name: &'static CStr, module: &'static ThisModule) -> Result<Pin<KBox<Self>>> {
+        let reg = KBox::pin_init(
+            pin_init!(Self {
+                bus: Opaque::zeroed(),
+                dev_type: Opaque::zeroed(),
+                nb: Opaque::zeroed(),
+                iommu: Opaque::zeroed(),
+                ops: Opaque::zeroed(),
+                paging_ops: Opaque::zeroed(),
+                blocked_ops: Opaque::zeroed(),
+                blocked: Opaque::zeroed(),
+                _t: PhantomData,
+            }),
+            GFP_KERNEL,
+        )?;
+        // SAFETY: The structures are zeroed and pinned for the life of the
+        // registration; nothing uses them before they are registered below.
+        unsafe {
+            (*reg.bus.get()).name = name.as_char_ptr();
+            (*reg.dev_type.get()).name = DEV_TYPE_NAME.as_char_ptr();
+
+            let blocked_ops = reg.blocked_ops.get();
+            (*blocked_ops).attach_dev = Some(Self::blocked_attach);
+            let blocked = reg.blocked.get();
+            (*blocked).type_ = bindings::IOMMU_DOMAIN_BLOCKED;
+            (*blocked).ops = blocked_ops;
+
+            let paging_ops = reg.paging_ops.get();
+            (*paging_ops).attach_dev = Some(Self::paging_attach);
+            (*paging_ops).map_pages = Some(Self::map_pages);
+            (*paging_ops).unmap_pages = Some(Self::unmap_pages);
+            (*paging_ops).iova_to_phys = Some(Self::iova_to_phys);
+            (*paging_ops).free = Some(Self::free);
+
+            let ops = reg.ops.get();
+            (*ops).default_domain = blocked;
+            (*ops).blocked_domain = blocked;
+            (*ops).owner = module.as_ptr();
+            (*ops).probe_device = Some(Self::probe_device);
+            (*ops).device_group = Some(bindings::generic_device_group);
+            (*ops).domain_alloc_paging_flags = Some(Self::alloc_paging);
+            (*ops).capable = Some(Self::capable);
+        }
+        // SAFETY: The bus structure is initialised and outlives its
+        // registration (dropped in `PinnedDrop`).
+        to_result(unsafe { bindings::bus_register(reg.bus.get()) })?;
+        // SAFETY: The IOMMU device is zeroed and pinned; the format string
+        // takes one C string.
+        let rc = unsafe {
+            bindings::iommu_device_sysfs_add(
+                reg.iommu.get(),
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+                c"%s".as_ptr().cast(),
+                name.as_char_ptr(),
+            )
+        };
+        if rc != 0 {
+            // SAFETY: Registered above.
+            unsafe { bindings::bus_unregister(reg.bus.get()) };
+            return Err(Error::from_errno(rc));
+        }
+        // SAFETY: All structures are initialised and pinned; they stay
+        // registered until `PinnedDrop`.
+        let rc = unsafe {
+            iommu_device_register_bus(reg.iommu.get(), reg.ops.get(), reg.bus.get(), reg.nb.get())
+        };
+        if rc != 0 {
+            // SAFETY: Added and registered above.
+            unsafe {
+                bindings::iommu_device_sysfs_remove(reg.iommu.get());
+                bindings::bus_unregister(reg.bus.get());
+            }
+            return Err(Error::from_errno(rc));
+        }
+        Ok(reg)
+    }
+
+    /// Creates a device named `name` on the bus; the IOMMU core probes it
+    /// for this driver and puts it in a group of its own.
+    pub fn add_device(&self, name: &CStr) -> Result<BusDevice> {
+        let raw = KBox::new(Opaque::<bindings::device>::zeroed(), GFP_KERNEL)?;
+        let dev = KBox::into_raw(raw).cast::<bindings::device>();
+        // SAFETY: `dev` is a zeroed device we own; from `device_initialize()`
+        // on, it is freed by `release` when its last reference goes.
+        unsafe {
+            bindings::device_initialize(dev);
+            (*dev).bus = self.bus.get();
+            (*dev).type_ = self.dev_type.get();
+            (*dev).release = Some(release_device);
+        }
+        // SAFETY: `dev` is initialised; the format takes one C string.
+        let rc = unsafe { bindings::dev_set_name(dev, c"%s".as_ptr().cast(), name.as_char_ptr()) };
+        let rc = if rc == 0 {
+            // SAFETY: `dev` is initialised and named, on our bus, whose IOMMU
+            // device is registered.
+            unsafe { iommu_mock_device_add(dev, self.iommu.get()) }
+        } else {
+            rc
+        };
+        if rc != 0 {
+            // SAFETY: Drops the reference of `device_initialize()`, which
+            // frees the device through `release`.
+            unsafe { bindings::put_device(dev) };
+            return Err(Error::from_errno(rc));
+        }
+        // INVARIANT: The device was added; we own the reference of
+        // `device_initialize()`.
+        Ok(BusDevice {
+            // SAFETY: `dev` is not NULL (it came from a box).
+            dev: unsafe { NonNull::new_unchecked(dev) },
+        })
+    }
+
+    /// The registration whose bus `dev` is on, if it is ours.
+    ///
+    /// # Safety
+    ///
+    /// `dev` is a valid device.
+    unsafe fn of_device<'a>(dev: *mut bindings::device) -> Option<&'a Self> {
+        // SAFETY: `dev` is valid.
+        let ty = unsafe { (*dev).type_ };
+        // Devices made by `add_device` are recognised by the name of their
+        // type, a pointer to our static string.
+        // SAFETY: A device type, if any, is valid while its devices are.
+        if ty.is_null() || unsafe { (*ty).name } != DEV_TYPE_NAME.as_char_ptr() {
+            return None;
+        }
+        let off = core::mem::offset_of!(Self, dev_type);
+        // SAFETY: The device was made by `add_device` of the registration
+        // whose `dev_type` field `ty` is; the registration outlives its
+        // devices (its bus goes only after them).
+        Some(unsafe { &*ty.cast::<u8>().sub(off).cast::<Self>() })
+    }
+
+    unsafe extern "C" fn probe_device(dev: *mut bindings::device) -> *mut bindings::iommu_device {
+        // SAFETY: The core passes a valid device.
+        match unsafe { Self::of_device(dev) } {
+            Some(reg) => reg.iommu.get(),
+            None => ENODEV.to_ptr(),
+        }
+    }
+
+    unsafe extern "C" fn capable(dev: *mut bindings::device, cap: bindings::iommu_cap) -> bool {
+        // SAFETY: The core passes a valid device.
+        T::capable(unsafe { Device::from_raw(dev) }, cap)
+    }
+
+    unsafe extern "C" fn alloc_paging(
+        dev: *mut bindings::device,
+        flags: u32,
+        _user_data: *const bindings::iommu_user_data,
+    ) -> *mut bindings::iommu_domain {
+        // SAFETY: The core passes a valid device, one of ours (it probed
+        // it).
+        let Some(reg) = (unsafe { Self::of_device(dev) }) else {
+            return ENODEV.to_ptr();
+        };
+        // SAFETY: As above.
+        let new = match T::alloc_paging(unsafe { Device::from_raw(dev) }, flags) {
+            Ok(new) => new,
+            Err(e) => return e.to_ptr(),
+        };
+        let boxed = KBox::new(
+            DomainBox::<T> {
+                domain: Opaque::zeroed(),
+                data: new.data,
+            },
+            GFP_KERNEL,
+        );
+        let boxed = match boxed {
+            Ok(b) => KBox::into_raw(b),
+            Err(_) => return ENOMEM.to_ptr(),
+        };
+        // SAFETY: `boxed` is a new, zeroed domain we own until `free`.
+        unsafe {
+            let d = (*boxed).domain.get();
+            (*d).type_ = bindings::IOMMU_DOMAIN_UNMANAGED;
+            (*d).ops = reg.paging_ops.get();
+            (*d).pgsize_bitmap = new.pgsize_bitmap as c_ulong;
+            (*d).geometry.aperture_start = new.aperture.0;
+            (*d).geometry.aperture_end = new.aperture.1;
+            (*d).geometry.force_aperture = true;
+            d
+        }
+    }
+
+    unsafe extern "C" fn free(domain: *mut bindings::iommu_domain) {
+        // SAFETY: `domain` is the first field of a `DomainBox<T>` made by
+        // `alloc_paging`; the core frees it once.
+        drop(unsafe { KBox::from_raw(domain.cast::<DomainBox<T>>()) });
+    }
+
+    unsafe extern "C" fn blocked_attach(
+        _domain: *mut bindings::iommu_domain,
+        _dev: *mut bindings::device,
+        _old: *mut bindings::iommu_domain,
+    ) -> c_int {
+        0
+    }
+
+    unsafe extern "C" fn paging_attach(
+        _domain: *mut bindings::iommu_domain,
+        _dev: *mut bindings::device,
+        _old: *mut bindings::iommu_domain,
+    ) -> c_int {
+        0
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    unsafe extern "C" fn map_pages(
+        domain: *mut bindings::iommu_domain,
+        iova: c_ulong,
+        paddr: bindings::phys_addr_t,
+        pgsize: usize,
+        pgcount: usize,
+        prot: c_int,
+        _gfp: bindings::gfp_t,
+        mapped: *mut usize,
+    ) -> c_int {
+        // SAFETY: `domain` is one of ours (its ops are).
+        let data = unsafe { DomainBox::<T>::data(domain) };
+        let (done, res) = data.map_pages(iova as u64, paddr, pgsize, pgcount, prot as u32);
+        // SAFETY: The core passes a valid `mapped`.
+        unsafe { *mapped += done };
+        match res {
+            Ok(()) => 0,
+            Err(e) => e.to_errno(),
+        }
+    }
+
+    unsafe extern "C" fn unmap_pages(
+        domain: *mut bindings::iommu_domain,
+        iova: c_ulong,
+        pgsize: usize,
+        pgcount: usize,
+        _gather: *mut bindings::iommu_iotlb_gather,
+    ) -> usize {
+        // SAFETY: `domain` is one of ours (its ops are).
+        unsafe { DomainBox::<T>::data(domain) }.unmap_pages(iova as u64, pgsize, pgcount)
+    }
+
+    unsafe extern "C" fn iova_to_phys(
+        domain: *mut bindings::iommu_domain,
+        iova: bindings::dma_addr_t,
+    ) -> bindings::phys_addr_t {
+        // SAFETY: `domain` is one of ours (its ops are).
+        unsafe { DomainBox::<T>::data(domain) }.iova_to_phys(iova)
+    }
+}
+
+#[pinned_drop]
+impl<T: Driver> PinnedDrop for Registration<T> {
+    fn drop(self: Pin<&mut Self>) {
+        // SAFETY: Registered in `new`; the devices on the bus are gone (each
+        // `BusDevice` borrows nothing, but the owner drops them first).
+        unsafe {
+            bindings::iommu_device_sysfs_remove(self.iommu.get());
+            iommu_device_unregister_bus(self.iommu.get(), self.bus.get(), self.nb.get());
+            bindings::bus_unregister(self.bus.get());
+        }
+    }
+}
+
+/// The name of the device type of [`Registration::add_device`]'s devices.
+/// One driver type per kernel may register: devices are recognised by it.
+static DEV_TYPE_NAME: &CStr = c"iommu-software-device";
+
+unsafe extern "C" fn release_device(dev: *mut bindings::device) {
+    // SAFETY: `dev` came from the box in `add_device`; the core calls
+    // `release` once, when the last reference goes.
+    drop(unsafe { KBox::from_raw(dev.cast::<Opaque<bindings::device>>()) });
+}
+
+/// A device created on a [`Registration`]'s bus, unregistered when dropped.
+///
+/// # Invariants
+///
+/// `dev` is a device that was added, on which this object owns the
+/// reference of its creation.
+pub struct BusDevice {
+    dev: NonNull<bindings::device>,
+}
+
+// SAFETY: A device may be used and unregistered from any thread.
+unsafe impl Send for BusDevice {}
+// SAFETY: As above.
+unsafe impl Sync for BusDevice {}
+
+impl BusDevice {
+    /// The device.
+    pub fn device(&self) -> &Device {
+        // SAFETY: By the type invariant the device is valid while `self`
+        // lives.
+        unsafe { Device::from_raw(self.dev.as_ptr()) }
+    }
+}
+
+impl Drop for BusDevice {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant the device was added and we own one
+        // reference, which this gives back.
+        unsafe { bindings::device_unregister(self.dev.as_ptr()) };
+    }
+}
