@@ -33,6 +33,11 @@ impl CtxHandle<'_> {
         &self.ctx
     }
 
+    /// A reference to the context (which does not keep its file open).
+    pub(crate) fn arc(&self) -> Arc<Ctx> {
+        self.ctx.into()
+    }
+
     pub(crate) fn hold(&self) -> CtxHold {
         CtxHold {
             ctx: self.ctx.into(),
@@ -73,6 +78,19 @@ impl MiscDevice for Ctx {
 
     fn ioctl(me: ArcBorrow<'_, Ctx>, file: &File, cmd: u32, arg: usize) -> Result<isize> {
         ucmd::dispatch(CtxHandle { ctx: me, file }, cmd, arg)
+    }
+
+    fn release(me: Arc<Ctx>, _file: &File) {
+        // Objects may hold references to the context (devices, HWPTs): they
+        // go here, with the file, rather than with the last reference.
+        me.objects.destroy_all();
+    }
+}
+
+impl Ctx {
+    /// The cookie DMA ownership of this context's devices is claimed with.
+    pub(crate) fn owner_cookie(&self) -> *mut core::ffi::c_void {
+        (self as *const Self).cast_mut().cast()
     }
 }
 

@@ -188,6 +188,11 @@ impl<V> RangeList<V> {
         self.ranges.iter().any(|r| r.0 <= last && r.1 >= start)
     }
 
+    /// Removes the ranges `f` picks.
+    pub(crate) fn remove_if(&mut self, mut f: impl FnMut(&V) -> bool) {
+        self.ranges.retain(|r| !f(&r.2));
+    }
+
     /// The ranges in order of their start, as `(start, last)`.
     pub(crate) fn spans(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.ranges.iter().map(|r| (r.0, r.1))

@@ -9,6 +9,7 @@
 //! after the access has been told to let go.
 
 use kernel::bindings;
+use kernel::iommu::domain::{self as iommu, Domain};
 use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
@@ -30,6 +31,8 @@ pub(crate) enum Reserver {
     /// `IOMMU_TEST_OP_ADD_RESERVED`; never removed but with the IOAS.
     #[cfg_attr(not(CONFIG_IOMMUFD_TEST), allow(dead_code))]
     Test,
+    /// Outside the aperture of an attached domain (its address).
+    Domain(usize),
 }
 
 /// What devices may do with a mapping.
@@ -66,6 +69,15 @@ impl Area {
     fn byte(&self, start: u64, iova: u64) -> u64 {
         self.start_byte + (iova - start)
     }
+
+    /// The pages `[first, last]` of `pages` the area spans, for an area
+    /// `length` bytes long.
+    fn page_range(&self, length: u64) -> (u64, u64) {
+        (
+            self.start_byte / PAGE,
+            (self.start_byte + length - 1) / PAGE,
+        )
+    }
 }
 
 /// A slice of a `Pages`, to be mapped (`IOMMU_IOAS_MAP`, `IOMMU_IOAS_COPY`).
@@ -98,6 +110,9 @@ struct Inner {
     disable_large_pages: bool,
     /// Attached accesses that pin pages, hence need page-aligned IOVAs.
     pinning_accesses: u32,
+    /// The domains every area is mapped into.  While there is one, each
+    /// area holds a user on all its pages.
+    domains: KVec<Arc<Domain>>,
     /// The alignment every mapped IOVA, length and page offset has.
     iova_alignment: u64,
 }
@@ -116,14 +131,103 @@ fn fit_aligned(start: &mut u64, last: u64, length: u64, align: u64, page_offset:
     true
 }
 
+/// The smallest page size of `domain`.
+fn min_pgsize(domain: &Domain) -> u64 {
+    let bitmap = domain.pgsize_bitmap();
+    if bitmap == 0 {
+        u64::MAX
+    } else {
+        1 << bitmap.trailing_zeros()
+    }
+}
+
+fn iommu_prot(prot: Prot) -> u32 {
+    (if prot.read { iommu::READ } else { 0 }) | (if prot.write { iommu::WRITE } else { 0 })
+}
+
+/// Adds a user to every page of the area `[s, l]`.
+fn pin_area(area: &Area, s: u64, l: u64) -> Result {
+    let (first, last) = area.page_range(l - s + 1);
+    area.pages.pin(first, last)
+}
+
+/// Undoes [`pin_area`].
+fn unpin_area(area: &Area, s: u64, l: u64) {
+    let (first, last) = area.page_range(l - s + 1);
+    area.pages.unpin(first, last);
+}
+
+/// Maps the area `[start, last]`, whose pages are pinned, into `domain`;
+/// physically contiguous runs go in one call.  On failure the caller
+/// unmaps the area.
+fn map_area(domain: &Domain, start: u64, last: u64, area: &Area) -> Result {
+    let prot = iommu_prot(area.prot);
+    let first_byte = area.start_byte;
+    let last_byte = area.byte(start, last);
+    // (iova, paddr, length) of the run being built.
+    let mut run: Option<(u64, u64, u64)> = None;
+    area.pages
+        .for_each_phys(first_byte / PAGE, last_byte / PAGE, |idx, phys| {
+            // The part of page `idx` that the area maps.
+            let lo = (idx * PAGE).max(first_byte);
+            let hi = (idx * PAGE + (PAGE - 1)).min(last_byte);
+            let iova = start + (lo - first_byte);
+            let paddr = phys + lo % PAGE;
+            let len = hi - lo + 1;
+            match &mut run {
+                Some((ri, rp, rl)) if *ri + *rl == iova && *rp + *rl == paddr => *rl += len,
+                _ => {
+                    if let Some((ri, rp, rl)) = run.replace((iova, paddr, len)) {
+                        domain.map(ri, rp, rl as usize, prot)?;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+    if let Some((ri, rp, rl)) = run {
+        domain.map(ri, rp, rl as usize, prot)?;
+    }
+    Ok(())
+}
+
+/// Maps the area `[s, l]` into `domain`, pinning it first if `pin`; on
+/// failure nothing of it stays mapped or pinned.
+fn fill_area(domain: &Domain, s: u64, l: u64, area: &Area, pin: bool) -> Result {
+    if pin {
+        pin_area(area, s, l)?;
+    }
+    map_area(domain, s, l, area).inspect_err(|_| {
+        domain.unmap(s, (l - s + 1) as usize);
+        if pin {
+            unpin_area(area, s, l);
+        }
+    })
+}
+
+/// Unmaps the area `[s, l]` from `domain`, unpinning it if `unpin`.
+fn unfill_area(domain: &Domain, s: u64, l: u64, area: &Area, unpin: bool) {
+    let len = l - s + 1;
+    let done = domain.unmap(s, len as usize);
+    if done as u64 != len {
+        pr_warn!("IOVA {s:#x}: domain unmapped {done:#x} of {len:#x} bytes\n");
+    }
+    if unpin {
+        unpin_area(area, s, l);
+    }
+}
+
 impl Inner {
     /// The alignment the current users ask for.
     fn wanted_alignment(&self) -> u64 {
-        if self.disable_large_pages || self.pinning_accesses != 0 {
+        let mut align = if self.disable_large_pages || self.pinning_accesses != 0 {
             PAGE
         } else {
             1
+        };
+        for d in self.domains.iter() {
+            align = align.max(min_pgsize(d));
         }
+        align
     }
 
     /// Recomputes the IOVA alignment after a change of its inputs; a larger
@@ -251,6 +355,7 @@ impl IoPagetable {
                 areas: IntervalMap::new(),
                 disable_large_pages: false,
                 pinning_accesses: 0,
+                domains: KVec::new(),
                 iova_alignment: 1,
             }),
         })
@@ -332,7 +437,142 @@ impl IoPagetable {
             }
             at += s.length;
         }
+        if let Err(e) = Self::fill_new_areas(&mut inner, iova, at - 1) {
+            let mut undo = iova;
+            while undo < at {
+                match inner.areas.remove(undo) {
+                    Some((last, _)) => undo = last + 1,
+                    None => break,
+                }
+            }
+            return Err(e);
+        }
         Ok(iova)
+    }
+
+    /// Maps the areas in `[iova, last]`, just inserted, into every domain;
+    /// on failure none of them stays mapped or pinned.
+    fn fill_new_areas(inner: &mut Inner, iova: u64, last: u64) -> Result {
+        let inner = &*inner;
+        let mut failed = None;
+        'areas: for (s, l, area) in inner.areas.iter() {
+            if s < iova || s > last {
+                continue;
+            }
+            for (i, d) in inner.domains.iter().enumerate() {
+                if let Err(e) = fill_area(d, s, l, area, i == 0) {
+                    for (j, d) in inner.domains.iter().enumerate().take(i) {
+                        unfill_area(d, s, l, area, j == 0);
+                    }
+                    failed = Some((s, e));
+                    break 'areas;
+                }
+            }
+        }
+        let Some((stop, e)) = failed else {
+            return Ok(());
+        };
+        for (s, l, area) in inner.areas.iter() {
+            if s < iova || s >= stop {
+                continue;
+            }
+            for (j, d) in inner.domains.iter().enumerate() {
+                unfill_area(d, s, l, area, j == 0);
+            }
+        }
+        Err(e)
+    }
+
+    /// Attaches `domain`: maps every area into it (pinning them if it is
+    /// the first domain), reserves the IOVA outside its aperture, and keeps
+    /// it filled until [`IoPagetable::remove_domain`].  Its smallest page
+    /// becomes a lower bound of the IOVA alignment.
+    pub(crate) fn add_domain(&self, domain: &Arc<Domain>) -> Result {
+        let mut inner = self.inner.lock();
+        if inner.domains.iter().any(|d| Arc::ptr_eq(d, domain)) {
+            return Err(EEXIST);
+        }
+        // Pages are pinned PAGE_SIZE at a time: a domain must take those.
+        if min_pgsize(domain) > PAGE {
+            return Err(EINVAL);
+        }
+        let key = Reserver::Domain(domain.as_ptr() as usize);
+        let (ap_start, ap_last) = domain.aperture();
+        let mut holes = KVec::new();
+        if ap_start != 0 {
+            holes.push((0, ap_start - 1), GFP_KERNEL_ACCOUNT)?;
+        }
+        if ap_last != u64::MAX {
+            holes.push((ap_last + 1, u64::MAX), GFP_KERNEL_ACCOUNT)?;
+        }
+        for &(s, l) in holes.iter() {
+            if inner.allowed.overlaps(s, l) || inner.areas.overlaps(s, l) {
+                return Err(EADDRINUSE);
+            }
+        }
+        inner.domains.reserve(1, GFP_KERNEL_ACCOUNT)?;
+        let first = inner.domains.is_empty();
+        // Check the alignment before anything changes.
+        let old_align = inner.iova_alignment;
+        let res = inner.domains.push(domain.clone(), GFP_KERNEL_ACCOUNT);
+        res?;
+        if let Err(e) = inner.update_alignment() {
+            inner.domains.pop();
+            inner.iova_alignment = old_align;
+            return Err(e);
+        }
+        let res = (|| -> Result {
+            for &(s, l) in holes.iter() {
+                inner.reserved.insert(s, l, key)?;
+            }
+            let areas = &inner.areas;
+            let mut filled: Option<u64> = None;
+            let mut res = Ok(());
+            for (s, l, area) in areas.iter() {
+                if let Err(e) = fill_area(domain, s, l, area, first) {
+                    res = Err(e);
+                    break;
+                }
+                filled = Some(s);
+            }
+            if res.is_err() {
+                if let Some(end) = filled {
+                    for (s, l, area) in areas.iter().take_while(|(s, _, _)| *s <= end) {
+                        unfill_area(domain, s, l, area, first);
+                    }
+                }
+            }
+            res
+        })();
+        if let Err(e) = res {
+            inner.reserved.remove_if(|r| *r == key);
+            inner.domains.pop();
+            let _ = inner.update_alignment();
+            inner.iova_alignment = old_align;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Detaches a domain added with [`IoPagetable::add_domain`]: unmaps
+    /// every area from it (and unpins them if it was the last domain).
+    pub(crate) fn remove_domain(&self, domain: &Arc<Domain>) {
+        let mut inner = self.inner.lock();
+        let Some(i) = inner.domains.iter().position(|d| Arc::ptr_eq(d, domain)) else {
+            pr_warn!("removing a domain that is not attached\n");
+            return;
+        };
+        let gone = inner.domains.remove(i);
+        let last = inner.domains.is_empty();
+        for (s, l, area) in inner.areas.iter() {
+            unfill_area(domain, s, l, area, last);
+        }
+        let key = Reserver::Domain(domain.as_ptr() as usize);
+        inner.reserved.remove_if(|r| *r == key);
+        // A smaller alignment suits every mapping.
+        let _ = inner.update_alignment();
+        drop(inner);
+        drop(gone);
     }
 
     fn insert_area(inner: &mut Inner, s: &PagesSlice, iova: u64, prot: Prot) -> Result {
@@ -408,6 +648,12 @@ impl IoPagetable {
                 }
             }
             tries = 0;
+            let cur = &*inner;
+            if let Some((_, _, area)) = cur.areas.first_overlap(s, s) {
+                for (j, d) in cur.domains.iter().enumerate() {
+                    unfill_area(d, s, l, area, j == 0);
+                }
+            }
             let removed = inner.areas.remove(s);
             drop(inner);
             drop(removed);

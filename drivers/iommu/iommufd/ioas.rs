@@ -22,6 +22,9 @@ pub(crate) struct Ioas {
     /// the IOAS, so the IOAS outlives them.
     #[pin]
     accesses: Mutex<KVec<Arc<Object<Access>>>>,
+    /// The IDs of the automatic HWPTs of this IOAS, for devices attaching.
+    #[pin]
+    auto_hwpts: Mutex<KVec<u32>>,
 }
 
 impl Ioas {
@@ -29,7 +32,27 @@ impl Ioas {
         try_pin_init!(Self {
             iopt <- IoPagetable::new(),
             accesses <- new_mutex!(KVec::new()),
+            auto_hwpts <- new_mutex!(KVec::new()),
         }? Error)
+    }
+
+    /// The IDs of the automatic HWPTs, oldest first.
+    pub(crate) fn auto_hwpts(&self) -> Result<KVec<u32>> {
+        let list = self.auto_hwpts.lock();
+        let mut out = KVec::with_capacity(list.len(), GFP_KERNEL_ACCOUNT)?;
+        for id in list.iter() {
+            out.push(*id, GFP_KERNEL_ACCOUNT)?;
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn add_auto_hwpt(&self, id: u32) -> Result {
+        self.auto_hwpts.lock().push(id, GFP_KERNEL_ACCOUNT)?;
+        Ok(())
+    }
+
+    pub(crate) fn remove_auto_hwpt(&self, id: u32) {
+        self.auto_hwpts.lock().retain(|x| *x != id);
     }
 
     /// Unmaps the areas inside `[start, last]` (see [`IoPagetable::unmap`]),

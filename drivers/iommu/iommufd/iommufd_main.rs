@@ -8,9 +8,12 @@ use kernel::prelude::*;
 
 mod access;
 mod ctx;
+mod device;
 mod interval;
 mod io_pagetable;
 mod ioas;
+#[cfg(CONFIG_IOMMUFD_TEST)]
+mod mock;
 mod object;
 mod pages;
 #[cfg(CONFIG_IOMMUFD_TEST)]
@@ -27,15 +30,39 @@ module! {
     license: "GPL",
 }
 
+/// Keeps the selftest's mock IOMMU registered, with `CONFIG_IOMMUFD_TEST`.
+struct MockGuard;
+
+impl MockGuard {
+    fn new(module: &'static ThisModule) -> Result<Self> {
+        #[cfg(CONFIG_IOMMUFD_TEST)]
+        mock::MOCK.register(c"iommufd_mock", module)?;
+        #[cfg(not(CONFIG_IOMMUFD_TEST))]
+        let _ = module;
+        Ok(Self)
+    }
+}
+
+impl Drop for MockGuard {
+    fn drop(&mut self) {
+        // No context, hence no mock device, outlives the module.
+        #[cfg(CONFIG_IOMMUFD_TEST)]
+        mock::MOCK.unregister();
+    }
+}
+
 #[pin_data]
 struct IommufdModule {
+    // Registered first: a failed /dev/iommu registration drops it again.
+    _mock: MockGuard,
     #[pin]
     _iommu: MiscDeviceRegistration<ctx::Ctx>,
 }
 
 impl kernel::InPlaceModule for IommufdModule {
-    fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
+    fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
+            _mock: MockGuard::new(module)?,
             _iommu <- MiscDeviceRegistration::register(MiscDeviceOptions {
                 name: c"iommu",
                 mode: 0o660,

@@ -7,6 +7,9 @@
 #include <linux/fs.h>
 #include <linux/module.h>
 
+/* iommu_attach_group_handle() and friends, for attaching devices. */
+MODULE_IMPORT_NS("IOMMUFD_INTERNAL");
+
 #if IS_ENABLED(CONFIG_IOMMUFD_TEST)
 /* Rust: drops the selftest access the file owns (selftest.rs). */
 void iommufd_rs_staccess_release(void *data);

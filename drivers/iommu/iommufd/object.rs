@@ -24,6 +24,7 @@ use kernel::rbtree::{RBTree, RBTreeNode, RBTreeNodeReservation};
 use kernel::sync::{Arc, Mutex};
 
 use crate::access::Access;
+use crate::device::{Device, HwptPaging};
 use crate::ioas::Ioas;
 use crate::uapi;
 use crate::ucmd::Ucmd;
@@ -59,13 +60,13 @@ pub(crate) trait Kind: Sized + Send + Sync + 'static {
 }
 
 macro_rules! object_kinds {
-    ($($variant:ident($t:ty)),* $(,)?) => {
+    ($($(#[$m:meta])* $variant:ident($t:ty)),* $(,)?) => {
         /// An object of any kind, as the table stores it.
         pub(crate) enum AnyObject {
-            $($variant(Arc<Object<$t>>),)*
+            $($(#[$m])* $variant(Arc<Object<$t>>),)*
         }
 
-        $(impl Kind for $t {
+        $($(#[$m])* impl Kind for $t {
             fn wrap(obj: Arc<Object<Self>>) -> AnyObject {
                 AnyObject::$variant(obj)
             }
@@ -85,6 +86,10 @@ macro_rules! object_kinds {
 object_kinds! {
     Ioas(Ioas),
     Access(Access),
+    Device(Device),
+    HwptPaging(HwptPaging),
+    #[cfg(CONFIG_IOMMUFD_TEST)]
+    MockDev(crate::selftest::MockDev),
 }
 
 struct Entry {
@@ -326,6 +331,12 @@ impl Reservation<'_> {
             }? Error),
             GFP_KERNEL_ACCOUNT,
         )
+    }
+
+    /// Allocates the object that will be published under this ID, from a
+    /// value that needs no pinned initialisation.
+    pub(crate) fn new_value<T: Kind>(&self, data: T) -> Result<Arc<Object<T>>> {
+        Ok(Arc::new(Object { id: self.id, data }, GFP_KERNEL_ACCOUNT)?)
     }
 
     /// Publishes `obj`: from now on other threads can find it by ID.

@@ -384,6 +384,22 @@ impl Pages {
         Ok(())
     }
 
+    /// Calls `f(index, physical address)` for each page `[first, last]`;
+    /// the caller holds a user on them.
+    pub(crate) fn for_each_phys(
+        &self,
+        first: u64,
+        last: u64,
+        mut f: impl FnMut(u64, u64) -> Result,
+    ) -> Result {
+        let st = self.state.lock();
+        for idx in first..=last {
+            let page = st.page(idx).ok_or(EFAULT)?;
+            f(idx, page.phys_addr())?;
+        }
+        Ok(())
+    }
+
     /// Copies between `buf` and the memory starting `start_byte` bytes into
     /// the range: into the memory if `write`.  Pages nobody has pinned are
     /// pinned just for the copy.

@@ -9,10 +9,12 @@ use core::mem::size_of;
 use kernel::bindings;
 use kernel::error::from_err_ptr;
 use kernel::fs::file::{flags::O_CLOEXEC, File, FileDescriptorReservation};
+use kernel::iommu::driver::BusDevice;
 use kernel::mm::gup::{UserPageRef, PIN_COUNTING_BIAS};
 use kernel::new_mutex;
 use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
+use kernel::str::CString;
 use kernel::sync::aref::ARef;
 use kernel::sync::atomic::{Atomic, Relaxed};
 use kernel::sync::{Arc, Mutex};
@@ -21,16 +23,30 @@ use kernel::uaccess::{UserPtr, UserSlice};
 
 use crate::access::{self, Access, Owner};
 use crate::ctx::Ctx;
+use crate::device::{Device, HwptPaging};
 use crate::io_pagetable::Reserver;
 use crate::ioas::Ioas;
+use crate::mock;
 use crate::object::Object;
 use crate::uapi::iommu_test_cmd;
 use crate::ucmd::Ucmd;
 
 /// `IOMMU_TEST_OP_ADD_RESERVED`
 const OP_ADD_RESERVED: u32 = 1;
+/// `IOMMU_TEST_OP_MOCK_DOMAIN`
+const OP_MOCK_DOMAIN: u32 = 2;
+/// `IOMMU_TEST_OP_MD_CHECK_MAP`
+const OP_MD_CHECK_MAP: u32 = 3;
 /// `IOMMU_TEST_OP_MD_CHECK_REFS`
 const OP_MD_CHECK_REFS: u32 = 4;
+/// `IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE`
+const OP_MOCK_DOMAIN_REPLACE: u32 = 10;
+/// `IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS`
+const OP_MOCK_DOMAIN_FLAGS: u32 = 12;
+/// `MOCK_FLAGS_DEVICE_NO_DIRTY`
+const MOCK_FLAGS_DEVICE_NO_DIRTY: u32 = 1 << 0;
+/// `MOCK_FLAGS_DEVICE_PASID`
+const MOCK_FLAGS_DEVICE_PASID: u32 = 1 << 2;
 /// `IOMMU_TEST_OP_CREATE_ACCESS`
 const OP_CREATE_ACCESS: u32 = 5;
 /// `IOMMU_TEST_OP_DESTROY_ACCESS_PAGES`
@@ -95,6 +111,27 @@ pub(crate) fn test_ioctl(ucmd: &mut Ucmd<'_, iommu_test_cmd>) -> Result {
     match cmd.op {
         // add_reserved: { __aligned_u64 start; __aligned_u64 length; }
         OP_ADD_RESERVED => add_reserved(ucmd.ctx, cmd.id, arg_u64(cmd, 0), arg_u64(cmd, 8)),
+        // mock_domain: { __u32 out_stdev_id, out_hwpt_id, out_idev_id; }
+        OP_MOCK_DOMAIN => mock_domain(ucmd, 0),
+        // mock_domain_flags: { __u32 out_stdev_id, out_hwpt_id, out_idev_id,
+        //                      dev_flags; }
+        OP_MOCK_DOMAIN_FLAGS => mock_domain(ucmd, arg_u32(cmd, 12)),
+        // mock_domain_replace: { __u32 pt_id; }
+        OP_MOCK_DOMAIN_REPLACE => {
+            let mdev = ucmd.ctx.objects.get::<MockDev>(cmd.id)?;
+            let id = mdev.idev()?.replace(arg_u32(cmd, 0))?;
+            drop(mdev);
+            set_u32(&mut ucmd.cmd, 0, id);
+            ucmd.respond()
+        }
+        // check_map: { __aligned_u64 iova, length, uptr; }
+        OP_MD_CHECK_MAP => md_check_map(
+            ucmd.ctx,
+            cmd.id,
+            arg_u64(cmd, 0),
+            arg_u64(cmd, 8),
+            arg_u64(cmd, 16),
+        ),
         // check_refs: { __aligned_u64 length; __aligned_u64 uptr; __u32 refs; }
         OP_MD_CHECK_REFS => md_check_refs(arg_u64(cmd, 8), arg_u64(cmd, 0), arg_u32(cmd, 16)),
         // create_access: { __u32 out_access_fd; __u32 flags; }
@@ -410,4 +447,111 @@ fn access_rw(cmd: &iommu_test_cmd) -> Result {
         access.rw(iova, &mut buf, flags)?;
         user.writer().write_slice(&buf)
     }
+}
+
+/// Numbers the mock devices (`iommufd_mock<N>`).
+static MOCK_DEV_SEQ: Atomic<u32> = Atomic::new(0);
+
+/// A mock device bound to a context (the selftest's "stdev" object):
+/// destroying it detaches and unbinds the device and removes it.
+pub(crate) struct MockDev {
+    ctx: Arc<Ctx>,
+    /// With a use of the device object; None only during teardown.
+    idev: Option<Arc<Object<Device>>>,
+    dev: Option<BusDevice>,
+}
+
+impl MockDev {
+    fn idev(&self) -> Result<&Arc<Object<Device>>> {
+        self.idev.as_ref().ok_or(ENOENT)
+    }
+}
+
+impl Drop for MockDev {
+    fn drop(&mut self) {
+        if let Some(idev) = self.idev.take() {
+            idev.detach();
+            let id = idev.id();
+            drop(idev);
+            self.ctx.objects.put_long(id);
+            // The device object goes with its binding, before the device:
+            // it gives back the device's DMA ownership.
+            if self.ctx.objects.destroy(id).is_err() {
+                pr_err!("mock device: device object {id} still in use\n");
+            }
+        }
+        drop(self.dev.take());
+    }
+}
+
+/// `IOMMU_TEST_OP_MOCK_DOMAIN(_FLAGS)`: a mock device bound to the context
+/// and attached to `cmd.id` (an IOAS or a HWPT).
+fn mock_domain(ucmd: &mut Ucmd<'_, iommu_test_cmd>, dev_flags: u32) -> Result {
+    if dev_flags & !(MOCK_FLAGS_DEVICE_NO_DIRTY | MOCK_FLAGS_DEVICE_PASID) != 0 {
+        return Err(EINVAL);
+    }
+    if dev_flags & MOCK_FLAGS_DEVICE_PASID != 0 {
+        pr_notice!("IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS: PASID devices are not supported yet\n");
+        return Err(EOPNOTSUPP);
+    }
+    let ctx = ucmd.handle.arc();
+    let seq = MOCK_DEV_SEQ.fetch_add(1, Relaxed);
+    let name = CString::try_from_fmt(fmt!("iommufd_mock{seq}"))?;
+    let bus_dev = mock::MOCK.add_device(&name)?;
+    let idev = Device::bind(&ctx, bus_dev.device())?;
+    let slot = match ctx.objects.reserve() {
+        Ok(slot) => slot,
+        Err(e) => {
+            drop(MockDev {
+                ctx: ctx.clone(),
+                idev: Some(idev),
+                dev: Some(bus_dev),
+            });
+            return Err(e);
+        }
+    };
+    let stdev_id = slot.id();
+    let idev_id = idev.id();
+    let hwpt_id = idev.attach(ucmd.cmd.id);
+    let mdev = slot.new_value(MockDev {
+        ctx: ctx.clone(),
+        idev: Some(idev),
+        dev: Some(bus_dev),
+    })?;
+    let res = hwpt_id.and_then(|hwpt_id| {
+        set_u32(&mut ucmd.cmd, 0, stdev_id);
+        set_u32(&mut ucmd.cmd, 4, hwpt_id);
+        set_u32(&mut ucmd.cmd, 8, idev_id);
+        ucmd.respond()
+    });
+    if let Err(e) = res {
+        // Unpublished: dropping tears the device down.
+        drop(mdev);
+        return Err(e);
+    }
+    slot.finalize(mdev);
+    Ok(())
+}
+
+/// `IOMMU_TEST_OP_MD_CHECK_MAP`: checks that the mock domain of HWPT
+/// `hwpt_id` translates `[iova, iova + length)` to the user buffer `uptr`,
+/// one mock page at a time: `EINVAL` where it does not.
+fn md_check_map(ctx: &Ctx, hwpt_id: u32, iova: u64, length: u64, uptr: u64) -> Result {
+    let hwpt = ctx.objects.get::<HwptPaging>(hwpt_id)?;
+    let psize = mock::MOCK_PAGE_SIZE;
+    if iova % psize != 0 || length % psize != 0 || uptr % psize != 0 {
+        return Err(EINVAL);
+    }
+    uptr.checked_add(length).ok_or(EINVAL)?;
+    let mut off = 0;
+    while off < length {
+        let addr = uptr + off;
+        let page = UserPageRef::get_fast(usize::try_from(addr).map_err(|_| EFAULT)?, false)?;
+        let want = page.phys_addr() + addr % PAGE_SIZE as u64;
+        if hwpt.domain.iova_to_phys(iova + off) != want {
+            return Err(EINVAL);
+        }
+        off += psize;
+    }
+    Ok(())
 }

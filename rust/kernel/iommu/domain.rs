@@ -136,7 +136,9 @@ impl Domain {
     /// `flags`.
     pub fn alloc_paging(dev: &Device, flags: u32) -> Result<Self> {
         // SAFETY: `dev` is valid.
-        let d = from_err_ptr(unsafe { bindings::iommu_paging_domain_alloc_flags(dev.as_raw(), flags) })?;
+        let d = from_err_ptr(unsafe {
+            bindings::iommu_paging_domain_alloc_flags(dev.as_raw(), flags)
+        })?;
         NonNull::new(d).map(|ptr| Self { ptr }).ok_or(ENOMEM)
     }
 
@@ -201,6 +203,12 @@ pub struct Attachment {
     group: ARef<Group>,
     domain: Arc<Domain>,
 }
+
+// SAFETY: The handle is only used by the core, under the group's lock; the
+// rest are reference-counted objects usable from any thread.
+unsafe impl Send for Attachment {}
+// SAFETY: As above; `&Attachment` only reads the domain.
+unsafe impl Sync for Attachment {}
 
 impl Attachment {
     /// Attaches `group` to `domain`: its devices translate through it.

@@ -18,6 +18,7 @@ use crate::{
     error::{to_result, Error},
     prelude::*,
     str::CStr,
+    sync::atomic::{Atomic, Full, Relaxed, Release},
     types::Opaque,
 };
 use core::{marker::PhantomData, ptr::NonNull};
@@ -39,8 +40,10 @@ extern "C" {
         bus: *const bindings::bus_type,
         nb: *mut bindings::notifier_block,
     );
-    fn iommu_mock_device_add(dev: *mut bindings::device, iommu: *mut bindings::iommu_device)
-        -> c_int;
+    fn iommu_mock_device_add(
+        dev: *mut bindings::device,
+        iommu: *mut bindings::iommu_device,
+    ) -> c_int;
 }
 
 /// The page table of a paging domain, implemented by the driver.
@@ -114,56 +117,64 @@ impl<T: Driver> DomainBox<T> {
 /// The registration of driver `T` for the devices of a bus of its own.
 ///
 /// Everything the core points to lives here: the bus, the IOMMU device, the
-/// ops tables and the blocking domain devices start in.
-#[pin_data(PinnedDrop)]
+/// ops tables and the blocking domain devices start in.  A registration is
+/// a `static` of the driver's module, registered at module init and
+/// unregistered at exit.
 pub struct Registration<T: Driver> {
-    #[pin]
     bus: Opaque<bindings::bus_type>,
     /// The type of the devices made by [`Registration::add_device`], by
     /// which callbacks recognise them and find the registration.
-    #[pin]
     dev_type: Opaque<bindings::device_type>,
-    #[pin]
     nb: Opaque<bindings::notifier_block>,
-    #[pin]
     iommu: Opaque<bindings::iommu_device>,
-    #[pin]
     ops: Opaque<bindings::iommu_ops>,
-    #[pin]
     paging_ops: Opaque<bindings::iommu_domain_ops>,
-    #[pin]
     blocked_ops: Opaque<bindings::iommu_domain_ops>,
-    #[pin]
     blocked: Opaque<bindings::iommu_domain>,
+    registered: Atomic<bool>,
     _t: PhantomData<T>,
 }
 
-// SAFETY: After registration the C structures are only read by the core, or
-// changed by it under its own locks.
+// SAFETY: The C structures are written once, before registration, by
+// `register` (which only one caller can win); then they are only read by the
+// core, or changed by it under its own locks.
 unsafe impl<T: Driver> Send for Registration<T> {}
 // SAFETY: As above.
 unsafe impl<T: Driver> Sync for Registration<T> {}
 
+impl<T: Driver> Default for Registration<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<T: Driver> Registration<T> {
+    /// An unregistered registration, for a `static`.
+    pub const fn new() -> Self {
+        Self {
+            bus: Opaque::zeroed(),
+            dev_type: Opaque::zeroed(),
+            nb: Opaque::zeroed(),
+            iommu: Opaque::zeroed(),
+            ops: Opaque::zeroed(),
+            paging_ops: Opaque::zeroed(),
+            blocked_ops: Opaque::zeroed(),
+            blocked: Opaque::zeroed(),
+            registered: Atomic::new(false),
+            _t: PhantomData,
+        }
+    }
+
     /// Registers a bus named `name` and driver `T` as the IOMMU of its
-    /// devices, shown in sysfs as `name` too.
-    pub fn new(name: &'static CStr, module: &'static ThisModule) -> Result<Pin<KBox<Self>>> {
-        let reg = KBox::pin_init(
-            pin_init!(Self {
-                bus: Opaque::zeroed(),
-                dev_type: Opaque::zeroed(),
-                nb: Opaque::zeroed(),
-                iommu: Opaque::zeroed(),
-                ops: Opaque::zeroed(),
-                paging_ops: Opaque::zeroed(),
-                blocked_ops: Opaque::zeroed(),
-                blocked: Opaque::zeroed(),
-                _t: PhantomData,
-            }),
-            GFP_KERNEL,
-        )?;
-        // SAFETY: The structures are zeroed and pinned for the life of the
-        // registration; nothing uses them before they are registered below.
+    /// devices, shown in sysfs as `name` too.  `EBUSY` if already
+    /// registered.
+    pub fn register(&'static self, name: &'static CStr, module: &'static ThisModule) -> Result {
+        if self.registered.xchg(true, Full) {
+            return Err(EBUSY);
+        }
+        let reg = self;
+        // SAFETY: We won `registered`: nothing else writes the structures,
+        // and the core does not know them before they are registered below.
         unsafe {
             (*reg.bus.get()).name = name.as_char_ptr();
             (*reg.dev_type.get()).name = DEV_TYPE_NAME.as_char_ptr();
@@ -190,44 +201,71 @@ impl<T: Driver> Registration<T> {
             (*ops).domain_alloc_paging_flags = Some(Self::alloc_paging);
             (*ops).capable = Some(Self::capable);
         }
-        // SAFETY: The bus structure is initialised and outlives its
-        // registration (dropped in `PinnedDrop`).
-        to_result(unsafe { bindings::bus_register(reg.bus.get()) })?;
-        // SAFETY: The IOMMU device is zeroed and pinned; the format string
-        // takes one C string.
-        let rc = unsafe {
-            bindings::iommu_device_sysfs_add(
-                reg.iommu.get(),
-                core::ptr::null_mut(),
-                core::ptr::null_mut(),
-                c"%s".as_ptr().cast(),
-                name.as_char_ptr(),
-            )
-        };
-        if rc != 0 {
-            // SAFETY: Registered above.
-            unsafe { bindings::bus_unregister(reg.bus.get()) };
-            return Err(Error::from_errno(rc));
-        }
-        // SAFETY: All structures are initialised and pinned; they stay
-        // registered until `PinnedDrop`.
-        let rc = unsafe {
-            iommu_device_register_bus(reg.iommu.get(), reg.ops.get(), reg.bus.get(), reg.nb.get())
-        };
-        if rc != 0 {
-            // SAFETY: Added and registered above.
-            unsafe {
-                bindings::iommu_device_sysfs_remove(reg.iommu.get());
-                bindings::bus_unregister(reg.bus.get());
+        let res = (|| {
+            // SAFETY: The bus structure is initialised and static.
+            to_result(unsafe { bindings::bus_register(reg.bus.get()) })?;
+            // SAFETY: The IOMMU device is zeroed and static; the format takes
+            // one C string.
+            let rc = unsafe {
+                bindings::iommu_device_sysfs_add(
+                    reg.iommu.get(),
+                    core::ptr::null_mut(),
+                    core::ptr::null_mut(),
+                    c"%s".as_ptr().cast(),
+                    name.as_char_ptr(),
+                )
+            };
+            if rc != 0 {
+                // SAFETY: Registered above.
+                unsafe { bindings::bus_unregister(reg.bus.get()) };
+                return Err(Error::from_errno(rc));
             }
-            return Err(Error::from_errno(rc));
+            // SAFETY: All structures are initialised and static.
+            let rc = unsafe {
+                iommu_device_register_bus(
+                    reg.iommu.get(),
+                    reg.ops.get(),
+                    reg.bus.get(),
+                    reg.nb.get(),
+                )
+            };
+            if rc != 0 {
+                // SAFETY: Added and registered above.
+                unsafe {
+                    bindings::iommu_device_sysfs_remove(reg.iommu.get());
+                    bindings::bus_unregister(reg.bus.get());
+                }
+                return Err(Error::from_errno(rc));
+            }
+            Ok(())
+        })();
+        if res.is_err() {
+            self.registered.store(false, Release);
         }
-        Ok(reg)
+        res
+    }
+
+    /// Undoes [`Registration::register`]; the devices made with
+    /// [`Registration::add_device`] must be gone.
+    pub fn unregister(&'static self) {
+        if !self.registered.load(Relaxed) {
+            return;
+        }
+        // SAFETY: Registered in `register`, unregistered once here.
+        unsafe {
+            bindings::iommu_device_sysfs_remove(self.iommu.get());
+            iommu_device_unregister_bus(self.iommu.get(), self.bus.get(), self.nb.get());
+            bindings::bus_unregister(self.bus.get());
+        }
+        self.registered.store(false, Release);
     }
 
     /// Creates a device named `name` on the bus; the IOMMU core probes it
     /// for this driver and puts it in a group of its own.
-    pub fn add_device(&self, name: &CStr) -> Result<BusDevice> {
+    pub fn add_device(&'static self, name: &CStr) -> Result<BusDevice> {
+        if !self.registered.load(Relaxed) {
+            return Err(ENODEV);
+        }
         let raw = KBox::new(Opaque::<bindings::device>::zeroed(), GFP_KERNEL)?;
         let dev = KBox::into_raw(raw).cast::<bindings::device>();
         // SAFETY: `dev` is a zeroed device we own; from `device_initialize()`
@@ -395,19 +433,6 @@ impl<T: Driver> Registration<T> {
     ) -> bindings::phys_addr_t {
         // SAFETY: `domain` is one of ours (its ops are).
         unsafe { DomainBox::<T>::data(domain) }.iova_to_phys(iova)
-    }
-}
-
-#[pinned_drop]
-impl<T: Driver> PinnedDrop for Registration<T> {
-    fn drop(self: Pin<&mut Self>) {
-        // SAFETY: Registered in `new`; the devices on the bus are gone (each
-        // `BusDevice` borrows nothing, but the owner drops them first).
-        unsafe {
-            bindings::iommu_device_sysfs_remove(self.iommu.get());
-            iommu_device_unregister_bus(self.iommu.get(), self.bus.get(), self.nb.get());
-            bindings::bus_unregister(self.bus.get());
-        }
     }
 }
 

@@ -51,6 +51,13 @@ impl UserPageRef {
         }
     }
 
+    /// The physical address of the page.
+    pub fn phys_addr(&self) -> bindings::phys_addr_t {
+        // SAFETY: By the type invariant the page is valid.
+        let pfn = unsafe { bindings::page_to_pfn(self.page.as_ptr()) };
+        (pfn as bindings::phys_addr_t) << bindings::PAGE_SHIFT
+    }
+
     /// The `struct page`, valid for as long as `self` lives.
     pub fn as_ptr(&self) -> *mut bindings::page {
         self.page.as_ptr()

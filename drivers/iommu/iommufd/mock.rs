@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The selftest's mock IOMMU (`CONFIG_IOMMUFD_TEST`): a software IOMMU on
+//! the bus `iommufd_mock`, whose paging domains are plain lookup tables.
+//! Its geometry is the one `iommufd_test.h` promises the selftests: 2 KiB
+//! pages and the IOVA aperture `[MOCK_APERTURE_START, MOCK_APERTURE_LAST]`.
+
+use kernel::iommu::driver::{self, NewDomain, PagingDomain, Registration};
+use kernel::new_mutex;
+use kernel::prelude::*;
+use kernel::rbtree::{RBTree, RBTreeNode};
+use kernel::sync::Mutex;
+
+/// `MOCK_PAGE_SIZE`: the smallest page of a mock domain.
+pub(crate) const MOCK_PAGE_SIZE: u64 = 2048;
+/// `MOCK_APERTURE_START`
+pub(crate) const MOCK_APERTURE_START: u64 = 1 << 24;
+/// `MOCK_APERTURE_LAST`
+pub(crate) const MOCK_APERTURE_LAST: u64 = (1 << 31) - 1;
+/// The page sizes of a mock domain: every power of two from 2 KiB to 1 GiB.
+const MOCK_PGSIZES: usize = ((1 << 31) - 1) & !(MOCK_PAGE_SIZE as usize - 1);
+/// `IOMMU_CAP_CACHE_COHERENCY`
+const CAP_CACHE_COHERENCY: u32 = kernel::bindings::iommu_cap_IOMMU_CAP_CACHE_COHERENCY;
+
+/// The registration of the mock IOMMU, from module init to exit.
+pub(crate) static MOCK: Registration<MockIommu> = Registration::new();
+
+/// The mock IOMMU driver.
+pub(crate) struct MockIommu;
+
+/// A mock paging domain: IOVA page (of [`MOCK_PAGE_SIZE`]) -> physical
+/// address.
+pub(crate) struct MockDomain {
+    ptes: Pin<KBox<Mutex<RBTree<u64, u64>>>>,
+}
+
+impl PagingDomain for MockDomain {
+    fn map_pages(
+        &self,
+        iova: u64,
+        paddr: u64,
+        pgsize: usize,
+        pgcount: usize,
+        _prot: u32,
+    ) -> (usize, Result) {
+        let total = (pgsize * pgcount) as u64;
+        if iova % MOCK_PAGE_SIZE != 0 || paddr % MOCK_PAGE_SIZE != 0 {
+            return (0, Err(EINVAL));
+        }
+        let mut ptes = self.ptes.lock();
+        let mut off = 0;
+        while off < total {
+            let key = (iova + off) / MOCK_PAGE_SIZE;
+            if ptes.get(&key).is_some() {
+                pr_warn!("mock domain: IOVA {:#x} mapped twice\n", iova + off);
+                return (off as usize, Err(EEXIST));
+            }
+            match RBTreeNode::new(key, paddr + off, GFP_KERNEL) {
+                Ok(node) => {
+                    ptes.insert(node);
+                }
+                Err(_) => return (off as usize, Err(ENOMEM)),
+            }
+            off += MOCK_PAGE_SIZE;
+        }
+        (total as usize, Ok(()))
+    }
+
+    fn unmap_pages(&self, iova: u64, pgsize: usize, pgcount: usize) -> usize {
+        let total = (pgsize * pgcount) as u64;
+        let mut ptes = self.ptes.lock();
+        let mut off = 0;
+        while off < total {
+            if ptes.remove(&((iova + off) / MOCK_PAGE_SIZE)).is_none() {
+                break;
+            }
+            off += MOCK_PAGE_SIZE;
+        }
+        off as usize
+    }
+
+    fn iova_to_phys(&self, iova: u64) -> u64 {
+        self.ptes
+            .lock()
+            .get(&(iova / MOCK_PAGE_SIZE))
+            .map_or(0, |pa| pa + iova % MOCK_PAGE_SIZE)
+    }
+}
+
+impl driver::Driver for MockIommu {
+    type Domain = MockDomain;
+
+    fn alloc_paging(_dev: &kernel::device::Device, flags: u32) -> Result<NewDomain<MockDomain>> {
+        if flags != 0 {
+            return Err(EOPNOTSUPP);
+        }
+        Ok(NewDomain {
+            data: MockDomain {
+                ptes: KBox::pin_init(new_mutex!(RBTree::new()), GFP_KERNEL)?,
+            },
+            pgsize_bitmap: MOCK_PGSIZES,
+            aperture: (MOCK_APERTURE_START, MOCK_APERTURE_LAST),
+        })
+    }
+
+    fn capable(_dev: &kernel::device::Device, cap: u32) -> bool {
+        cap == CAP_CACHE_COHERENCY
+    }
+}
