@@ -139,6 +139,11 @@ impl Device {
         Ok(idev)
     }
 
+    /// The device.
+    pub(crate) fn dev(&self) -> &kernel::device::Device {
+        &self.dev
+    }
+
     /// Attaches the device to `pt_id`, an IOAS (through an automatic HWPT)
     /// or a paging HWPT.  Returns the HWPT's ID.  `EINVAL` if attached.
     pub(crate) fn attach(&self, pt_id: u32) -> Result<u32> {

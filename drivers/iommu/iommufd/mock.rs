@@ -9,6 +9,7 @@ use kernel::iommu::driver::{self, NewDomain, PagingDomain, Registration};
 use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::rbtree::{RBTree, RBTreeNode};
+use kernel::sync::atomic::Atomic;
 use kernel::sync::Mutex;
 
 /// `MOCK_PAGE_SIZE`: the smallest page of a mock domain.
@@ -87,8 +88,28 @@ impl PagingDomain for MockDomain {
     }
 }
 
+/// `IOMMU_TEST_DEV_CACHE_DEFAULT`
+pub(crate) const DEV_CACHE_DEFAULT: u32 = 0xbaddad;
+/// `MOCK_DEV_CACHE_NUM`
+pub(crate) const DEV_CACHE_NUM: usize = 4;
+
+/// What the mock keeps with each device (upstream's `struct mock_dev`).
+pub(crate) struct MockDevData {
+    /// The device's emulated cache entries, invalidated through a vIOMMU.
+    pub(crate) cache: [Atomic<u32>; DEV_CACHE_NUM],
+}
+
+impl MockDevData {
+    pub(crate) fn new() -> Self {
+        Self {
+            cache: [const { Atomic::new(DEV_CACHE_DEFAULT) }; DEV_CACHE_NUM],
+        }
+    }
+}
+
 impl driver::Driver for MockIommu {
     type Domain = MockDomain;
+    type DeviceData = MockDevData;
 
     fn alloc_paging(_dev: &kernel::device::Device, flags: u32) -> Result<NewDomain<MockDomain>> {
         if flags != 0 {

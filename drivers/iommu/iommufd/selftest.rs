@@ -43,6 +43,8 @@ const OP_MD_CHECK_REFS: u32 = 4;
 const OP_MOCK_DOMAIN_REPLACE: u32 = 10;
 /// `IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS`
 const OP_MOCK_DOMAIN_FLAGS: u32 = 12;
+/// `IOMMU_TEST_OP_DEV_CHECK_CACHE`
+const OP_DEV_CHECK_CACHE: u32 = 16;
 /// `MOCK_FLAGS_DEVICE_NO_DIRTY`
 const MOCK_FLAGS_DEVICE_NO_DIRTY: u32 = 1 << 0;
 /// `MOCK_FLAGS_DEVICE_PASID`
@@ -123,6 +125,16 @@ pub(crate) fn test_ioctl(ucmd: &mut Ucmd<'_, iommu_test_cmd>) -> Result {
             drop(mdev);
             set_u32(&mut ucmd.cmd, 0, id);
             ucmd.respond()
+        }
+        // check_dev_cache: { __u32 id; __u32 cache; }
+        OP_DEV_CHECK_CACHE => {
+            let idev = ucmd.ctx.objects.get::<Device>(cmd.id)?;
+            let data = mock::MOCK.data_of(idev.dev()).ok_or(EINVAL)?;
+            let entry = data.cache.get(arg_u32(cmd, 0) as usize).ok_or(EINVAL)?;
+            if entry.load(Relaxed) != arg_u32(cmd, 4) {
+                return Err(EINVAL);
+            }
+            Ok(())
         }
         // check_map: { __aligned_u64 iova, length, uptr; }
         OP_MD_CHECK_MAP => md_check_map(
@@ -497,7 +509,7 @@ fn mock_domain(ucmd: &mut Ucmd<'_, iommu_test_cmd>, dev_flags: u32) -> Result {
     let ctx = ucmd.handle.arc();
     let seq = MOCK_DEV_SEQ.fetch_add(1, Relaxed);
     let name = CString::try_from_fmt(fmt!("iommufd_mock{seq}"))?;
-    let bus_dev = mock::MOCK.add_device(&name)?;
+    let bus_dev = mock::MOCK.add_device(&name, mock::MockDevData::new())?;
     let idev = Device::bind(&ctx, bus_dev.device())?;
     let slot = match ctx.objects.reserve() {
         Ok(slot) => slot,

@@ -84,6 +84,8 @@ pub struct NewDomain<D> {
 pub trait Driver: Send + Sync + 'static {
     /// The driver's paging domains.
     type Domain: PagingDomain;
+    /// What the driver keeps with each device it creates.
+    type DeviceData: Send + Sync + 'static;
 
     /// A new paging domain for `dev` (`domain_alloc_paging_flags`).  `flags`
     /// are `IOMMU_HWPT_ALLOC_*` flags.
@@ -262,11 +264,17 @@ impl<T: Driver> Registration<T> {
 
     /// Creates a device named `name` on the bus; the IOMMU core probes it
     /// for this driver and puts it in a group of its own.
-    pub fn add_device(&'static self, name: &CStr) -> Result<BusDevice> {
+    pub fn add_device(&'static self, name: &CStr, data: T::DeviceData) -> Result<BusDevice> {
         if !self.registered.load(Relaxed) {
             return Err(ENODEV);
         }
-        let raw = KBox::new(Opaque::<bindings::device>::zeroed(), GFP_KERNEL)?;
+        let raw = KBox::new(
+            DeviceBox::<T> {
+                dev: Opaque::zeroed(),
+                data,
+            },
+            GFP_KERNEL,
+        )?;
         let dev = KBox::into_raw(raw).cast::<bindings::device>();
         // SAFETY: `dev` is a zeroed device we own; from `device_initialize()`
         // on, it is freed by `release` when its last reference goes.
@@ -274,7 +282,7 @@ impl<T: Driver> Registration<T> {
             bindings::device_initialize(dev);
             (*dev).bus = self.bus.get();
             (*dev).type_ = self.dev_type.get();
-            (*dev).release = Some(release_device);
+            (*dev).release = Some(release_device::<T>);
         }
         // SAFETY: `dev` is initialised; the format takes one C string.
         let rc = unsafe { bindings::dev_set_name(dev, c"%s".as_ptr().cast(), name.as_char_ptr()) };
@@ -297,6 +305,17 @@ impl<T: Driver> Registration<T> {
             // SAFETY: `dev` is not NULL (it came from a box).
             dev: unsafe { NonNull::new_unchecked(dev) },
         })
+    }
+
+    /// The data of `dev`, if it is a device of this registration.
+    pub fn data_of<'a>(&'static self, dev: &'a Device) -> Option<&'a T::DeviceData> {
+        // SAFETY: `dev` is a valid device.
+        if unsafe { (*dev.as_raw()).type_ } != self.dev_type.get().cast_const() {
+            return None;
+        }
+        // SAFETY: The device was made by our `add_device`: it is the first
+        // field of a `DeviceBox<T>`, which lives as long as the device.
+        Some(unsafe { &(*dev.as_raw().cast::<DeviceBox<T>>()).data })
     }
 
     /// The registration whose bus `dev` is on, if it is ours.
@@ -437,13 +456,20 @@ impl<T: Driver> Registration<T> {
 }
 
 /// The name of the device type of [`Registration::add_device`]'s devices.
-/// One driver type per kernel may register: devices are recognised by it.
 static DEV_TYPE_NAME: &CStr = c"iommu-software-device";
 
-unsafe extern "C" fn release_device(dev: *mut bindings::device) {
+/// A device made by [`Registration::add_device`] with its driver data: the
+/// core's `struct device` first.
+#[repr(C)]
+struct DeviceBox<T: Driver> {
+    dev: Opaque<bindings::device>,
+    data: T::DeviceData,
+}
+
+unsafe extern "C" fn release_device<T: Driver>(dev: *mut bindings::device) {
     // SAFETY: `dev` came from the box in `add_device`; the core calls
     // `release` once, when the last reference goes.
-    drop(unsafe { KBox::from_raw(dev.cast::<Opaque<bindings::device>>()) });
+    drop(unsafe { KBox::from_raw(dev.cast::<DeviceBox<T>>()) });
 }
 
 /// A device created on a [`Registration`]'s bus, unregistered when dropped.
