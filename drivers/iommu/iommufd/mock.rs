@@ -95,13 +95,17 @@ pub(crate) const DEV_CACHE_NUM: usize = 4;
 
 /// What the mock keeps with each device (upstream's `struct mock_dev`).
 pub(crate) struct MockDevData {
+    /// `MOCK_FLAGS_DEVICE_*` the device was created with.
+    #[allow(dead_code)]
+    pub(crate) flags: u32,
     /// The device's emulated cache entries, invalidated through a vIOMMU.
     pub(crate) cache: [Atomic<u32>; DEV_CACHE_NUM],
 }
 
 impl MockDevData {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(flags: u32) -> Self {
         Self {
+            flags,
             cache: [const { Atomic::new(DEV_CACHE_DEFAULT) }; DEV_CACHE_NUM],
         }
     }

@@ -502,14 +502,12 @@ fn mock_domain(ucmd: &mut Ucmd<'_, iommu_test_cmd>, dev_flags: u32) -> Result {
     if dev_flags & !(MOCK_FLAGS_DEVICE_NO_DIRTY | MOCK_FLAGS_DEVICE_PASID) != 0 {
         return Err(EINVAL);
     }
-    if dev_flags & MOCK_FLAGS_DEVICE_PASID != 0 {
-        pr_notice!("IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS: PASID devices are not supported yet\n");
-        return Err(EOPNOTSUPP);
-    }
+    // MOCK_FLAGS_DEVICE_PASID is recorded; PASID attachment itself
+    // (IOMMU_TEST_OP_PASID_*) is not implemented yet.
     let ctx = ucmd.handle.arc();
     let seq = MOCK_DEV_SEQ.fetch_add(1, Relaxed);
     let name = CString::try_from_fmt(fmt!("iommufd_mock{seq}"))?;
-    let bus_dev = mock::MOCK.add_device(&name, mock::MockDevData::new())?;
+    let bus_dev = mock::MOCK.add_device(&name, mock::MockDevData::new(dev_flags))?;
     let idev = Device::bind(&ctx, bus_dev.device())?;
     let slot = match ctx.objects.reserve() {
         Ok(slot) => slot,
