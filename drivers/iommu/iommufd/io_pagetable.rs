@@ -9,9 +9,11 @@
 //! after the access has been told to let go.
 
 use kernel::bindings;
+use kernel::fs::File;
 use kernel::iommu::domain::{self as iommu, Domain};
 use kernel::new_mutex;
 use kernel::prelude::*;
+use kernel::sync::aref::ARef;
 use kernel::sync::{Arc, Mutex};
 
 use crate::interval::{gaps, merge_sorted, IntervalMap, RangeList};
@@ -88,6 +90,21 @@ pub(crate) struct PagesSlice {
 }
 
 impl PagesSlice {
+    /// `length` bytes of the memfd `file` from byte `start`, whole.
+    pub(crate) fn file(
+        file: ARef<File>,
+        start: u64,
+        length: u64,
+        writable: bool,
+        mode: AccountMode,
+    ) -> Result<Self> {
+        Ok(Self {
+            pages: Pages::new_file(file, start, length, writable, mode)?,
+            start_byte: start % PAGE,
+            length,
+        })
+    }
+
     /// The user memory `[uptr, uptr + length)` of the current process, whole.
     pub(crate) fn user(uptr: u64, length: u64, writable: bool, mode: AccountMode) -> Result<Self> {
         Ok(Self {

@@ -2,6 +2,7 @@
 
 //! I/O address spaces (IOAS): `IOMMU_IOAS_*`.
 
+use kernel::fs::LocalFile;
 use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
@@ -208,6 +209,26 @@ pub(crate) fn map_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_map>) -> Result {
     let ioas = ucmd.ctx.objects.get::<Ioas>(ucmd.cmd.ioas_id)?;
     let mode = ucmd.ctx.objects.with_shared(|s, _| s.account_mode);
     let slice = PagesSlice::user(ucmd.cmd.user_va, ucmd.cmd.length, prot.write, mode)?;
+    ucmd.cmd.iova = ioas.iopt.map(&[slice], iova, prot)?;
+    ucmd.respond()
+}
+
+/// `IOMMU_IOAS_MAP_FILE`: maps a range of a memfd.
+pub(crate) fn map_file_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_map_file>) -> Result {
+    let c = &ucmd.cmd;
+    let (prot, iova) = map_args(c.flags, c.iova, c.length)?;
+    if c.length == 0 {
+        return Err(EINVAL);
+    }
+    c.start.checked_add(c.length - 1).ok_or(EOVERFLOW)?;
+    let ioas = ucmd.ctx.objects.get::<Ioas>(c.ioas_id)?;
+    let fd = u32::try_from(c.fd).map_err(|_| EBADF)?;
+    let file = LocalFile::fget(fd).map_err(|_| EBADF)?;
+    // SAFETY: The file position is never used here, so no `fdget_pos()` on
+    // this file by this thread can be disturbed.
+    let file = unsafe { LocalFile::assume_no_fdget_pos(file) };
+    let mode = ucmd.ctx.objects.with_shared(|s, _| s.account_mode);
+    let slice = PagesSlice::file(file, c.start, c.length, prot.write, mode)?;
     ucmd.cmd.iova = ioas.iopt.map(&[slice], iova, prot)?;
     ucmd.respond()
 }

@@ -25,7 +25,8 @@
 //! `locked_vm` - unless the mapping process had `CAP_IPC_LOCK`.
 
 use kernel::capability::{capable, Capability};
-use kernel::mm::pin::{memlock_limit_pages, PinFlags, PinnedPage, User};
+use kernel::fs::File;
+use kernel::mm::pin::{memlock_limit_pages, pin_memfd_pages, PinFlags, PinnedPage, User};
 use kernel::mm::{Mm, MmWithUser};
 use kernel::new_mutex;
 use kernel::page::PAGE_SIZE;
@@ -225,11 +226,21 @@ impl State {
     }
 }
 
+/// Where the memory of a [`Pages`] comes from.
+enum Backing {
+    /// The address space of the process that mapped it, at `Pages::uptr`.
+    User,
+    /// A memfd, from byte `start` (page aligned) on.
+    File { file: ARef<File>, start: u64 },
+}
+
 /// A range of user memory that areas map.
 #[pin_data]
 pub(crate) struct Pages {
-    /// The first byte of the first page.
+    /// The first byte of the first page: a user address, or for a file the
+    /// offset (where automatic IOVA allocation takes its alignment from).
     pub(crate) uptr: u64,
+    backing: Backing,
     /// How many pages the range spans.
     pub(crate) npages: u64,
     /// Whether the memory may be mapped for device writes (and is pinned
@@ -247,6 +258,34 @@ impl Pages {
         writable: bool,
         mode: AccountMode,
     ) -> Result<Arc<Self>> {
+        Self::new(uptr, length, writable, mode, Backing::User)
+    }
+
+    /// `length` bytes of the memfd `file` from byte `start`.
+    pub(crate) fn new_file(
+        file: ARef<File>,
+        start: u64,
+        length: u64,
+        writable: bool,
+        mode: AccountMode,
+    ) -> Result<Arc<Self>> {
+        let base = start - start % PAGE;
+        Self::new(
+            start,
+            length,
+            writable,
+            mode,
+            Backing::File { file, start: base },
+        )
+    }
+
+    fn new(
+        uptr: u64,
+        length: u64,
+        writable: bool,
+        mode: AccountMode,
+        backing: Backing,
+    ) -> Result<Arc<Self>> {
         uptr.checked_add(length).ok_or(EOVERFLOW)?;
         // The IOMMU API takes a size_t length; keeps the page count below
         // from overflowing.
@@ -258,6 +297,7 @@ impl Pages {
         Arc::pin_init(
             pin_init!(Pages {
                 uptr: uptr - start_byte,
+                backing,
                 npages: (start_byte + length).div_ceil(PAGE),
                 writable,
                 state <- new_mutex!(State {
@@ -289,6 +329,9 @@ impl Pages {
         flags: PinFlags,
         out: &mut KVec<PinnedPage>,
     ) -> Result {
+        if let Backing::File { file, start } = &self.backing {
+            return pin_memfd_pages(file, start + idx * PAGE, n as usize, out);
+        }
         // A process that has exited has no memory left to pin.
         let mm = source.live_mm()?;
         let lock = mm.mmap_read_lock();

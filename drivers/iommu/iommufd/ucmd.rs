@@ -139,7 +139,8 @@ static OPS: [Op; 22] = ioctl_table! {
     IOMMUFD_CMD_HWPT_GET_DIRTY_BITMAP => iommu_hwpt_get_dirty_bitmap, data, not_implemented;
     IOMMUFD_CMD_HWPT_INVALIDATE => iommu_hwpt_invalidate, __reserved, not_implemented;
     IOMMUFD_CMD_FAULT_QUEUE_ALLOC => iommu_fault_alloc, out_fault_fd, not_implemented;
-    IOMMUFD_CMD_IOAS_MAP_FILE => iommu_ioas_map_file, iova, not_implemented;
+    IOMMUFD_CMD_IOAS_MAP_FILE => iommu_ioas_map_file, iova, ioas::map_file_ioctl,
+        flags: ioas::MAP_FLAGS;
     IOMMUFD_CMD_VIOMMU_ALLOC => iommu_viommu_alloc, out_viommu_id, not_implemented;
     IOMMUFD_CMD_VDEVICE_ALLOC => iommu_vdevice_alloc, virt_id, not_implemented;
     IOMMUFD_CMD_IOAS_CHANGE_PROCESS => iommu_ioas_change_process, __reserved, not_implemented;

@@ -188,6 +188,92 @@ impl MmapReadGuard<'_> {
     }
 }
 
+/// Pins `nr` pages of the memfd `file` starting at byte `start` (page
+/// aligned), one pin per page, and appends them to `out`; all of them, or
+/// fails with nothing appended.  The pins are long-term ones
+/// (`memfd_pin_folios()`).
+pub fn pin_memfd_pages(
+    file: &crate::fs::File,
+    start: u64,
+    nr: usize,
+    out: &mut KVec<PinnedPage>,
+) -> Result {
+    if nr == 0 {
+        return Err(EINVAL);
+    }
+    let end = (nr as u64)
+        .checked_mul(crate::page::PAGE_SIZE as u64)
+        .and_then(|len| start.checked_add(len - 1))
+        .ok_or(EOVERFLOW)?;
+    out.reserve(nr, GFP_KERNEL_ACCOUNT)?;
+    let mut folios: KVec<*mut bindings::folio> = KVec::with_capacity(nr, GFP_KERNEL)?;
+    let mut offset: c_ulong = 0;
+    // SAFETY: `file` is a valid file; `folios` has room for `nr` entries;
+    // each folio returned carries one pin.
+    let got = unsafe {
+        bindings::memfd_pin_folios(
+            file.as_ptr(),
+            start as bindings::loff_t,
+            end as bindings::loff_t,
+            folios.as_mut_ptr(),
+            nr as c_uint,
+            &mut offset,
+        )
+    };
+    if got <= 0 {
+        return Err(if got < 0 {
+            Error::from_errno(got as c_int)
+        } else {
+            EFAULT
+        });
+    }
+    // SAFETY: `memfd_pin_folios()` stored `got` folio pointers.
+    unsafe { folios.inc_len(got as usize) };
+    let first = out.len();
+    let mut page_in_folio = (offset as usize) >> bindings::PAGE_SHIFT;
+    let mut res = Ok(());
+    let mut left = nr;
+    for (i, &folio) in folios.iter().enumerate() {
+        // SAFETY: `folio` is pinned, hence valid.
+        let folio_pages = unsafe { bindings::folio_nr_pages(folio) } as usize;
+        let n = (folio_pages - page_in_folio).min(left);
+        // One pin per page: the folio has one, add the others.
+        // SAFETY: `folio` is pinned.
+        if n == 0 || (n > 1 && unsafe { bindings::folio_add_pins(folio, (n - 1) as c_uint) } != 0) {
+            res = Err(ENOMEM);
+            // Give back the pins of this folio and the ones after it; the
+            // pages already taken are unpinned when `out` is truncated.
+            for &f in folios.iter().skip(i) {
+                // SAFETY: Each of these folios carries the one pin taken by
+                // `memfd_pin_folios()`.
+                unsafe { bindings::unpin_folio(f) };
+            }
+            break;
+        }
+        for k in 0..n {
+            // SAFETY: `page_in_folio + k` is within the folio, which is
+            // pinned once for each page taken.
+            let page = unsafe { bindings::folio_page(folio, page_in_folio + k) };
+            // INVARIANT: one pin per page, as above.
+            let pinned = PinnedPage {
+                // SAFETY: A page of a valid folio is not NULL.
+                page: unsafe { NonNull::new_unchecked(page) },
+            };
+            // Cannot fail: `reserve` made room for `nr` pages.
+            let _ = out.push_within_capacity(pinned);
+        }
+        left -= n;
+        page_in_folio = 0;
+    }
+    if res.is_ok() && left != 0 {
+        res = Err(EFAULT);
+    }
+    if res.is_err() {
+        out.truncate(first);
+    }
+    res
+}
+
 impl Mm {
     /// Adds `delta` pages to the address space's count of pinned pages
     /// (`mm_struct::pinned_vm`, reported as `VmPin`).
