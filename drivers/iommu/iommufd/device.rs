@@ -8,15 +8,19 @@
 //! one: a paging domain filled with the IOAS's mappings for as long as it
 //! exists.  An automatic HWPT goes away with its last device.
 
-use kernel::iommu::domain::{Attachment, DmaOwner, Domain, Group};
+use kernel::bindings;
+use kernel::iommu::domain::{self as iommu, Attachment, DmaOwner, Domain, Group};
 use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
 use kernel::sync::{Arc, Mutex};
+use kernel::uaccess::{UserPtr, UserSlice};
 
 use crate::ctx::Ctx;
 use crate::ioas::Ioas;
 use crate::object::Object;
+use crate::uapi;
+use crate::ucmd::Ucmd;
 
 /// A paging HWPT: an IOMMU domain that mirrors one IOAS.
 pub(crate) struct HwptPaging {
@@ -36,6 +40,7 @@ impl HwptPaging {
         ioas: Arc<Object<Ioas>>,
         dev: &kernel::device::Device,
         auto: bool,
+        flags: u32,
     ) -> Result<Arc<Object<HwptPaging>>> {
         // Until the HWPT exists, the IOAS use is ours to give back.
         let give_back = |ioas: Arc<Object<Ioas>>| {
@@ -43,14 +48,15 @@ impl HwptPaging {
             drop(ioas);
             ctx.objects.put_long(id);
         };
-        let domain =
-            match Domain::alloc_paging(dev, 0).and_then(|d| Ok(Arc::new(d, GFP_KERNEL_ACCOUNT)?)) {
-                Ok(d) => d,
-                Err(e) => {
-                    give_back(ioas);
-                    return Err(e);
-                }
-            };
+        let domain = match Domain::alloc_paging(dev, flags)
+            .and_then(|d| Ok(Arc::new(d, GFP_KERNEL_ACCOUNT)?))
+        {
+            Ok(d) => d,
+            Err(e) => {
+                give_back(ioas);
+                return Err(e);
+            }
+        };
         let slot = match ctx.objects.reserve() {
             Ok(slot) => slot,
             Err(e) => {
@@ -184,7 +190,7 @@ impl Device {
                 return Ok(hwpt);
             }
         }
-        let hwpt = HwptPaging::alloc(&self.ctx, ioas, &self.dev, true)?;
+        let hwpt = HwptPaging::alloc(&self.ctx, ioas, &self.dev, true, 0)?;
         // The new HWPT's first use, for the caller.
         objects.get_long::<HwptPaging>(hwpt.id())
     }
@@ -246,4 +252,102 @@ impl PinnedDrop for Device {
     fn drop(self: Pin<&mut Self>) {
         self.detach();
     }
+}
+
+/// The `IOMMU_HWPT_ALLOC_*` flags `IOMMU_HWPT_ALLOC` knows.
+const HWPT_ALLOC_FLAGS: u32 = uapi::IOMMU_HWPT_ALLOC_NEST_PARENT
+    | uapi::IOMMU_HWPT_ALLOC_DIRTY_TRACKING
+    | uapi::IOMMU_HWPT_FAULT_ID_VALID
+    | uapi::IOMMU_HWPT_ALLOC_PASID;
+
+/// `IOMMU_HWPT_ALLOC`: a paging HWPT of an IOAS for a device.
+pub(crate) fn hwpt_alloc_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_hwpt_alloc>) -> Result {
+    let c = &ucmd.cmd;
+    if c.__reserved != 0 || c.__reserved2 != 0 {
+        return Err(EOPNOTSUPP);
+    }
+    if (c.data_type == uapi::IOMMU_HWPT_DATA_NONE) != (c.data_len == 0) {
+        return Err(EINVAL);
+    }
+    if c.flags & !HWPT_ALLOC_FLAGS != 0 {
+        return Err(EOPNOTSUPP);
+    }
+    let objects = &ucmd.ctx.objects;
+    let idev = objects.get::<Device>(c.dev_id)?;
+    let Ok(ioas) = objects.get_long::<Ioas>(c.pt_id) else {
+        // A HWPT parent (nesting) or a vIOMMU: not implemented yet; anything
+        // else is not a page table.
+        if objects.get::<HwptPaging>(c.pt_id).is_ok() {
+            ucmd.not_implemented("nested HWPTs")?;
+        }
+        return Err(EINVAL);
+    };
+    let unsupported = if c.data_type != uapi::IOMMU_HWPT_DATA_NONE {
+        Some("driver data for paging HWPTs")
+    } else if c.flags & uapi::IOMMU_HWPT_ALLOC_DIRTY_TRACKING != 0 {
+        Some("dirty tracking")
+    } else if c.flags & uapi::IOMMU_HWPT_FAULT_ID_VALID != 0 {
+        Some("fault queues")
+    } else {
+        None
+    };
+    if let Some(what) = unsupported {
+        let id = ioas.id();
+        drop(ioas);
+        objects.put_long(id);
+        ucmd.not_implemented(what)?;
+        return Err(EOPNOTSUPP);
+    }
+    let hwpt = HwptPaging::alloc(&idev.ctx, ioas, &idev.dev, false, c.flags)?;
+    let id = hwpt.id();
+    drop(hwpt);
+    drop(idev);
+    ucmd.cmd.out_hwpt_id = id;
+    if let Err(e) = ucmd.respond() {
+        let _ = ucmd.ctx.objects.destroy(id);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// `IOMMU_GET_HW_INFO`: what the IOMMU of a device reports about itself.
+pub(crate) fn get_hw_info_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_hw_info>) -> Result {
+    let c = &ucmd.cmd;
+    if c.flags & !uapi::IOMMU_HW_INFO_FLAG_INPUT_TYPE != 0 || c.__reserved != [0; 3] {
+        return Err(EOPNOTSUPP);
+    }
+    let mut want = uapi::hw_info_data_type(c);
+    if c.flags & uapi::IOMMU_HW_INFO_FLAG_INPUT_TYPE == 0 {
+        want = uapi::IOMMU_HW_INFO_TYPE_DEFAULT;
+    }
+    let (data_len, uptr) = (c.data_len as usize, c.data_uptr);
+    let idev = ucmd.ctx.objects.get::<Device>(c.dev_id)?;
+    let (data, ty) = iommu::hw_info(&idev.dev, want)?;
+    let copy = data_len.min(data.len());
+    let user = UserSlice::new(UserPtr::from_addr(uptr as usize), data_len);
+    let mut w = user.writer();
+    w.write_slice(&data[..copy])?;
+    // Zero the rest of a larger buffer.
+    let zeros = [0u8; 64];
+    let mut left = data_len - copy;
+    while left != 0 {
+        let n = left.min(zeros.len());
+        w.write_slice(&zeros[..n])?;
+        left -= n;
+    }
+    let mut caps = 0u64;
+    if iommu::capable(&idev.dev, bindings::iommu_cap_IOMMU_CAP_DIRTY_TRACKING) {
+        caps |= u64::from(uapi::IOMMU_HW_CAP_DIRTY_TRACKING);
+    }
+    if !iommu::capable(&idev.dev, bindings::iommu_cap_IOMMU_CAP_PCI_ATS_SUPPORTED) {
+        caps |= u64::from(uapi::IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED);
+    }
+    let pasid_log2 = iommu::max_pasid_log2(&idev.dev);
+    drop(idev);
+    let out = &mut ucmd.cmd;
+    uapi::set_hw_info_data_type(out, ty);
+    out.data_len = u32::try_from(data.len()).map_err(|_| EOVERFLOW)?;
+    out.out_capabilities = caps;
+    out.out_max_pasid_log2 = pasid_log2;
+    ucmd.respond()
 }

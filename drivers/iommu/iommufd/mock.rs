@@ -20,8 +20,19 @@ pub(crate) const MOCK_APERTURE_START: u64 = 1 << 24;
 pub(crate) const MOCK_APERTURE_LAST: u64 = (1 << 31) - 1;
 /// The page sizes of a mock domain: every power of two from 2 KiB to 1 GiB.
 const MOCK_PGSIZES: usize = ((1 << 31) - 1) & !(MOCK_PAGE_SIZE as usize - 1);
+/// `IOMMU_HWPT_ALLOC_NEST_PARENT`
+const ALLOC_NEST_PARENT: u32 = 1 << 0;
+/// `IOMMU_HWPT_ALLOC_PASID`
+const ALLOC_PASID: u32 = 1 << 3;
 /// `IOMMU_CAP_CACHE_COHERENCY`
 const CAP_CACHE_COHERENCY: u32 = kernel::bindings::iommu_cap_IOMMU_CAP_CACHE_COHERENCY;
+
+/// `IOMMU_HW_INFO_TYPE_DEFAULT`
+const HW_INFO_TYPE_DEFAULT: u32 = 0;
+/// `IOMMU_HW_INFO_TYPE_SELFTEST`
+const HW_INFO_TYPE_SELFTEST: u32 = 0xfeedbeef;
+/// `IOMMU_HW_INFO_SELFTEST_REGVAL`
+const HW_INFO_SELFTEST_REGVAL: u32 = 0xdeadbeef;
 
 /// The registration of the mock IOMMU, from module init to exit.
 pub(crate) static MOCK: Registration<MockIommu> = Registration::new();
@@ -116,7 +127,9 @@ impl driver::Driver for MockIommu {
     type DeviceData = MockDevData;
 
     fn alloc_paging(_dev: &kernel::device::Device, flags: u32) -> Result<NewDomain<MockDomain>> {
-        if flags != 0 {
+        // IOMMU_HWPT_ALLOC_NEST_PARENT and IOMMU_HWPT_ALLOC_PASID need nothing
+        // of a mock domain; dirty tracking is not implemented yet.
+        if flags & !(ALLOC_NEST_PARENT | ALLOC_PASID) != 0 {
             return Err(EOPNOTSUPP);
         }
         Ok(NewDomain {
@@ -130,5 +143,16 @@ impl driver::Driver for MockIommu {
 
     fn capable(_dev: &kernel::device::Device, cap: u32) -> bool {
         cap == CAP_CACHE_COHERENCY
+    }
+
+    fn hw_info(_dev: &kernel::device::Device, ty: u32) -> Result<(KVec<u8>, u32)> {
+        if ty != HW_INFO_TYPE_DEFAULT && ty != HW_INFO_TYPE_SELFTEST {
+            return Err(EOPNOTSUPP);
+        }
+        // struct iommu_test_hw_info { __u32 flags; __u32 test_reg; }
+        let mut data = KVec::with_capacity(8, GFP_KERNEL)?;
+        data.extend_from_slice(&0u32.to_ne_bytes(), GFP_KERNEL)?;
+        data.extend_from_slice(&HW_INFO_SELFTEST_REGVAL.to_ne_bytes(), GFP_KERNEL)?;
+        Ok((data, HW_INFO_TYPE_SELFTEST))
     }
 }

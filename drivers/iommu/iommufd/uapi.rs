@@ -34,6 +34,15 @@ pub(crate) use kernel::uapi::{
 
 // Constants of named C enums, which bindgen prefixes with the enum's name.
 pub(crate) use kernel::uapi::{
+    iommu_hw_info_type_IOMMU_HW_INFO_TYPE_DEFAULT as IOMMU_HW_INFO_TYPE_DEFAULT,
+    iommu_hwpt_data_type_IOMMU_HWPT_DATA_NONE as IOMMU_HWPT_DATA_NONE,
+    iommufd_hw_capabilities_IOMMU_HW_CAP_DIRTY_TRACKING as IOMMU_HW_CAP_DIRTY_TRACKING,
+    iommufd_hw_capabilities_IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED as IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED,
+    iommufd_hw_info_flags_IOMMU_HW_INFO_FLAG_INPUT_TYPE as IOMMU_HW_INFO_FLAG_INPUT_TYPE,
+    iommufd_hwpt_alloc_flags_IOMMU_HWPT_ALLOC_DIRTY_TRACKING as IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
+    iommufd_hwpt_alloc_flags_IOMMU_HWPT_ALLOC_NEST_PARENT as IOMMU_HWPT_ALLOC_NEST_PARENT,
+    iommufd_hwpt_alloc_flags_IOMMU_HWPT_ALLOC_PASID as IOMMU_HWPT_ALLOC_PASID,
+    iommufd_hwpt_alloc_flags_IOMMU_HWPT_FAULT_ID_VALID as IOMMU_HWPT_FAULT_ID_VALID,
     iommufd_ioas_map_flags_IOMMU_IOAS_MAP_FIXED_IOVA as IOMMU_IOAS_MAP_FIXED_IOVA,
     iommufd_ioas_map_flags_IOMMU_IOAS_MAP_READABLE as IOMMU_IOAS_MAP_READABLE,
     iommufd_ioas_map_flags_IOMMU_IOAS_MAP_WRITEABLE as IOMMU_IOAS_MAP_WRITEABLE,
@@ -198,3 +207,19 @@ pub(crate) fn copy_elem_from_user<T: Pod>(uptr: u64, index: usize) -> Result<T> 
 pub(crate) fn copy_elem_to_user<T: Pod>(uptr: u64, index: usize, value: &T) -> Result {
     write_prefix(elem_addr::<T>(uptr, index)?, value, size_of::<T>())
 }
+
+/// `iommu_hw_info::in_data_type` / `out_data_type`: one `u32` in a union.
+pub(crate) fn hw_info_data_type(c: &iommu_hw_info) -> u32 {
+    u32::from_ne_bytes(
+        c.as_bytes()[HW_INFO_TYPE_OFF..HW_INFO_TYPE_OFF + 4]
+            .try_into()
+            .unwrap_or([0; 4]),
+    )
+}
+
+/// Sets `iommu_hw_info::out_data_type`.
+pub(crate) fn set_hw_info_data_type(c: &mut iommu_hw_info, ty: u32) {
+    c.as_bytes_mut()[HW_INFO_TYPE_OFF..HW_INFO_TYPE_OFF + 4].copy_from_slice(&ty.to_ne_bytes());
+}
+
+const HW_INFO_TYPE_OFF: usize = core::mem::offset_of!(iommu_hw_info, __bindgen_anon_1);

@@ -26,7 +26,7 @@ use crate::ctx::{self, CtxHandle};
 #[cfg(CONFIG_IOMMUFD_TEST)]
 use crate::selftest;
 use crate::uapi::{self, Pod};
-use crate::{ioas, object, vfio_compat};
+use crate::{device, ioas, object, vfio_compat};
 
 /// One command in flight: the caller's structure and where it came from.
 pub(crate) struct Ucmd<'a, T: Pod> {
@@ -132,8 +132,8 @@ static OPS: [Op; 22] = ioctl_table! {
     IOMMUFD_CMD_IOAS_UNMAP => iommu_ioas_unmap, length, ioas::unmap_ioctl;
     IOMMUFD_CMD_OPTION => iommu_option, val64, ctx::option_ioctl;
     IOMMUFD_CMD_VFIO_IOAS => iommu_vfio_ioas, __reserved, vfio_compat::vfio_ioas_ioctl;
-    IOMMUFD_CMD_HWPT_ALLOC => iommu_hwpt_alloc, __reserved, not_implemented;
-    IOMMUFD_CMD_GET_HW_INFO => iommu_hw_info, __reserved, not_implemented;
+    IOMMUFD_CMD_HWPT_ALLOC => iommu_hwpt_alloc, __reserved, device::hwpt_alloc_ioctl;
+    IOMMUFD_CMD_GET_HW_INFO => iommu_hw_info, __reserved, device::get_hw_info_ioctl;
     IOMMUFD_CMD_HWPT_SET_DIRTY_TRACKING => iommu_hwpt_set_dirty_tracking, __reserved,
         not_implemented;
     IOMMUFD_CMD_HWPT_GET_DIRTY_BITMAP => iommu_hwpt_get_dirty_bitmap, data, not_implemented;

@@ -93,6 +93,70 @@ impl Group {
     }
 }
 
+/// What the IOMMU driver of `dev` reports about its hardware
+/// (`iommu_ops::hw_info`) for the `IOMMU_HW_INFO_TYPE_*` `ty` asked for:
+/// the data and its actual type, or `(empty, IOMMU_HW_INFO_TYPE_NONE)` if
+/// the driver reports nothing.  `dev` must have an IOMMU (a group).
+pub fn hw_info(dev: &Device, ty: u32) -> Result<(KVec<u8>, u32)> {
+    let raw = dev.as_raw();
+    // SAFETY: A device with an IOMMU group has `iommu` and its IOMMU device
+    // set for as long as it stays probed, which its group reference (held by
+    // the caller through the group) ensures.
+    let ops = unsafe {
+        let iommu = (*raw).iommu;
+        if iommu.is_null() || (*iommu).iommu_dev.is_null() {
+            return Err(ENODEV);
+        }
+        &*(*(*iommu).iommu_dev).ops
+    };
+    let Some(f) = ops.hw_info else {
+        return Ok((
+            KVec::new(),
+            bindings::iommu_hw_info_type_IOMMU_HW_INFO_TYPE_NONE,
+        ));
+    };
+    let mut len: u32 = 0;
+    let mut out_ty = ty;
+    // SAFETY: `raw` is a valid device of this driver; the out parameters are
+    // valid.  The result is a `kmalloc()`ed buffer of `len` bytes or an error
+    // pointer.
+    let data = from_err_ptr(unsafe { f(raw, &mut len, &mut out_ty) })?;
+    let mut v = KVec::new();
+    // SAFETY: `data` holds `len` bytes.
+    let res = v.extend_from_slice(
+        unsafe { core::slice::from_raw_parts(data.cast::<u8>(), len as usize) },
+        GFP_KERNEL,
+    );
+    // SAFETY: The driver's buffer is ours to free.
+    unsafe { bindings::kfree(data) };
+    res?;
+    Ok((v, out_ty))
+}
+
+/// `log2` of the number of PASIDs `dev` has enabled, 0 for none.
+pub fn max_pasid_log2(dev: &Device) -> u8 {
+    // SAFETY: `dev` is valid; `iommu` is set while it has an IOMMU.
+    let n = unsafe {
+        let iommu = (*dev.as_raw()).iommu;
+        if iommu.is_null() {
+            0
+        } else {
+            (*iommu).max_pasids
+        }
+    };
+    if n == 0 {
+        0
+    } else {
+        (31 - n.leading_zeros()) as u8
+    }
+}
+
+/// Whether the IOMMU of `dev` has the capability `cap` (`enum iommu_cap`).
+pub fn capable(dev: &Device, cap: u32) -> bool {
+    // SAFETY: `dev` is valid.
+    unsafe { bindings::device_iommu_capable(dev.as_raw(), cap) }
+}
+
 /// DMA ownership of a device claimed for a user (`owner`), given back when
 /// dropped (`iommu_device_claim_dma_owner()`).
 pub struct DmaOwner {

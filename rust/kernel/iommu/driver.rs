@@ -95,6 +95,12 @@ pub trait Driver: Send + Sync + 'static {
     fn capable(_dev: &Device, _cap: u32) -> bool {
         false
     }
+
+    /// What the IOMMU reports about itself for `dev`, for the
+    /// `IOMMU_HW_INFO_TYPE_*` asked for (`ty`): the data and its type.
+    fn hw_info(_dev: &Device, _ty: u32) -> Result<(KVec<u8>, u32)> {
+        Err(EOPNOTSUPP)
+    }
 }
 
 /// A paging domain of driver `T`: the core's `struct iommu_domain` first,
@@ -202,6 +208,7 @@ impl<T: Driver> Registration<T> {
             (*ops).device_group = Some(bindings::generic_device_group);
             (*ops).domain_alloc_paging_flags = Some(Self::alloc_paging);
             (*ops).capable = Some(Self::capable);
+            (*ops).hw_info = Some(Self::hw_info);
         }
         let res = (|| {
             // SAFETY: The bus structure is initialised and static.
@@ -350,6 +357,29 @@ impl<T: Driver> Registration<T> {
     unsafe extern "C" fn capable(dev: *mut bindings::device, cap: bindings::iommu_cap) -> bool {
         // SAFETY: The core passes a valid device.
         T::capable(unsafe { Device::from_raw(dev) }, cap)
+    }
+
+    unsafe extern "C" fn hw_info(
+        dev: *mut bindings::device,
+        length: *mut u32,
+        ty: *mut bindings::iommu_hw_info_type,
+    ) -> *mut c_void {
+        // SAFETY: The core passes a valid device and out parameters.
+        let (dev, want) = unsafe { (Device::from_raw(dev), *ty) };
+        match T::hw_info(dev, want) {
+            Ok((data, out_ty)) => {
+                let (ptr, len, _cap) = data.into_raw_parts();
+                // SAFETY: As above.
+                unsafe {
+                    *length = len as u32;
+                    *ty = out_ty;
+                }
+                // The core frees the data with `kfree()`, which is what
+                // `KVec` (`Kmalloc`) allocated it with.
+                ptr.cast()
+            }
+            Err(e) => e.to_ptr(),
+        }
     }
 
     unsafe extern "C" fn alloc_paging(
