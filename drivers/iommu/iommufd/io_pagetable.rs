@@ -500,6 +500,17 @@ impl IoPagetable {
         Err(e)
     }
 
+    /// Appends the distinct `Pages` the areas map to `out`.
+    pub(crate) fn collect_pages(&self, out: &mut KVec<Arc<Pages>>) -> Result {
+        let inner = self.inner.lock();
+        for (_, _, area) in inner.areas.iter() {
+            if !out.iter().any(|p| Arc::ptr_eq(p, &area.pages)) {
+                out.push(area.pages.clone(), GFP_KERNEL_ACCOUNT)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Attaches `domain`: maps every area into it (pinning them if it is
     /// the first domain), reserves the IOVA outside its aperture, and keeps
     /// it filled until [`IoPagetable::remove_domain`].  Its smallest page

@@ -233,6 +233,19 @@ pub(crate) fn map_file_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_map_file>) -> 
     ucmd.respond()
 }
 
+/// `IOMMU_IOAS_CHANGE_PROCESS`: charges the pins of every mapping of the
+/// context to the calling process (all mappings must be of files).
+pub(crate) fn change_process_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_change_process>) -> Result {
+    if ucmd.cmd.__reserved != 0 {
+        return Err(EOPNOTSUPP);
+    }
+    let mut pages = KVec::new();
+    for ioas in ucmd.ctx.objects.all::<Ioas>()?.iter() {
+        ioas.iopt.collect_pages(&mut pages)?;
+    }
+    crate::pages::change_process(&pages)
+}
+
 /// `IOMMU_IOAS_UNMAP`: unmaps the areas inside a range (all of them for
 /// IOVA 0 and length `u64::MAX`).  An area partly inside is `ENOENT`, and so
 /// is a range with nothing mapped, except for unmap-all.

@@ -212,6 +212,18 @@ impl ObjectTable {
         self.put_use(id);
     }
 
+    /// Every published object of kind `T`.
+    pub(crate) fn all<T: Kind>(&self) -> Result<KVec<Arc<Object<T>>>> {
+        let inner = self.inner.lock();
+        let mut out = KVec::new();
+        for (_, entry) in inner.map.iter() {
+            if let Some(obj) = T::peek(&entry.obj) {
+                out.push(obj.clone(), GFP_KERNEL_ACCOUNT)?;
+            }
+        }
+        Ok(out)
+    }
+
     /// Looks up the object whose ID `f` picks from the shared state, or
     /// fails with `f`'s error.
     pub(crate) fn get_by<T: Kind>(

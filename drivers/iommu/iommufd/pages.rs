@@ -67,7 +67,6 @@ struct Source {
 
 impl Source {
     fn current(mode: AccountMode) -> Result<Self> {
-        let current = kernel::current!();
         let charge = if capable(Capability::IPC_LOCK) {
             Charge::None
         } else if mode == AccountMode::Mm {
@@ -75,6 +74,12 @@ impl Source {
         } else {
             Charge::User
         };
+        Self::current_charged(charge)
+    }
+
+    /// The current process, charged the way `charge` says.
+    fn current_charged(charge: Charge) -> Result<Self> {
+        let current = kernel::current!();
         Ok(Self {
             mm: current.mm().map(|mm| ARef::from(&**mm)),
             task: ARef::from(current.group_leader()),
@@ -488,6 +493,57 @@ impl Pages {
         }
         Ok(())
     }
+}
+
+/// `IOMMU_IOAS_CHANGE_PROCESS` for a set of distinct file-backed `Pages`:
+/// charges their pins to the current process and gives back the old
+/// charges.  `EINVAL` if one is not backed by a file; on a charging error
+/// nothing changes.
+pub(crate) fn change_process(all: &[Arc<Pages>]) -> Result {
+    if all
+        .iter()
+        .any(|p| !matches!(p.backing, Backing::File { .. }))
+    {
+        return Err(EINVAL);
+    }
+    // Charge the totals first, per kind of charge, as upstream does.
+    let kinds = [Charge::None, Charge::User, Charge::Mm];
+    let mut totals = [0usize; 3];
+    for p in all {
+        let st = p.state.lock();
+        let k = kinds
+            .iter()
+            .position(|k| *k == st.source.charge)
+            .unwrap_or(0);
+        totals[k] += st.npinned as usize;
+    }
+    let mut charged: KVec<(Source, usize)> = KVec::new();
+    for (k, &n) in kinds.iter().zip(totals.iter()) {
+        let res = Source::current_charged(*k).and_then(|src| {
+            if n != 0 {
+                src.charge(n)?;
+            }
+            charged.push((src, n), GFP_KERNEL).map_err(|_| ENOMEM)
+        });
+        if let Err(e) = res {
+            for (s, n) in charged.iter() {
+                if *n != 0 {
+                    s.uncharge(*n);
+                }
+            }
+            return Err(e);
+        }
+    }
+    // Then move each: the new process takes over its share of the charge.
+    // (A pin or unpin racing with this is charged to the process it finds.)
+    for p in all {
+        let mut st = p.state.lock();
+        let new = Source::current_charged(st.source.charge)?;
+        let n = st.npinned as usize;
+        let old = core::mem::replace(&mut st.source, new);
+        old.uncharge(n);
+    }
+    Ok(())
 }
 
 fn copy(page: &PinnedPage, offset: usize, buf: &mut [u8], write: bool) -> Result {

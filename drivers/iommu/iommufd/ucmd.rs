@@ -143,7 +143,8 @@ static OPS: [Op; 22] = ioctl_table! {
         flags: ioas::MAP_FLAGS;
     IOMMUFD_CMD_VIOMMU_ALLOC => iommu_viommu_alloc, out_viommu_id, not_implemented;
     IOMMUFD_CMD_VDEVICE_ALLOC => iommu_vdevice_alloc, virt_id, not_implemented;
-    IOMMUFD_CMD_IOAS_CHANGE_PROCESS => iommu_ioas_change_process, __reserved, not_implemented;
+    IOMMUFD_CMD_IOAS_CHANGE_PROCESS => iommu_ioas_change_process, __reserved,
+        ioas::change_process_ioctl;
     IOMMUFD_CMD_VEVENTQ_ALLOC => iommu_veventq_alloc, out_veventq_fd, not_implemented;
     IOMMUFD_CMD_HW_QUEUE_ALLOC => iommu_hw_queue_alloc, length, not_implemented;
     IOMMUFD_CMD_IOAS_NOIOMMU_GET_PA => iommu_ioas_noiommu_get_pa, out_phys, not_implemented;
