@@ -36,7 +36,7 @@ struct MockGuard;
 impl MockGuard {
     fn new(module: &'static ThisModule) -> Result<Self> {
         #[cfg(CONFIG_IOMMUFD_TEST)]
-        mock::MOCK.register(c"iommufd_mock", module)?;
+        mock::MOCK.register(c"iommufd_mock", module, 1 << mock::MOCK_PASID_WIDTH)?;
         #[cfg(not(CONFIG_IOMMUFD_TEST))]
         let _ = module;
         Ok(Self)

@@ -99,6 +99,9 @@ impl PagingDomain for MockDomain {
     }
 }
 
+/// `MOCK_PASID_WIDTH`: PASID bits of the mock IOMMU and its PASID devices.
+pub(crate) const MOCK_PASID_WIDTH: u32 = 20;
+
 /// `IOMMU_TEST_DEV_CACHE_DEFAULT`
 pub(crate) const DEV_CACHE_DEFAULT: u32 = 0xbaddad;
 /// `MOCK_DEV_CACHE_NUM`

@@ -14,7 +14,7 @@ use kernel::mm::gup::{UserPageRef, PIN_COUNTING_BIAS};
 use kernel::new_mutex;
 use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
-use kernel::str::CString;
+use kernel::str::{CStr, CString};
 use kernel::sync::aref::ARef;
 use kernel::sync::atomic::{Atomic, Relaxed};
 use kernel::sync::{Arc, Mutex};
@@ -502,12 +502,18 @@ fn mock_domain(ucmd: &mut Ucmd<'_, iommu_test_cmd>, dev_flags: u32) -> Result {
     if dev_flags & !(MOCK_FLAGS_DEVICE_NO_DIRTY | MOCK_FLAGS_DEVICE_PASID) != 0 {
         return Err(EINVAL);
     }
-    // MOCK_FLAGS_DEVICE_PASID is recorded; PASID attachment itself
-    // (IOMMU_TEST_OP_PASID_*) is not implemented yet.
+    // PASID attachment itself (IOMMU_TEST_OP_PASID_*) is not implemented
+    // yet.
     let ctx = ucmd.handle.arc();
     let seq = MOCK_DEV_SEQ.fetch_add(1, Relaxed);
     let name = CString::try_from_fmt(fmt!("iommufd_mock{seq}"))?;
-    let bus_dev = mock::MOCK.add_device(&name, mock::MockDevData::new(dev_flags))?;
+    // A PASID-capable device says so in firmware, as upstream's mock does.
+    let props: &[(&'static CStr, u32)] = if dev_flags & MOCK_FLAGS_DEVICE_PASID != 0 {
+        &[(c"pasid-num-bits", mock::MOCK_PASID_WIDTH)]
+    } else {
+        &[(c"pasid-num-bits", 0)]
+    };
+    let bus_dev = mock::MOCK.add_device(&name, mock::MockDevData::new(dev_flags), props)?;
     let idev = Device::bind(&ctx, bus_dev.device())?;
     let slot = match ctx.objects.reserve() {
         Ok(slot) => slot,

@@ -176,7 +176,13 @@ impl<T: Driver> Registration<T> {
     /// Registers a bus named `name` and driver `T` as the IOMMU of its
     /// devices, shown in sysfs as `name` too.  `EBUSY` if already
     /// registered.
-    pub fn register(&'static self, name: &'static CStr, module: &'static ThisModule) -> Result {
+    /// `max_pasids` is the number of PASIDs the IOMMU supports (0: none).
+    pub fn register(
+        &'static self,
+        name: &'static CStr,
+        module: &'static ThisModule,
+        max_pasids: u32,
+    ) -> Result {
         if self.registered.xchg(true, Full) {
             return Err(EBUSY);
         }
@@ -209,6 +215,7 @@ impl<T: Driver> Registration<T> {
             (*ops).domain_alloc_paging_flags = Some(Self::alloc_paging);
             (*ops).capable = Some(Self::capable);
             (*ops).hw_info = Some(Self::hw_info);
+            (*reg.iommu.get()).max_pasids = max_pasids;
         }
         let res = (|| {
             // SAFETY: The bus structure is initialised and static.
@@ -271,7 +278,31 @@ impl<T: Driver> Registration<T> {
 
     /// Creates a device named `name` on the bus; the IOMMU core probes it
     /// for this driver and puts it in a group of its own.
-    pub fn add_device(&'static self, name: &CStr, data: T::DeviceData) -> Result<BusDevice> {
+    ///
+    /// `u32_props` are firmware properties the device gets (such as
+    /// `pasid-num-bits`, which the core reads at probe).
+    pub fn add_device(
+        &'static self,
+        name: &CStr,
+        data: T::DeviceData,
+        u32_props: &[(&'static CStr, u32)],
+    ) -> Result<BusDevice> {
+        // A zeroed entry ends the list.
+        let mut props = KVec::<bindings::property_entry>::new();
+        for &(pname, val) in u32_props {
+            // SAFETY: All-zero is a valid `property_entry` (C does the same).
+            let mut e: bindings::property_entry = unsafe { core::mem::zeroed() };
+            e.name = pname.as_char_ptr();
+            e.length = core::mem::size_of::<u32>();
+            e.is_inline = true;
+            e.type_ = bindings::dev_prop_type_DEV_PROP_U32;
+            e.__bindgen_anon_1 = bindings::property_entry__bindgen_ty_1 {
+                value: bindings::property_entry__bindgen_ty_1__bindgen_ty_1 { u32_data: [val, 0] },
+            };
+            props.push(e, GFP_KERNEL)?;
+        }
+        // SAFETY: As above.
+        props.push(unsafe { core::mem::zeroed() }, GFP_KERNEL)?;
         if !self.registered.load(Relaxed) {
             return Err(ENODEV);
         }
@@ -293,6 +324,19 @@ impl<T: Driver> Registration<T> {
         }
         // SAFETY: `dev` is initialised; the format takes one C string.
         let rc = unsafe { bindings::dev_set_name(dev, c"%s".as_ptr().cast(), name.as_char_ptr()) };
+        let rc = if rc == 0 && !u32_props.is_empty() {
+            // SAFETY: `dev` is initialised; `props` is a terminated list,
+            // which the core copies.
+            unsafe {
+                bindings::device_create_managed_software_node(
+                    dev,
+                    props.as_ptr(),
+                    core::ptr::null(),
+                )
+            }
+        } else {
+            rc
+        };
         let rc = if rc == 0 {
             // SAFETY: `dev` is initialised and named, on our bus, whose IOMMU
             // device is registered.
