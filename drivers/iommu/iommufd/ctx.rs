@@ -90,7 +90,7 @@ impl MiscDevice for Ctx {
 impl Ctx {
     /// The cookie DMA ownership of this context's devices is claimed with.
     pub(crate) fn owner_cookie(&self) -> *mut core::ffi::c_void {
-        (self as *const Self).cast_mut().cast()
+        core::ptr::from_ref(self).cast_mut().cast()
     }
 }
 
