@@ -19,7 +19,7 @@ import re
 import sys
 from collections import OrderedDict, defaultdict
 
-OURS = ("kunit", "iommufd_base", "iommufd_pages")
+OURS = ("kunit", "iommufd_base", "iommufd_pages", "iommufd_domain")
 
 SPLAT = re.compile(
     r"(WARNING:|BUG:|Oops|general protection fault|Kernel panic|KASAN:|UBSAN:"
