@@ -1,0 +1,304 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! DMA buffers (`struct dma_buf`): importing one with a pinned dynamic
+//! attachment ([`PinnedAttachment`]), and exporting a buffer of memory the
+//! exporter describes itself ([`export`]).
+//!
+//! The users of the symbols (module) import the `DMA_BUF` namespace.
+//!
+//! C header: [`include/linux/dma-buf.h`](srctree/include/linux/dma-buf.h)
+
+use crate::{
+    bindings,
+    device::Device,
+    error::{from_err_ptr, to_result},
+    prelude::*,
+    str::CStr,
+    types::Opaque,
+};
+use core::ptr::NonNull;
+
+/// A reference to a DMA buffer (`dma_buf_get()`/`dma_buf_put()`).
+///
+/// # Invariants
+///
+/// `ptr` is a valid buffer on which this object owns one file reference.
+pub struct DmaBuf {
+    ptr: NonNull<bindings::dma_buf>,
+}
+
+// SAFETY: A dma-buf reference may be used and dropped from any thread.
+unsafe impl Send for DmaBuf {}
+// SAFETY: The methods taking `&self` only read immutable fields or take the
+// buffer's reservation lock.
+unsafe impl Sync for DmaBuf {}
+
+impl DmaBuf {
+    /// The DMA buffer of the file descriptor `fd`: `EBADF` if it is not one.
+    pub fn get(fd: i32) -> Result<Self> {
+        // SAFETY: Any fd may be passed; a non-error result carries a
+        // reference.
+        let ptr = from_err_ptr(unsafe { bindings::dma_buf_get(fd) })?;
+        NonNull::new(ptr).map(|ptr| Self { ptr }).ok_or(EBADF)
+    }
+
+    fn as_ptr(&self) -> *mut bindings::dma_buf {
+        self.ptr.as_ptr()
+    }
+
+    /// The buffer's size in bytes.
+    pub fn size(&self) -> usize {
+        // SAFETY: By the type invariant the buffer is valid; `size` is
+        // immutable.
+        unsafe { (*self.as_ptr()).size }
+    }
+
+    /// Runs `f` with the buffer's reservation lock held.
+    pub fn with_resv_lock<R>(&self, f: impl FnOnce() -> R) -> R {
+        // SAFETY: By the type invariant the buffer is valid; without an
+        // acquire context the lock cannot fail.
+        unsafe { bindings::dma_resv_lock((*self.as_ptr()).resv, core::ptr::null_mut()) };
+        let r = f();
+        // SAFETY: Locked above.
+        unsafe { bindings::dma_resv_unlock((*self.as_ptr()).resv) };
+        r
+    }
+}
+
+impl Drop for DmaBuf {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant we own one reference.
+        unsafe { bindings::dma_buf_put(self.as_ptr()) };
+    }
+}
+
+/// An importer told when the exporter moves or revokes the buffer.
+pub trait Importer: Send + Sync + 'static {
+    /// The buffer's memory is going away: stop using its addresses.  Called
+    /// with the buffer's reservation lock held.
+    fn invalidate(&self);
+}
+
+/// The importer's ops table and data, which the attachment points to.
+#[repr(C)]
+struct ImportBox<T: Importer> {
+    ops: Opaque<bindings::dma_buf_attach_ops>,
+    importer: T,
+}
+
+/// A dynamic attachment of a device to a buffer, with the buffer pinned
+/// (it does not move; it may still be revoked).  Unpinned and detached when
+/// dropped.
+pub struct PinnedAttachment<T: Importer> {
+    attach: NonNull<bindings::dma_buf_attachment>,
+    imp: Pin<KBox<ImportBox<T>>>,
+    // Dropped last: the attachment goes before the buffer reference.
+    buf: DmaBuf,
+}
+
+// SAFETY: The attachment is only used under the buffer's reservation lock
+// or to detach; the importer is `Send + Sync`.
+unsafe impl<T: Importer> Send for PinnedAttachment<T> {}
+// SAFETY: As above.
+unsafe impl<T: Importer> Sync for PinnedAttachment<T> {}
+
+impl<T: Importer> PinnedAttachment<T> {
+    /// Attaches `dev` to `buf` for `importer` and pins the buffer, then runs
+    /// `f` under the reservation lock (to learn where the buffer is).
+    pub fn new<R>(
+        buf: DmaBuf,
+        dev: &Device,
+        importer: T,
+        f: impl FnOnce(&DmaBuf) -> Result<R>,
+    ) -> Result<(Self, R)> {
+        let imp = KBox::pin(
+            ImportBox {
+                ops: Opaque::zeroed(),
+                importer,
+            },
+            GFP_KERNEL,
+        )?;
+        // SAFETY: The ops are ours, zeroed, not shared yet.
+        unsafe {
+            (*imp.ops.get()).allow_peer2peer = true;
+            (*imp.ops.get()).invalidate_mappings = Some(Self::invalidate);
+        }
+        let priv_ = core::ptr::from_ref::<ImportBox<T>>(&imp).cast_mut().cast();
+        // SAFETY: `buf` and `dev` are valid; the ops and `priv_` are pinned
+        // and outlive the attachment (they are dropped after it).
+        let attach = from_err_ptr(unsafe {
+            bindings::dma_buf_dynamic_attach(buf.as_ptr(), dev.as_raw(), imp.ops.get(), priv_)
+        })?;
+        // SAFETY: Not NULL (not an error pointer).
+        let attach = unsafe { NonNull::new_unchecked(attach) };
+        let res = buf.with_resv_lock(|| {
+            // SAFETY: The reservation lock is held, as pinning requires.
+            to_result(unsafe { bindings::dma_buf_pin(attach.as_ptr()) })?;
+            f(&buf).inspect_err(|_| {
+                // SAFETY: Pinned just above, under the same lock.
+                unsafe { bindings::dma_buf_unpin(attach.as_ptr()) };
+            })
+        });
+        match res {
+            Ok(r) => Ok((Self { attach, imp, buf }, r)),
+            Err(e) => {
+                // SAFETY: Attached above and not pinned any more.
+                unsafe { bindings::dma_buf_detach(buf.as_ptr(), attach.as_ptr()) };
+                Err(e)
+            }
+        }
+    }
+
+    /// The importer.
+    pub fn importer(&self) -> &T {
+        &self.imp.importer
+    }
+
+    /// The buffer.
+    pub fn buf(&self) -> &DmaBuf {
+        &self.buf
+    }
+
+    unsafe extern "C" fn invalidate(attach: *mut bindings::dma_buf_attachment) {
+        // SAFETY: The core passes our attachment, whose `importer_priv` is
+        // the pinned `ImportBox<T>` that outlives it.
+        let imp = unsafe { &*(*attach).importer_priv.cast::<ImportBox<T>>() };
+        imp.importer.invalidate();
+    }
+}
+
+impl<T: Importer> Drop for PinnedAttachment<T> {
+    fn drop(&mut self) {
+        let attach = self.attach.as_ptr();
+        // SAFETY: Pinned in `new`; unpinned once, under the lock it needs.
+        self.buf
+            .with_resv_lock(|| unsafe { bindings::dma_buf_unpin(attach) });
+        // SAFETY: Attached in `new`, detached once.
+        unsafe { bindings::dma_buf_detach(self.buf.as_ptr(), attach) };
+    }
+}
+
+/// What an exporter made with [`export`] keeps with its buffer.
+pub trait Exporter: Send + Sync + 'static {}
+
+/// The exporter's ops table and data, which the buffer points to.
+#[repr(C)]
+struct ExportBox<T: Exporter> {
+    ops: Opaque<bindings::dma_buf_ops>,
+    data: T,
+}
+
+/// Exports a buffer of `size` bytes described by `data`, named `name`, and
+/// returns a new file descriptor for it (opened with the `O_*` `flags`).
+///
+/// Importers cannot map it (`map_dma_buf` fails with `EOPNOTSUPP`): they
+/// learn its memory from the exporter through [`exporter_data`].
+pub fn export<T: Exporter>(
+    name: &'static CStr,
+    module: &'static ThisModule,
+    size: usize,
+    flags: u32,
+    data: T,
+) -> Result<i32> {
+    let b = KBox::new(
+        ExportBox {
+            ops: Opaque::zeroed(),
+            data,
+        },
+        GFP_KERNEL,
+    )?;
+    // SAFETY: The ops are ours and zeroed.
+    unsafe {
+        let ops = b.ops.get();
+        (*ops).attach = Some(export_attach);
+        (*ops).detach = Some(export_detach);
+        (*ops).map_dma_buf = Some(export_map);
+        (*ops).unmap_dma_buf = Some(export_unmap);
+        (*ops).release = Some(export_release::<T>);
+    }
+    let b = KBox::into_raw(b);
+    // SAFETY: All-zero is a valid export info.
+    let mut info: bindings::dma_buf_export_info = unsafe { core::mem::zeroed() };
+    info.exp_name = name.as_char_ptr();
+    info.owner = module.as_ptr();
+    // SAFETY: `b` is valid; the box lives until `release`.
+    info.ops = unsafe { (*b).ops.get() };
+    info.size = size;
+    info.flags = flags as c_int;
+    info.priv_ = b.cast();
+    // SAFETY: `info` is complete; on success the buffer owns `b`.
+    let dmabuf = match from_err_ptr(unsafe { bindings::dma_buf_export(&info) }) {
+        Ok(d) => d,
+        Err(e) => {
+            // SAFETY: Not exported: still ours.
+            drop(unsafe { KBox::from_raw(b) });
+            return Err(e);
+        }
+    };
+    // SAFETY: `dmabuf` is a new buffer whose reference we own.
+    let fd = unsafe { bindings::dma_buf_fd(dmabuf, flags as c_int) };
+    if fd < 0 {
+        // SAFETY: Drops our reference, which releases the buffer and `b`.
+        unsafe { bindings::dma_buf_put(dmabuf) };
+        return Err(Error::from_errno(fd));
+    }
+    Ok(fd)
+}
+
+/// The data of a buffer exported by [`export`] under `name` (compared by
+/// address, so the same `'static` name), if `buf` is one.
+pub fn exporter_data<'a, T: Exporter>(buf: &'a DmaBuf, name: &'static CStr) -> Option<&'a T> {
+    // SAFETY: The buffer is valid; `exp_name` is immutable.
+    let exp_name = unsafe { (*buf.as_ptr()).exp_name };
+    if exp_name != name.as_char_ptr() {
+        return None;
+    }
+    // SAFETY: Buffers exported under `name` by `export::<T>` carry an
+    // `ExportBox<T>` as private data until released, which our reference
+    // prevents.
+    Some(unsafe { &(*(*buf.as_ptr()).priv_.cast::<ExportBox<T>>()).data })
+}
+
+/// Tells the importers of `buf` that its memory moves or goes
+/// (`dma_buf_invalidate_mappings()`), under the reservation lock, after
+/// `update` ran under the same lock.
+pub fn invalidate(buf: &DmaBuf, update: impl FnOnce()) {
+    buf.with_resv_lock(|| {
+        update();
+        // SAFETY: The reservation lock is held, as this requires.
+        unsafe { bindings::dma_buf_invalidate_mappings(buf.as_ptr()) };
+    });
+}
+
+unsafe extern "C" fn export_attach(
+    _buf: *mut bindings::dma_buf,
+    _attach: *mut bindings::dma_buf_attachment,
+) -> c_int {
+    0
+}
+
+unsafe extern "C" fn export_detach(
+    _buf: *mut bindings::dma_buf,
+    _attach: *mut bindings::dma_buf_attachment,
+) {
+}
+
+unsafe extern "C" fn export_map(
+    _attach: *mut bindings::dma_buf_attachment,
+    _dir: bindings::dma_data_direction,
+) -> *mut bindings::sg_table {
+    EOPNOTSUPP.to_ptr()
+}
+
+unsafe extern "C" fn export_unmap(
+    _attach: *mut bindings::dma_buf_attachment,
+    _sgt: *mut bindings::sg_table,
+    _dir: bindings::dma_data_direction,
+) {
+}
+
+unsafe extern "C" fn export_release<T: Exporter>(buf: *mut bindings::dma_buf) {
+    // SAFETY: The buffer's private data is the box `export` leaked; the core
+    // releases a buffer once.
+    drop(unsafe { KBox::from_raw((*buf).priv_.cast::<ExportBox<T>>()) });
+}
