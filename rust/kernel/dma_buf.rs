@@ -302,3 +302,11 @@ unsafe extern "C" fn export_release<T: Exporter>(buf: *mut bindings::dma_buf) {
     // releases a buffer once.
     drop(unsafe { KBox::from_raw((*buf).priv_.cast::<ExportBox<T>>()) });
 }
+
+/// The physical address of a `kmalloc()`ed buffer (physically contiguous),
+/// for exporters that describe their buffer by address.
+pub fn kmalloc_phys_addr(mem: &KVec<u8>) -> bindings::phys_addr_t {
+    // SAFETY: `KVec` allocates with `kmalloc()`, whose memory is in the
+    // direct map, where `virt_to_phys()` is valid.
+    unsafe { bindings::virt_to_phys(mem.as_ptr().cast_mut().cast()) }
+}
