@@ -18,6 +18,8 @@ use crate::ucmd::{self, Ucmd};
 pub(crate) struct Ctx {
     #[pin]
     pub(crate) objects: ObjectTable,
+    /// `/dev/iommu` itself: the device dma-bufs are attached to.
+    pub(crate) dev: ARef<kernel::device::Device>,
 }
 
 /// The context an ioctl runs in, from which in-kernel users (accesses) can
@@ -67,10 +69,11 @@ impl core::ops::Deref for CtxHold {
 impl MiscDevice for Ctx {
     type Ptr = Arc<Self>;
 
-    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<Arc<Self>> {
+    fn open(_file: &File, misc: &MiscDeviceRegistration<Self>) -> Result<Arc<Self>> {
         Arc::pin_init(
             try_pin_init!(Ctx {
                 objects <- ObjectTable::new(),
+                dev: misc.device().into(),
             }),
             GFP_KERNEL_ACCOUNT,
         )

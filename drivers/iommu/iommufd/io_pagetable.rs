@@ -90,6 +90,23 @@ pub(crate) struct PagesSlice {
 }
 
 impl PagesSlice {
+    /// `length` bytes of the dma-buf `buf` from byte `start`, whole.
+    #[cfg(CONFIG_DMA_SHARED_BUFFER)]
+    pub(crate) fn dmabuf(
+        buf: kernel::dma_buf::DmaBuf,
+        dev: &kernel::device::Device,
+        start: u64,
+        length: u64,
+        writable: bool,
+        locate: impl FnOnce(&kernel::dma_buf::DmaBuf) -> Result<(u64, u64)>,
+    ) -> Result<Self> {
+        Ok(Self {
+            pages: Pages::new_dmabuf(buf, dev, start, length, writable, locate)?,
+            start_byte: start % PAGE,
+            length,
+        })
+    }
+
     /// `length` bytes of the memfd `file` from byte `start`, whole.
     pub(crate) fn file(
         file: ARef<File>,
@@ -174,60 +191,26 @@ fn unpin_area(area: &Area, s: u64, l: u64) {
     area.pages.unpin(first, last);
 }
 
-/// Maps the area `[start, last]`, whose pages are pinned, into `domain`;
-/// physically contiguous runs go in one call.  On failure the caller
-/// unmaps the area.
-fn map_area(domain: &Domain, start: u64, last: u64, area: &Area) -> Result {
-    let prot = iommu_prot(area.prot);
-    let first_byte = area.start_byte;
-    let last_byte = area.byte(start, last);
-    // (iova, paddr, length) of the run being built.
-    let mut run: Option<(u64, u64, u64)> = None;
-    area.pages
-        .for_each_phys(first_byte / PAGE, last_byte / PAGE, |idx, phys| {
-            // The part of page `idx` that the area maps.
-            let lo = (idx * PAGE).max(first_byte);
-            let hi = (idx * PAGE + (PAGE - 1)).min(last_byte);
-            let iova = start + (lo - first_byte);
-            let paddr = phys + lo % PAGE;
-            let len = hi - lo + 1;
-            match &mut run {
-                Some((ri, rp, rl)) if *ri + *rl == iova && *rp + *rl == paddr => *rl += len,
-                _ => {
-                    if let Some((ri, rp, rl)) = run.replace((iova, paddr, len)) {
-                        domain.map(ri, rp, rl as usize, prot)?;
-                    }
-                }
-            }
-            Ok(())
-        })?;
-    if let Some((ri, rp, rl)) = run {
-        domain.map(ri, rp, rl as usize, prot)?;
-    }
-    Ok(())
-}
-
 /// Maps the area `[s, l]` into `domain`, pinning it first if `pin`; on
 /// failure nothing of it stays mapped or pinned.
-fn fill_area(domain: &Domain, s: u64, l: u64, area: &Area, pin: bool) -> Result {
+fn fill_area(domain: &Arc<Domain>, s: u64, l: u64, area: &Area, pin: bool) -> Result {
     if pin {
         pin_area(area, s, l)?;
     }
-    map_area(domain, s, l, area).inspect_err(|_| {
-        domain.unmap(s, (l - s + 1) as usize);
-        if pin {
-            unpin_area(area, s, l);
-        }
-    })
+    let prot = iommu_prot(area.prot);
+    area.pages
+        .map_range(domain, s, area.start_byte, area.byte(s, l), prot)
+        .inspect_err(|_| {
+            area.pages.unmap_range(domain, s, l - s + 1);
+            if pin {
+                unpin_area(area, s, l);
+            }
+        })
 }
 
 /// Unmaps the area `[s, l]` from `domain`, unpinning it if `unpin`.
-fn unfill_area(domain: &Domain, s: u64, l: u64, area: &Area, unpin: bool) {
-    let len = l - s + 1;
-    let done = domain.unmap(s, len as usize);
-    if done as u64 != len {
-        pr_warn!("IOVA {s:#x}: domain unmapped {done:#x} of {len:#x} bytes\n");
-    }
+fn unfill_area(domain: &Arc<Domain>, s: u64, l: u64, area: &Area, unpin: bool) {
+    area.pages.unmap_range(domain, s, l - s + 1);
     if unpin {
         unpin_area(area, s, l);
     }
@@ -787,6 +770,7 @@ impl IoPagetable {
             let first_byte = area.byte(s, cur);
             let last_byte = area.byte(s, end);
             if area.prevent_access
+                || area.pages.is_dmabuf()
                 || first_byte % PAGE != 0
                 || (end != last && last_byte % PAGE != PAGE - 1)
             {
@@ -851,7 +835,7 @@ impl IoPagetable {
         let mut done = 0usize;
         inner
             .walk(iova, last, |cur, end, s, area| {
-                if area.prevent_access {
+                if area.prevent_access || area.pages.is_dmabuf() {
                     return Err(EINVAL);
                 }
                 if !(if write {

@@ -222,6 +222,19 @@ pub(crate) fn map_file_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_map_file>) -> 
     }
     c.start.checked_add(c.length - 1).ok_or(EOVERFLOW)?;
     let ioas = ucmd.ctx.objects.get::<Ioas>(c.ioas_id)?;
+    #[cfg(CONFIG_DMA_SHARED_BUFFER)]
+    if let Ok(buf) = kernel::dma_buf::DmaBuf::get(c.fd) {
+        let slice = PagesSlice::dmabuf(
+            buf,
+            &ucmd.ctx.dev,
+            c.start,
+            c.length,
+            prot.write,
+            locate_dmabuf,
+        )?;
+        ucmd.cmd.iova = ioas.iopt.map(&[slice], iova, prot)?;
+        return ucmd.respond();
+    }
     let fd = u32::try_from(c.fd).map_err(|_| EBADF)?;
     let file = LocalFile::fget(fd).map_err(|_| EBADF)?;
     // SAFETY: The file position is never used here, so no `fdget_pos()` on
@@ -244,6 +257,19 @@ pub(crate) fn change_process_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_change_p
         ioas.iopt.collect_pages(&mut pages)?;
     }
     crate::pages::change_process(&pages)
+}
+
+/// Where a dma-buf's memory is, from its exporter, as `(physical address,
+/// length)`: only the selftest's exporter tells so far (VFIO's is not
+/// supported yet: `EOPNOTSUPP`).
+#[cfg(CONFIG_DMA_SHARED_BUFFER)]
+fn locate_dmabuf(buf: &kernel::dma_buf::DmaBuf) -> Result<(u64, u64)> {
+    #[cfg(CONFIG_IOMMUFD_TEST)]
+    if let Some(res) = crate::selftest::dmabuf_phys(buf) {
+        return res;
+    }
+    let _ = buf;
+    Err(EOPNOTSUPP)
 }
 
 /// `IOMMU_IOAS_UNMAP`: unmaps the areas inside a range (all of them for

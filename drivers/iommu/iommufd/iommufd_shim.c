@@ -9,10 +9,15 @@
 
 /* iommu_attach_group_handle() and friends, for attaching devices. */
 MODULE_IMPORT_NS("IOMMUFD_INTERNAL");
+/* Importing dma-bufs (IOMMU_IOAS_MAP_FILE), and the selftest's exporter. */
+MODULE_IMPORT_NS("DMA_BUF");
 
 #if IS_ENABLED(CONFIG_IOMMUFD_TEST)
 /* Rust: drops the selftest access the file owns (selftest.rs). */
 void iommufd_rs_staccess_release(void *data);
+/* Called from Rust (selftest.rs). */
+struct file *iommufd_shim_staccess_file(void *data);
+struct file *iommufd_shim_staccess_fget(int fd, void **data);
 
 static int iommufd_shim_staccess_release(struct inode *inode,
 					 struct file *file)
@@ -59,6 +64,9 @@ struct file *iommufd_shim_staccess_fget(int fd, void **data)
 #include <linux/mm_types.h>
 #include <linux/sched.h>
 #include <linux/sched/user.h>
+
+/* Called from Rust (iommufd_main.rs). */
+unsigned long iommufd_shim_c_offset(unsigned int which);
 
 /*
  * Offsets, as the C compiler lays the structures out, of the fields the

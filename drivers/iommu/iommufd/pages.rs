@@ -37,6 +37,9 @@ use kernel::sync::{Arc, Mutex};
 use kernel::task::Task;
 
 use crate::object::AccountMode;
+#[cfg(CONFIG_DMA_SHARED_BUFFER)]
+use kernel::dma_buf::{DmaBuf, Importer, PinnedAttachment};
+use kernel::iommu::domain::Domain;
 
 pub(crate) const PAGE: u64 = PAGE_SIZE as u64;
 /// Page indexes per storage chunk.
@@ -237,6 +240,41 @@ enum Backing {
     User,
     /// A memfd, from byte `start` (page aligned) on.
     File { file: ARef<File>, start: u64 },
+    /// A dma-buf, from byte `start` (page aligned) on: memory without
+    /// `struct page`s, neither pinned nor charged, which its exporter may
+    /// revoke.
+    #[cfg(CONFIG_DMA_SHARED_BUFFER)]
+    DmaBuf {
+        attach: PinnedAttachment<DmaBufImporter>,
+        start: u64,
+    },
+}
+
+/// Where a dma-buf is and where it is mapped, kept by its importer.
+struct DmaBufState {
+    /// Physical address and length of the buffer; the length is 0 once the
+    /// exporter revoked it (for good: a new mapping imports it again).
+    phys: u64,
+    len: u64,
+    /// The domain mappings of it: `(domain, iova, length)`.
+    mapped: KVec<(Arc<Domain>, u64, u64)>,
+}
+
+/// The importer of a dma-buf mapped in an IOAS.
+pub(crate) struct DmaBufImporter {
+    state: Pin<KBox<Mutex<DmaBufState>>>,
+}
+
+#[cfg(CONFIG_DMA_SHARED_BUFFER)]
+impl Importer for DmaBufImporter {
+    fn invalidate(&self) {
+        // Revoked: no device may reach the memory from now on.
+        let mut st = self.state.lock();
+        st.len = 0;
+        for (domain, iova, len) in st.mapped.drain_all() {
+            domain.unmap(iova, len as usize);
+        }
+    }
 }
 
 /// A range of user memory that areas map.
@@ -323,6 +361,142 @@ impl Pages {
         }
     }
 
+    /// `length` bytes of the dma-buf `buf` from byte `start`, attached to
+    /// `dev`.  `EINVAL` if the range is not inside the buffer; the error of
+    /// `locate` (which says where the buffer is) otherwise.
+    #[cfg(CONFIG_DMA_SHARED_BUFFER)]
+    pub(crate) fn new_dmabuf(
+        buf: DmaBuf,
+        dev: &kernel::device::Device,
+        start: u64,
+        length: u64,
+        writable: bool,
+        locate: impl FnOnce(&DmaBuf) -> Result<(u64, u64)>,
+    ) -> Result<Arc<Self>> {
+        let last = start
+            .checked_add(length.checked_sub(1).ok_or(EINVAL)?)
+            .ok_or(EOVERFLOW)?;
+        if last >= buf.size() as u64 {
+            return Err(EINVAL);
+        }
+        let importer = DmaBufImporter {
+            state: KBox::pin_init(
+                new_mutex!(DmaBufState {
+                    phys: 0,
+                    len: 0,
+                    mapped: KVec::new(),
+                }),
+                GFP_KERNEL_ACCOUNT,
+            )?,
+        };
+        let (attach, (phys, len)) = PinnedAttachment::new(buf, dev, importer, locate)?;
+        {
+            let mut st = attach.importer().state.lock();
+            st.phys = phys;
+            st.len = len;
+        }
+        let base = start - start % PAGE;
+        let start_byte = start % PAGE;
+        let source = Source::current_charged(Charge::None)?;
+        Arc::pin_init(
+            pin_init!(Pages {
+                uptr: base,
+                backing: Backing::DmaBuf { attach, start: base },
+                npages: (start_byte + length).div_ceil(PAGE),
+                writable,
+                state <- new_mutex!(State {
+                    source,
+                    chunks: RBTree::new(),
+                    npinned: 0,
+                }),
+            }),
+            GFP_KERNEL_ACCOUNT,
+        )
+    }
+
+    /// Whether the memory is a dma-buf's (which accesses cannot reach).
+    pub(crate) fn is_dmabuf(&self) -> bool {
+        #[cfg(CONFIG_DMA_SHARED_BUFFER)]
+        if let Backing::DmaBuf { .. } = self.backing {
+            return true;
+        }
+        false
+    }
+
+    /// Maps bytes `[first_byte, last_byte]` of the memory at `iova` in
+    /// `domain`; the caller holds a user on the pages (if they have
+    /// `struct page`s).  Physically contiguous runs go in one call.  On
+    /// failure the caller unmaps with [`Pages::unmap_range`].
+    pub(crate) fn map_range(
+        &self,
+        domain: &Arc<Domain>,
+        iova: u64,
+        first_byte: u64,
+        last_byte: u64,
+        prot: u32,
+    ) -> Result {
+        #[cfg(CONFIG_DMA_SHARED_BUFFER)]
+        if let Backing::DmaBuf { attach, start } = &self.backing {
+            let mut st = attach.importer().state.lock();
+            if st.len == 0 {
+                // Revoked: the range stays unmapped.
+                return Ok(());
+            }
+            let len = last_byte - first_byte + 1;
+            if start + last_byte >= st.len {
+                return Err(EINVAL);
+            }
+            st.mapped.reserve(1, GFP_KERNEL_ACCOUNT)?;
+            domain.map(iova, st.phys + start + first_byte, len as usize, prot)?;
+            st.mapped
+                .push((domain.clone(), iova, len), GFP_KERNEL_ACCOUNT)?;
+            return Ok(());
+        }
+        // (iova, paddr, length) of the run being built.
+        let mut run: Option<(u64, u64, u64)> = None;
+        self.for_each_phys(first_byte / PAGE, last_byte / PAGE, |idx, phys| {
+            // The part of page `idx` that is mapped.
+            let lo = (idx * PAGE).max(first_byte);
+            let hi = (idx * PAGE + (PAGE - 1)).min(last_byte);
+            let at = iova + (lo - first_byte);
+            let paddr = phys + lo % PAGE;
+            let len = hi - lo + 1;
+            match &mut run {
+                Some((ri, rp, rl)) if *ri + *rl == at && *rp + *rl == paddr => *rl += len,
+                _ => {
+                    if let Some((ri, rp, rl)) = run.replace((at, paddr, len)) {
+                        domain.map(ri, rp, rl as usize, prot)?;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        if let Some((ri, rp, rl)) = run {
+            domain.map(ri, rp, rl as usize, prot)?;
+        }
+        Ok(())
+    }
+
+    /// Undoes [`Pages::map_range`] for the `len` bytes at `iova`.
+    pub(crate) fn unmap_range(&self, domain: &Arc<Domain>, iova: u64, len: u64) {
+        #[cfg(CONFIG_DMA_SHARED_BUFFER)]
+        if let Backing::DmaBuf { attach, .. } = &self.backing {
+            let mut st = attach.importer().state.lock();
+            let mine = |m: &(Arc<Domain>, u64, u64)| Arc::ptr_eq(&m.0, domain) && m.1 == iova;
+            if let Some(i) = st.mapped.iter().position(mine) {
+                if let Ok((d, iova, len)) = st.mapped.remove(i) {
+                    d.unmap(iova, len as usize);
+                }
+            }
+            // Not found: never mapped, or revoked (and unmapped then).
+            return;
+        }
+        let done = domain.unmap(iova, len as usize);
+        if done as u64 != len {
+            pr_warn!("IOVA {iova:#x}: domain unmapped {done:#x} of {len:#x} bytes\n");
+        }
+    }
+
     /// Pins `n` pages from page `idx` of the source process and appends
     /// them to `out`: all of them, or fails (and `out` unpins what it got
     /// when the caller drops it).
@@ -334,6 +508,9 @@ impl Pages {
         flags: PinFlags,
         out: &mut KVec<PinnedPage>,
     ) -> Result {
+        if self.is_dmabuf() {
+            return Err(EINVAL);
+        }
         if let Backing::File { file, start } = &self.backing {
             return pin_memfd_pages(file, start + idx * PAGE, n as usize, out);
         }
@@ -353,6 +530,10 @@ impl Pages {
     pub(crate) fn pin(&self, first: u64, last: u64) -> Result {
         if first > last || last >= self.npages {
             return Err(EINVAL);
+        }
+        if self.is_dmabuf() {
+            // Nothing to pin: the attachment pins the whole buffer.
+            return Ok(());
         }
         let flags = PinFlags::LONGTERM | self.flags(self.writable);
         let mut st = self.state.lock();
@@ -393,6 +574,9 @@ impl Pages {
     /// Drops a user of each page `[first, last]`, unpinning those left with
     /// none.
     pub(crate) fn unpin(&self, first: u64, last: u64) {
+        if self.is_dmabuf() {
+            return;
+        }
         let mut st = self.state.lock();
         self.release(&mut st, first, last);
     }

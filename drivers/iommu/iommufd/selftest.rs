@@ -7,6 +7,7 @@
 use core::ffi::c_void;
 use core::mem::size_of;
 use kernel::bindings;
+use kernel::dma_buf::{self, DmaBuf};
 use kernel::error::from_err_ptr;
 use kernel::fs::file::{flags::O_CLOEXEC, File, FileDescriptorReservation};
 use kernel::iommu::driver::BusDevice;
@@ -45,6 +46,10 @@ const OP_MOCK_DOMAIN_REPLACE: u32 = 10;
 const OP_MOCK_DOMAIN_FLAGS: u32 = 12;
 /// `IOMMU_TEST_OP_DEV_CHECK_CACHE`
 const OP_DEV_CHECK_CACHE: u32 = 16;
+/// `IOMMU_TEST_OP_DMABUF_GET`
+const OP_DMABUF_GET: u32 = 22;
+/// `IOMMU_TEST_OP_DMABUF_REVOKE`
+const OP_DMABUF_REVOKE: u32 = 23;
 /// `MOCK_FLAGS_DEVICE_NO_DIRTY`
 const MOCK_FLAGS_DEVICE_NO_DIRTY: u32 = 1 << 0;
 /// `MOCK_FLAGS_DEVICE_PASID`
@@ -126,6 +131,14 @@ pub(crate) fn test_ioctl(ucmd: &mut Ucmd<'_, iommu_test_cmd>) -> Result {
             set_u32(&mut ucmd.cmd, 0, id);
             ucmd.respond()
         }
+        // dmabuf_get: { __u32 length; __u32 open_flags; }; returns the fd.
+        OP_DMABUF_GET => {
+            let fd = dmabuf_get(arg_u32(cmd, 0), arg_u32(cmd, 4))?;
+            ucmd.ret = fd as isize;
+            Ok(())
+        }
+        // dmabuf_revoke: { __s32 dmabuf_fd; __u32 revoked; }
+        OP_DMABUF_REVOKE => dmabuf_revoke(arg_u32(cmd, 0) as i32, arg_u32(cmd, 4) != 0),
         // check_dev_cache: { __u32 id; __u32 cache; }
         OP_DEV_CHECK_CACHE => {
             let idev = ucmd.ctx.objects.get::<Device>(cmd.id)?;
@@ -569,5 +582,56 @@ fn md_check_map(ctx: &Ctx, hwpt_id: u32, iova: u64, length: u64, uptr: u64) -> R
         }
         off += psize;
     }
+    Ok(())
+}
+
+/// The name the selftest's dma-bufs are exported under, by which they are
+/// recognised (its address).
+static DMABUF_NAME: &CStr = c"iommufd_selftest_dmabuf";
+/// The largest selftest dma-buf, as upstream.
+const DMABUF_MAX: usize = 512 * PAGE_SIZE;
+
+/// A selftest dma-buf: zeroed kernel memory, which the test may revoke.
+pub(crate) struct MockDmaBuf {
+    mem: KVec<u8>,
+    revoked: Atomic<bool>,
+}
+
+impl dma_buf::Exporter for MockDmaBuf {}
+
+/// `IOMMU_TEST_OP_DMABUF_GET`: exports a dma-buf of `len` bytes (rounded up
+/// to pages) and returns its new file descriptor.
+fn dmabuf_get(len: u32, open_flags: u32) -> Result<i32> {
+    let len = (len as usize).div_ceil(PAGE_SIZE) * PAGE_SIZE;
+    if len == 0 || len > DMABUF_MAX {
+        return Err(EINVAL);
+    }
+    let data = MockDmaBuf {
+        mem: KVec::from_elem(0u8, len, GFP_KERNEL)?,
+        revoked: Atomic::new(false),
+    };
+    let module: &'static ThisModule =
+        &<crate::IommufdModule as kernel::ModuleMetadata>::THIS_MODULE;
+    dma_buf::export(DMABUF_NAME, module, len, open_flags, data)
+}
+
+/// Where a selftest dma-buf is, if `buf` is one: `ENODEV` once revoked.
+pub(crate) fn dmabuf_phys(buf: &DmaBuf) -> Option<Result<(u64, u64)>> {
+    let data = dma_buf::exporter_data::<MockDmaBuf>(buf, DMABUF_NAME)?;
+    if data.revoked.load(Relaxed) {
+        return Some(Err(ENODEV));
+    }
+    Some(Ok((
+        dma_buf::kmalloc_phys_addr(&data.mem),
+        data.mem.len() as u64,
+    )))
+}
+
+/// `IOMMU_TEST_OP_DMABUF_REVOKE`: revokes (or restores) a selftest dma-buf;
+/// its importers are told.
+fn dmabuf_revoke(fd: i32, revoked: bool) -> Result {
+    let buf = DmaBuf::get(fd)?;
+    let data = dma_buf::exporter_data::<MockDmaBuf>(&buf, DMABUF_NAME).ok_or(EOPNOTSUPP)?;
+    dma_buf::invalidate(&buf, || data.revoked.store(revoked, Relaxed));
     Ok(())
 }

@@ -37,6 +37,9 @@ pub(crate) struct Ucmd<'a, T: Pod> {
     ubuf: usize,
     user_size: usize,
     pub(crate) cmd: T,
+    /// What `ioctl(2)` returns on success (a new file descriptor for some
+    /// test commands), 0 by default.
+    pub(crate) ret: isize,
 }
 
 impl<T: Pod> Ucmd<'_, T> {
@@ -56,7 +59,7 @@ impl<T: Pod> Ucmd<'_, T> {
     }
 }
 
-type Exec = fn(CtxHandle<'_>, usize, usize, &Op) -> Result;
+type Exec = fn(CtxHandle<'_>, usize, usize, &Op) -> Result<isize>;
 
 /// An entry of the table.
 pub(crate) struct Op {
@@ -185,7 +188,7 @@ fn run<T: Pod>(
     user_size: usize,
     op: &Op,
     handler: fn(&mut Ucmd<'_, T>) -> Result,
-) -> Result {
+) -> Result<isize> {
     if user_size < op.min_size {
         return Err(EINVAL);
     }
@@ -200,14 +203,17 @@ fn run<T: Pod>(
             return Err(EOPNOTSUPP);
         }
     }
-    handler(&mut Ucmd {
+    let mut ucmd = Ucmd {
         ctx: handle.ctx(),
         handle,
         op,
         ubuf,
         user_size,
         cmd,
-    })
+        ret: 0,
+    };
+    handler(&mut ucmd)?;
+    Ok(ucmd.ret)
 }
 
 /// Entry point of `ioctl(2)` on `/dev/iommu`.
@@ -222,8 +228,7 @@ pub(crate) fn dispatch(handle: CtxHandle<'_>, cmd: u32, arg: usize) -> Result<is
     if op.cmd != cmd {
         return Err(ENOTTY);
     }
-    (op.exec)(handle, arg, user_size as usize, op)?;
-    Ok(0)
+    (op.exec)(handle, arg, user_size as usize, op)
 }
 
 #[kunit_tests(iommufd_rs_ucmd)]
