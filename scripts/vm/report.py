@@ -11,7 +11,9 @@ The verdict counts:
   - every test of our own suites (KUnit, our selftests) run on our module;
   - every upstream test named in MUST_PASS, run on our module;
   - the harness checks: the VM finished, both modules loaded and unloaded,
-    no pinned page leaked across a suite, no kernel splat.
+    no pinned page leaked across a suite, no kernel splat;
+  - accounting_after: run last, pinning exactly up to RLIMIT_MEMLOCK still
+    works, so no suite left locked memory charged to the user.
 The upstream suites' full figures, ours beside the stock C module's, are
 printed whatever the verdict.
 """
@@ -19,7 +21,7 @@ import re
 import sys
 from collections import OrderedDict, defaultdict
 
-OURS = ("kunit", "iommufd_base", "iommufd_pages", "iommufd_domain")
+OURS = ("kunit", "iommufd_base", "iommufd_pages", "iommufd_domain", "accounting_after")
 
 SPLAT = re.compile(
     r"(WARNING:|BUG:|Oops|general protection fault|Kernel panic|KASAN:|UBSAN:"

@@ -159,3 +159,45 @@ impl driver::Driver for MockIommu {
         Ok((data, HW_INFO_TYPE_SELFTEST))
     }
 }
+
+#[kunit_tests(iommufd_rs_mock)]
+mod tests {
+    use super::*;
+
+    fn domain() -> Result<MockDomain> {
+        Ok(MockDomain {
+            ptes: KBox::pin_init(new_mutex!(RBTree::new()), GFP_KERNEL)?,
+        })
+    }
+
+    #[test]
+    fn translates_what_it_maps() -> Result {
+        let d = domain()?;
+        // Two 4 KiB pages at IOVA 1 MiB: four mock pages.
+        assert_eq!(
+            d.map_pages(0x10_0000, 0x8000_0000, 4096, 2, 0),
+            (8192, Ok(()))
+        );
+        assert_eq!(d.iova_to_phys(0x10_0000), 0x8000_0000);
+        assert_eq!(d.iova_to_phys(0x10_1234), 0x8000_1234);
+        assert_eq!(d.iova_to_phys(0x10_2000), 0);
+        assert_eq!(d.iova_to_phys(0xf_ffff), 0);
+        // Mapping over a mapping fails where it starts to overlap.
+        assert_eq!(
+            d.map_pages(0x10_1000, 0x9000_0000, 4096, 1, 0),
+            (0, Err(EEXIST))
+        );
+        // Unaligned to the mock page: refused.
+        assert_eq!(
+            d.map_pages(0x10_0400, 0x9000_0000, 2048, 1, 0),
+            (0, Err(EINVAL))
+        );
+        // Unmap stops at the first hole.
+        assert_eq!(d.unmap_pages(0x10_1000, 4096, 2), 4096);
+        assert_eq!(d.iova_to_phys(0x10_1000), 0);
+        assert_eq!(d.iova_to_phys(0x10_0800), 0x8000_0800);
+        assert_eq!(d.unmap_pages(0x10_0000, 4096, 1), 4096);
+        assert!(d.ptes.lock().is_empty());
+        Ok(())
+    }
+}
