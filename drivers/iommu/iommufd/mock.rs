@@ -40,10 +40,22 @@ pub(crate) static MOCK: Registration<MockIommu> = Registration::new();
 /// The mock IOMMU driver.
 pub(crate) struct MockIommu;
 
-/// A mock paging domain: IOVA page (of [`MOCK_PAGE_SIZE`]) -> physical
-/// address.
+/// Mock pages per leaf table: a leaf covers 2 MiB of IOVA.
+const LEAF_ENTRIES: usize = 1024;
+const LEAF_SPAN: u64 = LEAF_ENTRIES as u64 * MOCK_PAGE_SIZE;
+
+/// A leaf table: the physical address of each mock page, 0 if unmapped
+/// (physical page 0 is never mapped by iommufd), and how many are mapped.
+#[derive(Zeroable)]
+struct Leaf {
+    pte: [u64; LEAF_ENTRIES],
+    used: u32,
+}
+
+/// A mock paging domain: a two-level table, leaf tables of
+/// [`LEAF_ENTRIES`] mock pages ([`MOCK_PAGE_SIZE`]) by IOVA / 2 MiB.
 pub(crate) struct MockDomain {
-    ptes: Pin<KBox<Mutex<RBTree<u64, u64>>>>,
+    ptes: Pin<KBox<Mutex<RBTree<u64, KBox<Leaf>>>>>,
 }
 
 impl PagingDomain for MockDomain {
@@ -56,35 +68,62 @@ impl PagingDomain for MockDomain {
         _prot: u32,
     ) -> (usize, Result) {
         let total = (pgsize * pgcount) as u64;
-        if iova % MOCK_PAGE_SIZE != 0 || paddr % MOCK_PAGE_SIZE != 0 {
+        if iova % MOCK_PAGE_SIZE != 0 || paddr % MOCK_PAGE_SIZE != 0 || paddr == 0 {
             return (0, Err(EINVAL));
         }
-        let mut ptes = self.ptes.lock();
+        let mut table = self.ptes.lock();
         let mut off = 0;
         while off < total {
-            let key = (iova + off) / MOCK_PAGE_SIZE;
-            if ptes.get(&key).is_some() {
-                pr_warn!("mock domain: IOVA {:#x} mapped twice\n", iova + off);
-                return (off as usize, Err(EEXIST));
-            }
-            match RBTreeNode::new(key, paddr + off, GFP_KERNEL) {
-                Ok(node) => {
-                    ptes.insert(node);
+            let at = iova + off;
+            let key = at / LEAF_SPAN;
+            if table.get(&key).is_none() {
+                // Zeroed in place: a leaf is 8 KiB, too much for the stack.
+                let leaf = KBox::init(pin_init::init_zeroed::<Leaf>(), GFP_KERNEL);
+                let node = leaf
+                    .map_err(|_| ENOMEM)
+                    .and_then(|l| RBTreeNode::new(key, l, GFP_KERNEL).map_err(|_| ENOMEM));
+                match node {
+                    Ok(node) => {
+                        table.insert(node);
+                    }
+                    Err(e) => return (off as usize, Err(e)),
                 }
-                Err(_) => return (off as usize, Err(ENOMEM)),
             }
-            off += MOCK_PAGE_SIZE;
+            let Some(leaf) = table.get_mut(&key) else {
+                return (off as usize, Err(ENOMEM));
+            };
+            // Fill this leaf as far as the mapping goes.
+            while off < total && (iova + off) / LEAF_SPAN == key {
+                let i = (((iova + off) % LEAF_SPAN) / MOCK_PAGE_SIZE) as usize;
+                if leaf.pte[i] != 0 {
+                    pr_warn!("mock domain: IOVA {:#x} mapped twice\n", iova + off);
+                    return (off as usize, Err(EEXIST));
+                }
+                leaf.pte[i] = paddr + off;
+                leaf.used += 1;
+                off += MOCK_PAGE_SIZE;
+            }
         }
         (total as usize, Ok(()))
     }
 
     fn unmap_pages(&self, iova: u64, pgsize: usize, pgcount: usize) -> usize {
         let total = (pgsize * pgcount) as u64;
-        let mut ptes = self.ptes.lock();
+        let mut table = self.ptes.lock();
         let mut off = 0;
         while off < total {
-            if ptes.remove(&((iova + off) / MOCK_PAGE_SIZE)).is_none() {
+            let key = (iova + off) / LEAF_SPAN;
+            let Some(leaf) = table.get_mut(&key) else {
                 break;
+            };
+            let i = (((iova + off) % LEAF_SPAN) / MOCK_PAGE_SIZE) as usize;
+            if leaf.pte[i] == 0 {
+                break;
+            }
+            leaf.pte[i] = 0;
+            leaf.used -= 1;
+            if leaf.used == 0 {
+                drop(table.remove(&key));
             }
             off += MOCK_PAGE_SIZE;
         }
@@ -92,10 +131,14 @@ impl PagingDomain for MockDomain {
     }
 
     fn iova_to_phys(&self, iova: u64) -> u64 {
-        self.ptes
-            .lock()
-            .get(&(iova / MOCK_PAGE_SIZE))
-            .map_or(0, |pa| pa + iova % MOCK_PAGE_SIZE)
+        let table = self.ptes.lock();
+        let Some(leaf) = table.get(&(iova / LEAF_SPAN)) else {
+            return 0;
+        };
+        match leaf.pte[((iova % LEAF_SPAN) / MOCK_PAGE_SIZE) as usize] {
+            0 => 0,
+            pa => pa + iova % MOCK_PAGE_SIZE,
+        }
     }
 }
 

@@ -17,6 +17,8 @@
 #include <unistd.h>
 #include <linux/iommufd.h>
 
+#include "iommufd_test.h"
+
 static uint64_t now_ns(void)
 {
 	struct timespec ts;
@@ -111,6 +113,70 @@ int main(void)
 		};
 		check(ioctl(fd, IOMMU_IOAS_UNMAP, &u), "IOMMU_IOAS_UNMAP");
 	}));
+
+	/*
+	 * With a mock domain attached: pinning, mapping into the domain and
+	 * back; filling and emptying a domain; copying through an access.
+	 */
+	{
+		struct iommu_test_cmd md = {
+			.size = sizeof(md),
+			.op = IOMMU_TEST_OP_MOCK_DOMAIN,
+		};
+		struct iommu_test_cmd acc = {
+			.size = sizeof(acc),
+			.op = IOMMU_TEST_OP_CREATE_ACCESS,
+		};
+		struct iommu_test_cmd rw = {
+			.size = sizeof(rw),
+			.op = IOMMU_TEST_OP_ACCESS_RW,
+		};
+		struct iommu_ioas_map m = {
+			.size = sizeof(m),
+			.flags = IOMMU_IOAS_MAP_FIXED_IOVA |
+				 IOMMU_IOAS_MAP_READABLE |
+				 IOMMU_IOAS_MAP_WRITEABLE,
+			.user_va = (uintptr_t)buf,
+			.iova = MOCK_APERTURE_START,
+		};
+		struct iommu_ioas_unmap u = {
+			.size = sizeof(u),
+			.iova = MOCK_APERTURE_START,
+		};
+		char tmp[4096];
+		__u32 dom_ioas = ioas_alloc(fd), stdev;
+
+		md.id = dom_ioas;
+		check(ioctl(fd, IOMMU_TEST_CMD, &md), "MOCK_DOMAIN");
+		stdev = md.mock_domain.out_stdev_id;
+		m.ioas_id = u.ioas_id = dom_ioas;
+		m.length = u.length = 64 * 1024;
+		BENCH("domain_map_unmap_64k", nmaps / 2, ({
+			check(ioctl(fd, IOMMU_IOAS_MAP, &m), "IOMMU_IOAS_MAP");
+			check(ioctl(fd, IOMMU_IOAS_UNMAP, &u),
+			      "IOMMU_IOAS_UNMAP");
+		}));
+		destroy(fd, stdev);
+
+		m.length = u.length = 1024 * 1024;
+		check(ioctl(fd, IOMMU_IOAS_MAP, &m), "IOMMU_IOAS_MAP");
+		BENCH("domain_fill_1m", 200, ({
+			check(ioctl(fd, IOMMU_TEST_CMD, &md), "MOCK_DOMAIN");
+			destroy(fd, md.mock_domain.out_stdev_id);
+		}));
+
+		acc.id = dom_ioas;
+		check(ioctl(fd, IOMMU_TEST_CMD, &acc), "CREATE_ACCESS");
+		rw.id = acc.create_access.out_access_fd;
+		rw.access_rw.iova = MOCK_APERTURE_START;
+		rw.access_rw.length = sizeof(tmp);
+		rw.access_rw.uptr = (uintptr_t)tmp;
+		BENCH("access_rw_4k", nmaps, check(ioctl(fd, IOMMU_TEST_CMD, &rw),
+						   "ACCESS_RW"));
+		close(rw.id);
+		check(ioctl(fd, IOMMU_IOAS_UNMAP, &u), "IOMMU_IOAS_UNMAP");
+		destroy(fd, dom_ioas);
+	}
 
 	/* Many objects alive: lookups and teardown at close. */
 	for (unsigned long i = 0; i < n; i++)
