@@ -55,8 +55,11 @@ struct Leaf {
 /// A mock paging domain: a two-level table, leaf tables of
 /// [`LEAF_ENTRIES`] mock pages ([`MOCK_PAGE_SIZE`]) by IOVA / 2 MiB.
 pub(crate) struct MockDomain {
-    ptes: Pin<KBox<Mutex<RBTree<u64, KBox<Leaf>>>>>,
+    ptes: Pin<KBox<Mutex<LeafTables>>>,
 }
+
+/// Leaf tables by IOVA / [`LEAF_SPAN`].
+type LeafTables = RBTree<u64, KBox<Leaf>>;
 
 impl PagingDomain for MockDomain {
     fn map_pages(
