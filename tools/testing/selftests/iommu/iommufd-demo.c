@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * The smallest complete use of /dev/iommu: allocate an I/O address space,
- * print the IOVA ranges it can map, destroy it.
+ * A short tour of /dev/iommu: allocate an I/O address space, map memory in
+ * it, attach a device of the selftest's mock IOMMU (which fills its IOMMU
+ * domain from the address space, pinning the memory), check what the domain
+ * translates, unmap, and tear everything down.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -10,8 +12,48 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #include <linux/iommufd.h>
+
+#include "iommufd_test.h"
+
+static long vm_pin_kb(void)
+{
+	char line[256];
+	long val = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "VmPin:", 6))
+			val = strtol(line + 6, NULL, 10);
+	fclose(f);
+	return val;
+}
+
+static void show_ranges(int fd, __u32 ioas_id)
+{
+	struct iommu_iova_range ranges[8];
+	struct iommu_ioas_iova_ranges query = {
+		.size = sizeof(query),
+		.ioas_id = ioas_id,
+		.num_iovas = 8,
+		.allowed_iovas = (uintptr_t)ranges,
+	};
+	unsigned int i;
+
+	if (ioctl(fd, IOMMU_IOAS_IOVA_RANGES, &query)) {
+		perror("IOMMU_IOAS_IOVA_RANGES");
+		exit(1);
+	}
+	printf("IOMMU_IOAS_IOVA_RANGES: %u range(s), alignment %" PRIu64 "\n",
+	       query.num_iovas, (uint64_t)query.out_iova_alignment);
+	for (i = 0; i < query.num_iovas && i < 8; i++)
+		printf("  [0x%016" PRIx64 " - 0x%016" PRIx64 "]\n",
+		       (uint64_t)ranges[i].start, (uint64_t)ranges[i].last);
+}
 
 static void die(const char *what)
 {
@@ -21,15 +63,24 @@ static void die(const char *what)
 
 int main(void)
 {
+	const size_t len = 16 * 4096;
 	struct iommu_ioas_alloc alloc = { .size = sizeof(alloc) };
-	struct iommu_iova_range ranges[8];
-	struct iommu_ioas_iova_ranges query = {
-		.size = sizeof(query),
-		.num_iovas = 8,
-		.allowed_iovas = (uintptr_t)ranges,
+	struct iommu_ioas_map map = {
+		.size = sizeof(map),
+		.flags = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE,
+		.length = len,
+	};
+	struct iommu_ioas_unmap unmap = { .size = sizeof(unmap) };
+	struct iommu_test_cmd mock = {
+		.size = sizeof(mock),
+		.op = IOMMU_TEST_OP_MOCK_DOMAIN,
+	};
+	struct iommu_test_cmd check = {
+		.size = sizeof(check),
+		.op = IOMMU_TEST_OP_MD_CHECK_MAP,
 	};
 	struct iommu_destroy destroy = { .size = sizeof(destroy) };
-	unsigned int i;
+	void *buf;
 	int fd;
 
 	fd = open("/dev/iommu", O_RDWR);
@@ -40,20 +91,52 @@ int main(void)
 	if (ioctl(fd, IOMMU_IOAS_ALLOC, &alloc))
 		die("IOMMU_IOAS_ALLOC");
 	printf("IOMMU_IOAS_ALLOC: ioas id %u\n", alloc.out_ioas_id);
+	show_ranges(fd, alloc.out_ioas_id);
 
-	query.ioas_id = alloc.out_ioas_id;
-	if (ioctl(fd, IOMMU_IOAS_IOVA_RANGES, &query))
-		die("IOMMU_IOAS_IOVA_RANGES");
-	printf("IOMMU_IOAS_IOVA_RANGES: %u range(s), alignment %" PRIu64 "\n",
-	       query.num_iovas, (uint64_t)query.out_iova_alignment);
-	for (i = 0; i < query.num_iovas && i < 8; i++)
-		printf("  [0x%016" PRIx64 " - 0x%016" PRIx64 "]\n",
-		       (uint64_t)ranges[i].start, (uint64_t)ranges[i].last);
+	/* A mock device: its IOMMU domain's aperture and pages now apply. */
+	mock.id = alloc.out_ioas_id;
+	if (ioctl(fd, IOMMU_TEST_CMD, &mock))
+		die("IOMMU_TEST_OP_MOCK_DOMAIN");
+	printf("mock device attached: device object %u, HWPT %u\n",
+	       mock.mock_domain.out_idev_id, mock.mock_domain.out_hwpt_id);
+	show_ranges(fd, alloc.out_ioas_id);
 
+	buf = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (buf == MAP_FAILED)
+		die("mmap");
+	map.ioas_id = alloc.out_ioas_id;
+	map.user_va = (uintptr_t)buf;
+	if (ioctl(fd, IOMMU_IOAS_MAP, &map))
+		die("IOMMU_IOAS_MAP");
+	printf("IOMMU_IOAS_MAP: %zu KiB at IOVA 0x%" PRIx64
+	       ", pinned by this process: %ld KiB\n",
+	       len / 1024, (uint64_t)map.iova, vm_pin_kb());
+
+	check.id = mock.mock_domain.out_hwpt_id;
+	check.check_map.iova = map.iova;
+	check.check_map.length = len;
+	check.check_map.uptr = (uintptr_t)buf;
+	if (ioctl(fd, IOMMU_TEST_CMD, &check))
+		die("IOMMU_TEST_OP_MD_CHECK_MAP");
+	printf("the domain translates every IOVA to the buffer's pages\n");
+
+	unmap.ioas_id = alloc.out_ioas_id;
+	unmap.iova = map.iova;
+	unmap.length = len;
+	if (ioctl(fd, IOMMU_IOAS_UNMAP, &unmap))
+		die("IOMMU_IOAS_UNMAP");
+	printf("IOMMU_IOAS_UNMAP: %" PRIu64 " KiB, pinned now: %ld KiB\n",
+	       (uint64_t)unmap.length / 1024, vm_pin_kb());
+
+	destroy.id = mock.mock_domain.out_stdev_id;
+	if (ioctl(fd, IOMMU_DESTROY, &destroy))
+		die("IOMMU_DESTROY (mock device)");
 	destroy.id = alloc.out_ioas_id;
 	if (ioctl(fd, IOMMU_DESTROY, &destroy))
 		die("IOMMU_DESTROY");
-	printf("IOMMU_DESTROY: ioas %u destroyed\n", destroy.id);
+	printf("IOMMU_DESTROY: mock device and ioas %u destroyed\n",
+	       destroy.id);
 	close(fd);
 	return 0;
 }
