@@ -157,12 +157,7 @@ impl Device {
         if st.is_some() {
             return Err(EINVAL);
         }
-        let objects = &self.ctx.objects;
-        let hwpt = if let Ok(ioas) = objects.get_long::<Ioas>(pt_id) {
-            self.auto_hwpt(ioas)?
-        } else {
-            objects.get_long::<HwptPaging>(pt_id)?
-        };
+        let hwpt = self.hwpt_for(pt_id)?;
         match Attachment::attach(&hwpt.domain, &self.group) {
             Ok(attachment) => {
                 let id = hwpt.id();
@@ -174,6 +169,16 @@ impl Device {
                 self.put_hwpt(hwpt);
                 Err(e)
             }
+        }
+    }
+
+    /// The HWPT to attach to for `pt_id`, with a use for the caller: an
+    /// automatic one for an IOAS, else the paging HWPT `pt_id`.
+    fn hwpt_for(&self, pt_id: u32) -> Result<Arc<Object<HwptPaging>>> {
+        let objects = &self.ctx.objects;
+        match objects.get_long::<Ioas>(pt_id) {
+            Ok(ioas) => self.auto_hwpt(ioas),
+            Err(_) => objects.get_long::<HwptPaging>(pt_id),
         }
     }
 
@@ -222,12 +227,7 @@ impl Device {
         let Some(cur) = &mut *st else {
             return Err(EINVAL);
         };
-        let objects = &self.ctx.objects;
-        let hwpt = if let Ok(ioas) = objects.get_long::<Ioas>(pt_id) {
-            self.auto_hwpt(ioas)?
-        } else {
-            objects.get_long::<HwptPaging>(pt_id)?
-        };
+        let hwpt = self.hwpt_for(pt_id)?;
         if Arc::ptr_eq(&hwpt, &cur.hwpt) {
             let id = hwpt.id();
             drop(st);

@@ -72,6 +72,20 @@ impl Area {
         self.start_byte + (iova - start)
     }
 
+    /// `EPERM` unless the area allows an access to write (or read).
+    fn check_access(&self, write: bool) -> Result {
+        let allowed = if write {
+            self.prot.write
+        } else {
+            self.prot.read
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(EPERM)
+        }
+    }
+
     /// The pages `[first, last]` of `pages` the area spans, for an area
     /// `length` bytes long.
     fn page_range(&self, length: u64) -> (u64, u64) {
@@ -422,22 +436,19 @@ impl IoPagetable {
             }
         };
         let mut at = iova;
+        let mut res = Ok(());
         for s in slices {
-            let res = Self::insert_area(&mut inner, s, at, prot);
-            if let Err(e) = res {
-                // Undo the areas this call inserted.
-                let mut undo = iova;
-                while undo < at {
-                    match inner.areas.remove(undo) {
-                        Some((last, _)) => undo = last + 1,
-                        None => break,
-                    }
-                }
-                return Err(e);
+            res = Self::insert_area(&mut inner, s, at, prot);
+            if res.is_err() {
+                break;
             }
             at += s.length;
         }
-        if let Err(e) = Self::fill_new_areas(&mut inner, iova, at - 1) {
+        if res.is_ok() {
+            res = Self::fill_new_areas(&mut inner, iova, at - 1);
+        }
+        if let Err(e) = res {
+            // Undo the areas this call inserted.
             let mut undo = iova;
             while undo < at {
                 match inner.areas.remove(undo) {
@@ -776,13 +787,7 @@ impl IoPagetable {
             {
                 return Err(EINVAL);
             }
-            if !(if write {
-                area.prot.write
-            } else {
-                area.prot.read
-            }) {
-                return Err(EPERM);
-            }
+            area.check_access(write)?;
             area.pages.pin(first_byte / PAGE, last_byte / PAGE)?;
             area.num_accesses += 1;
             area.pages
@@ -838,13 +843,7 @@ impl IoPagetable {
                 if area.prevent_access || area.pages.is_dmabuf() {
                     return Err(EINVAL);
                 }
-                if !(if write {
-                    area.prot.write
-                } else {
-                    area.prot.read
-                }) {
-                    return Err(EPERM);
-                }
+                area.check_access(write)?;
                 let n = (end - cur + 1) as usize;
                 area.pages
                     .rw(area.byte(s, cur), &mut buf[done..done + n], write)?;

@@ -335,8 +335,18 @@ impl Pages {
         if length == 0 || length > u64::MAX - PAGE {
             return Err(EINVAL);
         }
+        Self::alloc(uptr, length, writable, Source::current(mode)?, backing)
+    }
+
+    /// A `Pages` for `length` bytes from `uptr` (an address or offset).
+    fn alloc(
+        uptr: u64,
+        length: u64,
+        writable: bool,
+        source: Source,
+        backing: Backing,
+    ) -> Result<Arc<Self>> {
         let start_byte = uptr % PAGE;
-        let source = Source::current(mode)?;
         Arc::pin_init(
             pin_init!(Pages {
                 uptr: uptr - start_byte,
@@ -396,22 +406,13 @@ impl Pages {
             st.len = len;
         }
         let base = start - start % PAGE;
-        let start_byte = start % PAGE;
+        // Not pinned page by page, hence not charged.
         let source = Source::current_charged(Charge::None)?;
-        Arc::pin_init(
-            pin_init!(Pages {
-                uptr: base,
-                backing: Backing::DmaBuf { attach, start: base },
-                npages: (start_byte + length).div_ceil(PAGE),
-                writable,
-                state <- new_mutex!(State {
-                    source,
-                    chunks: RBTree::new(),
-                    npinned: 0,
-                }),
-            }),
-            GFP_KERNEL_ACCOUNT,
-        )
+        let backing = Backing::DmaBuf {
+            attach,
+            start: base,
+        };
+        Self::alloc(start, length, writable, source, backing)
     }
 
     /// Whether the memory is a dma-buf's (which accesses cannot reach).

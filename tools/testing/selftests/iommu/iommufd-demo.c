@@ -16,22 +16,7 @@
 #include <unistd.h>
 #include <linux/iommufd.h>
 
-#include "iommufd_test.h"
-
-static long vm_pin_kb(void)
-{
-	char line[256];
-	long val = -1;
-	FILE *f = fopen("/proc/self/status", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, "VmPin:", 6))
-			val = strtol(line + 6, NULL, 10);
-	fclose(f);
-	return val;
-}
+#include "iommufd_rs_utils.h"
 
 static void show_ranges(int fd, __u32 ioas_id)
 {
@@ -111,7 +96,7 @@ int main(void)
 		die("IOMMU_IOAS_MAP");
 	printf("IOMMU_IOAS_MAP: %zu KiB at IOVA 0x%" PRIx64
 	       ", pinned by this process: %ld KiB\n",
-	       len / 1024, (uint64_t)map.iova, vm_pin_kb());
+	       len / 1024, (uint64_t)map.iova, status_kb("VmPin"));
 
 	check.id = mock.mock_domain.out_hwpt_id;
 	check.check_map.iova = map.iova;
@@ -127,7 +112,7 @@ int main(void)
 	if (ioctl(fd, IOMMU_IOAS_UNMAP, &unmap))
 		die("IOMMU_IOAS_UNMAP");
 	printf("IOMMU_IOAS_UNMAP: %" PRIu64 " KiB, pinned now: %ld KiB\n",
-	       (uint64_t)unmap.length / 1024, vm_pin_kb());
+	       (uint64_t)unmap.length / 1024, status_kb("VmPin"));
 
 	destroy.id = mock.mock_domain.out_stdev_id;
 	if (ioctl(fd, IOMMU_DESTROY, &destroy))

@@ -22,32 +22,9 @@
 #include <linux/vfio.h>
 
 #include "kselftest_harness.h"
-#include "iommufd_test.h"
+#include "iommufd_rs_utils.h"
 
 #define offsetofend(t, m) (offsetof(t, m) + sizeof(((t *)0)->m))
-
-#define EXPECT_ERRNO(expected, cmd)                \
-	({                                         \
-		ASSERT_EQ(-1, cmd);                \
-		EXPECT_EQ(expected, errno);        \
-	})
-
-static int ioas_alloc(int fd, __u32 *id)
-{
-	struct iommu_ioas_alloc cmd = { .size = sizeof(cmd) };
-	int rc = ioctl(fd, IOMMU_IOAS_ALLOC, &cmd);
-
-	if (!rc)
-		*id = cmd.out_ioas_id;
-	return rc;
-}
-
-static int destroy(int fd, __u32 id)
-{
-	struct iommu_destroy cmd = { .size = sizeof(cmd), .id = id };
-
-	return ioctl(fd, IOMMU_DESTROY, &cmd);
-}
 
 FIXTURE(base)
 {
@@ -714,39 +691,6 @@ TEST_F(base, temp_memory_limit)
 	cmd.memory_limit.limit = 65536;
 	ASSERT_EQ(0, ioctl(self->fd, IOMMU_TEST_CMD, &cmd));
 }
-
-static int map_fixed(int fd, __u32 ioas_id, void *va, __u64 length,
-		     __u64 iova, __u32 prot)
-{
-	struct iommu_ioas_map cmd = {
-		.size = sizeof(cmd),
-		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | prot,
-		.ioas_id = ioas_id,
-		.user_va = (uintptr_t)va,
-		.length = length,
-		.iova = iova,
-	};
-
-	return ioctl(fd, IOMMU_IOAS_MAP, &cmd);
-}
-
-static int unmap(int fd, __u32 ioas_id, __u64 iova, __u64 length,
-		 __u64 *unmapped)
-{
-	struct iommu_ioas_unmap cmd = {
-		.size = sizeof(cmd),
-		.ioas_id = ioas_id,
-		.iova = iova,
-		.length = length,
-	};
-	int rc = ioctl(fd, IOMMU_IOAS_UNMAP, &cmd);
-
-	if (unmapped)
-		*unmapped = cmd.length;
-	return rc;
-}
-
-#define RW (IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE)
 
 /*
  * An unmap that ends inside an area fails, but the areas it covered whole

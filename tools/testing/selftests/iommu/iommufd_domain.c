@@ -18,49 +18,10 @@
 #include <linux/iommufd.h>
 
 #include "kselftest_harness.h"
-#include "iommufd_test.h"
-
-#define EXPECT_ERRNO(expected, cmd)                \
-	({                                         \
-		ASSERT_EQ(-1, cmd);                \
-		EXPECT_EQ(expected, errno);        \
-	})
+#include "iommufd_rs_utils.h"
 
 #define PAGE 4096UL
-#define RW (IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE)
 #define BASE MOCK_APERTURE_START
-
-static int ioas_alloc(int fd, __u32 *id)
-{
-	struct iommu_ioas_alloc cmd = { .size = sizeof(cmd) };
-	int rc = ioctl(fd, IOMMU_IOAS_ALLOC, &cmd);
-
-	if (!rc)
-		*id = cmd.out_ioas_id;
-	return rc;
-}
-
-static int destroy(int fd, __u32 id)
-{
-	struct iommu_destroy cmd = { .size = sizeof(cmd), .id = id };
-
-	return ioctl(fd, IOMMU_DESTROY, &cmd);
-}
-
-static int map_fixed(int fd, __u32 ioas_id, void *va, __u64 length,
-		     __u64 iova)
-{
-	struct iommu_ioas_map cmd = {
-		.size = sizeof(cmd),
-		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | RW,
-		.ioas_id = ioas_id,
-		.user_va = (uintptr_t)va,
-		.length = length,
-		.iova = iova,
-	};
-
-	return ioctl(fd, IOMMU_IOAS_MAP, &cmd);
-}
 
 static int map_file(int fd, __u32 ioas_id, int mfd, __u64 start,
 		    __u64 length, __u64 iova)
@@ -139,33 +100,6 @@ static int check_map(int fd, __u32 hwpt, __u64 iova, void *buf, __u64 len)
 	return ioctl(fd, IOMMU_TEST_CMD, &cmd);
 }
 
-static int check_refs(int fd, void *buf, __u64 len, __u32 refs)
-{
-	struct iommu_test_cmd cmd = {
-		.size = sizeof(cmd),
-		.op = IOMMU_TEST_OP_MD_CHECK_REFS,
-		.check_refs = { .length = len, .uptr = (uintptr_t)buf,
-				.refs = refs },
-	};
-
-	return ioctl(fd, IOMMU_TEST_CMD, &cmd);
-}
-
-static long vm_pin_kb(void)
-{
-	char line[256];
-	long val = -1;
-	FILE *f = fopen("/proc/self/status", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, "VmPin:", 6))
-			val = strtol(line + 6, NULL, 10);
-	fclose(f);
-	return val;
-}
-
 FIXTURE(domain)
 {
 	int fd;
@@ -188,7 +122,7 @@ FIXTURE_SETUP(domain)
 FIXTURE_TEARDOWN(domain)
 {
 	close(self->fd);
-	EXPECT_EQ(0, vm_pin_kb());
+	EXPECT_EQ(0, status_kb("VmPin"));
 	munmap(self->buf, self->len);
 }
 
@@ -201,14 +135,14 @@ TEST_F(domain, pins_follow_domains)
 	__u32 stdev[2], hwpt[2];
 
 	ASSERT_EQ(0, map_fixed(self->fd, self->ioas_id, self->buf, self->len,
-			       BASE));
+			       BASE, RW));
 	EXPECT_EQ(0, check_refs(self->fd, self->buf, self->len, 0));
-	EXPECT_EQ(0, vm_pin_kb());
+	EXPECT_EQ(0, status_kb("VmPin"));
 
 	ASSERT_EQ(0, mock_domain(self->fd, self->ioas_id, &stdev[0], &hwpt[0],
 				 NULL));
 	EXPECT_EQ(0, check_refs(self->fd, self->buf, self->len, 1));
-	EXPECT_EQ(32, vm_pin_kb());
+	EXPECT_EQ(32, status_kb("VmPin"));
 	EXPECT_EQ(0, check_map(self->fd, hwpt[0], BASE, self->buf, self->len));
 
 	ASSERT_EQ(0, mock_domain(self->fd, self->ioas_id, &stdev[1], &hwpt[1],
@@ -224,7 +158,7 @@ TEST_F(domain, pins_follow_domains)
 	EXPECT_EQ(0, check_refs(self->fd, self->buf, self->len, 1));
 	ASSERT_EQ(0, destroy(self->fd, stdev[1]));
 	EXPECT_EQ(0, check_refs(self->fd, self->buf, self->len, 0));
-	EXPECT_EQ(0, vm_pin_kb());
+	EXPECT_EQ(0, status_kb("VmPin"));
 	/* The automatic HWPTs went with their devices. */
 	ASSERT_EQ(0, destroy(self->fd, self->ioas_id));
 }
@@ -237,7 +171,7 @@ TEST_F(domain, map_unmap_follow)
 	ASSERT_EQ(0, mock_domain(self->fd, self->ioas_id, &stdev, &hwpt,
 				 NULL));
 	ASSERT_EQ(0, map_fixed(self->fd, self->ioas_id, self->buf + PAGE,
-			       2 * PAGE, BASE + PAGE));
+			       2 * PAGE, BASE + PAGE, RW));
 	EXPECT_EQ(0, check_map(self->fd, hwpt, BASE + PAGE, self->buf + PAGE,
 			       2 * PAGE));
 	EXPECT_EQ(0, check_refs(self->fd, self->buf + PAGE, 2 * PAGE, 1));
@@ -273,7 +207,7 @@ TEST_F(domain, aperture_and_alignment)
 
 	/* A mapping below the aperture keeps the domain out. */
 	ASSERT_EQ(0, map_fixed(self->fd, self->ioas_id, self->buf, PAGE,
-			       BASE - PAGE));
+			       BASE - PAGE, RW));
 	EXPECT_ERRNO(EADDRINUSE, mock_domain(self->fd, self->ioas_id, NULL,
 					     NULL, NULL));
 	ASSERT_EQ(0, unmap_all(self->fd, self->ioas_id));
@@ -286,9 +220,9 @@ TEST_F(domain, aperture_and_alignment)
 	EXPECT_EQ(MOCK_APERTURE_LAST, ranges[0].last);
 	EXPECT_EQ(MOCK_PAGE_SIZE, cmd.out_iova_alignment);
 	EXPECT_ERRNO(EINVAL, map_fixed(self->fd, self->ioas_id, self->buf,
-				       PAGE, BASE - PAGE));
+				       PAGE, BASE - PAGE, RW));
 	EXPECT_ERRNO(EINVAL, map_fixed(self->fd, self->ioas_id, self->buf,
-				       PAGE, BASE + MOCK_PAGE_SIZE / 2));
+				       PAGE, BASE + MOCK_PAGE_SIZE / 2, RW));
 
 	/* The aperture goes with the domain. */
 	ASSERT_EQ(0, destroy(self->fd, stdev));
@@ -325,7 +259,7 @@ TEST_F(domain, hwpt_alloc_errors)
 
 	/* A device attached to the HWPT holds it. */
 	ASSERT_EQ(0, map_fixed(self->fd, self->ioas_id, self->buf, PAGE,
-			       BASE));
+			       BASE, RW));
 	ASSERT_EQ(0, mock_domain(self->fd, hwpt, &other, NULL, NULL));
 	EXPECT_EQ(0, check_map(self->fd, hwpt, BASE, self->buf, PAGE));
 	EXPECT_ERRNO(EBUSY, destroy(self->fd, hwpt));
@@ -356,20 +290,20 @@ TEST_F(domain, map_file_and_change_process)
 				      BASE));
 	ASSERT_EQ(0, map_file(self->fd, self->ioas_id, mfd, 0, 4 * PAGE,
 			      BASE));
-	EXPECT_EQ(16, vm_pin_kb());
+	EXPECT_EQ(16, status_kb("VmPin"));
 	ASSERT_EQ(0, ioctl(self->fd, IOMMU_IOAS_CHANGE_PROCESS, &cp));
-	EXPECT_EQ(16, vm_pin_kb());
+	EXPECT_EQ(16, status_kb("VmPin"));
 
 	/* A mapping of process memory makes CHANGE_PROCESS fail. */
 	ASSERT_EQ(0, map_fixed(self->fd, self->ioas_id, self->buf, PAGE,
-			       BASE + 4 * PAGE));
+			       BASE + 4 * PAGE, RW));
 	EXPECT_ERRNO(EINVAL, ioctl(self->fd, IOMMU_IOAS_CHANGE_PROCESS, &cp));
 	cp.__reserved = 1;
 	EXPECT_ERRNO(EOPNOTSUPP,
 		     ioctl(self->fd, IOMMU_IOAS_CHANGE_PROCESS, &cp));
 
 	ASSERT_EQ(0, unmap_all(self->fd, self->ioas_id));
-	EXPECT_EQ(0, vm_pin_kb());
+	EXPECT_EQ(0, status_kb("VmPin"));
 	ASSERT_EQ(0, destroy(self->fd, stdev));
 	close(mfd);
 }

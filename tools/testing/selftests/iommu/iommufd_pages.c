@@ -21,61 +21,10 @@
 #include <linux/iommufd.h>
 
 #include "kselftest_harness.h"
-#include "iommufd_test.h"
-
-#define EXPECT_ERRNO(expected, cmd)                \
-	({                                         \
-		ASSERT_EQ(-1, cmd);                \
-		EXPECT_EQ(expected, errno);        \
-	})
+#include "iommufd_rs_utils.h"
 
 #define PAGE 4096UL
-#define RW (IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE)
 #define BASE_IOVA 0x100000UL
-
-static int ioas_alloc(int fd, __u32 *id)
-{
-	struct iommu_ioas_alloc cmd = { .size = sizeof(cmd) };
-	int rc = ioctl(fd, IOMMU_IOAS_ALLOC, &cmd);
-
-	if (!rc)
-		*id = cmd.out_ioas_id;
-	return rc;
-}
-
-static int destroy(int fd, __u32 id)
-{
-	struct iommu_destroy cmd = { .size = sizeof(cmd), .id = id };
-
-	return ioctl(fd, IOMMU_DESTROY, &cmd);
-}
-
-static int map_fixed(int fd, __u32 ioas_id, void *va, __u64 length,
-		     __u64 iova, __u32 prot)
-{
-	struct iommu_ioas_map cmd = {
-		.size = sizeof(cmd),
-		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | prot,
-		.ioas_id = ioas_id,
-		.user_va = (uintptr_t)va,
-		.length = length,
-		.iova = iova,
-	};
-
-	return ioctl(fd, IOMMU_IOAS_MAP, &cmd);
-}
-
-static int unmap(int fd, __u32 ioas_id, __u64 iova, __u64 length)
-{
-	struct iommu_ioas_unmap cmd = {
-		.size = sizeof(cmd),
-		.ioas_id = ioas_id,
-		.iova = iova,
-		.length = length,
-	};
-
-	return ioctl(fd, IOMMU_IOAS_UNMAP, &cmd);
-}
 
 /* Returns the access file descriptor, or -1 with errno. */
 static int create_access(int fd, __u32 ioas_id, __u32 flags)
@@ -145,39 +94,6 @@ static int replace_ioas(int fd, int access, __u32 ioas_id)
 	};
 
 	return ioctl(fd, IOMMU_TEST_CMD, &cmd);
-}
-
-/* 0 if every page of [buf, buf + len) is pinned @refs times. */
-static int check_refs(int fd, void *buf, __u64 len, __u32 refs)
-{
-	struct iommu_test_cmd cmd = {
-		.size = sizeof(cmd),
-		.op = IOMMU_TEST_OP_MD_CHECK_REFS,
-		.check_refs = { .length = len, .uptr = (uintptr_t)buf,
-				.refs = refs },
-	};
-
-	return ioctl(fd, IOMMU_TEST_CMD, &cmd);
-}
-
-/* A line of /proc/self/status in kB ("VmPin", "VmLck"), or -1. */
-static long status_kb(const char *key)
-{
-	char line[256];
-	long val = -1;
-	FILE *f = fopen("/proc/self/status", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		if (!strncmp(line, key, strlen(key)) &&
-		    line[strlen(key)] == ':') {
-			val = strtol(line + strlen(key) + 1, NULL, 10);
-			break;
-		}
-	}
-	fclose(f);
-	return val;
 }
 
 FIXTURE(pages)
@@ -330,7 +246,7 @@ TEST_F(pages, unmap_takes_the_pins_back)
 	/* The access holds a use of its IOAS. */
 	EXPECT_ERRNO(EBUSY, destroy(self->fd, self->ioas_id));
 
-	ASSERT_EQ(0, unmap(self->fd, self->ioas_id, 0, UINT64_MAX));
+	ASSERT_EQ(0, unmap(self->fd, self->ioas_id, 0, UINT64_MAX, NULL));
 	EXPECT_ERRNO(ENOENT, destroy_item(self->fd, access, item));
 	EXPECT_EQ(0, check_refs(self->fd, self->buf, self->len, 0));
 	EXPECT_EQ(0, status_kb("VmPin"));
@@ -362,7 +278,7 @@ TEST_F(pages, replace_ioas_unpins)
 	/* Nothing is mapped in the new IOAS; the old one is free again. */
 	EXPECT_ERRNO(ENOENT, access_pages(self->fd, access, BASE_IOVA, PAGE,
 					  NULL, 0, NULL));
-	ASSERT_EQ(0, unmap(self->fd, self->ioas_id, 0, UINT64_MAX));
+	ASSERT_EQ(0, unmap(self->fd, self->ioas_id, 0, UINT64_MAX, NULL));
 	ASSERT_EQ(0, destroy(self->fd, self->ioas_id));
 	EXPECT_ERRNO(EBUSY, destroy(self->fd, other));
 	close(access);
