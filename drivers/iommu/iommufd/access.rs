@@ -233,7 +233,12 @@ impl Access {
     /// with [`RW_WRITE`]).
     pub(crate) fn rw(&self, iova: u64, buf: &mut [u8], flags: u32) -> Result {
         let ioas = self.ioas()?;
-        ioas.iopt.access_rw(iova, buf, flags & RW_WRITE != 0)
+        // The selftest forces the copy through pinned pages with
+        // RW_SLOW_PATH; otherwise the calling process's own memory is copied
+        // directly.
+        let direct = flags & RW_SLOW_PATH == 0;
+        ioas.iopt
+            .access_rw(iova, buf, flags & RW_WRITE != 0, direct)
     }
 
     /// Called by the IOAS when IOVA this access may hold pins in goes away.

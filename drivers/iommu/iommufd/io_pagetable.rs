@@ -465,11 +465,19 @@ impl IoPagetable {
     /// on failure none of them stays mapped or pinned.
     fn fill_new_areas(inner: &mut Inner, iova: u64, last: u64) -> Result {
         let inner = &*inner;
+        if inner.domains.is_empty() {
+            return Ok(());
+        }
+        // The areas of `[iova, last]`, in order, each found in O(log n).
+        let in_range = |from: u64| {
+            inner
+                .areas
+                .first_overlap(from, last)
+                .filter(|&(s, _, _)| s >= iova)
+        };
         let mut failed = None;
-        'areas: for (s, l, area) in inner.areas.iter() {
-            if s < iova || s > last {
-                continue;
-            }
+        let mut cur = in_range(iova);
+        'areas: while let Some((s, l, area)) = cur {
             for (i, d) in inner.domains.iter().enumerate() {
                 if let Err(e) = fill_area(d, s, l, area, i == 0) {
                     for (j, d) in inner.domains.iter().enumerate().take(i) {
@@ -479,17 +487,20 @@ impl IoPagetable {
                     break 'areas;
                 }
             }
+            cur = if l >= last { None } else { in_range(l + 1) };
         }
         let Some((stop, e)) = failed else {
             return Ok(());
         };
-        for (s, l, area) in inner.areas.iter() {
-            if s < iova || s >= stop {
-                continue;
+        let mut cur = in_range(iova);
+        while let Some((s, l, area)) = cur {
+            if s >= stop {
+                break;
             }
             for (j, d) in inner.domains.iter().enumerate() {
                 unfill_area(d, s, l, area, j == 0);
             }
+            cur = if l >= last { None } else { in_range(l + 1) };
         }
         Err(e)
     }
@@ -831,7 +842,7 @@ impl IoPagetable {
     /// Copies between `buf` and the memory mapped at `iova`: into the
     /// memory if `write`.  Same coverage and permission rules as
     /// [`IoPagetable::access_pin`], at any alignment.
-    pub(crate) fn access_rw(&self, iova: u64, buf: &mut [u8], write: bool) -> Result {
+    pub(crate) fn access_rw(&self, iova: u64, buf: &mut [u8], write: bool, direct: bool) -> Result {
         if buf.is_empty() {
             return Err(EINVAL);
         }
@@ -846,7 +857,7 @@ impl IoPagetable {
                 area.check_access(write)?;
                 let n = (end - cur + 1) as usize;
                 area.pages
-                    .rw(area.byte(s, cur), &mut buf[done..done + n], write)?;
+                    .rw(area.byte(s, cur), &mut buf[done..done + n], write, direct)?;
                 done += n;
                 Ok(())
             })

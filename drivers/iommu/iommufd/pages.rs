@@ -35,6 +35,7 @@ use kernel::rbtree::{RBTree, RBTreeNode};
 use kernel::sync::aref::ARef;
 use kernel::sync::{Arc, Mutex};
 use kernel::task::Task;
+use kernel::uaccess::{UserPtr, UserSlice};
 
 use crate::object::AccountMode;
 #[cfg(CONFIG_DMA_SHARED_BUFFER)]
@@ -636,8 +637,26 @@ impl Pages {
     /// Copies between `buf` and the memory starting `start_byte` bytes into
     /// the range: into the memory if `write`.  Pages nobody has pinned are
     /// pinned just for the copy.
-    pub(crate) fn rw(&self, start_byte: u64, buf: &mut [u8], write: bool) -> Result {
+    ///
+    /// With `direct`, process memory of the calling process is copied
+    /// straight from or to user space (upstream's fast path), which ignores
+    /// whether pages are pinned, as a CPU access may.
+    pub(crate) fn rw(&self, start_byte: u64, buf: &mut [u8], write: bool, direct: bool) -> Result {
         let st = self.state.lock();
+        if direct && matches!(self.backing, Backing::User) {
+            let current = kernel::current!();
+            let cur = current.mm().map(|m| m.as_raw());
+            if cur.is_some() && st.source.mm.as_ref().map(|m| m.as_raw()) == cur {
+                drop(st);
+                let addr = self.uptr.checked_add(start_byte).ok_or(EFAULT)?;
+                let user = UserSlice::new(UserPtr::from_addr(addr as usize), buf.len());
+                return if write {
+                    user.writer().write_slice(buf)
+                } else {
+                    user.reader().read_slice(buf)
+                };
+            }
+        }
         let mut off = start_byte;
         let mut done = 0usize;
         while done < buf.len() {
