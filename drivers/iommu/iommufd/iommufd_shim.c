@@ -62,11 +62,19 @@ struct file *iommufd_shim_staccess_fget(int fd, void **data)
 
 #if IS_ENABLED(CONFIG_KUNIT)
 #include <linux/mm_types.h>
+#include <linux/shmem_fs.h>
 #include <linux/sched.h>
 #include <linux/sched/user.h>
 
-/* Called from Rust (iommufd_main.rs). */
+/* Called from Rust (iommufd_main.rs, pages.rs). */
 unsigned long iommufd_shim_c_offset(unsigned int which);
+struct file *iommufd_shim_kunit_memfd(size_t size);
+
+/* A shmem file, which pins like a memfd: the KUnit tests' memory. */
+struct file *iommufd_shim_kunit_memfd(size_t size)
+{
+	return shmem_file_setup("iommufd_kunit", size, EMPTY_VMA_FLAGS);
+}
 
 /*
  * Offsets, as the C compiler lays the structures out, of the fields the

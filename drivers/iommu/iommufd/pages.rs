@@ -769,3 +769,99 @@ impl Drop for State {
         }
     }
 }
+
+#[kunit_tests(iommufd_rs_pages)]
+mod tests {
+    use super::*;
+    use core::ptr::NonNull;
+    use kernel::error::from_err_ptr;
+
+    extern "C" {
+        /// `iommufd_shim.c`: a shmem file of `size` bytes.
+        fn iommufd_shim_kunit_memfd(size: usize) -> *mut core::ffi::c_void;
+    }
+
+    /// `npages` pages of a new shmem file, as a `Pages`.
+    fn pages(npages: u64) -> Result<Arc<Pages>> {
+        let len = npages * PAGE;
+        // SAFETY: Creates a new file whose reference we own.
+        let f = from_err_ptr(unsafe { iommufd_shim_kunit_memfd(len as usize) })?
+            .cast::<kernel::bindings::file>();
+        // SAFETY: `f` is a new file (not NULL) whose one reference the
+        // `ARef` takes over.
+        let f: ARef<File> = unsafe { ARef::from_raw(NonNull::new_unchecked(f).cast()) };
+        Pages::new_file(f, 0, len, true, AccountMode::User)
+    }
+
+    fn pinned(p: &Pages) -> u64 {
+        p.state.lock().npinned
+    }
+
+    fn chunks(p: &Pages) -> usize {
+        p.state.lock().chunks.iter().count()
+    }
+
+    #[test]
+    fn pins_are_shared_and_given_back() -> Result {
+        let p = pages(700)?;
+        p.pin(0, 3)?;
+        assert_eq!(pinned(&p), 4);
+        // Pages 2 and 3 get a second user, not a second pin.
+        p.pin(2, 5)?;
+        assert_eq!(pinned(&p), 6);
+        p.unpin(0, 3);
+        assert_eq!(pinned(&p), 4);
+        p.unpin(2, 5);
+        assert_eq!(pinned(&p), 0);
+        assert_eq!(chunks(&p), 0);
+        // More than one batch, across many chunks.
+        p.pin(10, 650)?;
+        assert_eq!(pinned(&p), 641);
+        assert_eq!(chunks(&p), 11);
+        let mut n = 0;
+        p.for_each_phys(10, 650, |_, phys| {
+            assert_ne!(phys, 0);
+            n += 1;
+            Ok(())
+        })?;
+        assert_eq!(n, 641);
+        p.unpin(10, 650);
+        assert_eq!((pinned(&p), chunks(&p)), (0, 0));
+        Ok(())
+    }
+
+    #[test]
+    fn bad_ranges_change_nothing() -> Result {
+        let p = pages(4)?;
+        assert_eq!(p.pin(3, 2), Err(EINVAL));
+        assert_eq!(p.pin(0, 4), Err(EINVAL));
+        let mut buf = [0u8; 8];
+        assert_eq!(p.rw(4 * PAGE - 4, &mut buf, false, false), Err(EINVAL));
+        assert_eq!(p.for_each_phys(0, 0, |_, _| Ok(())), Err(EFAULT));
+        assert_eq!((pinned(&p), chunks(&p)), (0, 0));
+        Ok(())
+    }
+
+    #[test]
+    fn rw_through_temporary_and_stored_pins() -> Result {
+        let p = pages(4)?;
+        let mut data = [0u8; 100];
+        for (i, b) in data.iter_mut().enumerate() {
+            *b = i as u8 ^ 0x5a;
+        }
+        // Across a page boundary, nothing pinned: pinned for the copy only.
+        p.rw(PAGE - 50, &mut data, true, false)?;
+        assert_eq!(pinned(&p), 0);
+        let mut back = [0u8; 100];
+        p.rw(PAGE - 50, &mut back, false, false)?;
+        assert_eq!(data, back);
+        // The same through stored pins.
+        p.pin(0, 1)?;
+        let mut again = [0u8; 100];
+        p.rw(PAGE - 50, &mut again, false, false)?;
+        assert_eq!(data, again);
+        p.unpin(0, 1);
+        assert_eq!(pinned(&p), 0);
+        Ok(())
+    }
+}
