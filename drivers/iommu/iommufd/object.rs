@@ -16,11 +16,13 @@
 //! holds the last reference and the object is torn down before the ioctl
 //! returns.
 
+use core::marker::PhantomData;
 use core::ops::Deref;
 use kernel::id_pool::IdPool;
 use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::rbtree::{RBTree, RBTreeNode, RBTreeNodeReservation};
+use kernel::sync::atomic::{Acquire, Atomic, Relaxed, Release};
 use kernel::sync::{Arc, Mutex};
 
 use crate::access::Access;
@@ -95,7 +97,9 @@ object_kinds! {
 struct Entry {
     obj: AnyObject,
     /// The table's own use plus every outstanding [`ObjRef`].
-    users: u32,
+    /// Its own atomic so that a use is given back without the table lock;
+    /// uses are only taken under the lock.
+    users: Arc<Atomic<u32>>,
 }
 
 /// How the pages an IOAS pins are charged against `RLIMIT_MEMLOCK`.
@@ -140,8 +144,15 @@ impl Inner {
     fn get<T: Kind>(&mut self, id: u32) -> Result<Arc<Object<T>>> {
         let entry = self.map.get_mut(&id).ok_or(ENOENT)?;
         let obj = T::peek(&entry.obj).ok_or(ENOENT)?.clone();
-        entry.users += 1;
+        entry.users.fetch_add(1, Relaxed);
         Ok(obj)
+    }
+
+    /// Like [`Inner::get`], also returning the entry's use counter.
+    fn get_counted<T: Kind>(&mut self, id: u32) -> Result<(Arc<Object<T>>, Arc<Atomic<u32>>)> {
+        let obj = self.get::<T>(id)?;
+        let users = self.map.get(&id).map(|e| e.users.clone()).ok_or(ENOENT)?;
+        Ok((obj, users))
     }
 }
 
@@ -171,6 +182,7 @@ impl ObjectTable {
     pub(crate) fn reserve(&self) -> Result<Reservation<'_>> {
         // Allocated up front so that publishing cannot fail.
         let node = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
+        let users = Arc::new(Atomic::new(0), GFP_KERNEL_ACCOUNT)?;
         let mut inner = self.inner.lock();
         let id = loop {
             if let Some(unused) = inner.ids.find_unused_id(1) {
@@ -187,15 +199,20 @@ impl ObjectTable {
             // The pool hands out IDs below its maximum size, i32::MAX.
             id: id as u32,
             node: Some(node),
+            users: Some(users),
         })
     }
 
     /// Looks up a published object of kind `T`: `ENOENT` if there is none.
     pub(crate) fn get<T: Kind>(&self, id: u32) -> Result<ObjRef<'_, T>> {
-        let obj = self.inner.lock().get::<T>(id)?;
+        let (obj, users) = self.inner.lock().get_counted::<T>(id)?;
         Ok(ObjRef {
             obj,
-            _use: Use { table: self, id },
+            _use: Use {
+                users,
+                id,
+                _table: PhantomData,
+            },
         })
     }
 
@@ -232,11 +249,15 @@ impl ObjectTable {
     ) -> Result<ObjRef<'_, T>> {
         let mut inner = self.inner.lock();
         let id = f(&inner.shared)?;
-        let obj = inner.get::<T>(id)?;
+        let (obj, users) = inner.get_counted::<T>(id)?;
         drop(inner);
         Ok(ObjRef {
             obj,
-            _use: Use { table: self, id },
+            _use: Use {
+                users,
+                id,
+                _table: PhantomData,
+            },
         })
     }
 
@@ -253,7 +274,7 @@ impl ObjectTable {
         let mut inner = self.inner.lock();
         match inner.map.get(&id) {
             None => return Err(ENOENT),
-            Some(entry) if entry.users != 1 => return Err(EBUSY),
+            Some(entry) if entry.users.load(Acquire) != 1 => return Err(EBUSY),
             Some(_) => {}
         }
         let node = inner.remove(id);
@@ -295,7 +316,7 @@ impl ObjectTable {
     fn remove_next_unused(&self, from: &mut u32) -> Option<RBTreeNode<u32, Entry>> {
         let mut inner = self.inner.lock();
         let mut cursor = inner.map.cursor_lower_bound_mut(from)?;
-        while cursor.current().1.users != 1 {
+        while cursor.current().1.users.load(Acquire) != 1 {
             cursor = cursor.move_next()?;
         }
         let id = *cursor.current().0;
@@ -304,16 +325,20 @@ impl ObjectTable {
     }
 
     fn put_use(&self, id: u32) {
-        let mut inner = self.inner.lock();
-        match inner.map.get_mut(&id) {
-            Some(entry) if entry.users > 1 => entry.users -= 1,
-            _ => pr_err!("object {id}: use given back twice\n"),
+        let users = self.inner.lock().map.get(&id).map(|e| e.users.clone());
+        match users {
+            Some(users) => put_counter(&users, id),
+            None => pr_err!("object {id}: use given back twice\n"),
         }
     }
 
     #[cfg(CONFIG_KUNIT)]
     fn users(&self, id: u32) -> Option<u32> {
-        self.inner.lock().map.get(&id).map(|e| e.users)
+        self.inner
+            .lock()
+            .map
+            .get(&id)
+            .map(|e| e.users.load(Relaxed))
     }
 }
 
@@ -324,6 +349,7 @@ pub(crate) struct Reservation<'a> {
     table: &'a ObjectTable,
     id: u32,
     node: Option<RBTreeNodeReservation<u32, Entry>>,
+    users: Option<Arc<Atomic<u32>>>,
 }
 
 impl Reservation<'_> {
@@ -367,14 +393,15 @@ impl Reservation<'_> {
             pr_err!("object {} published under ID {}\n", obj.id, self.id);
             return;
         }
-        let Some(node) = self.node.take() else {
+        let (Some(node), Some(counter)) = (self.node.take(), self.users.take()) else {
             return;
         };
+        counter.store(users, Relaxed);
         let node = node.into_node(
             self.id,
             Entry {
                 obj: T::wrap(obj),
-                users,
+                users: counter,
             },
         );
         let mut inner = self.table.inner.lock();
@@ -394,15 +421,32 @@ impl Drop for Reservation<'_> {
     }
 }
 
-/// A use of an object, given back when dropped.
+/// Gives back one use counted by `users` (of object `id`, for the log).
+fn put_counter(users: &Atomic<u32>, id: u32) {
+    // The table's own use is never given back this way.
+    let mut cur = users.load(Relaxed);
+    loop {
+        if cur <= 1 {
+            pr_err!("object {id}: use given back twice\n");
+            return;
+        }
+        match users.cmpxchg(cur, cur - 1, Release) {
+            Ok(_) => return,
+            Err(now) => cur = now,
+        }
+    }
+}
+
+/// A use of an object, given back when dropped (without the table lock).
 struct Use<'a> {
-    table: &'a ObjectTable,
+    users: Arc<Atomic<u32>>,
     id: u32,
+    _table: PhantomData<&'a ObjectTable>,
 }
 
 impl Drop for Use<'_> {
     fn drop(&mut self) {
-        self.table.put_use(self.id);
+        put_counter(&self.users, self.id);
     }
 }
 
