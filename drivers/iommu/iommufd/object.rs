@@ -149,12 +149,15 @@ impl Inner {
     }
 
     /// Like [`Inner::get`], also returning the entry's use counter.
-    fn get_counted<T: Kind>(&mut self, id: u32) -> Result<(Arc<Object<T>>, Arc<Atomic<u32>>)> {
+    fn get_counted<T: Kind>(&mut self, id: u32) -> Result<Counted<T>> {
         let obj = self.get::<T>(id)?;
         let users = self.map.get(&id).map(|e| e.users.clone()).ok_or(ENOENT)?;
         Ok((obj, users))
     }
 }
+
+/// An object with the use counter of its entry.
+type Counted<T> = (Arc<Object<T>>, Arc<Atomic<u32>>);
 
 /// The objects of one iommufd context.
 #[pin_data]
