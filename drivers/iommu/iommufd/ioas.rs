@@ -2,7 +2,6 @@
 
 //! I/O address spaces (IOAS): `IOMMU_IOAS_*`.
 
-use kernel::fs::LocalFile;
 use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
@@ -236,10 +235,7 @@ pub(crate) fn map_file_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_map_file>) -> 
         return ucmd.respond();
     }
     let fd = u32::try_from(c.fd).map_err(|_| EBADF)?;
-    let file = LocalFile::fget(fd).map_err(|_| EBADF)?;
-    // SAFETY: The file position is never used here, so no `fdget_pos()` on
-    // this file by this thread can be disturbed.
-    let file = unsafe { LocalFile::assume_no_fdget_pos(file) };
+    let file = kernel::mm::pin::fget_for_pinning(fd)?;
     let mode = ucmd.ctx.objects.with_shared(|s, _| s.account_mode);
     let slice = PagesSlice::file(file, c.start, c.length, prot.write, mode)?;
     ucmd.cmd.iova = ioas.iopt.map(&[slice], iova, prot)?;

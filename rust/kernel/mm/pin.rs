@@ -188,6 +188,18 @@ impl MmapReadGuard<'_> {
     }
 }
 
+/// The file of the descriptor `fd`, to pin its pages with
+/// [`pin_memfd_pages`]: `EBADF` if there is none.
+///
+/// Pinning never uses the file position, so the reference may be shared
+/// between threads even if this thread holds an `fdget_pos()` on the file.
+pub fn fget_for_pinning(fd: u32) -> Result<ARef<crate::fs::File>> {
+    let file = crate::fs::LocalFile::fget(fd).map_err(|_| EBADF)?;
+    // SAFETY: What this file is used for (pinning its pages, holding it)
+    // never touches the file position, which is all `fdget_pos()` protects.
+    Ok(unsafe { crate::fs::LocalFile::assume_no_fdget_pos(file) })
+}
+
 /// Pins `nr` pages of the memfd `file` starting at byte `start` (page
 /// aligned), one pin per page, and appends them to `out`; all of them, or
 /// fails with nothing appended.  The pins are long-term ones
