@@ -209,6 +209,75 @@ impl driver::Driver for MockIommu {
 #[kunit_tests(iommufd_rs_mock)]
 mod tests {
     use super::*;
+    use crate::io_pagetable::{IoPagetable, PagesSlice, Prot};
+    use crate::pages::{kunit_memfd_pages, PAGE};
+    use kernel::iommu::domain::Domain;
+    use kernel::sync::Arc;
+
+    const RW: Prot = Prot {
+        read: true,
+        write: true,
+    };
+
+    /// An IOAS and a mock domain: the domain takes in what is mapped, keeps
+    /// following it, bounds the IOVA and sets its alignment, and gives it
+    /// all back when it leaves.
+    #[test]
+    fn domain_follows_the_ioas() -> Result {
+        let dev = MOCK.add_device(c"iommufd_kunit_mock", MockDevData::new(0), &[])?;
+        let domain = Arc::new(Domain::alloc_paging(dev.device(), 0)?, GFP_KERNEL)?;
+        let iopt = KBox::pin_init(IoPagetable::new(), GFP_KERNEL)?;
+        let pages = kunit_memfd_pages(8)?;
+        let slice = |start_byte: u64, length: u64| PagesSlice {
+            pages: pages.clone(),
+            start_byte,
+            length,
+        };
+        let none = |_: u64, _: u64| {};
+        // A mapping outside the aperture keeps the domain out.
+        iopt.map(&[slice(0, PAGE)], Some(0x1000), RW)?;
+        assert_eq!(iopt.add_domain(&domain), Err(EADDRINUSE));
+        iopt.unmap(0, u64::MAX, &none)?;
+        assert_eq!(pages.npinned(), 0);
+
+        let base = MOCK_APERTURE_START;
+        iopt.map(&[slice(0, 4 * PAGE)], Some(base), RW)?;
+        iopt.add_domain(&domain)?;
+        assert_eq!(iopt.iova_alignment(), MOCK_PAGE_SIZE);
+        assert_eq!(pages.npinned(), 4);
+        pages.for_each_phys(0, 3, |idx, phys| {
+            assert_eq!(domain.iova_to_phys(base + idx * PAGE + 100), phys + 100);
+            Ok(())
+        })?;
+        // Mapped later: into the domain too.
+        let at = base + 0x10_0000;
+        iopt.map(&[slice(4 * PAGE, 2 * PAGE)], Some(at), RW)?;
+        assert_eq!(pages.npinned(), 6);
+        pages.for_each_phys(4, 5, |idx, phys| {
+            assert_eq!(domain.iova_to_phys(at + (idx - 4) * PAGE), phys);
+            Ok(())
+        })?;
+        // Outside the aperture, or off its page size: refused.
+        assert_eq!(
+            iopt.map(&[slice(6 * PAGE, PAGE)], Some(0x1000), RW),
+            Err(EINVAL)
+        );
+        assert_eq!(
+            iopt.map(&[slice(6 * PAGE, PAGE)], Some(base + 0x20_0400), RW),
+            Err(EINVAL)
+        );
+        // Unmapped: out of the domain and unpinned.
+        iopt.unmap(at, at + 2 * PAGE - 1, &none)?;
+        assert_eq!(domain.iova_to_phys(at), 0);
+        assert_eq!(pages.npinned(), 4);
+
+        iopt.remove_domain(&domain);
+        assert_eq!(domain.iova_to_phys(base), 0);
+        assert_eq!(iopt.iova_alignment(), 1);
+        assert_eq!(pages.npinned(), 0);
+        iopt.unmap(0, u64::MAX, &none)?;
+        Ok(())
+    }
 
     fn domain() -> Result<MockDomain> {
         Ok(MockDomain {

@@ -770,27 +770,38 @@ impl Drop for State {
     }
 }
 
-#[kunit_tests(iommufd_rs_pages)]
-mod tests {
-    use super::*;
-    use core::ptr::NonNull;
-    use kernel::error::from_err_ptr;
-
+/// `npages` pages of a new shmem file (which pins like a memfd), as a
+/// `Pages`, for KUnit tests: kernel threads have no user memory.
+#[cfg(CONFIG_KUNIT)]
+pub(crate) fn kunit_memfd_pages(npages: u64) -> Result<Arc<Pages>> {
     extern "C" {
         /// `iommufd_shim.c`: a shmem file of `size` bytes.
         fn iommufd_shim_kunit_memfd(size: usize) -> *mut core::ffi::c_void;
     }
+    let len = npages * PAGE;
+    // SAFETY: Creates a new file whose reference we own.
+    let f = kernel::error::from_err_ptr(unsafe { iommufd_shim_kunit_memfd(len as usize) })?
+        .cast::<kernel::bindings::file>();
+    // SAFETY: `f` is a new file (not NULL) whose one reference the `ARef`
+    // takes over.
+    let f: ARef<File> = unsafe { ARef::from_raw(core::ptr::NonNull::new_unchecked(f).cast()) };
+    Pages::new_file(f, 0, len, true, AccountMode::User)
+}
 
-    /// `npages` pages of a new shmem file, as a `Pages`.
+impl Pages {
+    /// Pages pinned (and charged) now.
+    #[cfg(CONFIG_KUNIT)]
+    pub(crate) fn npinned(&self) -> u64 {
+        self.state.lock().npinned
+    }
+}
+
+#[kunit_tests(iommufd_rs_pages)]
+mod tests {
+    use super::*;
+
     fn pages(npages: u64) -> Result<Arc<Pages>> {
-        let len = npages * PAGE;
-        // SAFETY: Creates a new file whose reference we own.
-        let f = from_err_ptr(unsafe { iommufd_shim_kunit_memfd(len as usize) })?
-            .cast::<kernel::bindings::file>();
-        // SAFETY: `f` is a new file (not NULL) whose one reference the
-        // `ARef` takes over.
-        let f: ARef<File> = unsafe { ARef::from_raw(NonNull::new_unchecked(f).cast()) };
-        Pages::new_file(f, 0, len, true, AccountMode::User)
+        kunit_memfd_pages(npages)
     }
 
     fn pinned(p: &Pages) -> u64 {
