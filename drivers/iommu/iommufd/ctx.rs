@@ -14,7 +14,7 @@ use crate::object::{AccountMode, ObjectTable};
 use crate::uapi;
 use crate::ucmd::{self, Ucmd};
 
-#[pin_data(PinnedDrop)]
+#[pin_data]
 pub(crate) struct Ctx {
     #[pin]
     pub(crate) objects: ObjectTable,
@@ -94,13 +94,6 @@ impl Ctx {
     /// The cookie DMA ownership of this context's devices is claimed with.
     pub(crate) fn owner_cookie(&self) -> *mut core::ffi::c_void {
         core::ptr::from_ref(self).cast_mut().cast()
-    }
-}
-
-#[pinned_drop]
-impl PinnedDrop for Ctx {
-    fn drop(self: Pin<&mut Self>) {
-        self.objects.destroy_all();
     }
 }
 

@@ -221,23 +221,23 @@ pub(crate) fn map_file_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_map_file>) -> 
     }
     c.start.checked_add(c.length - 1).ok_or(EOVERFLOW)?;
     let ioas = ucmd.ctx.objects.get::<Ioas>(c.ioas_id)?;
-    #[cfg(CONFIG_DMA_SHARED_BUFFER)]
-    if let Ok(buf) = kernel::dma_buf::DmaBuf::get(c.fd) {
-        let slice = PagesSlice::dmabuf(
+    let slice = match dmabuf_of(c.fd) {
+        #[cfg(CONFIG_DMA_SHARED_BUFFER)]
+        Some(buf) => PagesSlice::dmabuf(
             buf,
             &ucmd.ctx.dev,
             c.start,
             c.length,
             prot.write,
             locate_dmabuf,
-        )?;
-        ucmd.cmd.iova = ioas.iopt.map(&[slice], iova, prot)?;
-        return ucmd.respond();
-    }
-    let fd = u32::try_from(c.fd).map_err(|_| EBADF)?;
-    let file = kernel::mm::pin::fget_for_pinning(fd)?;
-    let mode = ucmd.ctx.objects.with_shared(|s, _| s.account_mode);
-    let slice = PagesSlice::file(file, c.start, c.length, prot.write, mode)?;
+        )?,
+        _ => {
+            let fd = u32::try_from(c.fd).map_err(|_| EBADF)?;
+            let file = kernel::mm::pin::fget_for_pinning(fd)?;
+            let mode = ucmd.ctx.objects.with_shared(|s, _| s.account_mode);
+            PagesSlice::file(file, c.start, c.length, prot.write, mode)?
+        }
+    };
     ucmd.cmd.iova = ioas.iopt.map(&[slice], iova, prot)?;
     ucmd.respond()
 }
@@ -253,6 +253,17 @@ pub(crate) fn change_process_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_change_p
         ioas.iopt.collect_pages(&mut pages)?;
     }
     crate::pages::change_process(&pages)
+}
+
+/// The dma-buf of the file descriptor `fd`, if it is one.
+#[cfg(CONFIG_DMA_SHARED_BUFFER)]
+fn dmabuf_of(fd: i32) -> Option<kernel::dma_buf::DmaBuf> {
+    kernel::dma_buf::DmaBuf::get(fd).ok()
+}
+
+#[cfg(not(CONFIG_DMA_SHARED_BUFFER))]
+fn dmabuf_of(_fd: i32) -> Option<()> {
+    None
 }
 
 /// Where a dma-buf's memory is, from its exporter, as `(physical address,

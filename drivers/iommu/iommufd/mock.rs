@@ -155,17 +155,13 @@ pub(crate) const DEV_CACHE_NUM: usize = 4;
 
 /// What the mock keeps with each device (upstream's `struct mock_dev`).
 pub(crate) struct MockDevData {
-    /// `MOCK_FLAGS_DEVICE_*` the device was created with.
-    #[allow(dead_code)]
-    pub(crate) flags: u32,
     /// The device's emulated cache entries, invalidated through a vIOMMU.
     pub(crate) cache: [Atomic<u32>; DEV_CACHE_NUM],
 }
 
 impl MockDevData {
-    pub(crate) fn new(flags: u32) -> Self {
+    pub(crate) fn new() -> Self {
         Self {
-            flags,
             cache: [const { Atomic::new(DEV_CACHE_DEFAULT) }; DEV_CACHE_NUM],
         }
     }
@@ -224,7 +220,7 @@ mod tests {
     /// all back when it leaves.
     #[test]
     fn domain_follows_the_ioas() -> Result {
-        let dev = MOCK.add_device(c"iommufd_kunit_mock", MockDevData::new(0), &[])?;
+        let dev = MOCK.add_device(c"iommufd_kunit_mock", MockDevData::new(), &[])?;
         let domain = Arc::new(Domain::alloc_paging(dev.device(), 0)?, GFP_KERNEL)?;
         let iopt = KBox::pin_init(IoPagetable::new(), GFP_KERNEL)?;
         let pages = kunit_memfd_pages(8)?;

@@ -140,19 +140,13 @@ impl Inner {
         Some(node)
     }
 
-    /// Counts a new use of the published object `id` of kind `T`.
-    fn get<T: Kind>(&mut self, id: u32) -> Result<Arc<Object<T>>> {
+    /// Counts a new use of the published object `id` of kind `T`; returns
+    /// the object and the entry's use counter.
+    fn get<T: Kind>(&mut self, id: u32) -> Result<Counted<T>> {
         let entry = self.map.get_mut(&id).ok_or(ENOENT)?;
         let obj = T::peek(&entry.obj).ok_or(ENOENT)?.clone();
         entry.users.fetch_add(1, Relaxed);
-        Ok(obj)
-    }
-
-    /// Like [`Inner::get`], also returning the entry's use counter.
-    fn get_counted<T: Kind>(&mut self, id: u32) -> Result<Counted<T>> {
-        let obj = self.get::<T>(id)?;
-        let users = self.map.get(&id).map(|e| e.users.clone()).ok_or(ENOENT)?;
-        Ok((obj, users))
+        Ok((obj, entry.users.clone()))
     }
 }
 
@@ -208,22 +202,14 @@ impl ObjectTable {
 
     /// Looks up a published object of kind `T`: `ENOENT` if there is none.
     pub(crate) fn get<T: Kind>(&self, id: u32) -> Result<ObjRef<'_, T>> {
-        let (obj, users) = self.inner.lock().get_counted::<T>(id)?;
-        Ok(ObjRef {
-            obj,
-            _use: Use {
-                users,
-                id,
-                _table: PhantomData,
-            },
-        })
+        self.get_by(|_| Ok(id))
     }
 
     /// Looks up a published object of kind `T` for an in-kernel user that
     /// keeps it beyond the current command: the use lasts until
     /// [`ObjectTable::put_long`].  The object cannot be destroyed meanwhile.
     pub(crate) fn get_long<T: Kind>(&self, id: u32) -> Result<Arc<Object<T>>> {
-        self.inner.lock().get::<T>(id)
+        Ok(self.inner.lock().get::<T>(id)?.0)
     }
 
     /// Gives back a use taken with [`ObjectTable::get_long`] (or kept from
@@ -252,7 +238,7 @@ impl ObjectTable {
     ) -> Result<ObjRef<'_, T>> {
         let mut inner = self.inner.lock();
         let id = f(&inner.shared)?;
-        let (obj, users) = inner.get_counted::<T>(id)?;
+        let (obj, users) = inner.get::<T>(id)?;
         drop(inner);
         Ok(ObjRef {
             obj,

@@ -40,20 +40,6 @@ const OP_MOCK_DOMAIN: u32 = 2;
 const OP_MD_CHECK_MAP: u32 = 3;
 /// `IOMMU_TEST_OP_MD_CHECK_REFS`
 const OP_MD_CHECK_REFS: u32 = 4;
-/// `IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE`
-const OP_MOCK_DOMAIN_REPLACE: u32 = 10;
-/// `IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS`
-const OP_MOCK_DOMAIN_FLAGS: u32 = 12;
-/// `IOMMU_TEST_OP_DEV_CHECK_CACHE`
-const OP_DEV_CHECK_CACHE: u32 = 16;
-/// `IOMMU_TEST_OP_DMABUF_GET`
-const OP_DMABUF_GET: u32 = 22;
-/// `IOMMU_TEST_OP_DMABUF_REVOKE`
-const OP_DMABUF_REVOKE: u32 = 23;
-/// `MOCK_FLAGS_DEVICE_NO_DIRTY`
-const MOCK_FLAGS_DEVICE_NO_DIRTY: u32 = 1 << 0;
-/// `MOCK_FLAGS_DEVICE_PASID`
-const MOCK_FLAGS_DEVICE_PASID: u32 = 1 << 2;
 /// `IOMMU_TEST_OP_CREATE_ACCESS`
 const OP_CREATE_ACCESS: u32 = 5;
 /// `IOMMU_TEST_OP_DESTROY_ACCESS_PAGES`
@@ -64,8 +50,23 @@ const OP_ACCESS_PAGES: u32 = 7;
 const OP_ACCESS_RW: u32 = 8;
 /// `IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT`
 const OP_SET_TEMP_MEMORY_LIMIT: u32 = 9;
+/// `IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE`
+const OP_MOCK_DOMAIN_REPLACE: u32 = 10;
 /// `IOMMU_TEST_OP_ACCESS_REPLACE_IOAS`
 const OP_ACCESS_REPLACE_IOAS: u32 = 11;
+/// `IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS`
+const OP_MOCK_DOMAIN_FLAGS: u32 = 12;
+/// `IOMMU_TEST_OP_DEV_CHECK_CACHE`
+const OP_DEV_CHECK_CACHE: u32 = 16;
+/// `IOMMU_TEST_OP_DMABUF_GET`
+const OP_DMABUF_GET: u32 = 22;
+/// `IOMMU_TEST_OP_DMABUF_REVOKE`
+const OP_DMABUF_REVOKE: u32 = 23;
+
+/// `MOCK_FLAGS_DEVICE_NO_DIRTY`
+const MOCK_FLAGS_DEVICE_NO_DIRTY: u32 = 1 << 0;
+/// `MOCK_FLAGS_DEVICE_PASID`
+const MOCK_FLAGS_DEVICE_PASID: u32 = 1 << 2;
 
 /// `MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES`
 const MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES: u32 = 1 << 0;
@@ -526,7 +527,7 @@ fn mock_domain(ucmd: &mut Ucmd<'_, iommu_test_cmd>, dev_flags: u32) -> Result {
     } else {
         &[(c"pasid-num-bits", 0)]
     };
-    let bus_dev = mock::MOCK.add_device(&name, mock::MockDevData::new(dev_flags), props)?;
+    let bus_dev = mock::MOCK.add_device(&name, mock::MockDevData::new(), props)?;
     let idev = Device::bind(&ctx, bus_dev.device())?;
     let slot = match ctx.objects.reserve() {
         Ok(slot) => slot,
