@@ -10,6 +10,8 @@
 
 use kernel::bindings;
 use kernel::iommu::domain::{self as iommu, Attachment, DmaOwner, Domain, Group};
+use kernel::iommu::fault::FaultSink;
+use kernel::iommu::user_data::{UserData, UserDataArray};
 use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
@@ -17,8 +19,9 @@ use kernel::sync::{Arc, Mutex};
 use kernel::uaccess::{UserPtr, UserSlice};
 
 use crate::ctx::Ctx;
+use crate::fault::{Fault, Sink};
 use crate::ioas::Ioas;
-use crate::object::Object;
+use crate::object::{Held, Object};
 use crate::uapi;
 use crate::ucmd::Ucmd;
 
@@ -31,59 +34,62 @@ pub(crate) struct HwptPaging {
     pub(crate) domain: Arc<Domain>,
     /// Made by an attach to an IOAS, and destroyed with its last device.
     auto: bool,
+    /// Nested HWPTs may be built on it (`IOMMU_HWPT_ALLOC_NEST_PARENT`).
+    nest_parent: bool,
+    /// The queue the faults of its devices go to.
+    fault: Option<Held<Fault>>,
+}
+
+/// The fault queue `fault_id` for a new HWPT whose `domain` is not shared
+/// yet, which from now on takes faults; none for `None`.
+fn take_faults(
+    ctx: &Arc<Ctx>,
+    domain: &mut Domain,
+    fault_id: Option<u32>,
+) -> Result<Option<Held<Fault>>> {
+    let Some(id) = fault_id else {
+        return Ok(None);
+    };
+    let fault = Held::get(ctx, id)?;
+    domain.take_faults();
+    Ok(Some(fault))
 }
 
 impl HwptPaging {
-    /// A new HWPT of `ioas`, whose use the caller gives, for `dev`.
+    /// A new HWPT of `ioas` for `dev`, with `IOMMU_HWPT_ALLOC_*` `flags`
+    /// (less `IOMMU_HWPT_FAULT_ID_VALID`) and its faults going to the queue
+    /// `fault_id`.
     fn alloc(
         ctx: &Arc<Ctx>,
-        ioas: Arc<Object<Ioas>>,
+        ioas: Held<Ioas>,
         dev: &kernel::device::Device,
         auto: bool,
         flags: u32,
+        fault_id: Option<u32>,
     ) -> Result<Arc<Object<HwptPaging>>> {
-        // Until the HWPT exists, the IOAS use is ours to give back.
-        let give_back = |ioas: Arc<Object<Ioas>>| {
-            let id = ioas.id();
-            drop(ioas);
-            ctx.objects.put_long(id);
-        };
-        let domain = match Domain::alloc_paging(dev, flags)
-            .and_then(|d| Ok(Arc::new(d, GFP_KERNEL_ACCOUNT)?))
-        {
-            Ok(d) => d,
-            Err(e) => {
-                give_back(ioas);
-                return Err(e);
-            }
-        };
-        let slot = match ctx.objects.reserve() {
-            Ok(slot) => slot,
-            Err(e) => {
-                give_back(ioas);
-                return Err(e);
-            }
-        };
-        if let Err(e) = ioas.iopt.add_domain(&domain) {
-            give_back(ioas);
-            return Err(e);
-        }
+        let mut domain = Domain::alloc_paging(dev, flags)?;
+        let fault = take_faults(ctx, &mut domain, fault_id)?;
+        let domain = Arc::new(domain, GFP_KERNEL_ACCOUNT)?;
+        let slot = ctx.objects.reserve()?;
+        ioas.iopt.add_domain(&domain)?;
         let hwpt = slot.new_value(HwptPaging {
             ctx: ctx.clone(),
             id: slot.id(),
-            ioas: Some(ioas.clone()),
+            ioas: Some(ioas.obj().clone()),
             domain: domain.clone(),
             auto,
+            nest_parent: flags & uapi::IOMMU_HWPT_ALLOC_NEST_PARENT != 0,
+            fault,
         });
         let hwpt = match hwpt {
             Ok(h) => h,
             Err(e) => {
                 ioas.iopt.remove_domain(&domain);
-                give_back(ioas);
                 return Err(e);
             }
         };
         // From here the HWPT holds the IOAS use; dropping it gives it back.
+        let ioas = ioas.into_long();
         if auto {
             ioas.add_auto_hwpt(hwpt.id())?;
         }
@@ -107,17 +113,100 @@ impl Drop for HwptPaging {
     }
 }
 
+/// A nested HWPT: a domain that translates through a page table user space
+/// manages (a guest's), then through its paging parent.
+pub(crate) struct HwptNested {
+    pub(crate) domain: Arc<Domain>,
+    /// The faults' queue; dropped before the parent, as upstream.
+    fault: Option<Held<Fault>>,
+    /// The parent, which cannot be destroyed while this lives.
+    _parent: Held<HwptPaging>,
+}
+
+impl HwptNested {
+    /// A new nested HWPT on `parent` for `dev`, described by the driver's
+    /// `data`, with its faults going to the queue `fault_id`.
+    fn alloc(
+        ctx: &Arc<Ctx>,
+        parent: Held<HwptPaging>,
+        dev: &kernel::device::Device,
+        flags: u32,
+        data: &UserData,
+        fault_id: Option<u32>,
+    ) -> Result<Arc<Object<HwptNested>>> {
+        if flags & !(uapi::IOMMU_HWPT_FAULT_ID_VALID | uapi::IOMMU_HWPT_ALLOC_PASID) != 0
+            || data.is_empty()
+        {
+            return Err(EOPNOTSUPP);
+        }
+        if parent.auto || !parent.nest_parent {
+            return Err(EINVAL);
+        }
+        let flags = flags & !uapi::IOMMU_HWPT_FAULT_ID_VALID;
+        let mut domain = Domain::alloc_nested(dev, &parent.domain, flags, data)?;
+        let fault = take_faults(ctx, &mut domain, fault_id)?;
+        let domain = Arc::new(domain, GFP_KERNEL_ACCOUNT)?;
+        let slot = ctx.objects.reserve()?;
+        let hwpt = slot.new_value(HwptNested {
+            domain,
+            fault,
+            _parent: parent,
+        })?;
+        slot.finalize(hwpt.clone());
+        Ok(hwpt)
+    }
+}
+
+/// A HWPT a device can attach to, with a long-term use of it.
+pub(crate) enum Hwpt {
+    Paging(Arc<Object<HwptPaging>>),
+    Nested(Arc<Object<HwptNested>>),
+}
+
+impl Hwpt {
+    fn id(&self) -> u32 {
+        match self {
+            Hwpt::Paging(h) => h.id(),
+            Hwpt::Nested(h) => h.id(),
+        }
+    }
+
+    fn domain(&self) -> &Arc<Domain> {
+        match self {
+            Hwpt::Paging(h) => &h.domain,
+            Hwpt::Nested(h) => &h.domain,
+        }
+    }
+
+    fn fault(&self) -> Option<&Held<Fault>> {
+        match self {
+            Hwpt::Paging(h) => h.fault.as_ref(),
+            Hwpt::Nested(h) => h.fault.as_ref(),
+        }
+    }
+
+    fn auto(&self) -> bool {
+        matches!(self, Hwpt::Paging(h) if h.auto)
+    }
+}
+
 struct Attached {
-    hwpt: Arc<Object<HwptPaging>>,
+    hwpt: Hwpt,
     attachment: Attachment,
+    /// Where the device's faults go, if the HWPT takes faults.
+    sink: Option<Arc<Sink>>,
 }
 
 /// A device bound to a context.
 #[pin_data(PinnedDrop)]
 pub(crate) struct Device {
     ctx: Arc<Ctx>,
+    /// The device's object ID, which faults are reported with.
+    id: u32,
     dev: ARef<kernel::device::Device>,
     group: ARef<Group>,
+    /// Held across attach, replace and detach, and by whoever raises faults
+    /// on the device (see `kernel::iommu::driver::Registration::report_fault`).
     #[pin]
     attached: Mutex<Option<Attached>>,
     // Dropped last: the device is detached before its DMA is given back.
@@ -134,8 +223,10 @@ impl Device {
         let group = Group::of(dev).ok_or(EINVAL)?;
         let owner = DmaOwner::claim(dev, ctx.owner_cookie())?;
         let slot = ctx.objects.reserve()?;
+        let id = slot.id();
         let idev = slot.new_object(try_pin_init!(Device {
             ctx: ctx.clone(),
+            id,
             dev: dev.into(),
             group,
             attached <- new_mutex!(None),
@@ -150,18 +241,39 @@ impl Device {
         &self.dev
     }
 
+    /// Runs `f` with attach changes of the device excluded.
+    pub(crate) fn with_attach_locked<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _guard = self.attached.lock();
+        f()
+    }
+
+    /// The sink for the device's faults on `hwpt`, if it takes faults.
+    fn sink_for(&self, hwpt: &Hwpt) -> Result<Option<Arc<Sink>>> {
+        hwpt.fault()
+            .map(|f| Sink::new(f.obj(), self.id))
+            .transpose()
+    }
+
     /// Attaches the device to `pt_id`, an IOAS (through an automatic HWPT)
-    /// or a paging HWPT.  Returns the HWPT's ID.  `EINVAL` if attached.
+    /// or a HWPT.  Returns the HWPT's ID.  `EINVAL` if attached.
     pub(crate) fn attach(&self, pt_id: u32) -> Result<u32> {
         let mut st = self.attached.lock();
         if st.is_some() {
             return Err(EINVAL);
         }
         let hwpt = self.hwpt_for(pt_id)?;
-        match Attachment::attach(&hwpt.domain, &self.group) {
-            Ok(attachment) => {
+        let res = self.sink_for(&hwpt).and_then(|sink| {
+            let s = sink.clone().map(|s| s as Arc<dyn FaultSink>);
+            Ok((Attachment::attach(hwpt.domain(), &self.group, s)?, sink))
+        });
+        match res {
+            Ok((attachment, sink)) => {
                 let id = hwpt.id();
-                *st = Some(Attached { hwpt, attachment });
+                *st = Some(Attached {
+                    hwpt,
+                    attachment,
+                    sink,
+                });
                 Ok(id)
             }
             Err(e) => {
@@ -173,37 +285,36 @@ impl Device {
     }
 
     /// The HWPT to attach to for `pt_id`, with a use for the caller: an
-    /// automatic one for an IOAS, else the paging HWPT `pt_id`.
-    fn hwpt_for(&self, pt_id: u32) -> Result<Arc<Object<HwptPaging>>> {
+    /// automatic one for an IOAS, else the HWPT `pt_id`.
+    fn hwpt_for(&self, pt_id: u32) -> Result<Hwpt> {
         let objects = &self.ctx.objects;
-        match objects.get_long::<Ioas>(pt_id) {
-            Ok(ioas) => self.auto_hwpt(ioas),
-            Err(_) => objects.get_long::<HwptPaging>(pt_id),
+        if let Ok(ioas) = Held::<Ioas>::get(&self.ctx, pt_id) {
+            return self.auto_hwpt(ioas).map(Hwpt::Paging);
         }
+        if let Ok(h) = objects.get_long::<HwptPaging>(pt_id) {
+            return Ok(Hwpt::Paging(h));
+        }
+        Ok(Hwpt::Nested(objects.get_long::<HwptNested>(pt_id)?))
     }
 
-    /// An automatic HWPT of `ioas` (whose use the caller gives) with a
-    /// use for the caller.
-    fn auto_hwpt(&self, ioas: Arc<Object<Ioas>>) -> Result<Arc<Object<HwptPaging>>> {
+    /// An automatic HWPT of `ioas` with a use for the caller.
+    fn auto_hwpt(&self, ioas: Held<Ioas>) -> Result<Arc<Object<HwptPaging>>> {
         let objects = &self.ctx.objects;
         // Every domain of the mock suits every device: reuse the first.
         for id in ioas.auto_hwpts()? {
             if let Ok(hwpt) = objects.get_long::<HwptPaging>(id) {
-                let ioas_id = ioas.id();
-                drop(ioas);
-                objects.put_long(ioas_id);
                 return Ok(hwpt);
             }
         }
-        let hwpt = HwptPaging::alloc(&self.ctx, ioas, &self.dev, true, 0)?;
+        let hwpt = HwptPaging::alloc(&self.ctx, ioas, &self.dev, true, 0, None)?;
         // The new HWPT's first use, for the caller.
         objects.get_long::<HwptPaging>(hwpt.id())
     }
 
     /// Gives back a use of `hwpt`, destroying it if it was automatic and
     /// this was its last device.
-    fn put_hwpt(&self, hwpt: Arc<Object<HwptPaging>>) {
-        let (id, auto) = (hwpt.id(), hwpt.auto);
+    fn put_hwpt(&self, hwpt: Hwpt) {
+        let (id, auto) = (hwpt.id(), hwpt.auto());
         drop(hwpt);
         self.ctx.objects.put_long(id);
         if auto {
@@ -218,6 +329,10 @@ impl Device {
             return;
         };
         drop(a.attachment);
+        // No more faults come through the attachment: answer those waiting.
+        if let Some(sink) = a.sink {
+            sink.answer_left();
+        }
         self.put_hwpt(a.hwpt);
     }
 
@@ -228,20 +343,32 @@ impl Device {
             return Err(EINVAL);
         };
         let hwpt = self.hwpt_for(pt_id)?;
-        if Arc::ptr_eq(&hwpt, &cur.hwpt) {
+        if hwpt.id() == cur.hwpt.id() {
             let id = hwpt.id();
             drop(st);
             self.put_hwpt(hwpt);
             return Ok(id);
         }
-        if let Err(e) = cur.attachment.replace(&hwpt.domain) {
-            drop(st);
-            self.put_hwpt(hwpt);
-            return Err(e);
-        }
+        let res = self.sink_for(&hwpt).and_then(|sink| {
+            let s = sink.clone().map(|s| s as Arc<dyn FaultSink>);
+            cur.attachment.replace(hwpt.domain(), s)?;
+            Ok(sink)
+        });
+        let sink = match res {
+            Ok(sink) => sink,
+            Err(e) => {
+                drop(st);
+                self.put_hwpt(hwpt);
+                return Err(e);
+            }
+        };
         let id = hwpt.id();
         let old = core::mem::replace(&mut cur.hwpt, hwpt);
+        let old_sink = core::mem::replace(&mut cur.sink, sink);
         drop(st);
+        if let Some(s) = old_sink {
+            s.answer_left();
+        }
         self.put_hwpt(old);
         Ok(id)
     }
@@ -254,13 +381,14 @@ impl PinnedDrop for Device {
     }
 }
 
-/// The `IOMMU_HWPT_ALLOC_*` flags `IOMMU_HWPT_ALLOC` knows.
+/// The `IOMMU_HWPT_ALLOC_*` flags a paging HWPT may have.
 const HWPT_ALLOC_FLAGS: u32 = uapi::IOMMU_HWPT_ALLOC_NEST_PARENT
     | uapi::IOMMU_HWPT_ALLOC_DIRTY_TRACKING
     | uapi::IOMMU_HWPT_FAULT_ID_VALID
     | uapi::IOMMU_HWPT_ALLOC_PASID;
 
-/// `IOMMU_HWPT_ALLOC`: a paging HWPT of an IOAS for a device.
+/// `IOMMU_HWPT_ALLOC`: a paging HWPT of an IOAS, or a nested HWPT on a
+/// paging one, for a device.
 pub(crate) fn hwpt_alloc_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_hwpt_alloc>) -> Result {
     let c = &ucmd.cmd;
     if c.__reserved != 0 || c.__reserved2 != 0 {
@@ -269,36 +397,42 @@ pub(crate) fn hwpt_alloc_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_hwpt_alloc>) -> R
     if (c.data_type == uapi::IOMMU_HWPT_DATA_NONE) != (c.data_len == 0) {
         return Err(EINVAL);
     }
-    if c.flags & !HWPT_ALLOC_FLAGS != 0 {
-        return Err(EOPNOTSUPP);
-    }
-    let objects = &ucmd.ctx.objects;
+    let ctx = ucmd.handle.arc();
+    let objects = &ctx.objects;
     let idev = objects.get::<Device>(c.dev_id)?;
-    let Ok(ioas) = objects.get_long::<Ioas>(c.pt_id) else {
-        // A HWPT parent (nesting) or a vIOMMU: not implemented yet; anything
-        // else is not a page table.
-        if objects.get::<HwptPaging>(c.pt_id).is_ok() {
-            ucmd.not_implemented("nested HWPTs")?;
+    let flags = c.flags;
+    let fault_id = (flags & uapi::IOMMU_HWPT_FAULT_ID_VALID != 0).then_some(c.fault_id);
+    let hwpt = if let Ok(ioas) = Held::<Ioas>::get(&ctx, c.pt_id) {
+        let unsupported = if c.data_type != uapi::IOMMU_HWPT_DATA_NONE {
+            Some("driver data for paging HWPTs")
+        } else if flags & uapi::IOMMU_HWPT_ALLOC_DIRTY_TRACKING != 0 {
+            Some("dirty tracking")
+        } else {
+            None
+        };
+        if flags & !HWPT_ALLOC_FLAGS != 0
+            || (fault_id.is_some() && flags & uapi::IOMMU_HWPT_ALLOC_NEST_PARENT != 0)
+        {
+            return Err(EOPNOTSUPP);
         }
+        if let Some(what) = unsupported {
+            drop(ioas);
+            ucmd.not_implemented(what)?;
+            return Err(EOPNOTSUPP);
+        }
+        let flags = flags & !uapi::IOMMU_HWPT_FAULT_ID_VALID;
+        Hwpt::Paging(HwptPaging::alloc(
+            &ctx, ioas, &idev.dev, false, flags, fault_id,
+        )?)
+    } else if let Ok(parent) = Held::<HwptPaging>::get(&ctx, c.pt_id) {
+        let data = UserData::new(c.data_type, c.data_uptr, c.data_len as usize);
+        Hwpt::Nested(HwptNested::alloc(
+            &ctx, parent, &idev.dev, flags, &data, fault_id,
+        )?)
+    } else {
+        // A vIOMMU (not implemented yet), another kind of object or none.
         return Err(EINVAL);
     };
-    let unsupported = if c.data_type != uapi::IOMMU_HWPT_DATA_NONE {
-        Some("driver data for paging HWPTs")
-    } else if c.flags & uapi::IOMMU_HWPT_ALLOC_DIRTY_TRACKING != 0 {
-        Some("dirty tracking")
-    } else if c.flags & uapi::IOMMU_HWPT_FAULT_ID_VALID != 0 {
-        Some("fault queues")
-    } else {
-        None
-    };
-    if let Some(what) = unsupported {
-        let id = ioas.id();
-        drop(ioas);
-        objects.put_long(id);
-        ucmd.not_implemented(what)?;
-        return Err(EOPNOTSUPP);
-    }
-    let hwpt = HwptPaging::alloc(&idev.ctx, ioas, &idev.dev, false, c.flags)?;
     let id = hwpt.id();
     drop(hwpt);
     drop(idev);
@@ -308,6 +442,45 @@ pub(crate) fn hwpt_alloc_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_hwpt_alloc>) -> R
         return Err(e);
     }
     Ok(())
+}
+
+/// `IOMMU_HWPT_INVALIDATE`'s bound on entries per call, as upstream.
+const INVALIDATE_ENTRY_NUM_MAX: u32 = 1 << 19;
+
+/// `IOMMU_HWPT_INVALIDATE`: has the driver invalidate its caches of the
+/// page table of a nested HWPT.  Tells user space how many entries were
+/// handled, also on failure.
+pub(crate) fn hwpt_invalidate_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_hwpt_invalidate>) -> Result {
+    let (done, res) = invalidate(ucmd);
+    ucmd.cmd.entry_num = done;
+    ucmd.respond()?;
+    res
+}
+
+/// Runs an invalidation: the entries handled, and how it ended.
+fn invalidate(ucmd: &Ucmd<'_, uapi::iommu_hwpt_invalidate>) -> (u32, Result) {
+    let c = &ucmd.cmd;
+    if c.__reserved != 0 {
+        return (0, Err(EOPNOTSUPP));
+    }
+    if c.entry_num != 0
+        && (c.data_uptr == 0
+            || c.entry_len == 0
+            || c.entry_len as usize > kernel::page::PAGE_SIZE
+            || c.entry_num > INVALIDATE_ENTRY_NUM_MAX)
+    {
+        return (0, Err(EINVAL));
+    }
+    let objects = &ucmd.ctx.objects;
+    let hwpt = match objects.get::<HwptNested>(c.hwpt_id) {
+        Ok(h) => h,
+        // A vIOMMU (not implemented yet) or another kind of object.
+        Err(_) if objects.exists(c.hwpt_id) => return (0, Err(EINVAL)),
+        Err(e) => return (0, Err(e)),
+    };
+    let mut array = UserDataArray::new(c.data_type, c.data_uptr, c.entry_len, c.entry_num);
+    let res = hwpt.domain.cache_invalidate_user(&mut array);
+    (array.entry_num(), res)
 }
 
 /// `IOMMU_GET_HW_INFO`: what the IOMMU of a device reports about itself.

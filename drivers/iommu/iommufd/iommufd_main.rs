@@ -9,6 +9,7 @@ use kernel::prelude::*;
 mod access;
 mod ctx;
 mod device;
+mod fault;
 mod interval;
 mod io_pagetable;
 mod ioas;

@@ -6,11 +6,61 @@
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/module.h>
+#include <linux/poll.h>
+
+#include "iommufd_shim.h"
 
 /* iommu_attach_group_handle() and friends, for attaching devices. */
 MODULE_IMPORT_NS("IOMMUFD_INTERNAL");
 /* Importing dma-bufs (IOMMU_IOAS_MAP_FILE), and the selftest's exporter. */
 MODULE_IMPORT_NS("DMA_BUF");
+
+static ssize_t iommufd_shim_fault_read(struct file *file, char __user *buf,
+				       size_t count, loff_t *ppos)
+{
+	if (*ppos)
+		return -ESPIPE;
+	return iommufd_rs_fault_read(file->private_data, buf, count);
+}
+
+static ssize_t iommufd_shim_fault_write(struct file *file,
+					const char __user *buf, size_t count,
+					loff_t *ppos)
+{
+	if (*ppos)
+		return -ESPIPE;
+	return iommufd_rs_fault_write(file->private_data, buf, count);
+}
+
+static __poll_t iommufd_shim_fault_poll(struct file *file,
+					struct poll_table_struct *wait)
+{
+	return iommufd_rs_fault_poll(file->private_data, file, wait);
+}
+
+static int iommufd_shim_fault_release(struct inode *inode, struct file *file)
+{
+	iommufd_rs_fault_release(file->private_data);
+	return 0;
+}
+
+static const struct file_operations iommufd_shim_fault_fops = {
+	.owner = THIS_MODULE,
+	.read = iommufd_shim_fault_read,
+	.write = iommufd_shim_fault_write,
+	.poll = iommufd_shim_fault_poll,
+	.release = iommufd_shim_fault_release,
+};
+
+/*
+ * The file of a fault queue: @data is owned by the file and handed back to
+ * Rust at release.
+ */
+struct file *iommufd_shim_fault_file(void *data)
+{
+	return anon_inode_getfile("[iommufd-pgfault]", &iommufd_shim_fault_fops,
+				  data, O_RDWR);
+}
 
 #if IS_ENABLED(CONFIG_IOMMUFD_TEST)
 /* Rust: drops the selftest access the file owns (selftest.rs). */

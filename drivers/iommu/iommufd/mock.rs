@@ -5,11 +5,12 @@
 //! Its geometry is the one `iommufd_test.h` promises the selftests: 2 KiB
 //! pages and the IOVA aperture `[MOCK_APERTURE_START, MOCK_APERTURE_LAST]`.
 
-use kernel::iommu::driver::{self, NewDomain, PagingDomain, Registration};
+use kernel::iommu::driver::{self, NestedDomain, NewDomain, PagingDomain, Registration};
+use kernel::iommu::user_data::{UserData, UserDataArray};
 use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::rbtree::{RBTree, RBTreeNode};
-use kernel::sync::atomic::Atomic;
+use kernel::sync::atomic::{Atomic, Relaxed};
 use kernel::sync::Mutex;
 
 /// `MOCK_PAGE_SIZE`: the smallest page of a mock domain.
@@ -145,6 +146,54 @@ impl PagingDomain for MockDomain {
     }
 }
 
+/// `IOMMU_HWPT_DATA_SELFTEST`: the data of a mock nested domain,
+/// `struct iommu_hwpt_selftest { __u32 iotlb; __u32 pagetable_type; }`.
+pub(crate) const HWPT_DATA_SELFTEST: u32 = 0xdead;
+/// `MOCK_NESTED_DOMAIN_IOTLB_NUM`
+pub(crate) const IOTLB_NUM: usize = 4;
+/// `IOMMU_HWPT_INVALIDATE_DATA_SELFTEST`: entries
+/// `struct iommu_hwpt_invalidate_selftest { __u32 flags; __u32 iotlb_id; }`.
+const INVALIDATE_DATA_SELFTEST: u32 = 0xdeadbeef;
+/// `IOMMU_TEST_INVALIDATE_FLAG_ALL`: every IOTLB entry, whatever `iotlb_id`.
+const INVALIDATE_FLAG_ALL: u32 = 1 << 0;
+
+/// A mock nested domain: no translation of its own, only an emulated IOTLB
+/// whose entries user space sets at allocation and clears by invalidation.
+pub(crate) struct MockNested {
+    pub(crate) iotlb: [Atomic<u32>; IOTLB_NUM],
+}
+
+impl NestedDomain for MockNested {
+    fn cache_invalidate_user(&self, array: &mut UserDataArray) -> Result {
+        let mut done = 0;
+        let res = (|| {
+            if array.data_type() != INVALIDATE_DATA_SELFTEST {
+                return Err(EINVAL);
+            }
+            for i in 0..array.entry_num() {
+                let [flags, id] = array.read::<[u32; 2]>(INVALIDATE_DATA_SELFTEST, i, 8)?;
+                if flags & !INVALIDATE_FLAG_ALL != 0 {
+                    return Err(EOPNOTSUPP);
+                }
+                if id as usize >= IOTLB_NUM {
+                    return Err(EINVAL);
+                }
+                if flags & INVALIDATE_FLAG_ALL != 0 {
+                    for e in &self.iotlb {
+                        e.store(0, Relaxed);
+                    }
+                } else {
+                    self.iotlb[id as usize].store(0, Relaxed);
+                }
+                done += 1;
+            }
+            Ok(())
+        })();
+        array.set_done(done);
+        res
+    }
+}
+
 /// `MOCK_PASID_WIDTH`: PASID bits of the mock IOMMU and its PASID devices.
 pub(crate) const MOCK_PASID_WIDTH: u32 = 20;
 
@@ -169,7 +218,34 @@ impl MockDevData {
 
 impl driver::Driver for MockIommu {
     type Domain = MockDomain;
+    type Nested = MockNested;
     type DeviceData = MockDevData;
+
+    const FAULTS: bool = true;
+    const USER_PASID_TABLE: bool = true;
+
+    fn alloc_nested(
+        _dev: &kernel::device::Device,
+        _parent: &MockDomain,
+        flags: u32,
+        data: &UserData,
+    ) -> Result<MockNested> {
+        if flags & !ALLOC_PASID != 0 {
+            return Err(EOPNOTSUPP);
+        }
+        if data.data_type() != HWPT_DATA_SELFTEST {
+            return Err(EOPNOTSUPP);
+        }
+        // The first version of the structure ended after `iotlb`.
+        let [iotlb, _pagetable_type] = data.read::<[u32; 2]>(HWPT_DATA_SELFTEST, 4)?;
+        let nested = MockNested {
+            iotlb: [const { Atomic::new(0) }; IOTLB_NUM],
+        };
+        for e in &nested.iotlb {
+            e.store(iotlb, Relaxed);
+        }
+        Ok(nested)
+    }
 
     fn alloc_paging(_dev: &kernel::device::Device, flags: u32) -> Result<NewDomain<MockDomain>> {
         // IOMMU_HWPT_ALLOC_NEST_PARENT and IOMMU_HWPT_ALLOC_PASID need nothing

@@ -26,7 +26,9 @@ use kernel::sync::atomic::{Acquire, Atomic, Relaxed, Release};
 use kernel::sync::{Arc, Mutex};
 
 use crate::access::Access;
-use crate::device::{Device, HwptPaging};
+use crate::ctx::Ctx;
+use crate::device::{Device, HwptNested, HwptPaging};
+use crate::fault::Fault;
 use crate::ioas::Ioas;
 use crate::uapi;
 use crate::ucmd::Ucmd;
@@ -90,6 +92,8 @@ object_kinds! {
     Access(Access),
     Device(Device),
     HwptPaging(HwptPaging),
+    HwptNested(HwptNested),
+    Fault(Fault),
     #[cfg(CONFIG_IOMMUFD_TEST)]
     MockDev(crate::selftest::MockDev),
 }
@@ -216,6 +220,11 @@ impl ObjectTable {
     /// creation); the caller drops its reference to the object first.
     pub(crate) fn put_long(&self, id: u32) {
         self.put_use(id);
+    }
+
+    /// Whether an object (of any kind) is published as `id`.
+    pub(crate) fn exists(&self, id: u32) -> bool {
+        self.inner.lock().map.get(&id).is_some()
     }
 
     /// Every published object of kind `T`.
@@ -452,6 +461,60 @@ impl<T: Kind> Deref for ObjRef<'_, T> {
 
     fn deref(&self) -> &Object<T> {
         &self.obj
+    }
+}
+
+/// A long-term use of an object (see [`ObjectTable::get_long`]), given
+/// back when dropped: the object cannot be destroyed meanwhile.
+pub(crate) struct Held<T: Kind> {
+    ctx: Arc<Ctx>,
+    /// Always `Some` but in `drop`.
+    obj: Option<Arc<Object<T>>>,
+}
+
+impl<T: Kind> Held<T> {
+    /// Takes a long-term use of object `id` of kind `T`.
+    pub(crate) fn get(ctx: &Arc<Ctx>, id: u32) -> Result<Self> {
+        let obj = ctx.objects.get_long::<T>(id)?;
+        Ok(Self::adopt(ctx, obj))
+    }
+
+    /// Takes over a use the caller took with [`ObjectTable::get_long`].
+    pub(crate) fn adopt(ctx: &Arc<Ctx>, obj: Arc<Object<T>>) -> Self {
+        Self {
+            ctx: ctx.clone(),
+            obj: Some(obj),
+        }
+    }
+
+    /// Gives up the guard, keeping the use: the caller gives it back.
+    pub(crate) fn into_long(mut self) -> Arc<Object<T>> {
+        let obj = self.obj.take();
+        // `drop` finds no object and gives nothing back.
+        obj.unwrap_or_else(|| unreachable!())
+    }
+
+    pub(crate) fn obj(&self) -> &Arc<Object<T>> {
+        // `obj` is `None` only inside `drop`.
+        self.obj.as_ref().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl<T: Kind> Deref for Held<T> {
+    type Target = Object<T>;
+
+    fn deref(&self) -> &Object<T> {
+        self.obj()
+    }
+}
+
+impl<T: Kind> Drop for Held<T> {
+    fn drop(&mut self) {
+        if let Some(obj) = self.obj.take() {
+            let id = obj.id();
+            drop(obj);
+            self.ctx.objects.put_long(id);
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use kernel::dma_buf::{self, DmaBuf};
 use kernel::error::from_err_ptr;
 use kernel::fs::file::{flags::O_CLOEXEC, File, FileDescriptorReservation};
 use kernel::iommu::driver::BusDevice;
+use kernel::iommu::fault::{PageRequest, PAGE_REQUEST_LAST_PAGE, PAGE_REQUEST_PASID_VALID};
 use kernel::mm::gup::{UserPageRef, PIN_COUNTING_BIAS};
 use kernel::new_mutex;
 use kernel::page::PAGE_SIZE;
@@ -24,7 +25,7 @@ use kernel::uaccess::{UserPtr, UserSlice};
 
 use crate::access::{self, Access, Owner};
 use crate::ctx::Ctx;
-use crate::device::{Device, HwptPaging};
+use crate::device::{Device, HwptNested, HwptPaging};
 use crate::io_pagetable::Reserver;
 use crate::ioas::Ioas;
 use crate::mock;
@@ -56,6 +57,10 @@ const OP_MOCK_DOMAIN_REPLACE: u32 = 10;
 const OP_ACCESS_REPLACE_IOAS: u32 = 11;
 /// `IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS`
 const OP_MOCK_DOMAIN_FLAGS: u32 = 12;
+/// `IOMMU_TEST_OP_MD_CHECK_IOTLB`
+const OP_MD_CHECK_IOTLB: u32 = 14;
+/// `IOMMU_TEST_OP_TRIGGER_IOPF`
+const OP_TRIGGER_IOPF: u32 = 15;
 /// `IOMMU_TEST_OP_DEV_CHECK_CACHE`
 const OP_DEV_CHECK_CACHE: u32 = 16;
 /// `IOMMU_TEST_OP_DMABUF_GET`
@@ -140,6 +145,18 @@ pub(crate) fn test_ioctl(ucmd: &mut Ucmd<'_, iommu_test_cmd>) -> Result {
         }
         // dmabuf_revoke: { __s32 dmabuf_fd; __u32 revoked; }
         OP_DMABUF_REVOKE => dmabuf_revoke(arg_u32(cmd, 0) as i32, arg_u32(cmd, 4) != 0),
+        // check_iotlb: { __u32 id; __u32 iotlb; }
+        OP_MD_CHECK_IOTLB => {
+            let hwpt = ucmd.ctx.objects.get::<HwptNested>(cmd.id)?;
+            let nested = mock::MOCK.nested_data_of(&hwpt.domain).ok_or(EINVAL)?;
+            let entry = nested.iotlb.get(arg_u32(cmd, 0) as usize).ok_or(EINVAL)?;
+            if entry.load(Relaxed) != arg_u32(cmd, 4) {
+                return Err(EINVAL);
+            }
+            Ok(())
+        }
+        // trigger_iopf: { __u32 dev_id, pasid, grpid, perm; __u64 addr; }
+        OP_TRIGGER_IOPF => trigger_iopf(ucmd.ctx, cmd),
         // check_dev_cache: { __u32 id; __u32 cache; }
         OP_DEV_CHECK_CACHE => {
             let idev = ucmd.ctx.objects.get::<Device>(cmd.id)?;
@@ -560,6 +577,37 @@ fn mock_domain(ucmd: &mut Ucmd<'_, iommu_test_cmd>, dev_flags: u32) -> Result {
         return Err(e);
     }
     slot.finalize(mdev);
+    Ok(())
+}
+
+/// `IOMMU_TEST_OP_TRIGGER_IOPF`: the mock device `dev_id` raises a page
+/// request, the last of its group, as hardware would.
+fn trigger_iopf(ctx: &Ctx, cmd: &iommu_test_cmd) -> Result {
+    let idev = ctx.objects.get::<Device>(arg_u32(cmd, 0))?;
+    let pasid = arg_u32(cmd, 4);
+    let mut flags = PAGE_REQUEST_LAST_PAGE;
+    if pasid != 0 {
+        // IOMMU_NO_PASID is 0.
+        flags |= PAGE_REQUEST_PASID_VALID;
+    }
+    let req = PageRequest {
+        flags,
+        pasid,
+        grpid: arg_u32(cmd, 8),
+        perm: arg_u32(cmd, 12),
+        addr: arg_u64(cmd, 16),
+    };
+    if mock::MOCK.data_of(idev.dev()).is_none() {
+        return Err(EINVAL);
+    }
+    // As upstream, whether anyone takes the fault is not the trigger's
+    // concern: unhandled, it is answered as failed.
+    idev.with_attach_locked(|| {
+        // SAFETY: The device's attach lock is held: its group is not
+        // attached, replaced or detached meanwhile (only `Device` attaches
+        // it, under that lock).
+        let _ = unsafe { mock::MOCK.report_fault(idev.dev(), &req) };
+    });
     Ok(())
 }
 

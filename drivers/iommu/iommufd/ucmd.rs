@@ -26,7 +26,7 @@ use crate::ctx::{self, CtxHandle};
 #[cfg(CONFIG_IOMMUFD_TEST)]
 use crate::selftest;
 use crate::uapi::{self, Pod};
-use crate::{device, ioas, object, vfio_compat};
+use crate::{device, fault, ioas, object, vfio_compat};
 
 /// One command in flight: the caller's structure and where it came from.
 pub(crate) struct Ucmd<'a, T: Pod> {
@@ -140,8 +140,9 @@ static OPS: [Op; 22] = ioctl_table! {
     IOMMUFD_CMD_HWPT_SET_DIRTY_TRACKING => iommu_hwpt_set_dirty_tracking, __reserved,
         not_implemented;
     IOMMUFD_CMD_HWPT_GET_DIRTY_BITMAP => iommu_hwpt_get_dirty_bitmap, data, not_implemented;
-    IOMMUFD_CMD_HWPT_INVALIDATE => iommu_hwpt_invalidate, __reserved, not_implemented;
-    IOMMUFD_CMD_FAULT_QUEUE_ALLOC => iommu_fault_alloc, out_fault_fd, not_implemented;
+    IOMMUFD_CMD_HWPT_INVALIDATE => iommu_hwpt_invalidate, __reserved,
+        device::hwpt_invalidate_ioctl;
+    IOMMUFD_CMD_FAULT_QUEUE_ALLOC => iommu_fault_alloc, out_fault_fd, fault::alloc_ioctl;
     IOMMUFD_CMD_IOAS_MAP_FILE => iommu_ioas_map_file, iova, ioas::map_file_ioctl,
         flags: ioas::MAP_FLAGS;
     IOMMUFD_CMD_VIOMMU_ALLOC => iommu_viommu_alloc, out_viommu_id, not_implemented;

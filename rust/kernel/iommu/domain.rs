@@ -6,6 +6,8 @@
 //!
 //! C header: [`include/linux/iommu.h`](srctree/include/linux/iommu.h)
 
+use super::fault::FaultSink;
+use super::user_data::{UserData, UserDataArray};
 use crate::{
     bindings,
     device::Device,
@@ -93,22 +95,29 @@ impl Group {
     }
 }
 
+/// The ops of the IOMMU driver of `dev`; `ENODEV` if it has none.
+fn ops_of(dev: &Device) -> Result<&'static bindings::iommu_ops> {
+    let raw = dev.as_raw();
+    // SAFETY: A device with an IOMMU has `iommu` and its IOMMU device set for
+    // as long as it stays probed, which the caller's hold on the device (a
+    // bound user keeps its group) ensures; the ops of a registered IOMMU are
+    // static.
+    unsafe {
+        let iommu = (*raw).iommu;
+        if iommu.is_null() || (*iommu).iommu_dev.is_null() {
+            return Err(ENODEV);
+        }
+        Ok(&*(*(*iommu).iommu_dev).ops)
+    }
+}
+
 /// What the IOMMU driver of `dev` reports about its hardware
 /// (`iommu_ops::hw_info`) for the `IOMMU_HW_INFO_TYPE_*` `ty` asked for:
 /// the data and its actual type, or `(empty, IOMMU_HW_INFO_TYPE_NONE)` if
 /// the driver reports nothing.  `dev` must have an IOMMU (a group).
 pub fn hw_info(dev: &Device, ty: u32) -> Result<(KVec<u8>, u32)> {
     let raw = dev.as_raw();
-    // SAFETY: A device with an IOMMU group has `iommu` and its IOMMU device
-    // set for as long as it stays probed, which its group reference (held by
-    // the caller through the group) ensures.
-    let ops = unsafe {
-        let iommu = (*raw).iommu;
-        if iommu.is_null() || (*iommu).iommu_dev.is_null() {
-            return Err(ENODEV);
-        }
-        &*(*(*iommu).iommu_dev).ops
-    };
+    let ops = ops_of(dev)?;
     let Some(f) = ops.hw_info else {
         return Ok((
             KVec::new(),
@@ -180,11 +189,13 @@ impl Drop for DmaOwner {
     }
 }
 
-/// A paging domain owned by its user, freed when dropped.
+/// A domain owned by its user, freed when dropped: a paging domain, which
+/// the user maps, or a nested domain, which translates through a guest's
+/// page table and then its paging parent.
 ///
 /// # Invariants
 ///
-/// `ptr` is a valid paging domain we own.
+/// `ptr` is a valid paging or nested domain we own.
 pub struct Domain {
     ptr: NonNull<bindings::iommu_domain>,
 }
@@ -204,6 +215,70 @@ impl Domain {
             bindings::iommu_paging_domain_alloc_flags(dev.as_raw(), flags)
         })?;
         NonNull::new(d).map(|ptr| Self { ptr }).ok_or(ENOMEM)
+    }
+
+    /// A new nested domain for `dev` on top of `parent`, described by the
+    /// driver-specific `data`; `flags` are `IOMMU_HWPT_ALLOC_*` flags.
+    /// `EOPNOTSUPP` if the driver cannot nest; `EINVAL` if `parent` is not a
+    /// paging domain of the same driver.
+    pub fn alloc_nested(
+        dev: &Device,
+        parent: &Domain,
+        flags: u32,
+        data: &UserData,
+    ) -> Result<Self> {
+        let ops = ops_of(dev)?;
+        let Some(alloc) = ops.domain_alloc_nested else {
+            return Err(EOPNOTSUPP);
+        };
+        // SAFETY: By the type invariant `parent` is valid.
+        let (pty, powner) = unsafe { ((*parent.as_ptr()).type_, (*parent.as_ptr()).owner) };
+        if pty & bindings::__IOMMU_DOMAIN_PAGING == 0 || !core::ptr::eq(powner, ops) {
+            return Err(EINVAL);
+        }
+        // SAFETY: `dev` is valid and has this driver, whose domain `parent`
+        // is; `data` describes user memory the driver copies from.
+        let d =
+            from_err_ptr(unsafe { alloc(dev.as_raw(), parent.as_ptr(), flags, data.as_raw()) })?;
+        let d = NonNull::new(d).ok_or(ENOMEM)?;
+        // INVARIANT: Checked to be nested below, freed if not.
+        let domain = Self { ptr: d };
+        // SAFETY: The driver returned a valid domain, ours now.
+        unsafe { (*d.as_ptr()).owner = ops };
+        if !domain.is_nested() {
+            return Err(EOPNOTSUPP);
+        }
+        Ok(domain)
+    }
+
+    /// Whether this is a nested domain.
+    pub fn is_nested(&self) -> bool {
+        // SAFETY: By the type invariant the domain is valid.
+        unsafe { (*self.as_ptr()).type_ == bindings::IOMMU_DOMAIN_NESTED }
+    }
+
+    /// Makes the domain take I/O page faults: from now on, faults of devices
+    /// attached to it go to the [`FaultSink`] of their [`Attachment`].
+    /// Only a domain no group is attached to yet can change (`&mut`).
+    pub fn take_faults(&mut self) {
+        // SAFETY: By the type invariant the domain is valid; nothing uses it
+        // yet, since we have it exclusively.
+        unsafe { (*self.as_ptr()).iopf_handler = Some(iopf_handler) };
+    }
+
+    /// Has the driver invalidate the caches of a nested domain, as the
+    /// entries of `array` say; `array` then tells how many were handled,
+    /// also on failure.  `EOPNOTSUPP` if the driver has no such caches.
+    pub fn cache_invalidate_user(&self, array: &mut UserDataArray) -> Result {
+        // SAFETY: By the type invariant the domain and its ops are valid.
+        let op = unsafe { (*(*self.as_ptr()).ops).cache_invalidate_user };
+        let Some(op) = op else {
+            array.set_done(0);
+            return Err(EOPNOTSUPP);
+        };
+        // SAFETY: The domain is valid; `array` describes user memory the
+        // driver copies from, and is ours for the call.
+        to_result(unsafe { op(self.as_ptr(), array.as_raw()) })
     }
 
     /// The raw domain, valid for as long as `self` lives.
@@ -261,27 +336,68 @@ impl Drop for Domain {
     }
 }
 
+/// The core's attach handle, with what faults arriving through it go to.
+#[repr(C)]
+struct Handle {
+    raw: Opaque<bindings::iommu_attach_handle>,
+    sink: Option<Arc<dyn FaultSink>>,
+}
+
+/// The fault handler of every domain that takes faults: passes the group to
+/// the sink of the attachment it arrived through.
+unsafe extern "C" fn iopf_handler(group: *mut bindings::iopf_group) -> c_int {
+    // SAFETY: The core passes a group whose attach handle is live for the
+    // call (callers of the fault path serialise with attach changes); the
+    // domain takes faults only through `take_faults`, and the domains of
+    // this module are attached only by `Attachment`, whose handles are the
+    // first field of a `Handle`.
+    let handle = unsafe { &*(*group).attach_handle.cast::<Handle>() };
+    let Some(sink) = &handle.sink else {
+        // The core answers a group it gets back.
+        return ENODEV.to_errno();
+    };
+    // SAFETY: The core handed us the group; the `FaultGroup` answers it.
+    sink.deliver(unsafe { super::fault::FaultGroup::from_handler(group) });
+    0
+}
+
 /// A group attached to a domain, detached when dropped.
 pub struct Attachment {
-    handle: Pin<KBox<Opaque<bindings::iommu_attach_handle>>>,
+    handle: Pin<KBox<Handle>>,
     group: ARef<Group>,
     domain: Arc<Domain>,
 }
 
-// SAFETY: The handle is only used by the core, under the group's lock; the
-// rest are reference-counted objects usable from any thread.
+// SAFETY: The handle is only used by the core, under the group's lock, and
+// by the fault path; the rest are reference-counted objects usable from any
+// thread.
 unsafe impl Send for Attachment {}
 // SAFETY: As above; `&Attachment` only reads the domain.
 unsafe impl Sync for Attachment {}
 
+fn new_handle(sink: Option<Arc<dyn FaultSink>>) -> Result<Pin<KBox<Handle>>> {
+    Ok(KBox::pin(
+        Handle {
+            raw: Opaque::zeroed(),
+            sink,
+        },
+        GFP_KERNEL_ACCOUNT,
+    )?)
+}
+
 impl Attachment {
     /// Attaches `group` to `domain`: its devices translate through it.
-    pub fn attach(domain: &Arc<Domain>, group: &Group) -> Result<Self> {
-        let handle = KBox::pin(Opaque::zeroed(), GFP_KERNEL_ACCOUNT)?;
+    /// Faults, if the domain takes them, go to `sink`.
+    pub fn attach(
+        domain: &Arc<Domain>,
+        group: &Group,
+        sink: Option<Arc<dyn FaultSink>>,
+    ) -> Result<Self> {
+        let handle = new_handle(sink)?;
         // SAFETY: The domain and group are valid; the handle is pinned and
         // stays so while attached.
         to_result(unsafe {
-            iommu_attach_group_handle(domain.as_ptr(), group.as_ptr(), handle.get())
+            iommu_attach_group_handle(domain.as_ptr(), group.as_ptr(), handle.raw.get())
         })?;
         Ok(Self {
             handle,
@@ -290,14 +406,18 @@ impl Attachment {
         })
     }
 
-    /// Moves the attached group to `domain` without a window in which it
-    /// is blocked; on failure the group stays where it was.
-    pub fn replace(&mut self, domain: &Arc<Domain>) -> Result {
-        // SAFETY: The group is attached through `self.handle`, which the core
-        // reuses for the new domain.
+    /// Moves the attached group to `domain`, its faults to `sink`, without a
+    /// window in which it is blocked; on failure the group stays where it
+    /// was.
+    pub fn replace(&mut self, domain: &Arc<Domain>, sink: Option<Arc<dyn FaultSink>>) -> Result {
+        let handle = new_handle(sink)?;
+        // SAFETY: The group is attached (through `self.handle`); the new
+        // handle is pinned and stays so while attached.
         to_result(unsafe {
-            iommu_replace_group_handle(self.group.as_ptr(), domain.as_ptr(), self.handle.get())
+            iommu_replace_group_handle(self.group.as_ptr(), domain.as_ptr(), handle.raw.get())
         })?;
+        // The core no longer knows the old handle.
+        self.handle = handle;
         self.domain = domain.clone();
         Ok(())
     }

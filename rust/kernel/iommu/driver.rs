@@ -12,6 +12,9 @@
 //! C headers: [`include/linux/iommu.h`](srctree/include/linux/iommu.h),
 //! [`drivers/iommu/iommu-priv.h`](srctree/drivers/iommu/iommu-priv.h)
 
+use super::domain::Domain;
+use super::fault::PageRequest;
+use super::user_data::{UserData, UserDataArray};
 use crate::{
     bindings,
     device::Device,
@@ -70,6 +73,24 @@ pub trait PagingDomain: Send + Sync + Sized + 'static {
     fn iova_to_phys(&self, iova: u64) -> u64;
 }
 
+/// A nested domain: the driver's view of a page table user space manages
+/// (a guest's), translated further by a paging parent of the same driver.
+pub trait NestedDomain: Send + Sync + Sized + 'static {
+    /// Invalidates the driver's caches of the user page table as the
+    /// entries of `array` say, and reports how many it handled with
+    /// [`UserDataArray::set_done`] (also on failure).
+    fn cache_invalidate_user(&self, array: &mut UserDataArray) -> Result;
+}
+
+/// The nested domain of a driver that cannot nest: there is none.
+pub enum NoNested {}
+
+impl NestedDomain for NoNested {
+    fn cache_invalidate_user(&self, _array: &mut UserDataArray) -> Result {
+        match *self {}
+    }
+}
+
 /// A paging domain the driver has built, with its geometry.
 pub struct NewDomain<D> {
     /// The page table.
@@ -84,12 +105,36 @@ pub struct NewDomain<D> {
 pub trait Driver: Send + Sync + 'static {
     /// The driver's paging domains.
     type Domain: PagingDomain;
+    /// The driver's nested domains ([`NoNested`] if it cannot nest).
+    type Nested: NestedDomain;
     /// What the driver keeps with each device it creates.
     type DeviceData: Send + Sync + 'static;
+
+    /// Whether devices report I/O page faults: the registration then keeps
+    /// a fault queue, and a device joins it while attached to a domain that
+    /// takes faults.  Faults are raised with [`Registration::report_fault`].
+    const FAULTS: bool = false;
+
+    /// Whether user space manages the PASID tables (the IOMMU's
+    /// `user_pasid_table`): faults with a PASID no domain is attached to go
+    /// to the nested domain the device is attached to.
+    const USER_PASID_TABLE: bool = false;
 
     /// A new paging domain for `dev` (`domain_alloc_paging_flags`).  `flags`
     /// are `IOMMU_HWPT_ALLOC_*` flags.
     fn alloc_paging(dev: &Device, flags: u32) -> Result<NewDomain<Self::Domain>>;
+
+    /// A new nested domain for `dev` on top of `parent`, one of the driver's
+    /// paging domains (`domain_alloc_nested`), described by user space's
+    /// `data`.  `flags` are `IOMMU_HWPT_ALLOC_*` flags.
+    fn alloc_nested(
+        _dev: &Device,
+        _parent: &Self::Domain,
+        _flags: u32,
+        _data: &UserData,
+    ) -> Result<Self::Nested> {
+        Err(EOPNOTSUPP)
+    }
 
     /// Whether `dev` has the capability `cap` (`enum iommu_cap`).
     fn capable(_dev: &Device, _cap: u32) -> bool {
@@ -109,6 +154,13 @@ pub trait Driver: Send + Sync + 'static {
 struct DomainBox<T: Driver> {
     domain: Opaque<bindings::iommu_domain>,
     data: T::Domain,
+}
+
+/// A nested domain of driver `T`, laid out as [`DomainBox`].
+#[repr(C)]
+struct NestedBox<T: Driver> {
+    domain: Opaque<bindings::iommu_domain>,
+    data: T::Nested,
 }
 
 impl<T: Driver> DomainBox<T> {
@@ -137,6 +189,9 @@ pub struct Registration<T: Driver> {
     iommu: Opaque<bindings::iommu_device>,
     ops: Opaque<bindings::iommu_ops>,
     paging_ops: Opaque<bindings::iommu_domain_ops>,
+    nested_ops: Opaque<bindings::iommu_domain_ops>,
+    /// The fault queue of the devices, if the driver has faults.
+    iopf_queue: Opaque<*mut bindings::iopf_queue>,
     blocked_ops: Opaque<bindings::iommu_domain_ops>,
     blocked: Opaque<bindings::iommu_domain>,
     registered: Atomic<bool>,
@@ -166,6 +221,8 @@ impl<T: Driver> Registration<T> {
             iommu: Opaque::zeroed(),
             ops: Opaque::zeroed(),
             paging_ops: Opaque::zeroed(),
+            nested_ops: Opaque::zeroed(),
+            iopf_queue: Opaque::zeroed(),
             blocked_ops: Opaque::zeroed(),
             blocked: Opaque::zeroed(),
             registered: Atomic::new(false),
@@ -194,17 +251,22 @@ impl<T: Driver> Registration<T> {
             (*reg.dev_type.get()).name = DEV_TYPE_NAME.as_char_ptr();
 
             let blocked_ops = reg.blocked_ops.get();
-            (*blocked_ops).attach_dev = Some(Self::blocked_attach);
+            (*blocked_ops).attach_dev = Some(Self::attach_dev);
             let blocked = reg.blocked.get();
             (*blocked).type_ = bindings::IOMMU_DOMAIN_BLOCKED;
             (*blocked).ops = blocked_ops;
 
             let paging_ops = reg.paging_ops.get();
-            (*paging_ops).attach_dev = Some(Self::paging_attach);
+            (*paging_ops).attach_dev = Some(Self::attach_dev);
             (*paging_ops).map_pages = Some(Self::map_pages);
             (*paging_ops).unmap_pages = Some(Self::unmap_pages);
             (*paging_ops).iova_to_phys = Some(Self::iova_to_phys);
             (*paging_ops).free = Some(Self::free);
+
+            let nested_ops = reg.nested_ops.get();
+            (*nested_ops).attach_dev = Some(Self::attach_dev);
+            (*nested_ops).cache_invalidate_user = Some(Self::cache_invalidate_user);
+            (*nested_ops).free = Some(Self::free_nested);
 
             let ops = reg.ops.get();
             (*ops).default_domain = blocked;
@@ -213,52 +275,79 @@ impl<T: Driver> Registration<T> {
             (*ops).probe_device = Some(Self::probe_device);
             (*ops).device_group = Some(bindings::generic_device_group);
             (*ops).domain_alloc_paging_flags = Some(Self::alloc_paging);
+            (*ops).domain_alloc_nested = Some(Self::alloc_nested);
+            (*ops).set_user_pasid_table(T::USER_PASID_TABLE.into());
+            // Software IOMMUs have no hardware to pass an answer to.
+            (*ops).page_response = Some(Self::page_response);
             (*ops).capable = Some(Self::capable);
             (*ops).hw_info = Some(Self::hw_info);
             (*reg.iommu.get()).max_pasids = max_pasids;
         }
         let res = (|| {
-            // SAFETY: The bus structure is initialised and static.
-            to_result(unsafe { bindings::bus_register(reg.bus.get()) })?;
-            // SAFETY: The IOMMU device is zeroed and static; the format takes
-            // one C string.
-            let rc = unsafe {
-                bindings::iommu_device_sysfs_add(
-                    reg.iommu.get(),
-                    core::ptr::null_mut(),
-                    core::ptr::null_mut(),
-                    c"%s".as_ptr().cast(),
-                    name.as_char_ptr(),
-                )
-            };
-            if rc != 0 {
-                // SAFETY: Registered above.
-                unsafe { bindings::bus_unregister(reg.bus.get()) };
-                return Err(Error::from_errno(rc));
-            }
-            // SAFETY: All structures are initialised and static.
-            let rc = unsafe {
-                iommu_device_register_bus(
-                    reg.iommu.get(),
-                    reg.ops.get(),
-                    reg.bus.get(),
-                    reg.nb.get(),
-                )
-            };
-            if rc != 0 {
-                // SAFETY: Added and registered above.
-                unsafe {
-                    bindings::iommu_device_sysfs_remove(reg.iommu.get());
-                    bindings::bus_unregister(reg.bus.get());
+            if T::FAULTS {
+                // SAFETY: The name is a static C string.
+                let q = unsafe { bindings::iopf_queue_alloc(name.as_char_ptr()) };
+                if q.is_null() {
+                    return Err(ENOMEM);
                 }
-                return Err(Error::from_errno(rc));
+                // SAFETY: We won `registered`: nothing else uses the field.
+                unsafe { *reg.iopf_queue.get() = q };
             }
-            Ok(())
+            reg.register_bus(name)
         })();
         if res.is_err() {
+            self.free_iopf_queue();
             self.registered.store(false, Release);
         }
         res
+    }
+
+    /// Frees the fault queue, if any; its devices have left it.
+    fn free_iopf_queue(&self) {
+        // SAFETY: Only `register` and `unregister`, which the `registered`
+        // flag serialises, write the field.
+        let q = unsafe { core::ptr::replace(self.iopf_queue.get(), core::ptr::null_mut()) };
+        if !q.is_null() {
+            // SAFETY: Allocated in `register`, freed once (the field is
+            // cleared).
+            unsafe { bindings::iopf_queue_free(q) };
+        }
+    }
+
+    /// Registers the bus, the IOMMU device in sysfs and the IOMMU for the bus.
+    fn register_bus(&'static self, name: &'static CStr) -> Result {
+        let reg = self;
+        // SAFETY: The bus structure is initialised and static.
+        to_result(unsafe { bindings::bus_register(reg.bus.get()) })?;
+        // SAFETY: The IOMMU device is zeroed and static; the format takes
+        // one C string.
+        let rc = unsafe {
+            bindings::iommu_device_sysfs_add(
+                reg.iommu.get(),
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+                c"%s".as_ptr().cast(),
+                name.as_char_ptr(),
+            )
+        };
+        if rc != 0 {
+            // SAFETY: Registered above.
+            unsafe { bindings::bus_unregister(reg.bus.get()) };
+            return Err(Error::from_errno(rc));
+        }
+        // SAFETY: All structures are initialised and static.
+        let rc = unsafe {
+            iommu_device_register_bus(reg.iommu.get(), reg.ops.get(), reg.bus.get(), reg.nb.get())
+        };
+        if rc != 0 {
+            // SAFETY: Added and registered above.
+            unsafe {
+                bindings::iommu_device_sysfs_remove(reg.iommu.get());
+                bindings::bus_unregister(reg.bus.get());
+            }
+            return Err(Error::from_errno(rc));
+        }
+        Ok(())
     }
 
     /// Undoes [`Registration::register`]; the devices made with
@@ -273,6 +362,7 @@ impl<T: Driver> Registration<T> {
             iommu_device_unregister_bus(self.iommu.get(), self.bus.get(), self.nb.get());
             bindings::bus_unregister(self.bus.get());
         }
+        self.free_iopf_queue();
         self.registered.store(false, Release);
     }
 
@@ -309,6 +399,7 @@ impl<T: Driver> Registration<T> {
         let raw = KBox::new(
             DeviceBox::<T> {
                 dev: Opaque::zeroed(),
+                iopf_users: Atomic::new(0),
                 data,
             },
             GFP_KERNEL,
@@ -471,20 +562,194 @@ impl<T: Driver> Registration<T> {
         drop(unsafe { KBox::from_raw(domain.cast::<DomainBox<T>>()) });
     }
 
-    unsafe extern "C" fn blocked_attach(
-        _domain: *mut bindings::iommu_domain,
-        _dev: *mut bindings::device,
-        _old: *mut bindings::iommu_domain,
+    /// Attaching any domain: a device attached to a domain that takes
+    /// faults is in the fault queue.
+    unsafe extern "C" fn attach_dev(
+        domain: *mut bindings::iommu_domain,
+        dev: *mut bindings::device,
+        old: *mut bindings::iommu_domain,
     ) -> c_int {
+        // SAFETY: The core passes valid domains (`old` may be NULL) and a
+        // device of ours, under the group's lock.
+        unsafe {
+            let takes_faults =
+                |d: *mut bindings::iommu_domain| !d.is_null() && (*d).iopf_handler.is_some();
+            if takes_faults(domain) {
+                if let Err(e) = Self::iopf_get(dev) {
+                    return e.to_errno();
+                }
+            }
+            if takes_faults(old) {
+                Self::iopf_put(dev);
+            }
+        }
         0
     }
 
-    unsafe extern "C" fn paging_attach(
-        _domain: *mut bindings::iommu_domain,
+    /// Counts a domain taking faults `dev` is attached to; the first puts
+    /// it in the fault queue.
+    ///
+    /// # Safety
+    ///
+    /// `dev` is a device of ours; the caller holds its group's lock.
+    unsafe fn iopf_get(dev: *mut bindings::device) -> Result {
+        // SAFETY: Per the function's requirements.
+        let (reg, users) = unsafe {
+            (
+                Self::of_device(dev).ok_or(ENODEV)?,
+                &(*dev.cast::<DeviceBox<T>>()).iopf_users,
+            )
+        };
+        // SAFETY: Only `register`/`unregister` write the field.
+        let q = unsafe { *reg.iopf_queue.get() };
+        if q.is_null() {
+            return Err(ENODEV);
+        }
+        if users.load(Relaxed) == 0 {
+            // SAFETY: `q` is our live queue; `dev` is valid.
+            to_result(unsafe { bindings::iopf_queue_add_device(q, dev) })?;
+        }
+        users.store(users.load(Relaxed) + 1, Relaxed);
+        Ok(())
+    }
+
+    /// Undoes one [`Self::iopf_get`].
+    ///
+    /// # Safety
+    ///
+    /// As for [`Self::iopf_get`], which succeeded for the domain left.
+    unsafe fn iopf_put(dev: *mut bindings::device) {
+        // SAFETY: Per the function's requirements.
+        let (reg, users) = unsafe {
+            let Some(reg) = Self::of_device(dev) else {
+                return;
+            };
+            (reg, &(*dev.cast::<DeviceBox<T>>()).iopf_users)
+        };
+        let n = users.load(Relaxed);
+        users.store(n - 1, Relaxed);
+        if n == 1 {
+            // SAFETY: The device was added to our queue by `iopf_get`.
+            unsafe { bindings::iopf_queue_remove_device(*reg.iopf_queue.get(), dev) };
+        }
+    }
+
+    unsafe extern "C" fn page_response(
         _dev: *mut bindings::device,
-        _old: *mut bindings::iommu_domain,
+        _evt: *mut bindings::iopf_fault,
+        _msg: *mut bindings::iommu_page_response,
+    ) {
+    }
+
+    unsafe extern "C" fn alloc_nested(
+        dev: *mut bindings::device,
+        parent: *mut bindings::iommu_domain,
+        flags: u32,
+        user_data: *const bindings::iommu_user_data,
+    ) -> *mut bindings::iommu_domain {
+        // SAFETY: The core passes a valid device of ours.
+        let Some(reg) = (unsafe { Self::of_device(dev) }) else {
+            return ENODEV.to_ptr();
+        };
+        // SAFETY: A non-NULL parent is a valid domain; if its ops are our
+        // paging ops, it is one of our paging domains.
+        let parent = unsafe {
+            if parent.is_null() || (*parent).ops != reg.paging_ops.get().cast_const() {
+                return EINVAL.to_ptr();
+            }
+            DomainBox::<T>::data(parent)
+        };
+        if user_data.is_null() {
+            return EINVAL.to_ptr();
+        }
+        // SAFETY: The device is valid; the core's user data lives for the
+        // call.
+        let (dev, data) = unsafe { (Device::from_raw(dev), UserData::from_raw(user_data)) };
+        let nested = match T::alloc_nested(dev, parent, flags, data) {
+            Ok(n) => n,
+            Err(e) => return e.to_ptr(),
+        };
+        let boxed = match KBox::new(
+            NestedBox::<T> {
+                domain: Opaque::zeroed(),
+                data: nested,
+            },
+            GFP_KERNEL,
+        ) {
+            Ok(b) => KBox::into_raw(b),
+            Err(_) => return ENOMEM.to_ptr(),
+        };
+        // SAFETY: `boxed` is a new, zeroed domain we own until `free_nested`.
+        unsafe {
+            let d = (*boxed).domain.get();
+            (*d).type_ = bindings::IOMMU_DOMAIN_NESTED;
+            (*d).ops = reg.nested_ops.get();
+            d
+        }
+    }
+
+    unsafe extern "C" fn free_nested(domain: *mut bindings::iommu_domain) {
+        // SAFETY: `domain` is the first field of a `NestedBox<T>` made by
+        // `alloc_nested`; the core frees it once.
+        drop(unsafe { KBox::from_raw(domain.cast::<NestedBox<T>>()) });
+    }
+
+    unsafe extern "C" fn cache_invalidate_user(
+        domain: *mut bindings::iommu_domain,
+        array: *mut bindings::iommu_user_data_array,
     ) -> c_int {
-        0
+        // SAFETY: `domain` is one of our nested domains (its ops are), the
+        // first field of a `NestedBox<T>`; the caller's array is ours for
+        // the call.
+        let (data, array) = unsafe {
+            (
+                &(*domain.cast::<NestedBox<T>>()).data,
+                UserDataArray::from_raw(array),
+            )
+        };
+        match data.cache_invalidate_user(array) {
+            Ok(()) => 0,
+            Err(e) => e.to_errno(),
+        }
+    }
+
+    /// The driver's data of `domain`, if it is one of this registration's
+    /// nested domains.
+    pub fn nested_data_of<'a>(&'static self, domain: &'a Domain) -> Option<&'a T::Nested> {
+        let d = domain.as_ptr();
+        // SAFETY: `domain` is valid; if its ops are our nested ops, it is the
+        // first field of a `NestedBox<T>` that lives as long as it.
+        unsafe {
+            if (*d).ops != self.nested_ops.get().cast_const() {
+                return None;
+            }
+            Some(&(*d.cast::<NestedBox<T>>()).data)
+        }
+    }
+
+    /// Has `dev`, one of this registration's devices, raise the page
+    /// request `req` (the last of its group), as hardware would.  The
+    /// request goes to the fault handler of the domain it falls in, or is
+    /// answered as failed if there is none.
+    ///
+    /// # Safety
+    ///
+    /// The group of `dev` is not attached, replaced or detached meanwhile:
+    /// the fault path uses the attach handle it finds without a lock.
+    pub unsafe fn report_fault(&'static self, dev: &Device, req: &PageRequest) -> Result {
+        if self.data_of(dev).is_none() {
+            return Err(EINVAL);
+        }
+        let mut evt = bindings::iopf_fault::default();
+        evt.fault.type_ = bindings::iommu_fault_type_IOMMU_FAULT_PAGE_REQ;
+        evt.fault.prm.flags = req.flags;
+        evt.fault.prm.pasid = req.pasid;
+        evt.fault.prm.grpid = req.grpid;
+        evt.fault.prm.perm = req.perm;
+        evt.fault.prm.addr = req.addr;
+        // SAFETY: `dev` is a probed device of ours; `evt` lives for the call;
+        // the caller serialises with attach changes.
+        to_result(unsafe { bindings::iommu_report_device_fault(dev.as_raw(), &mut evt) })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -537,6 +802,10 @@ static DEV_TYPE_NAME: &CStr = c"iommu-software-device";
 #[repr(C)]
 struct DeviceBox<T: Driver> {
     dev: Opaque<bindings::device>,
+    /// The domains taking faults the device is attached to (for its RID
+    /// and PASIDs): it is in the fault queue while there is one.  Changed
+    /// only under the group's lock (in `attach_dev`).
+    iopf_users: Atomic<u32>,
     data: T::DeviceData,
 }
 

@@ -1,0 +1,425 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Fault queues (`IOMMU_FAULT_QUEUE_ALLOC`): I/O page faults of devices
+//! attached to HWPTs that take faults, handed to user space through a file.
+//!
+//! User space reads `struct iommu_hwpt_pgfault` records from the file, one
+//! per page request, a whole group at a time, each carrying the group's
+//! cookie; it answers a group by writing a `struct iommu_hwpt_page_response`
+//! with that cookie.  A group nobody answers is answered "invalid" when its
+//! device leaves the HWPT or the queue is destroyed, so no device waits
+//! forever.
+
+use core::ffi::c_void;
+use core::mem::size_of;
+
+use kernel::bindings;
+use kernel::error::from_err_ptr;
+use kernel::fs::file::{flags::O_CLOEXEC, File, FileDescriptorReservation};
+use kernel::iommu::fault::{FaultGroup, FaultSink, PageRequest, RESP_INVALID, RESP_SUCCESS};
+use kernel::new_mutex;
+use kernel::new_poll_condvar;
+use kernel::prelude::*;
+use kernel::rbtree::{RBTree, RBTreeNodeReservation};
+use kernel::sync::aref::ARef;
+use kernel::sync::atomic::{Atomic, Relaxed};
+use kernel::sync::poll::{PollCondVar, PollTable};
+use kernel::sync::{Arc, Mutex};
+use kernel::types::ForeignOwnable;
+use kernel::uaccess::{UserPtr, UserSlice};
+
+use crate::ctx::CtxHold;
+use crate::object::Object;
+use crate::uapi::{self, Pod};
+use crate::ucmd::Ucmd;
+
+/// A group waiting in a queue, with what user space is told about it.
+struct Pending {
+    group: FaultGroup,
+    requests: KVec<PageRequest>,
+    /// The device's object ID.
+    dev_id: u32,
+    /// The attachment it arrived through (see [`Sink`]).
+    tag: u64,
+}
+
+struct Queues {
+    /// Groups not read yet, oldest first.
+    deliver: KVec<Pending>,
+    /// Groups read and not answered yet, by cookie.
+    responses: RBTree<u32, Pending>,
+    /// The next cookie to try; cookies are never 0.
+    next_cookie: u32,
+}
+
+/// A fault queue object.
+#[pin_data]
+pub(crate) struct Fault {
+    /// Serialises reads and answers, as well as the fault path.
+    #[pin]
+    queues: Mutex<Queues>,
+    /// Woken when a group arrives.
+    #[pin]
+    wait: PollCondVar,
+}
+
+/// Tags of attachments, unique for the module's lifetime.
+static NEXT_TAG: Atomic<u64> = Atomic::new(1);
+
+/// Where an attachment to a HWPT that takes faults sends them: the HWPT's
+/// queue, marked with the device and the attachment, so that leaving the
+/// HWPT answers exactly the groups that came through it.
+pub(crate) struct Sink {
+    fault: Arc<Object<Fault>>,
+    dev_id: u32,
+    tag: u64,
+}
+
+impl Sink {
+    pub(crate) fn new(fault: &Arc<Object<Fault>>, dev_id: u32) -> Result<Arc<Sink>> {
+        Ok(Arc::new(
+            Sink {
+                fault: fault.clone(),
+                dev_id,
+                tag: NEXT_TAG.fetch_add(1, Relaxed),
+            },
+            GFP_KERNEL_ACCOUNT,
+        )?)
+    }
+
+    /// Answers "invalid" every group that came through this attachment and
+    /// is still waiting: the device has left the HWPT.
+    pub(crate) fn answer_left(&self) {
+        self.fault.answer_tag(self.tag);
+    }
+}
+
+impl FaultSink for Sink {
+    fn deliver(&self, group: FaultGroup) {
+        // A group that cannot be queued is dropped, which answers it.
+        let Ok(requests) = group.requests() else {
+            return;
+        };
+        let mut q = self.fault.queues.lock();
+        let pending = Pending {
+            group,
+            requests,
+            dev_id: self.dev_id,
+            tag: self.tag,
+        };
+        if q.deliver.push(pending, GFP_KERNEL).is_err() {
+            return;
+        }
+        drop(q);
+        self.fault.wait.notify_all();
+    }
+}
+
+/// `struct iommu_hwpt_pgfault`, as read from the file.
+const RECORD_SIZE: usize = size_of::<uapi::iommu_hwpt_pgfault>();
+/// `struct iommu_hwpt_page_response`, as written to the file.
+const RESPONSE_SIZE: usize = size_of::<uapi::iommu_hwpt_page_response>();
+
+impl Fault {
+    fn answer_tag(&self, tag: u64) {
+        let mut gone = KVec::new();
+        let mut q = self.queues.lock();
+        let mut i = 0;
+        while i < q.deliver.len() {
+            if q.deliver[i].tag == tag {
+                if let Ok(p) = q.deliver.remove(i) {
+                    // On failure `p` drops here, still answering it.
+                    let _ = gone.push(p, GFP_KERNEL);
+                }
+            } else {
+                i += 1;
+            }
+        }
+        let mut cookies = KVec::new();
+        for (&cookie, p) in q.responses.iter() {
+            if p.tag == tag {
+                let _ = cookies.push(cookie, GFP_KERNEL);
+            }
+        }
+        for cookie in cookies {
+            if let Some(p) = q.responses.remove(&cookie) {
+                let _ = gone.push(p, GFP_KERNEL);
+            }
+        }
+        drop(q);
+        // Answered "invalid" as they drop, outside our lock.
+        drop(gone);
+    }
+
+    /// Reads whole groups into `count` bytes at `buf`; `EINVAL` if the first
+    /// group does not fit.  Returns the bytes read.
+    fn read(&self, buf: usize, count: usize) -> Result<usize> {
+        if count % RECORD_SIZE != 0 {
+            return Err(ESPIPE);
+        }
+        let mut w = UserSlice::new(UserPtr::from_addr(buf), count).writer();
+        let mut done = 0;
+        let mut q = self.queues.lock();
+        let res = loop {
+            let Some(size) = q.deliver.first().map(|p| p.requests.len() * RECORD_SIZE) else {
+                break Ok(());
+            };
+            if size > count - done {
+                break if done == 0 { Err(EINVAL) } else { Ok(()) };
+            }
+            let cookie = q.free_cookie();
+            let first = &q.deliver[0];
+            let mut rec = <uapi::iommu_hwpt_pgfault as Pod>::zeroed();
+            rec.dev_id = first.dev_id;
+            rec.cookie = cookie;
+            let mut wrote = Ok(());
+            for r in &first.requests {
+                rec.flags = r.flags;
+                rec.pasid = r.pasid;
+                rec.grpid = r.grpid;
+                rec.perm = r.perm;
+                rec.addr = r.addr;
+                wrote = w.write_slice(rec.as_bytes());
+                if wrote.is_err() {
+                    break;
+                }
+            }
+            if let Err(e) = wrote {
+                // The group stays first in line.
+                break Err(e);
+            }
+            let node = match RBTreeNodeReservation::new(GFP_KERNEL) {
+                Ok(n) => n,
+                Err(e) => break Err(e),
+            };
+            let Ok(p) = q.deliver.remove(0) else {
+                break Err(EINVAL);
+            };
+            q.responses.insert(node.into_node(cookie, p));
+            done += size;
+        };
+        drop(q);
+        match res {
+            Err(e) if done == 0 => Err(e),
+            _ => Ok(done),
+        }
+    }
+
+    /// Takes the answers in `count` bytes at `buf`; returns the bytes used.
+    fn write(&self, buf: usize, count: usize) -> Result<usize> {
+        if count % RESPONSE_SIZE != 0 {
+            return Err(ESPIPE);
+        }
+        let mut r = UserSlice::new(UserPtr::from_addr(buf), count).reader();
+        let mut done = 0;
+        let res = loop {
+            if done == count {
+                break Ok(());
+            }
+            let mut resp = <uapi::iommu_hwpt_page_response as Pod>::zeroed();
+            if let Err(e) = r.read_slice(resp.as_bytes_mut()) {
+                break Err(e);
+            }
+            if resp.code != uapi::IOMMUFD_PAGE_RESP_SUCCESS
+                && resp.code != uapi::IOMMUFD_PAGE_RESP_INVALID
+            {
+                break Err(EINVAL);
+            }
+            let Some(p) = self.queues.lock().responses.remove(&resp.cookie) else {
+                break Err(EINVAL);
+            };
+            p.group.respond(resp.code);
+            done += RESPONSE_SIZE;
+        };
+        match res {
+            Err(e) if done == 0 => Err(e),
+            _ => Ok(done),
+        }
+    }
+
+    /// Whether a group waits to be read.
+    fn readable(&self) -> bool {
+        !self.queues.lock().deliver.is_empty()
+    }
+}
+
+impl Queues {
+    /// A cookie no unanswered group has.
+    fn free_cookie(&mut self) -> u32 {
+        loop {
+            let c = self.next_cookie;
+            self.next_cookie = c.wrapping_add(1).max(1);
+            if self.responses.get(&c).is_none() {
+                return c;
+            }
+        }
+    }
+}
+
+// The uAPI's answer codes are the core's.
+const _: () = assert!(uapi::IOMMUFD_PAGE_RESP_SUCCESS == RESP_SUCCESS);
+const _: () = assert!(uapi::IOMMUFD_PAGE_RESP_INVALID == RESP_INVALID);
+
+/// What a fault queue's file owns: a use of the queue and the context.
+struct FaultFile {
+    fault: Arc<Object<Fault>>,
+    /// Whether the queue was published with the file's use.
+    published: Atomic<bool>,
+    // Dropped last: the context stays while its object is used.
+    ctx: CtxHold,
+}
+
+extern "C" {
+    /// `iommufd_shim.c`: a fault queue file owning `data`, whose operations
+    /// call `iommufd_rs_fault_*`.
+    fn iommufd_shim_fault_file(data: *mut c_void) -> *mut c_void;
+}
+
+/// `IOMMU_FAULT_QUEUE_ALLOC`: a fault queue and the file to read it from.
+pub(crate) fn alloc_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_fault_alloc>) -> Result {
+    if ucmd.cmd.flags != 0 {
+        return Err(EOPNOTSUPP);
+    }
+    let objects = &ucmd.ctx.objects;
+    let slot = objects.reserve()?;
+    let fault = slot.new_object(try_pin_init!(Fault {
+        queues <- new_mutex!(Queues {
+            deliver: KVec::new(),
+            responses: RBTree::new(),
+            next_cookie: 1,
+        }),
+        wait <- new_poll_condvar!("iommufd_fault"),
+    }? Error))?;
+    let id = fault.id();
+    let fd = FileDescriptorReservation::get_unused_fd_flags(O_CLOEXEC)?;
+    let data = KBox::new(
+        FaultFile {
+            fault: fault.clone(),
+            published: Atomic::new(false),
+            ctx: ucmd.handle.hold(),
+        },
+        GFP_KERNEL_ACCOUNT,
+    )?
+    .into_foreign();
+    // SAFETY: `data` comes from `into_foreign`; the file owns it from here,
+    // or we take it back below if there is no file.
+    let raw = from_err_ptr(unsafe { iommufd_shim_fault_file(data) }.cast::<bindings::file>());
+    let raw = match raw {
+        Ok(raw) => raw,
+        Err(e) => {
+            // SAFETY: No file took `data`; it is turned back once, here.
+            drop(unsafe { <KBox<FaultFile> as ForeignOwnable>::from_foreign(data) });
+            return Err(e);
+        }
+    };
+    // SAFETY: `raw` is a new file on which we own the one reference, which
+    // the `ARef` takes over (`from_raw_file` borrows, `ARef::from` counts a
+    // new one: give the first back).
+    let file: ARef<File> = ARef::from(unsafe { File::from_raw_file(raw) });
+    // SAFETY: See above.
+    unsafe { bindings::fput(raw) };
+    ucmd.cmd.out_fault_id = id;
+    ucmd.cmd.out_fault_fd = fd.reserved_fd();
+    // On failure the file goes, with the queue, which nobody saw.
+    ucmd.respond()?;
+    // SAFETY: The file is live while we hold it.
+    unsafe { file_data(data) }.published.store(true, Relaxed);
+    // Published with the file's use.
+    slot.finalize_held(fault);
+    fd.fd_install(file);
+    Ok(())
+}
+
+/// Borrows what the file owns.
+///
+/// # Safety
+///
+/// `data` is the private data of a fault queue file, which is not
+/// released during `'a`.
+unsafe fn file_data<'a>(data: *mut c_void) -> &'a FaultFile {
+    // SAFETY: Per the function's requirements, `data` came from
+    // `into_foreign` and is turned back only at release.
+    unsafe { <KBox<FaultFile> as ForeignOwnable>::borrow(data) }
+}
+
+/// `read()` of a fault queue file (`*ppos` checked by the shim).
+///
+/// # Safety
+///
+/// `data` is the private data of a fault queue file being read.
+#[no_mangle]
+unsafe extern "C" fn iommufd_rs_fault_read(data: *mut c_void, buf: usize, count: usize) -> isize {
+    // SAFETY: The file is live during its `read()`.
+    let f = unsafe { file_data(data) };
+    match f.fault.read(buf, count) {
+        Ok(n) => n as isize,
+        Err(e) => e.to_errno() as isize,
+    }
+}
+
+/// `write()` of a fault queue file (`*ppos` checked by the shim).
+///
+/// # Safety
+///
+/// `data` is the private data of a fault queue file being written.
+#[no_mangle]
+unsafe extern "C" fn iommufd_rs_fault_write(data: *mut c_void, buf: usize, count: usize) -> isize {
+    // SAFETY: The file is live during its `write()`.
+    let f = unsafe { file_data(data) };
+    match f.fault.write(buf, count) {
+        Ok(n) => n as isize,
+        Err(e) => e.to_errno() as isize,
+    }
+}
+
+/// `poll()` of a fault queue file: always writable, readable when a group
+/// waits.
+///
+/// # Safety
+///
+/// `data` is the private data of `file`, a fault queue file being polled
+/// with `wait`.
+#[no_mangle]
+unsafe extern "C" fn iommufd_rs_fault_poll(
+    data: *mut c_void,
+    file: *mut bindings::file,
+    wait: *mut bindings::poll_table,
+) -> u32 {
+    // SAFETY: The file and the table are live during its `poll()`.
+    let (f, file, table) = unsafe {
+        (
+            file_data(data),
+            File::from_raw_file(file),
+            PollTable::from_raw(wait),
+        )
+    };
+    table.register_wait(file, &f.fault.wait);
+    let mut mask = bindings::POLLOUT;
+    if f.fault.readable() {
+        mask |= bindings::POLLIN | bindings::POLLRDNORM;
+    }
+    mask
+}
+
+/// Release of a fault queue file: gives back its use of the queue.
+///
+/// # Safety
+///
+/// `data` is the private data of a fault queue file, passed once, at its
+/// release.
+#[no_mangle]
+unsafe extern "C" fn iommufd_rs_fault_release(data: *mut c_void) {
+    // SAFETY: `data` came from `into_foreign`; released once.
+    let f = unsafe { <KBox<FaultFile> as ForeignOwnable>::from_foreign(data) };
+    let FaultFile {
+        fault,
+        published,
+        ctx,
+    } = KBox::into_inner(f);
+    let id = fault.id();
+    drop(fault);
+    if published.load(Relaxed) {
+        ctx.objects.put_long(id);
+    }
+    drop(ctx);
+}
