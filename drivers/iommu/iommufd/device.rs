@@ -325,15 +325,23 @@ impl Device {
 
     /// Detaches the device, if attached.
     pub(crate) fn detach(&self) {
-        let Some(a) = self.attached.lock().take() else {
+        let mut st = self.attached.lock();
+        let Some(Attached {
+            hwpt,
+            attachment,
+            sink,
+        }) = st.take()
+        else {
             return;
         };
-        drop(a.attachment);
+        // Detached under the lock, which whoever raises faults holds.
+        drop(attachment);
+        drop(st);
         // No more faults come through the attachment: answer those waiting.
-        if let Some(sink) = a.sink {
+        if let Some(sink) = sink {
             sink.answer_left();
         }
-        self.put_hwpt(a.hwpt);
+        self.put_hwpt(hwpt);
     }
 
     /// Moves the attached device to `pt_id` (see [`Device::attach`]).
