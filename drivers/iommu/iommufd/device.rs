@@ -57,17 +57,27 @@ fn take_faults(
 
 impl HwptPaging {
     /// A new HWPT of `ioas` for `dev`, with `IOMMU_HWPT_ALLOC_*` `flags`
-    /// (less `IOMMU_HWPT_FAULT_ID_VALID`) and its faults going to the queue
-    /// `fault_id`.
+    /// (less `IOMMU_HWPT_FAULT_ID_VALID`) and the driver's `data` if any, its
+    /// faults going to the queue `fault_id`.
     fn alloc(
         ctx: &Arc<Ctx>,
         ioas: Held<Ioas>,
         dev: &kernel::device::Device,
         auto: bool,
         flags: u32,
+        data: Option<&UserData>,
         fault_id: Option<u32>,
     ) -> Result<Arc<Object<HwptPaging>>> {
-        let mut domain = Domain::alloc_paging(dev, flags)?;
+        if flags & uapi::IOMMU_HWPT_ALLOC_DIRTY_TRACKING != 0
+            && !iommu::capable(dev, bindings::iommu_cap_IOMMU_CAP_DIRTY_TRACKING)
+        {
+            return Err(EOPNOTSUPP);
+        }
+        let mut domain = if auto {
+            Domain::alloc_paging(dev, flags)?
+        } else {
+            Domain::alloc_paging_user(dev, flags, data)?
+        };
         let fault = take_faults(ctx, &mut domain, fault_id)?;
         let domain = Arc::new(domain, GFP_KERNEL_ACCOUNT)?;
         let slot = ctx.objects.reserve()?;
@@ -306,7 +316,7 @@ impl Device {
                 return Ok(hwpt);
             }
         }
-        let hwpt = HwptPaging::alloc(&self.ctx, ioas, &self.dev, true, 0, None)?;
+        let hwpt = HwptPaging::alloc(&self.ctx, ioas, &self.dev, true, 0, None, None)?;
         // The new HWPT's first use, for the caller.
         objects.get_long::<HwptPaging>(hwpt.id())
     }
@@ -410,30 +420,19 @@ pub(crate) fn hwpt_alloc_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_hwpt_alloc>) -> R
     let idev = objects.get::<Device>(c.dev_id)?;
     let flags = c.flags;
     let fault_id = (flags & uapi::IOMMU_HWPT_FAULT_ID_VALID != 0).then_some(c.fault_id);
+    let data = UserData::new(c.data_type, c.data_uptr, c.data_len as usize);
     let hwpt = if let Ok(ioas) = Held::<Ioas>::get(&ctx, c.pt_id) {
-        let unsupported = if c.data_type != uapi::IOMMU_HWPT_DATA_NONE {
-            Some("driver data for paging HWPTs")
-        } else if flags & uapi::IOMMU_HWPT_ALLOC_DIRTY_TRACKING != 0 {
-            Some("dirty tracking")
-        } else {
-            None
-        };
         if flags & !HWPT_ALLOC_FLAGS != 0
             || (fault_id.is_some() && flags & uapi::IOMMU_HWPT_ALLOC_NEST_PARENT != 0)
         {
             return Err(EOPNOTSUPP);
         }
-        if let Some(what) = unsupported {
-            drop(ioas);
-            ucmd.not_implemented(what)?;
-            return Err(EOPNOTSUPP);
-        }
         let flags = flags & !uapi::IOMMU_HWPT_FAULT_ID_VALID;
+        let data = (!data.is_empty()).then_some(&data);
         Hwpt::Paging(HwptPaging::alloc(
-            &ctx, ioas, &idev.dev, false, flags, fault_id,
+            &ctx, ioas, &idev.dev, false, flags, data, fault_id,
         )?)
     } else if let Ok(parent) = Held::<HwptPaging>::get(&ctx, c.pt_id) {
-        let data = UserData::new(c.data_type, c.data_uptr, c.data_len as usize);
         Hwpt::Nested(HwptNested::alloc(
             &ctx, parent, &idev.dev, flags, &data, fault_id,
         )?)
@@ -450,6 +449,36 @@ pub(crate) fn hwpt_alloc_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_hwpt_alloc>) -> R
         return Err(e);
     }
     Ok(())
+}
+
+/// `IOMMU_HWPT_SET_DIRTY_TRACKING`: starts or stops dirty tracking of a
+/// paging HWPT.
+pub(crate) fn set_dirty_tracking_ioctl(
+    ucmd: &mut Ucmd<'_, uapi::iommu_hwpt_set_dirty_tracking>,
+) -> Result {
+    let c = &ucmd.cmd;
+    if c.flags & !uapi::IOMMU_HWPT_DIRTY_TRACKING_ENABLE != 0 {
+        return Err(EOPNOTSUPP);
+    }
+    let hwpt = ucmd.ctx.objects.get::<HwptPaging>(c.hwpt_id)?;
+    let ioas = hwpt.ioas.as_ref().ok_or(ENOENT)?;
+    let enable = c.flags & uapi::IOMMU_HWPT_DIRTY_TRACKING_ENABLE != 0;
+    ioas.iopt.set_dirty_tracking(&hwpt.domain, enable)
+}
+
+/// `IOMMU_HWPT_GET_DIRTY_BITMAP`: reads (and clears) what DMA wrote in a
+/// range of a paging HWPT into a bitmap in user memory.
+pub(crate) fn get_dirty_bitmap_ioctl(
+    ucmd: &mut Ucmd<'_, uapi::iommu_hwpt_get_dirty_bitmap>,
+) -> Result {
+    let c = &ucmd.cmd;
+    if c.flags & !uapi::IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR != 0 || c.__reserved != 0 {
+        return Err(EOPNOTSUPP);
+    }
+    let hwpt = ucmd.ctx.objects.get::<HwptPaging>(c.hwpt_id)?;
+    let ioas = hwpt.ioas.as_ref().ok_or(ENOENT)?;
+    ioas.iopt
+        .read_and_clear_dirty(&hwpt.domain, c.flags, c.iova, c.length, c.page_size, c.data)
 }
 
 /// `IOMMU_HWPT_INVALIDATE`'s bound on entries per call, as upstream.

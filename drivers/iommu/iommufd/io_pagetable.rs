@@ -10,6 +10,7 @@
 
 use kernel::bindings;
 use kernel::fs::File;
+use kernel::iommu::dirty::{DirtyRecord, IovaBitmap, NO_CLEAR};
 use kernel::iommu::domain::{self as iommu, Domain};
 use kernel::new_mutex;
 use kernel::prelude::*;
@@ -206,14 +207,15 @@ fn unpin_area(area: &Area, s: u64, l: u64) {
 }
 
 /// Maps the area `[s, l]` into `domain`, pinning it first if `pin`; on
-/// failure nothing of it stays mapped or pinned.
-fn fill_area(domain: &Arc<Domain>, s: u64, l: u64, area: &Area, pin: bool) -> Result {
+/// failure nothing of it stays mapped or pinned.  `small`: one page per
+/// mapping (`IOMMU_OPTION_HUGE_PAGES` 0), else contiguous runs together.
+fn fill_area(domain: &Arc<Domain>, s: u64, l: u64, area: &Area, pin: bool, small: bool) -> Result {
     if pin {
         pin_area(area, s, l)?;
     }
     let prot = iommu_prot(area.prot);
     area.pages
-        .map_range(domain, s, area.start_byte, area.byte(s, l), prot)
+        .map_range(domain, s, area.start_byte, area.byte(s, l), prot, small)
         .inspect_err(|_| {
             area.pages.unmap_range(domain, s, l - s + 1);
             if pin {
@@ -479,7 +481,7 @@ impl IoPagetable {
         let mut cur = in_range(iova);
         'areas: while let Some((s, l, area)) = cur {
             for (i, d) in inner.domains.iter().enumerate() {
-                if let Err(e) = fill_area(d, s, l, area, i == 0) {
+                if let Err(e) = fill_area(d, s, l, area, i == 0, inner.disable_large_pages) {
                     for (j, d) in inner.domains.iter().enumerate().take(i) {
                         unfill_area(d, s, l, area, j == 0);
                     }
@@ -559,10 +561,11 @@ impl IoPagetable {
                 inner.reserved.insert(s, l, key)?;
             }
             let areas = &inner.areas;
+            let small = inner.disable_large_pages;
             let mut filled: Option<u64> = None;
             let mut res = Ok(());
             for (s, l, area) in areas.iter() {
-                if let Err(e) = fill_area(domain, s, l, area, first) {
+                if let Err(e) = fill_area(domain, s, l, area, first, small) {
                     res = Err(e);
                     break;
                 }
@@ -747,6 +750,81 @@ impl IoPagetable {
         let res = inner.update_alignment();
         if res.is_err() {
             inner.disable_large_pages = old;
+        }
+        res
+    }
+
+    /// Starts or stops dirty tracking in `domain`, one of this IOAS's; when
+    /// starting, clears what is dirty first so that the first read reports
+    /// only what DMA writes from now on.
+    pub(crate) fn set_dirty_tracking(&self, domain: &Domain, enable: bool) -> Result {
+        if !domain.tracks_dirty() {
+            return Err(EOPNOTSUPP);
+        }
+        let inner = self.inner.lock();
+        if enable {
+            let mut rec = DirtyRecord::new(None)?;
+            for (s, l, _) in inner.areas.iter() {
+                domain.read_and_clear_dirty(s, (l - s + 1) as usize, 0, &mut rec)?;
+            }
+            domain.flush_dirty(&mut rec);
+        }
+        domain.set_dirty_tracking(enable)
+    }
+
+    /// Reads the dirty state of `[iova, last]` of `domain` into `bitmap`,
+    /// clearing it unless `flags` has `IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR`.
+    /// The range must be mapped throughout (`EINVAL`), aligned to the IOAS
+    /// and to the bitmap's page size.
+    pub(crate) fn read_and_clear_dirty(
+        &self,
+        domain: &Domain,
+        flags: u32,
+        iova: u64,
+        length: u64,
+        page_size: u64,
+        data: u64,
+    ) -> Result {
+        if length == 0 {
+            return Err(EINVAL);
+        }
+        let last = iova.checked_add(length - 1).ok_or(EOVERFLOW)?;
+        let inner = self.inner.lock();
+        let align = inner.iova_alignment;
+        if iova % align != 0 || (last + 1) % align != 0 {
+            return Err(EINVAL);
+        }
+        if page_size == 0 || !page_size.is_power_of_two() {
+            return Err(EINVAL);
+        }
+        if iova % page_size != 0 || (last + 1) % page_size != 0 {
+            return Err(EINVAL);
+        }
+        if !domain.tracks_dirty() {
+            return Err(EOPNOTSUPP);
+        }
+        let bitmap = IovaBitmap::new(iova, length, page_size, data).map_err(|_| ENOMEM)?;
+        let mut rec = DirtyRecord::new(Some(&bitmap))?;
+        let res = bitmap.for_each(|iova, len| {
+            // The chunk must be mapped throughout, by areas that follow
+            // each other.
+            let last = iova + (len as u64 - 1);
+            let mut at = iova;
+            while let Some((s, l, _)) = inner.areas.first_overlap(at, last) {
+                if s > at {
+                    break;
+                }
+                let end = l.min(last);
+                domain.read_and_clear_dirty(at, (end - at + 1) as usize, flags, &mut rec)?;
+                if end == last {
+                    return Ok(());
+                }
+                at = end + 1;
+            }
+            Err(EINVAL)
+        });
+        if flags & NO_CLEAR == 0 {
+            domain.flush_dirty(&mut rec);
         }
         res
     }

@@ -14,6 +14,8 @@
 MODULE_IMPORT_NS("IOMMUFD_INTERNAL");
 /* Importing dma-bufs (IOMMU_IOAS_MAP_FILE), and the selftest's exporter. */
 MODULE_IMPORT_NS("DMA_BUF");
+/* The IOVA bitmaps of IOMMU_HWPT_GET_DIRTY_BITMAP (iova_bitmap_*). */
+MODULE_IMPORT_NS("IOMMUFD");
 
 static ssize_t iommufd_shim_fault_read(struct file *file, char __user *buf,
 				       size_t count, loff_t *ppos)

@@ -5,9 +5,11 @@
 //! Its geometry is the one `iommufd_test.h` promises the selftests: 2 KiB
 //! pages and the IOVA aperture `[MOCK_APERTURE_START, MOCK_APERTURE_LAST]`.
 
+use kernel::iommu::dirty::{DirtyBitmap, NO_CLEAR};
 use kernel::iommu::driver::{self, NestedDomain, NewDomain, PagingDomain, Registration};
 use kernel::iommu::user_data::{UserData, UserDataArray};
 use kernel::new_mutex;
+use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
 use kernel::rbtree::{RBTree, RBTreeNode};
 use kernel::sync::atomic::{Atomic, Relaxed};
@@ -45,18 +47,85 @@ pub(crate) struct MockIommu;
 const LEAF_ENTRIES: usize = 1024;
 const LEAF_SPAN: u64 = LEAF_ENTRIES as u64 * MOCK_PAGE_SIZE;
 
-/// A leaf table: the physical address of each mock page, 0 if unmapped
-/// (physical page 0 is never mapped by iommufd), and how many are mapped.
+/// A leaf table: an entry per mock page, 0 if unmapped (physical page 0 is
+/// never mapped by iommufd), and how many are mapped.  An entry is the
+/// physical address of the page ([`PA_MASK`]) with, below it, the log2 of
+/// the size of the mapping (the PTE) the page is part of ([`SIZE_SHIFT`]),
+/// and, in the PTE's first page only, its dirty bit ([`DIRTY`]).
 #[derive(Zeroable)]
 struct Leaf {
     pte: [u64; LEAF_ENTRIES],
     used: u32,
 }
 
+/// The physical address bits of an entry.
+const PA_MASK: u64 = !(MOCK_PAGE_SIZE - 1);
+/// The dirty bit of a PTE, in its first entry.
+const DIRTY: u64 = 1;
+/// Where the log2 of the PTE's size is in an entry (six bits).
+const SIZE_SHIFT: u32 = 1;
+
+/// The size of the PTE an entry is part of.
+fn pte_size(e: u64) -> u64 {
+    1 << ((e >> SIZE_SHIFT) & 0x3f)
+}
+
+/// `MOCK_HUGE_PAGE_SIZE`: the large page of a `MOCK_IOMMUPT_HUGE` domain.
+const MOCK_HUGE_PAGE_SIZE: u64 = 512 * MOCK_PAGE_SIZE;
+/// `MOCK_IOMMUPT_DEFAULT`, `MOCK_IOMMUPT_HUGE`: the `pagetable_type`s.
+const IOMMUPT_DEFAULT: u32 = 0;
+const IOMMUPT_HUGE: u32 = 1;
+/// `IOMMU_HWPT_ALLOC_DIRTY_TRACKING`
+const ALLOC_DIRTY_TRACKING: u32 = 1 << 1;
+/// `IOMMU_CAP_DIRTY_TRACKING`
+const CAP_DIRTY_TRACKING: u32 = kernel::bindings::iommu_cap_IOMMU_CAP_DIRTY_TRACKING;
+
 /// A mock paging domain: a two-level table, leaf tables of
 /// [`LEAF_ENTRIES`] mock pages ([`MOCK_PAGE_SIZE`]) by IOVA / 2 MiB.
 pub(crate) struct MockDomain {
     ptes: Pin<KBox<Mutex<LeafTables>>>,
+    /// Dirty tracking is on (`MOCK_DIRTY_TRACK`).
+    tracking: Atomic<bool>,
+}
+
+impl MockDomain {
+    /// Whether dirty tracking is on.
+    pub(crate) fn tracking(&self) -> bool {
+        self.tracking.load(Relaxed)
+    }
+
+    /// Marks the PTE that maps `iova` dirty, as a device writing there
+    /// would; false if nothing is mapped there.
+    pub(crate) fn set_dirty(&self, iova: u64) -> bool {
+        let mut table = self.ptes.lock();
+        let Some(e) = entry(&table, iova) else {
+            return false;
+        };
+        let start = iova & !(pte_size(e) - 1);
+        match entry_mut(&mut table, start) {
+            Some(first) => {
+                *first |= DIRTY;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// The entry of `iova`, if mapped.
+fn entry(table: &LeafTables, iova: u64) -> Option<u64> {
+    let leaf = table.get(&(iova / LEAF_SPAN))?;
+    match leaf.pte[((iova % LEAF_SPAN) / MOCK_PAGE_SIZE) as usize] {
+        0 => None,
+        e => Some(e),
+    }
+}
+
+/// The entry of `iova`, if mapped, to change.
+fn entry_mut(table: &mut LeafTables, iova: u64) -> Option<&mut u64> {
+    let leaf = table.get_mut(&(iova / LEAF_SPAN))?;
+    let e = &mut leaf.pte[((iova % LEAF_SPAN) / MOCK_PAGE_SIZE) as usize];
+    (*e != 0).then_some(e)
 }
 
 /// Leaf tables by IOVA / [`LEAF_SPAN`].
@@ -72,9 +141,14 @@ impl PagingDomain for MockDomain {
         _prot: u32,
     ) -> (usize, Result) {
         let total = (pgsize * pgcount) as u64;
-        if iova % MOCK_PAGE_SIZE != 0 || paddr % MOCK_PAGE_SIZE != 0 || paddr == 0 {
+        if iova % MOCK_PAGE_SIZE != 0
+            || paddr % MOCK_PAGE_SIZE != 0
+            || paddr == 0
+            || !pgsize.is_power_of_two()
+        {
             return (0, Err(EINVAL));
         }
+        let size_bits = u64::from(pgsize.trailing_zeros()) << SIZE_SHIFT;
         let mut table = self.ptes.lock();
         let mut off = 0;
         while off < total {
@@ -103,7 +177,7 @@ impl PagingDomain for MockDomain {
                     // The core reports the error; iommufd never maps twice.
                     return (off as usize, Err(EEXIST));
                 }
-                leaf.pte[i] = paddr + off;
+                leaf.pte[i] = (paddr + off) | size_bits;
                 leaf.used += 1;
                 off += MOCK_PAGE_SIZE;
             }
@@ -135,14 +209,56 @@ impl PagingDomain for MockDomain {
     }
 
     fn iova_to_phys(&self, iova: u64) -> u64 {
-        let table = self.ptes.lock();
-        let Some(leaf) = table.get(&(iova / LEAF_SPAN)) else {
-            return 0;
-        };
-        match leaf.pte[((iova % LEAF_SPAN) / MOCK_PAGE_SIZE) as usize] {
-            0 => 0,
-            pa => pa + iova % MOCK_PAGE_SIZE,
+        match entry(&self.ptes.lock(), iova) {
+            None => 0,
+            Some(e) => (e & PA_MASK) + iova % MOCK_PAGE_SIZE,
         }
+    }
+
+    fn set_dirty_tracking(&self, enable: bool) -> Result {
+        self.tracking.store(enable, Relaxed);
+        Ok(())
+    }
+
+    fn read_and_clear_dirty(
+        &self,
+        iova: u64,
+        size: usize,
+        flags: u32,
+        dirty: &mut DirtyBitmap<'_>,
+    ) -> Result {
+        let end = iova.checked_add(size as u64).ok_or(EINVAL)?;
+        // Recording may pin the user's bitmap (taking the mmap lock), which
+        // must not happen under the table lock: collect, then record.
+        let mut found = KVec::<(u64, u64)>::new();
+        let mut table = self.ptes.lock();
+        let mut at = iova;
+        while at < end {
+            let Some(e) = entry(&table, at) else {
+                at += MOCK_PAGE_SIZE;
+                continue;
+            };
+            let psize = pte_size(e);
+            let start = at & !(psize - 1);
+            if let Some(first) = entry_mut(&mut table, start) {
+                if *first & DIRTY != 0 {
+                    let (lo, hi) = (start.max(iova), (start + psize).min(end));
+                    match found.last_mut() {
+                        Some((_, h)) if *h == lo => *h = hi,
+                        _ => found.push((lo, hi), GFP_KERNEL)?,
+                    }
+                    if flags & NO_CLEAR == 0 {
+                        *first &= !DIRTY;
+                    }
+                }
+            }
+            at = start + psize;
+        }
+        drop(table);
+        for (lo, hi) in found {
+            dirty.record(lo, (hi - lo) as usize);
+        }
+        Ok(())
     }
 }
 
@@ -151,6 +267,8 @@ impl PagingDomain for MockDomain {
 pub(crate) const HWPT_DATA_SELFTEST: u32 = 0xdead;
 /// `MOCK_NESTED_DOMAIN_IOTLB_NUM`
 pub(crate) const IOTLB_NUM: usize = 4;
+/// `IOMMU_HWPT_DATA_NONE`
+const HWPT_DATA_NONE: u32 = 0;
 /// `IOMMU_HWPT_INVALIDATE_DATA_SELFTEST`: entries
 /// `struct iommu_hwpt_invalidate_selftest { __u32 flags; __u32 iotlb_id; }`.
 const INVALIDATE_DATA_SELFTEST: u32 = 0xdeadbeef;
@@ -206,14 +324,23 @@ pub(crate) const DEV_CACHE_NUM: usize = 4;
 pub(crate) struct MockDevData {
     /// The device's emulated cache entries, invalidated through a vIOMMU.
     pub(crate) cache: [Atomic<u32>; DEV_CACHE_NUM],
+    /// The device cannot be behind a dirty-tracking domain
+    /// (`MOCK_FLAGS_DEVICE_NO_DIRTY`).
+    no_dirty: bool,
 }
 
 impl MockDevData {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(no_dirty: bool) -> Self {
         Self {
             cache: [const { Atomic::new(DEV_CACHE_DEFAULT) }; DEV_CACHE_NUM],
+            no_dirty,
         }
     }
+}
+
+/// Whether `dev` is a mock device that cannot track dirty pages.
+fn no_dirty(dev: &kernel::device::Device) -> bool {
+    MOCK.data_of(dev).is_some_and(|d| d.no_dirty)
 }
 
 impl driver::Driver for MockIommu {
@@ -247,23 +374,51 @@ impl driver::Driver for MockIommu {
         Ok(nested)
     }
 
-    fn alloc_paging(_dev: &kernel::device::Device, flags: u32) -> Result<NewDomain<MockDomain>> {
-        // IOMMU_HWPT_ALLOC_NEST_PARENT and IOMMU_HWPT_ALLOC_PASID need nothing
-        // of a mock domain; dirty tracking is not implemented yet.
-        if flags & !(ALLOC_NEST_PARENT | ALLOC_PASID) != 0 {
+    fn alloc_paging(
+        dev: &kernel::device::Device,
+        flags: u32,
+        data: Option<&UserData>,
+    ) -> Result<NewDomain<MockDomain>> {
+        let dirty_tracking = flags & ALLOC_DIRTY_TRACKING != 0;
+        if flags & !(ALLOC_NEST_PARENT | ALLOC_PASID | ALLOC_DIRTY_TRACKING) != 0
+            || (dirty_tracking && no_dirty(dev))
+        {
             return Err(EOPNOTSUPP);
         }
+        let mut pagetable_type = IOMMUPT_DEFAULT;
+        if let Some(data) = data {
+            if data.data_type() != HWPT_DATA_SELFTEST && data.data_type() != HWPT_DATA_NONE {
+                return Err(EOPNOTSUPP);
+            }
+            // The first version of the structure ended after `iotlb`.
+            pagetable_type = data.read::<[u32; 2]>(HWPT_DATA_SELFTEST, 4)?[1];
+        }
+        let pgsize_bitmap = match pagetable_type {
+            IOMMUPT_DEFAULT => MOCK_PGSIZES,
+            // Huge mappings only, but iommufd needs PAGE_SIZE to accept it.
+            IOMMUPT_HUGE => (MOCK_HUGE_PAGE_SIZE as usize) | PAGE_SIZE,
+            _ => return Err(EOPNOTSUPP),
+        };
         Ok(NewDomain {
             data: MockDomain {
                 ptes: KBox::pin_init(new_mutex!(RBTree::new()), GFP_KERNEL)?,
+                tracking: Atomic::new(false),
             },
-            pgsize_bitmap: MOCK_PGSIZES,
+            pgsize_bitmap,
             aperture: (MOCK_APERTURE_START, MOCK_APERTURE_LAST),
+            dirty_tracking,
         })
     }
 
-    fn capable(_dev: &kernel::device::Device, cap: u32) -> bool {
-        cap == CAP_CACHE_COHERENCY
+    fn check_attach(dev: &kernel::device::Device, dirty_tracking: bool) -> Result {
+        if dirty_tracking && no_dirty(dev) {
+            return Err(EINVAL);
+        }
+        Ok(())
+    }
+
+    fn capable(dev: &kernel::device::Device, cap: u32) -> bool {
+        cap == CAP_CACHE_COHERENCY || (cap == CAP_DIRTY_TRACKING && !no_dirty(dev))
     }
 
     fn hw_info(_dev: &kernel::device::Device, ty: u32) -> Result<(KVec<u8>, u32)> {
@@ -296,7 +451,7 @@ mod tests {
     /// all back when it leaves.
     #[test]
     fn domain_follows_the_ioas() -> Result {
-        let dev = MOCK.add_device(c"iommufd_kunit_mock", MockDevData::new(), &[])?;
+        let dev = MOCK.add_device(c"iommufd_kunit_mock", MockDevData::new(false), &[])?;
         let domain = Arc::new(Domain::alloc_paging(dev.device(), 0)?, GFP_KERNEL)?;
         let iopt = KBox::pin_init(IoPagetable::new(), GFP_KERNEL)?;
         let pages = kunit_memfd_pages(8)?;
@@ -354,6 +509,7 @@ mod tests {
     fn domain() -> Result<MockDomain> {
         Ok(MockDomain {
             ptes: KBox::pin_init(new_mutex!(RBTree::new()), GFP_KERNEL)?,
+            tracking: Atomic::new(false),
         })
     }
 

@@ -427,8 +427,9 @@ impl Pages {
 
     /// Maps bytes `[first_byte, last_byte]` of the memory at `iova` in
     /// `domain`; the caller holds a user on the pages (if they have
-    /// `struct page`s).  Physically contiguous runs go in one call.  On
-    /// failure the caller unmaps with [`Pages::unmap_range`].
+    /// `struct page`s).  Physically contiguous runs go in one call, unless
+    /// `small` asks for one call per page.  On failure the caller unmaps
+    /// with [`Pages::unmap_range`].
     pub(crate) fn map_range(
         &self,
         domain: &Arc<Domain>,
@@ -436,6 +437,7 @@ impl Pages {
         first_byte: u64,
         last_byte: u64,
         prot: u32,
+        small: bool,
     ) -> Result {
         #[cfg(CONFIG_DMA_SHARED_BUFFER)]
         if let Backing::DmaBuf { attach, start } = &self.backing {
@@ -464,7 +466,7 @@ impl Pages {
             let paddr = phys + lo % PAGE;
             let len = hi - lo + 1;
             match &mut run {
-                Some((ri, rp, rl)) if *ri + *rl == at && *rp + *rl == paddr => *rl += len,
+                Some((ri, rp, rl)) if !small && *ri + *rl == at && *rp + *rl == paddr => *rl += len,
                 _ => {
                     if let Some((ri, rp, rl)) = run.replace((at, paddr, len)) {
                         domain.map(ri, rp, rl as usize, prot)?;

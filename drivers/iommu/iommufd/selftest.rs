@@ -57,6 +57,8 @@ const OP_MOCK_DOMAIN_REPLACE: u32 = 10;
 const OP_ACCESS_REPLACE_IOAS: u32 = 11;
 /// `IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS`
 const OP_MOCK_DOMAIN_FLAGS: u32 = 12;
+/// `IOMMU_TEST_OP_DIRTY`
+const OP_DIRTY: u32 = 13;
 /// `IOMMU_TEST_OP_MD_CHECK_IOTLB`
 const OP_MD_CHECK_IOTLB: u32 = 14;
 /// `IOMMU_TEST_OP_TRIGGER_IOPF`
@@ -145,6 +147,20 @@ pub(crate) fn test_ioctl(ucmd: &mut Ucmd<'_, iommu_test_cmd>) -> Result {
         }
         // dmabuf_revoke: { __s32 dmabuf_fd; __u32 revoked; }
         OP_DMABUF_REVOKE => dmabuf_revoke(arg_u32(cmd, 0) as i32, arg_u32(cmd, 4) != 0),
+        // dirty: { __u32 flags; __aligned_u64 iova, length, page_size, uptr,
+        //          out_nr_dirty; }
+        OP_DIRTY => {
+            let n = mock_dirty(
+                ucmd.ctx,
+                cmd.id,
+                arg_u64(cmd, 8),
+                arg_u64(cmd, 16),
+                arg_u64(cmd, 24),
+                arg_u64(cmd, 32),
+            )?;
+            ucmd.cmd.u[40..48].copy_from_slice(&n.to_ne_bytes());
+            ucmd.respond()
+        }
         // check_iotlb: { __u32 id; __u32 iotlb; }
         OP_MD_CHECK_IOTLB => {
             let hwpt = ucmd.ctx.objects.get::<HwptNested>(cmd.id)?;
@@ -544,7 +560,11 @@ fn mock_domain(ucmd: &mut Ucmd<'_, iommu_test_cmd>, dev_flags: u32) -> Result {
     } else {
         &[(c"pasid-num-bits", 0)]
     };
-    let bus_dev = mock::MOCK.add_device(&name, mock::MockDevData::new(), props)?;
+    let bus_dev = mock::MOCK.add_device(
+        &name,
+        mock::MockDevData::new(dev_flags & MOCK_FLAGS_DEVICE_NO_DIRTY != 0),
+        props,
+    )?;
     let idev = Device::bind(&ctx, bus_dev.device())?;
     let slot = match ctx.objects.reserve() {
         Ok(slot) => slot,
@@ -578,6 +598,57 @@ fn mock_domain(ucmd: &mut Ucmd<'_, iommu_test_cmd>, dev_flags: u32) -> Result {
     }
     slot.finalize(mdev);
     Ok(())
+}
+
+/// `IOMMU_TEST_OP_DIRTY`: marks dirty, in the mock domain of HWPT
+/// `hwpt_id`, the PTEs of `[iova, iova + length)` whose bit is set in the
+/// user bitmap at `uptr` (one bit per `page_size`), as DMA writing there
+/// would.  Returns the number of bits set.
+fn mock_dirty(
+    ctx: &Ctx,
+    hwpt_id: u32,
+    iova: u64,
+    length: u64,
+    page_size: u64,
+    uptr: u64,
+) -> Result<u64> {
+    if page_size == 0
+        || length == 0
+        || iova % page_size != 0
+        || length % page_size != 0
+        || uptr == 0
+    {
+        return Err(EINVAL);
+    }
+    let max = length / page_size;
+    // As upstream: at most a 16 MiB bitmap.
+    if max > 16 * 1024 * 1024 * 8 {
+        return Err(EOVERFLOW);
+    }
+    let hwpt = ctx.objects.get::<HwptPaging>(hwpt_id)?;
+    let mock = mock::MOCK.paging_data_of(&hwpt.domain).ok_or(EINVAL)?;
+    if !mock.tracking() {
+        return Err(EINVAL);
+    }
+    let bytes = max.div_ceil(8) as usize;
+    let mut r = UserSlice::new(UserPtr::from_addr(uptr as usize), bytes).reader();
+    let mut chunk = [0u8; 256];
+    let mut count = 0;
+    let mut bit = 0u64;
+    while !r.is_empty() {
+        let n = r.len().min(chunk.len());
+        r.read_slice(&mut chunk[..n])?;
+        for &b in &chunk[..n] {
+            for k in 0..8 {
+                if bit + k < max && b & (1 << k) != 0 {
+                    mock.set_dirty(iova + (bit + k) * page_size);
+                    count += 1;
+                }
+            }
+            bit += 8;
+        }
+    }
+    Ok(count)
 }
 
 /// `IOMMU_TEST_OP_TRIGGER_IOPF`: the mock device `dev_id` raises a page

@@ -44,6 +44,8 @@ pub(crate) use kernel::uapi::{
     iommufd_hwpt_alloc_flags_IOMMU_HWPT_ALLOC_NEST_PARENT as IOMMU_HWPT_ALLOC_NEST_PARENT,
     iommufd_hwpt_alloc_flags_IOMMU_HWPT_ALLOC_PASID as IOMMU_HWPT_ALLOC_PASID,
     iommufd_hwpt_alloc_flags_IOMMU_HWPT_FAULT_ID_VALID as IOMMU_HWPT_FAULT_ID_VALID,
+    iommufd_hwpt_get_dirty_bitmap_flags_IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR as IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR,
+    iommufd_hwpt_set_dirty_tracking_flags_IOMMU_HWPT_DIRTY_TRACKING_ENABLE as IOMMU_HWPT_DIRTY_TRACKING_ENABLE,
     iommufd_ioas_map_flags_IOMMU_IOAS_MAP_FIXED_IOVA as IOMMU_IOAS_MAP_FIXED_IOVA,
     iommufd_ioas_map_flags_IOMMU_IOAS_MAP_READABLE as IOMMU_IOAS_MAP_READABLE,
     iommufd_ioas_map_flags_IOMMU_IOAS_MAP_WRITEABLE as IOMMU_IOAS_MAP_WRITEABLE,

@@ -217,6 +217,103 @@ impl Domain {
         NonNull::new(d).map(|ptr| Self { ptr }).ok_or(ENOMEM)
     }
 
+    /// A new paging domain for `dev` made by its driver from user space's
+    /// driver-specific `data` (if any) and `IOMMU_HWPT_ALLOC_*` `flags`, as
+    /// iommufd's `IOMMU_HWPT_ALLOC` asks.  `EOPNOTSUPP` if the driver takes
+    /// neither.
+    pub fn alloc_paging_user(dev: &Device, flags: u32, data: Option<&UserData>) -> Result<Self> {
+        let ops = ops_of(dev)?;
+        let Some(alloc) = ops.domain_alloc_paging_flags else {
+            if flags != 0 || data.is_some() {
+                return Err(EOPNOTSUPP);
+            }
+            return Self::alloc_paging(dev, 0);
+        };
+        let data = data.map_or(core::ptr::null(), |d| d.as_raw());
+        // SAFETY: `dev` is valid and has this driver; `data` is NULL or
+        // describes user memory the driver copies from.
+        let d = from_err_ptr(unsafe { alloc(dev.as_raw(), flags, data) })?;
+        let d = NonNull::new(d).ok_or(ENOMEM)?;
+        // SAFETY: The driver returned a valid domain, ours now.
+        unsafe { (*d.as_ptr()).owner = ops };
+        // INVARIANT: A paging domain from the driver, which we own.
+        Ok(Self { ptr: d })
+    }
+
+    /// Whether the domain tracks what DMA writes (it was allocated with
+    /// `IOMMU_HWPT_ALLOC_DIRTY_TRACKING`).
+    pub fn tracks_dirty(&self) -> bool {
+        // SAFETY: By the type invariant the domain is valid.
+        unsafe { !(*self.as_ptr()).dirty_ops.is_null() }
+    }
+
+    /// Starts or stops dirty tracking; `EOPNOTSUPP` if the domain cannot
+    /// track.
+    pub fn set_dirty_tracking(&self, enable: bool) -> Result {
+        // SAFETY: By the type invariant the domain and its dirty ops (if
+        // any) are valid.
+        let op = unsafe {
+            let ops = (*self.as_ptr()).dirty_ops;
+            if ops.is_null() {
+                return Err(EOPNOTSUPP);
+            }
+            (*ops).set_dirty_tracking
+        };
+        let op = op.ok_or(EOPNOTSUPP)?;
+        // SAFETY: The domain is valid.
+        to_result(unsafe { op(self.as_ptr(), enable) })
+    }
+
+    /// Reads the dirty state of `[iova, iova + len)` into `rec`, clearing
+    /// it unless `flags` has [`super::dirty::NO_CLEAR`]; after the last
+    /// range, [`Domain::flush_dirty`] flushes what was cleared.
+    #[cfg(CONFIG_IOMMUFD_DRIVER)]
+    pub fn read_and_clear_dirty(
+        &self,
+        iova: u64,
+        len: usize,
+        flags: u32,
+        rec: &mut super::dirty::DirtyRecord<'_>,
+    ) -> Result {
+        // SAFETY: By the type invariant the domain and its dirty ops (if
+        // any) are valid.
+        let op = unsafe {
+            let ops = (*self.as_ptr()).dirty_ops;
+            if ops.is_null() {
+                return Err(EOPNOTSUPP);
+            }
+            (*ops).read_and_clear_dirty
+        };
+        let op = op.ok_or(EOPNOTSUPP)?;
+        // SAFETY: The domain is valid; `rec` is a valid record, ours for
+        // the call.
+        to_result(unsafe {
+            op(
+                self.as_ptr(),
+                iova as c_ulong,
+                len,
+                flags as c_ulong,
+                rec.as_raw(),
+            )
+        })
+    }
+
+    /// Flushes the IOTLB for what reads into `rec` cleared
+    /// (`iommu_iotlb_sync()`).
+    #[cfg(CONFIG_IOMMUFD_DRIVER)]
+    pub fn flush_dirty(&self, rec: &mut super::dirty::DirtyRecord<'_>) {
+        // SAFETY: By the type invariant the domain and its ops are valid;
+        // the gather is valid and ours.
+        unsafe {
+            if let Some(sync) = (*(*self.as_ptr()).ops).iotlb_sync {
+                sync(self.as_ptr(), rec.gather());
+            }
+            let g = rec.gather();
+            (*g).start = c_ulong::MAX;
+            (*g).end = 0;
+        }
+    }
+
     /// A new nested domain for `dev` on top of `parent`, described by the
     /// driver-specific `data`; `flags` are `IOMMU_HWPT_ALLOC_*` flags.
     /// `EOPNOTSUPP` if the driver cannot nest; `EINVAL` if `parent` is not a

@@ -12,6 +12,8 @@
 //! C headers: [`include/linux/iommu.h`](srctree/include/linux/iommu.h),
 //! [`drivers/iommu/iommu-priv.h`](srctree/drivers/iommu/iommu-priv.h)
 
+#[cfg(CONFIG_IOMMUFD_DRIVER)]
+use super::dirty::DirtyBitmap;
 use super::domain::Domain;
 use super::fault::PageRequest;
 use super::user_data::{UserData, UserDataArray};
@@ -71,6 +73,26 @@ pub trait PagingDomain: Send + Sync + Sized + 'static {
 
     /// The physical address `iova` translates to, 0 if none.
     fn iova_to_phys(&self, iova: u64) -> u64;
+
+    /// Starts or stops dirty tracking (only asked of domains made with
+    /// [`NewDomain::dirty_tracking`]).
+    fn set_dirty_tracking(&self, _enable: bool) -> Result {
+        Err(EOPNOTSUPP)
+    }
+
+    /// Records in `dirty` the entries of `[iova, iova + size)` DMA wrote
+    /// to, and marks them clean unless `flags` has
+    /// [`super::dirty::NO_CLEAR`].
+    #[cfg(CONFIG_IOMMUFD_DRIVER)]
+    fn read_and_clear_dirty(
+        &self,
+        _iova: u64,
+        _size: usize,
+        _flags: u32,
+        _dirty: &mut DirtyBitmap<'_>,
+    ) -> Result {
+        Err(EOPNOTSUPP)
+    }
 }
 
 /// A nested domain: the driver's view of a page table user space manages
@@ -99,6 +121,8 @@ pub struct NewDomain<D> {
     pub pgsize_bitmap: usize,
     /// The first and last IOVA the domain translates.
     pub aperture: (u64, u64),
+    /// Whether the domain tracks what DMA writes.
+    pub dirty_tracking: bool,
 }
 
 /// An IOMMU driver.
@@ -121,8 +145,19 @@ pub trait Driver: Send + Sync + 'static {
     const USER_PASID_TABLE: bool = false;
 
     /// A new paging domain for `dev` (`domain_alloc_paging_flags`).  `flags`
-    /// are `IOMMU_HWPT_ALLOC_*` flags.
-    fn alloc_paging(dev: &Device, flags: u32) -> Result<NewDomain<Self::Domain>>;
+    /// are `IOMMU_HWPT_ALLOC_*` flags; `data` is user space's description,
+    /// if it gave one.
+    fn alloc_paging(
+        dev: &Device,
+        flags: u32,
+        data: Option<&UserData>,
+    ) -> Result<NewDomain<Self::Domain>>;
+
+    /// Whether `dev` may be attached to a domain of the driver (one that
+    /// tracks dirty pages if `dirty_tracking`); `EINVAL` refuses.
+    fn check_attach(_dev: &Device, _dirty_tracking: bool) -> Result {
+        Ok(())
+    }
 
     /// A new nested domain for `dev` on top of `parent`, one of the driver's
     /// paging domains (`domain_alloc_nested`), described by user space's
@@ -190,6 +225,7 @@ pub struct Registration<T: Driver> {
     ops: Opaque<bindings::iommu_ops>,
     paging_ops: Opaque<bindings::iommu_domain_ops>,
     nested_ops: Opaque<bindings::iommu_domain_ops>,
+    dirty_ops: Opaque<bindings::iommu_dirty_ops>,
     /// The fault queue of the devices, if the driver has faults.
     iopf_queue: Opaque<*mut bindings::iopf_queue>,
     blocked_ops: Opaque<bindings::iommu_domain_ops>,
@@ -222,6 +258,7 @@ impl<T: Driver> Registration<T> {
             ops: Opaque::zeroed(),
             paging_ops: Opaque::zeroed(),
             nested_ops: Opaque::zeroed(),
+            dirty_ops: Opaque::zeroed(),
             iopf_queue: Opaque::zeroed(),
             blocked_ops: Opaque::zeroed(),
             blocked: Opaque::zeroed(),
@@ -262,6 +299,13 @@ impl<T: Driver> Registration<T> {
             (*paging_ops).unmap_pages = Some(Self::unmap_pages);
             (*paging_ops).iova_to_phys = Some(Self::iova_to_phys);
             (*paging_ops).free = Some(Self::free);
+
+            let dirty_ops = reg.dirty_ops.get();
+            (*dirty_ops).set_dirty_tracking = Some(Self::set_dirty_tracking);
+            #[cfg(CONFIG_IOMMUFD_DRIVER)]
+            {
+                (*dirty_ops).read_and_clear_dirty = Some(Self::read_and_clear_dirty);
+            }
 
             let nested_ops = reg.nested_ops.get();
             (*nested_ops).attach_dev = Some(Self::attach_dev);
@@ -520,15 +564,17 @@ impl<T: Driver> Registration<T> {
     unsafe extern "C" fn alloc_paging(
         dev: *mut bindings::device,
         flags: u32,
-        _user_data: *const bindings::iommu_user_data,
+        user_data: *const bindings::iommu_user_data,
     ) -> *mut bindings::iommu_domain {
         // SAFETY: The core passes a valid device, one of ours (it probed
         // it).
         let Some(reg) = (unsafe { Self::of_device(dev) }) else {
             return ENODEV.to_ptr();
         };
+        // SAFETY: A non-NULL `user_data` lives for the call.
+        let data = (!user_data.is_null()).then(|| unsafe { UserData::from_raw(user_data) });
         // SAFETY: As above.
-        let new = match T::alloc_paging(unsafe { Device::from_raw(dev) }, flags) {
+        let new = match T::alloc_paging(unsafe { Device::from_raw(dev) }, flags, data) {
             Ok(new) => new,
             Err(e) => return e.to_ptr(),
         };
@@ -552,6 +598,9 @@ impl<T: Driver> Registration<T> {
             (*d).geometry.aperture_start = new.aperture.0;
             (*d).geometry.aperture_end = new.aperture.1;
             (*d).geometry.force_aperture = true;
+            if new.dirty_tracking {
+                (*d).dirty_ops = reg.dirty_ops.get();
+            }
             d
         }
     }
@@ -572,6 +621,10 @@ impl<T: Driver> Registration<T> {
         // SAFETY: The core passes valid domains (`old` may be NULL) and a
         // device of ours, under the group's lock.
         unsafe {
+            let dirty = !(*domain).dirty_ops.is_null();
+            if let Err(e) = T::check_attach(Device::from_raw(dev), dirty) {
+                return e.to_errno();
+            }
             let takes_faults =
                 |d: *mut bindings::iommu_domain| !d.is_null() && (*d).iopf_handler.is_some();
             if takes_faults(domain) {
@@ -631,6 +684,35 @@ impl<T: Driver> Registration<T> {
         if n == 1 {
             // SAFETY: The device was added to our queue by `iopf_get`.
             unsafe { bindings::iopf_queue_remove_device(*reg.iopf_queue.get(), dev) };
+        }
+    }
+
+    unsafe extern "C" fn set_dirty_tracking(
+        domain: *mut bindings::iommu_domain,
+        enabled: bool,
+    ) -> c_int {
+        // SAFETY: Our dirty ops are only on our paging domains.
+        match unsafe { DomainBox::<T>::data(domain) }.set_dirty_tracking(enabled) {
+            Ok(()) => 0,
+            Err(e) => e.to_errno(),
+        }
+    }
+
+    #[cfg(CONFIG_IOMMUFD_DRIVER)]
+    unsafe extern "C" fn read_and_clear_dirty(
+        domain: *mut bindings::iommu_domain,
+        iova: c_ulong,
+        size: usize,
+        flags: c_ulong,
+        dirty: *mut bindings::iommu_dirty_bitmap,
+    ) -> c_int {
+        // SAFETY: Our dirty ops are only on our paging domains; the core's
+        // record is ours for the call.
+        let (data, mut dirty) =
+            unsafe { (DomainBox::<T>::data(domain), DirtyBitmap::from_raw(dirty)) };
+        match data.read_and_clear_dirty(iova as u64, size, flags as u32, &mut dirty) {
+            Ok(()) => 0,
+            Err(e) => e.to_errno(),
         }
     }
 
@@ -710,6 +792,20 @@ impl<T: Driver> Registration<T> {
         match data.cache_invalidate_user(array) {
             Ok(()) => 0,
             Err(e) => e.to_errno(),
+        }
+    }
+
+    /// The driver's data of `domain`, if it is one of this registration's
+    /// paging domains.
+    pub fn paging_data_of<'a>(&'static self, domain: &'a Domain) -> Option<&'a T::Domain> {
+        let d = domain.as_ptr();
+        // SAFETY: `domain` is valid; if its ops are our paging ops, it is the
+        // first field of a `DomainBox<T>` that lives as long as it.
+        unsafe {
+            if (*d).ops != self.paging_ops.get().cast_const() {
+                return None;
+            }
+            Some(DomainBox::<T>::data(d))
         }
     }
 

@@ -1,0 +1,174 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Dirty tracking: domains whose IOMMU marks the page table entries DMA
+//! wrote to, read (and cleared) into a bitmap of IOVA in user memory.
+//!
+//! [`IovaBitmap`] is that bitmap (`struct iova_bitmap`): one bit per
+//! `page_size` bytes of IOVA, which the core pins and writes a chunk at a
+//! time.  A user reads a domain's dirty bits into it through a
+//! [`DirtyRecord`]; a driver records what it finds with
+//! [`DirtyBitmap::record`].
+//!
+//! C headers: [`include/linux/iommu.h`](srctree/include/linux/iommu.h),
+//! [`include/linux/iova_bitmap.h`](srctree/include/linux/iova_bitmap.h)
+
+use crate::{bindings, error::to_result, prelude::*, types::Opaque};
+use core::{marker::PhantomData, ptr::NonNull};
+
+/// `IOMMU_DIRTY_NO_CLEAR`: read the dirty bits but leave them set.
+pub const NO_CLEAR: u32 = bindings::IOMMU_DIRTY_NO_CLEAR;
+
+/// A bitmap of IOVA in user memory (`struct iova_bitmap`), freed when
+/// dropped.
+///
+/// # Invariants
+///
+/// `ptr` is a bitmap from `iova_bitmap_alloc()` that we own.
+pub struct IovaBitmap {
+    ptr: NonNull<bindings::iova_bitmap>,
+}
+
+impl IovaBitmap {
+    /// The bitmap at the user address `uptr` for `[iova, iova + length)`,
+    /// one bit per `page_size` bytes.
+    pub fn new(iova: u64, length: u64, page_size: u64, uptr: u64) -> Result<Self> {
+        // SAFETY: The core checks and pins the user memory itself.
+        let p = unsafe {
+            bindings::iova_bitmap_alloc(
+                iova as c_ulong,
+                length as usize,
+                page_size as c_ulong,
+                uptr as usize as *mut u64,
+            )
+        };
+        let p = crate::error::from_err_ptr(p)?;
+        // INVARIANT: A new bitmap, ours.
+        Ok(Self {
+            ptr: NonNull::new(p).ok_or(ENOMEM)?,
+        })
+    }
+
+    /// Calls `f` with each chunk of the bitmap's IOVA range, `(iova,
+    /// length)`, while that chunk of user memory is mapped for recording;
+    /// stops at the first error.
+    pub fn for_each(&self, mut f: impl FnMut(u64, usize) -> Result) -> Result {
+        type F<'a> = &'a mut dyn FnMut(u64, usize) -> Result;
+        unsafe extern "C" fn step(
+            _bitmap: *mut bindings::iova_bitmap,
+            iova: c_ulong,
+            length: usize,
+            opaque: *mut c_void,
+        ) -> c_int {
+            // SAFETY: `opaque` is the `F` below, live for the whole walk.
+            let f = unsafe { &mut *opaque.cast::<F<'_>>() };
+            match f(iova as u64, length) {
+                Ok(()) => 0,
+                Err(e) => e.to_errno(),
+            }
+        }
+        let mut f: F<'_> = &mut f;
+        // SAFETY: By the type invariant the bitmap is valid; `f` outlives
+        // the call.
+        to_result(unsafe {
+            bindings::iova_bitmap_for_each(self.ptr.as_ptr(), (&raw mut f).cast(), Some(step))
+        })
+    }
+}
+
+impl Drop for IovaBitmap {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant we own the bitmap; freed once.
+        unsafe { bindings::iova_bitmap_free(self.ptr.as_ptr()) };
+    }
+}
+
+#[repr(C)]
+struct RecordInner {
+    dirty: Opaque<bindings::iommu_dirty_bitmap>,
+    gather: Opaque<bindings::iommu_iotlb_gather>,
+}
+
+/// Where a user has a domain's dirty bits go (`struct iommu_dirty_bitmap`
+/// with its IOTLB gather): into an [`IovaBitmap`], or nowhere when the
+/// bits are only cleared.
+pub struct DirtyRecord<'a> {
+    // Pinned: the gather's free list points to itself.
+    inner: Pin<KBox<RecordInner>>,
+    _bitmap: PhantomData<&'a IovaBitmap>,
+}
+
+impl<'a> DirtyRecord<'a> {
+    /// A record into `bitmap`, or a clear-only record.
+    pub fn new(bitmap: Option<&'a IovaBitmap>) -> Result<Self> {
+        let inner = KBox::pin(
+            RecordInner {
+                dirty: Opaque::zeroed(),
+                gather: Opaque::zeroed(),
+            },
+            GFP_KERNEL,
+        )?;
+        let g = inner.gather.get();
+        // SAFETY: The record is pinned and zeroed; this is
+        // `iommu_iotlb_gather_init()` and `iommu_dirty_bitmap_init()`.
+        unsafe {
+            (*g).start = c_ulong::MAX;
+            let list = &raw mut (*g).freelist.pages;
+            (*list).next = list;
+            (*list).prev = list;
+            let d = inner.dirty.get();
+            (*d).bitmap = bitmap.map_or(core::ptr::null_mut(), |b| b.ptr.as_ptr());
+            (*d).gather = g;
+        }
+        Ok(Self {
+            inner,
+            _bitmap: PhantomData,
+        })
+    }
+
+    pub(crate) fn as_raw(&self) -> *mut bindings::iommu_dirty_bitmap {
+        self.inner.dirty.get()
+    }
+
+    pub(crate) fn gather(&self) -> *mut bindings::iommu_iotlb_gather {
+        self.inner.gather.get()
+    }
+}
+
+/// What a driver records dirty IOVA into (`struct iommu_dirty_bitmap`).
+pub struct DirtyBitmap<'a> {
+    ptr: *mut bindings::iommu_dirty_bitmap,
+    _p: PhantomData<&'a mut bindings::iommu_dirty_bitmap>,
+}
+
+impl DirtyBitmap<'_> {
+    /// Wraps the core's record.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` is a valid record, not otherwise used for `'a`.
+    pub(crate) unsafe fn from_raw(ptr: *mut bindings::iommu_dirty_bitmap) -> Self {
+        Self {
+            ptr,
+            _p: PhantomData,
+        }
+    }
+
+    /// Records `[iova, iova + length)` as dirty (and, for the IOTLB flush
+    /// that follows a clear, as touched).
+    pub fn record(&mut self, iova: u64, length: usize) {
+        // SAFETY: By `from_raw`'s requirements the record, its bitmap (if
+        // any) and its gather are valid and ours for now.
+        unsafe {
+            let bitmap = (*self.ptr).bitmap;
+            if !bitmap.is_null() {
+                bindings::iova_bitmap_set(bitmap, iova as c_ulong, length);
+            }
+            let g = (*self.ptr).gather;
+            if !g.is_null() && length != 0 {
+                let end = iova as c_ulong + (length as c_ulong - 1);
+                (*g).start = (*g).start.min(iova as c_ulong);
+                (*g).end = (*g).end.max(end);
+            }
+        }
+    }
+}
