@@ -36,6 +36,8 @@ pub(crate) struct HwptPaging {
     auto: bool,
     /// Nested HWPTs may be built on it (`IOMMU_HWPT_ALLOC_NEST_PARENT`).
     nest_parent: bool,
+    /// PASIDs may be attached to it (`IOMMU_HWPT_ALLOC_PASID`).
+    pasid_compat: bool,
     /// The queue the faults of its devices go to.
     fault: Option<Held<Fault>>,
 }
@@ -89,6 +91,7 @@ impl HwptPaging {
             domain: domain.clone(),
             auto,
             nest_parent: flags & uapi::IOMMU_HWPT_ALLOC_NEST_PARENT != 0,
+            pasid_compat: flags & uapi::IOMMU_HWPT_ALLOC_PASID != 0,
             fault,
         });
         let hwpt = match hwpt {
@@ -127,6 +130,8 @@ impl Drop for HwptPaging {
 /// manages (a guest's), then through its paging parent.
 pub(crate) struct HwptNested {
     pub(crate) domain: Arc<Domain>,
+    /// PASIDs may be attached to it (`IOMMU_HWPT_ALLOC_PASID`).
+    pasid_compat: bool,
     /// The faults' queue; dropped before the parent, as upstream.
     fault: Option<Held<Fault>>,
     /// The parent, which cannot be destroyed while this lives.
@@ -159,6 +164,7 @@ impl HwptNested {
         let slot = ctx.objects.reserve()?;
         let hwpt = slot.new_value(HwptNested {
             domain,
+            pasid_compat: flags & uapi::IOMMU_HWPT_ALLOC_PASID != 0,
             fault,
             _parent: parent,
         })?;
@@ -198,6 +204,13 @@ impl Hwpt {
     fn auto(&self) -> bool {
         matches!(self, Hwpt::Paging(h) if h.auto)
     }
+
+    fn pasid_compat(&self) -> bool {
+        match self {
+            Hwpt::Paging(h) => h.pasid_compat,
+            Hwpt::Nested(h) => h.pasid_compat,
+        }
+    }
 }
 
 struct Attached {
@@ -205,6 +218,53 @@ struct Attached {
     attachment: Attachment,
     /// Where the device's faults go, if the HWPT takes faults.
     sink: Option<Arc<Sink>>,
+}
+
+/// What a device is attached to: for its requests without a PASID (the
+/// RID), and for each PASID.
+struct Attachments {
+    rid: Option<Attached>,
+    pasids: KVec<(u32, Attached)>,
+}
+
+impl Attachments {
+    fn get_mut(&mut self, pasid: Option<u32>) -> Option<&mut Attached> {
+        match pasid {
+            None => self.rid.as_mut(),
+            Some(p) => self
+                .pasids
+                .iter_mut()
+                .find(|(q, _)| *q == p)
+                .map(|(_, a)| a),
+        }
+    }
+
+    fn take(&mut self, pasid: Option<u32>) -> Option<Attached> {
+        match pasid {
+            None => self.rid.take(),
+            Some(p) => {
+                let i = self.pasids.iter().position(|(q, _)| *q == p)?;
+                self.pasids.remove(i).ok().map(|(_, a)| a)
+            }
+        }
+    }
+
+    /// Whether `hwpt` may be attached for `pasid` beside what is attached:
+    /// while PASIDs are attached, the RID only to HWPTs that allow PASIDs;
+    /// a PASID only to such a HWPT, and only if the RID's allows them too.
+    fn compatible(&self, hwpt: &Hwpt, pasid: Option<u32>) -> Result {
+        let ok = match pasid {
+            None => hwpt.pasid_compat() || self.pasids.is_empty(),
+            Some(_) => {
+                hwpt.pasid_compat() && self.rid.as_ref().is_none_or(|a| a.hwpt.pasid_compat())
+            }
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(EINVAL)
+        }
+    }
 }
 
 /// A device bound to a context.
@@ -218,7 +278,7 @@ pub(crate) struct Device {
     /// Held across attach, replace and detach, and by whoever raises faults
     /// on the device (see `kernel::iommu::driver::Registration::report_fault`).
     #[pin]
-    attached: Mutex<Option<Attached>>,
+    attached: Mutex<Attachments>,
     // Dropped last: the device is detached before its DMA is given back.
     _owner: DmaOwner,
 }
@@ -239,7 +299,10 @@ impl Device {
             id,
             dev: dev.into(),
             group,
-            attached <- new_mutex!(None),
+            attached <- new_mutex!(Attachments {
+                rid: None,
+                pasids: KVec::new(),
+            }),
             _owner: owner,
         }? Error))?;
         slot.finalize_held(idev.clone());
@@ -267,44 +330,72 @@ impl Device {
     /// Attaches the device to `pt_id`, an IOAS (through an automatic HWPT)
     /// or a HWPT.  Returns the HWPT's ID.  `EINVAL` if attached.
     pub(crate) fn attach(&self, pt_id: u32) -> Result<u32> {
+        self.attach_pasid(None, pt_id)
+    }
+
+    /// Attaches the device's requests with PASID `pasid` (or without, for
+    /// `None`) to `pt_id`; only a HWPT for a PASID.  Returns the HWPT's
+    /// ID.  A PASID already attached is `EBUSY`, the RID `EINVAL`.
+    pub(crate) fn attach_pasid(&self, pasid: Option<u32>, pt_id: u32) -> Result<u32> {
         let mut st = self.attached.lock();
-        if st.is_some() {
-            return Err(EINVAL);
+        if st.get_mut(pasid).is_some() {
+            return Err(if pasid.is_some() { EBUSY } else { EINVAL });
         }
-        let hwpt = self.hwpt_for(pt_id)?;
-        let res = self.sink_for(&hwpt).and_then(|sink| {
+        if pasid.is_some() {
+            // So that recording the attachment below cannot fail.
+            st.pasids.reserve(1, GFP_KERNEL_ACCOUNT)?;
+        }
+        let hwpt = self.hwpt_for(pt_id, pasid)?;
+        let res = st.compatible(&hwpt, pasid).and_then(|()| {
+            let sink = self.sink_for(&hwpt)?;
             let s = sink.clone().map(|s| s as Arc<dyn FaultSink>);
-            Ok((Attachment::attach(hwpt.domain(), &self.group, s)?, sink))
+            let attachment = match pasid {
+                None => Attachment::attach(hwpt.domain(), &self.group, s)?,
+                Some(p) => Attachment::attach_pasid(hwpt.domain(), &self.dev, p, s)?,
+            };
+            Ok((attachment, sink))
         });
-        match res {
-            Ok((attachment, sink)) => {
-                let id = hwpt.id();
-                *st = Some(Attached {
-                    hwpt,
-                    attachment,
-                    sink,
-                });
-                Ok(id)
-            }
+        let (attachment, sink) = match res {
+            Ok(r) => r,
             Err(e) => {
                 drop(st);
                 self.put_hwpt(hwpt);
-                Err(e)
+                return Err(e);
             }
+        };
+        let id = hwpt.id();
+        let a = Attached {
+            hwpt,
+            attachment,
+            sink,
+        };
+        match pasid {
+            None => st.rid = Some(a),
+            // Room was reserved above.
+            Some(p) => st.pasids.push_within_capacity((p, a)).map_err(|_| ENOMEM)?,
         }
+        Ok(id)
     }
 
     /// The HWPT to attach to for `pt_id`, with a use for the caller: an
-    /// automatic one for an IOAS, else the HWPT `pt_id`.
-    fn hwpt_for(&self, pt_id: u32) -> Result<Hwpt> {
+    /// automatic one for an IOAS (not for a PASID: `EINVAL`), else the HWPT
+    /// `pt_id`.
+    fn hwpt_for(&self, pt_id: u32, pasid: Option<u32>) -> Result<Hwpt> {
         let objects = &self.ctx.objects;
         if let Ok(ioas) = Held::<Ioas>::get(&self.ctx, pt_id) {
+            if pasid.is_some() {
+                return Err(EINVAL);
+            }
             return self.auto_hwpt(ioas).map(Hwpt::Paging);
         }
         if let Ok(h) = objects.get_long::<HwptPaging>(pt_id) {
             return Ok(Hwpt::Paging(h));
         }
-        Ok(Hwpt::Nested(objects.get_long::<HwptNested>(pt_id)?))
+        match objects.get_long::<HwptNested>(pt_id) {
+            Ok(h) => Ok(Hwpt::Nested(h)),
+            Err(_) if objects.exists(pt_id) => Err(EINVAL),
+            Err(e) => Err(e),
+        }
     }
 
     /// An automatic HWPT of `ioas` with a use for the caller.
@@ -333,14 +424,19 @@ impl Device {
         }
     }
 
-    /// Detaches the device, if attached.
+    /// Detaches the device (its RID), if attached.
     pub(crate) fn detach(&self) {
+        self.detach_pasid(None);
+    }
+
+    /// Detaches PASID `pasid` (the RID for `None`), if attached.
+    pub(crate) fn detach_pasid(&self, pasid: Option<u32>) {
         let mut st = self.attached.lock();
         let Some(Attached {
             hwpt,
             attachment,
             sink,
-        }) = st.take()
+        }) = st.take(pasid)
         else {
             return;
         };
@@ -354,36 +450,60 @@ impl Device {
         self.put_hwpt(hwpt);
     }
 
+    /// The domain PASID `pasid` (the RID for `None`) is attached to, if
+    /// any.
+    pub(crate) fn attached_domain(&self, pasid: Option<u32>) -> Option<Arc<Domain>> {
+        self.attached
+            .lock()
+            .get_mut(pasid)
+            .map(|a| a.hwpt.domain().clone())
+    }
+
     /// Moves the attached device to `pt_id` (see [`Device::attach`]).
     pub(crate) fn replace(&self, pt_id: u32) -> Result<u32> {
-        let mut st = self.attached.lock();
-        let Some(cur) = &mut *st else {
+        self.replace_pasid(None, pt_id)
+    }
+
+    /// Moves PASID `pasid` (the RID for `None`), attached, to `pt_id`;
+    /// `EINVAL` if not attached.
+    pub(crate) fn replace_pasid(&self, pasid: Option<u32>, pt_id: u32) -> Result<u32> {
+        let mut guard = self.attached.lock();
+        let st = &mut *guard;
+        if st.get_mut(pasid).is_none() {
             return Err(EINVAL);
-        };
-        let hwpt = self.hwpt_for(pt_id)?;
-        if hwpt.id() == cur.hwpt.id() {
+        }
+        let hwpt = self.hwpt_for(pt_id, pasid)?;
+        let same = st
+            .get_mut(pasid)
+            .is_some_and(|cur| cur.hwpt.id() == hwpt.id());
+        if same {
             let id = hwpt.id();
-            drop(st);
+            drop(guard);
             self.put_hwpt(hwpt);
             return Ok(id);
         }
-        let res = self.sink_for(&hwpt).and_then(|sink| {
+        let res = st.compatible(&hwpt, pasid).and_then(|()| {
+            let sink = self.sink_for(&hwpt)?;
             let s = sink.clone().map(|s| s as Arc<dyn FaultSink>);
+            let cur = st.get_mut(pasid).ok_or(EINVAL)?;
             cur.attachment.replace(hwpt.domain(), s)?;
             Ok(sink)
         });
         let sink = match res {
             Ok(sink) => sink,
             Err(e) => {
-                drop(st);
+                drop(guard);
                 self.put_hwpt(hwpt);
                 return Err(e);
             }
         };
         let id = hwpt.id();
+        let Some(cur) = st.get_mut(pasid) else {
+            return Err(EINVAL);
+        };
         let old = core::mem::replace(&mut cur.hwpt, hwpt);
         let old_sink = core::mem::replace(&mut cur.sink, sink);
-        drop(st);
+        drop(guard);
         if let Some(s) = old_sink {
             s.answer_left();
         }
@@ -395,6 +515,14 @@ impl Device {
 #[pinned_drop]
 impl PinnedDrop for Device {
     fn drop(self: Pin<&mut Self>) {
+        // PASIDs first: the RID's HWPT may be what allows them.
+        loop {
+            let next = self.attached.lock().pasids.first().map(|(p, _)| *p);
+            match next {
+                Some(p) => self.detach_pasid(Some(p)),
+                None => break,
+            }
+        }
         self.detach();
     }
 }

@@ -65,6 +65,14 @@ const OP_MD_CHECK_IOTLB: u32 = 14;
 const OP_TRIGGER_IOPF: u32 = 15;
 /// `IOMMU_TEST_OP_DEV_CHECK_CACHE`
 const OP_DEV_CHECK_CACHE: u32 = 16;
+/// `IOMMU_TEST_OP_PASID_ATTACH`
+const OP_PASID_ATTACH: u32 = 18;
+/// `IOMMU_TEST_OP_PASID_REPLACE`
+const OP_PASID_REPLACE: u32 = 19;
+/// `IOMMU_TEST_OP_PASID_DETACH`
+const OP_PASID_DETACH: u32 = 20;
+/// `IOMMU_TEST_OP_PASID_CHECK_HWPT`
+const OP_PASID_CHECK_HWPT: u32 = 21;
 /// `IOMMU_TEST_OP_DMABUF_GET`
 const OP_DMABUF_GET: u32 = 22;
 /// `IOMMU_TEST_OP_DMABUF_REVOKE`
@@ -138,6 +146,52 @@ pub(crate) fn test_ioctl(ucmd: &mut Ucmd<'_, iommu_test_cmd>) -> Result {
             drop(mdev);
             set_u32(&mut ucmd.cmd, 0, id);
             ucmd.respond()
+        }
+        // pasid_attach, pasid_replace: { __u32 pasid; __u32 pt_id; }
+        OP_PASID_ATTACH | OP_PASID_REPLACE => {
+            let mdev = ucmd.ctx.objects.get::<MockDev>(cmd.id)?;
+            let idev = mdev.idev()?;
+            let pasid = pasid_arg(arg_u32(cmd, 0));
+            let pt_id = arg_u32(cmd, 4);
+            let id = if cmd.op == OP_PASID_ATTACH {
+                idev.attach_pasid(pasid, pt_id)?
+            } else {
+                idev.replace_pasid(pasid, pt_id)?
+            };
+            set_u32(&mut ucmd.cmd, 4, id);
+            let res = ucmd.respond();
+            if res.is_err() && ucmd.cmd.op == OP_PASID_ATTACH {
+                idev.detach_pasid(pasid);
+            }
+            res
+        }
+        // pasid_detach: { __u32 pasid; }
+        OP_PASID_DETACH => {
+            let mdev = ucmd.ctx.objects.get::<MockDev>(cmd.id)?;
+            mdev.idev()?.detach_pasid(pasid_arg(arg_u32(cmd, 0)));
+            Ok(())
+        }
+        // pasid_check: { __u32 pasid; __u32 hwpt_id; }
+        OP_PASID_CHECK_HWPT => {
+            let objects = &ucmd.ctx.objects;
+            let mdev = objects.get::<MockDev>(cmd.id)?;
+            let attached = mdev.idev()?.attached_domain(pasid_arg(arg_u32(cmd, 0)));
+            let hwpt_id = arg_u32(cmd, 4);
+            if hwpt_id == 0 {
+                return if attached.is_some() {
+                    Err(EINVAL)
+                } else {
+                    Ok(())
+                };
+            }
+            let domain = match objects.get::<HwptPaging>(hwpt_id) {
+                Ok(h) => h.domain.clone(),
+                Err(_) => objects.get::<HwptNested>(hwpt_id)?.domain.clone(),
+            };
+            match attached {
+                Some(d) if Arc::ptr_eq(&d, &domain) => Ok(()),
+                _ => Err(EINVAL),
+            }
         }
         // dmabuf_get: { __u32 length; __u32 open_flags; }; returns the fd.
         OP_DMABUF_GET => {
@@ -598,6 +652,12 @@ fn mock_domain(ucmd: &mut Ucmd<'_, iommu_test_cmd>, dev_flags: u32) -> Result {
     }
     slot.finalize(mdev);
     Ok(())
+}
+
+/// A PASID argument: `IOMMU_NO_PASID` (0) is the device's requests without
+/// a PASID.
+fn pasid_arg(pasid: u32) -> Option<u32> {
+    (pasid != 0).then_some(pasid)
 }
 
 /// `IOMMU_TEST_OP_DIRTY`: marks dirty, in the mock domain of HWPT

@@ -39,6 +39,12 @@ extern "C" {
         new_domain: *mut bindings::iommu_domain,
         handle: *mut bindings::iommu_attach_handle,
     ) -> c_int;
+    fn iommu_replace_device_pasid(
+        domain: *mut bindings::iommu_domain,
+        dev: *mut bindings::device,
+        pasid: bindings::ioasid_t,
+        handle: *mut bindings::iommu_attach_handle,
+    ) -> c_int;
 }
 
 /// `IOMMU_READ`: devices may read.
@@ -458,10 +464,18 @@ unsafe extern "C" fn iopf_handler(group: *mut bindings::iopf_group) -> c_int {
     0
 }
 
-/// A group attached to a domain, detached when dropped.
+/// What an [`Attachment`] attaches: a group (the requests without a PASID
+/// of its devices), or one PASID of a device.
+enum Target {
+    Group(ARef<Group>),
+    Pasid(ARef<Device>, u32),
+}
+
+/// A group, or a PASID of a device, attached to a domain; detached when
+/// dropped.
 pub struct Attachment {
     handle: Pin<KBox<Handle>>,
-    group: ARef<Group>,
+    target: Target,
     domain: Arc<Domain>,
 }
 
@@ -498,20 +512,55 @@ impl Attachment {
         })?;
         Ok(Self {
             handle,
-            group: group.into(),
+            target: Target::Group(group.into()),
             domain: domain.clone(),
         })
     }
 
-    /// Moves the attached group to `domain`, its faults to `sink`, without a
-    /// window in which it is blocked; on failure the group stays where it
-    /// was.
+    /// Attaches PASID `pasid` of `dev` to `domain`: requests with that PASID
+    /// translate through it.  `EBUSY` if the PASID is attached already.
+    pub fn attach_pasid(
+        domain: &Arc<Domain>,
+        dev: &Device,
+        pasid: u32,
+        sink: Option<Arc<dyn FaultSink>>,
+    ) -> Result<Self> {
+        let handle = new_handle(sink)?;
+        // SAFETY: The domain and device are valid; the handle is pinned and
+        // stays so while attached.
+        to_result(unsafe {
+            bindings::iommu_attach_device_pasid(
+                domain.as_ptr(),
+                dev.as_raw(),
+                pasid,
+                handle.raw.get(),
+            )
+        })?;
+        Ok(Self {
+            handle,
+            target: Target::Pasid(dev.into(), pasid),
+            domain: domain.clone(),
+        })
+    }
+
+    /// Moves what is attached to `domain`, its faults to `sink`, without a
+    /// window in which it is blocked; on failure it stays where it was.
     pub fn replace(&mut self, domain: &Arc<Domain>, sink: Option<Arc<dyn FaultSink>>) -> Result {
         let handle = new_handle(sink)?;
-        // SAFETY: The group is attached (through `self.handle`); the new
+        // SAFETY: The target is attached (through `self.handle`); the new
         // handle is pinned and stays so while attached.
         to_result(unsafe {
-            iommu_replace_group_handle(self.group.as_ptr(), domain.as_ptr(), handle.raw.get())
+            match &self.target {
+                Target::Group(g) => {
+                    iommu_replace_group_handle(g.as_ptr(), domain.as_ptr(), handle.raw.get())
+                }
+                Target::Pasid(dev, pasid) => iommu_replace_device_pasid(
+                    domain.as_ptr(),
+                    dev.as_raw(),
+                    *pasid,
+                    handle.raw.get(),
+                ),
+            }
         })?;
         // The core no longer knows the old handle.
         self.handle = handle;
@@ -527,8 +576,15 @@ impl Attachment {
 
 impl Drop for Attachment {
     fn drop(&mut self) {
-        // SAFETY: Attached in `attach` (or `replace`) to `self.domain`, which
-        // this holds; detached once.
-        unsafe { iommu_detach_group_handle(self.domain.as_ptr(), self.group.as_ptr()) };
+        // SAFETY: Attached in `attach*` (or `replace`) to `self.domain`,
+        // which this holds; detached once.
+        unsafe {
+            match &self.target {
+                Target::Group(g) => iommu_detach_group_handle(self.domain.as_ptr(), g.as_ptr()),
+                Target::Pasid(dev, pasid) => {
+                    bindings::iommu_detach_device_pasid(self.domain.as_ptr(), dev.as_raw(), *pasid)
+                }
+            }
+        }
     }
 }

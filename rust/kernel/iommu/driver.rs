@@ -289,12 +289,14 @@ impl<T: Driver> Registration<T> {
 
             let blocked_ops = reg.blocked_ops.get();
             (*blocked_ops).attach_dev = Some(Self::attach_dev);
+            (*blocked_ops).set_dev_pasid = Some(Self::set_dev_pasid);
             let blocked = reg.blocked.get();
             (*blocked).type_ = bindings::IOMMU_DOMAIN_BLOCKED;
             (*blocked).ops = blocked_ops;
 
             let paging_ops = reg.paging_ops.get();
             (*paging_ops).attach_dev = Some(Self::attach_dev);
+            (*paging_ops).set_dev_pasid = Some(Self::set_dev_pasid);
             (*paging_ops).map_pages = Some(Self::map_pages);
             (*paging_ops).unmap_pages = Some(Self::unmap_pages);
             (*paging_ops).iova_to_phys = Some(Self::iova_to_phys);
@@ -309,6 +311,7 @@ impl<T: Driver> Registration<T> {
 
             let nested_ops = reg.nested_ops.get();
             (*nested_ops).attach_dev = Some(Self::attach_dev);
+            (*nested_ops).set_dev_pasid = Some(Self::set_dev_pasid);
             (*nested_ops).cache_invalidate_user = Some(Self::cache_invalidate_user);
             (*nested_ops).free = Some(Self::free_nested);
 
@@ -637,6 +640,19 @@ impl<T: Driver> Registration<T> {
             }
         }
         0
+    }
+
+    /// Attaching any domain to a PASID of a device (the blocked domain
+    /// detaches it): as for the device itself.
+    unsafe extern "C" fn set_dev_pasid(
+        domain: *mut bindings::iommu_domain,
+        dev: *mut bindings::device,
+        _pasid: bindings::ioasid_t,
+        old: *mut bindings::iommu_domain,
+    ) -> c_int {
+        // SAFETY: As for `attach_dev`, whose requirements the core meets for
+        // this op too.
+        unsafe { Self::attach_dev(domain, dev, old) }
     }
 
     /// Counts a domain taking faults `dev` is attached to; the first puts
