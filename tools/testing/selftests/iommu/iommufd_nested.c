@@ -423,4 +423,87 @@ TEST_F(nested, paging_fault_queue)
 	ASSERT_EQ(0, destroy(self->fd, fault_id));
 }
 
+static int pasid_op(int fd, __u32 op, __u32 stdev, __u32 pasid, __u32 pt_id)
+{
+	struct iommu_test_cmd cmd = {
+		.size = sizeof(cmd),
+		.op = op,
+		.id = stdev,
+		.pasid_attach = { .pasid = pasid, .pt_id = pt_id },
+	};
+
+	return ioctl(fd, IOMMU_TEST_CMD, &cmd);
+}
+
+/*
+ * PASIDs attach to HWPTs made for them (IOMMU_HWPT_ALLOC_PASID), and only
+ * while the device's own HWPT is one too; the RID cannot leave for another
+ * kind while PASIDs are attached.
+ */
+TEST_F(nested, pasid_rules)
+{
+	struct iommu_test_cmd md = {
+		.size = sizeof(md),
+		.op = IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS,
+		.mock_domain_flags = { .dev_flags = MOCK_FLAGS_DEVICE_PASID },
+	};
+	__u32 stdev, idev, s2, nested, plain;
+
+	md.id = self->ioas_id;
+	ASSERT_EQ(0, ioctl(self->fd, IOMMU_TEST_CMD, &md));
+	stdev = md.mock_domain_flags.out_stdev_id;
+	idev = md.mock_domain_flags.out_idev_id;
+	ASSERT_EQ(0, hwpt_alloc(self->fd, idev, self->ioas_id,
+				IOMMU_HWPT_ALLOC_PASID, 0, NULL, 0, &s2));
+	ASSERT_EQ(0, hwpt_alloc(self->fd, idev, self->parent,
+				IOMMU_HWPT_ALLOC_PASID, 0, &self->data,
+				sizeof(self->data), &nested));
+	ASSERT_EQ(0, hwpt_alloc(self->fd, idev, self->ioas_id, 0, 0, NULL, 0,
+				&plain));
+
+	/* Detaching what is not attached is no error. */
+	EXPECT_EQ(0, pasid_op(self->fd, IOMMU_TEST_OP_PASID_DETACH, stdev, 7,
+			      0));
+	/* The RID is on an automatic HWPT, which does not allow PASIDs. */
+	EXPECT_ERRNO(EINVAL, pasid_op(self->fd, IOMMU_TEST_OP_PASID_ATTACH,
+				      stdev, 7, s2));
+	ASSERT_EQ(0, replace(self->fd, stdev, s2));
+	/* Not an IOAS, not a HWPT without the flag, not twice. */
+	EXPECT_ERRNO(EINVAL, pasid_op(self->fd, IOMMU_TEST_OP_PASID_ATTACH,
+				      stdev, 7, self->ioas_id));
+	EXPECT_ERRNO(EINVAL, pasid_op(self->fd, IOMMU_TEST_OP_PASID_ATTACH,
+				      stdev, 7, plain));
+	EXPECT_ERRNO(EINVAL, pasid_op(self->fd, IOMMU_TEST_OP_PASID_REPLACE,
+				      stdev, 7, s2));
+	ASSERT_EQ(0, pasid_op(self->fd, IOMMU_TEST_OP_PASID_ATTACH, stdev, 7,
+			      s2));
+	EXPECT_EQ(0, pasid_op(self->fd, IOMMU_TEST_OP_PASID_CHECK_HWPT, stdev,
+			      7, s2));
+	EXPECT_ERRNO(EINVAL, pasid_op(self->fd, IOMMU_TEST_OP_PASID_CHECK_HWPT,
+				      stdev, 8, s2));
+	EXPECT_ERRNO(EBUSY, pasid_op(self->fd, IOMMU_TEST_OP_PASID_ATTACH,
+				     stdev, 7, nested));
+	ASSERT_EQ(0, pasid_op(self->fd, IOMMU_TEST_OP_PASID_REPLACE, stdev, 7,
+			      nested));
+	EXPECT_EQ(0, pasid_op(self->fd, IOMMU_TEST_OP_PASID_CHECK_HWPT, stdev,
+			      7, nested));
+	/* In use by the PASID. */
+	EXPECT_ERRNO(EBUSY, destroy(self->fd, nested));
+
+	/* With a PASID attached, the RID stays on PASID-compatible HWPTs. */
+	EXPECT_ERRNO(EINVAL, replace(self->fd, stdev, plain));
+	EXPECT_ERRNO(EINVAL, replace(self->fd, stdev, self->ioas_id));
+
+	ASSERT_EQ(0, pasid_op(self->fd, IOMMU_TEST_OP_PASID_DETACH, stdev, 7,
+			      0));
+	EXPECT_EQ(0, pasid_op(self->fd, IOMMU_TEST_OP_PASID_CHECK_HWPT, stdev,
+			      7, 0));
+	ASSERT_EQ(0, replace(self->fd, stdev, plain));
+	ASSERT_EQ(0, destroy(self->fd, nested));
+
+	ASSERT_EQ(0, destroy(self->fd, stdev));
+	ASSERT_EQ(0, destroy(self->fd, s2));
+	ASSERT_EQ(0, destroy(self->fd, plain));
+}
+
 TEST_HARNESS_MAIN
