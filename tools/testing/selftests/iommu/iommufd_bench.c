@@ -50,6 +50,24 @@ static void destroy(int fd, __u32 id)
 	check(ioctl(fd, IOMMU_DESTROY, &cmd), "IOMMU_DESTROY");
 }
 
+static __u32 hwpt_alloc(int fd, __u32 idev, __u32 pt_id, __u32 flags,
+			__u32 fault_id, const void *data, __u32 len)
+{
+	struct iommu_hwpt_alloc cmd = {
+		.size = sizeof(cmd),
+		.flags = flags,
+		.dev_id = idev,
+		.pt_id = pt_id,
+		.data_type = data ? IOMMU_HWPT_DATA_SELFTEST : IOMMU_HWPT_DATA_NONE,
+		.data_len = data ? len : 0,
+		.data_uptr = (uintptr_t)data,
+		.fault_id = fault_id,
+	};
+
+	check(ioctl(fd, IOMMU_HWPT_ALLOC, &cmd), "IOMMU_HWPT_ALLOC");
+	return cmd.out_hwpt_id;
+}
+
 #define BENCH(name, n, body)                                              \
 	do {                                                              \
 		uint64_t t0 = now_ns();                                   \
@@ -59,6 +77,96 @@ static void destroy(int fd, __u32 id)
 		       (unsigned long long)((now_ns() - t0) / (n)),       \
 		       (unsigned long)(n));                               \
 	} while (0)
+
+/*
+ * With 1 MiB mapped at MOCK_APERTURE_START in @ioas: reading the dirty
+ * bitmap of a dirty-tracking HWPT (all dirty, not cleared), and a fault's
+ * round trip (raised, read from the queue, answered).
+ */
+static void bench_dirty_and_faults(int fd, __u32 ioas)
+{
+	struct iommu_test_cmd md = {
+		.size = sizeof(md),
+		.op = IOMMU_TEST_OP_MOCK_DOMAIN,
+		.id = ioas,
+	};
+	struct iommu_test_cmd rep = {
+		.size = sizeof(rep),
+		.op = IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE,
+	};
+	struct iommu_hwpt_set_dirty_tracking st = {
+		.size = sizeof(st),
+		.flags = IOMMU_HWPT_DIRTY_TRACKING_ENABLE,
+	};
+	struct iommu_test_cmd dirty = {
+		.size = sizeof(dirty),
+		.op = IOMMU_TEST_OP_DIRTY,
+	};
+	struct iommu_hwpt_get_dirty_bitmap get = {
+		.size = sizeof(get),
+		.flags = IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR,
+		.iova = MOCK_APERTURE_START,
+		.length = 1024 * 1024,
+		.page_size = MOCK_PAGE_SIZE,
+	};
+	struct iommu_test_cmd trig = {
+		.size = sizeof(trig),
+		.op = IOMMU_TEST_OP_TRIGGER_IOPF,
+		.trigger_iopf = { .pasid = 1, .grpid = 2, .addr = 0x1000 },
+	};
+	struct iommu_fault_alloc fa = { .size = sizeof(fa) };
+	struct iommu_hwpt_selftest data = { .iotlb = IOMMU_TEST_IOTLB_DEFAULT };
+	struct iommu_hwpt_pgfault rec;
+	struct iommu_hwpt_page_response resp = {};
+	__u64 bitmap[8];
+	__u32 idev, stdev, hwpt, parent, iopf;
+
+	check(ioctl(fd, IOMMU_TEST_CMD, &md), "MOCK_DOMAIN");
+	stdev = md.mock_domain.out_stdev_id;
+	idev = md.mock_domain.out_idev_id;
+
+	hwpt = hwpt_alloc(fd, idev, ioas, IOMMU_HWPT_ALLOC_DIRTY_TRACKING, 0,
+			  NULL, 0);
+	st.hwpt_id = hwpt;
+	check(ioctl(fd, IOMMU_HWPT_SET_DIRTY_TRACKING, &st), "SET_DIRTY");
+	memset(bitmap, 0xff, sizeof(bitmap));
+	dirty.id = hwpt;
+	dirty.dirty.iova = MOCK_APERTURE_START;
+	dirty.dirty.length = 1024 * 1024;
+	dirty.dirty.page_size = MOCK_PAGE_SIZE;
+	dirty.dirty.uptr = (uintptr_t)bitmap;
+	check(ioctl(fd, IOMMU_TEST_CMD, &dirty), "TEST_OP_DIRTY");
+	get.hwpt_id = hwpt;
+	get.data = (uintptr_t)bitmap;
+	BENCH("dirty_bitmap_1m", 2000,
+	      check(ioctl(fd, IOMMU_HWPT_GET_DIRTY_BITMAP, &get),
+		    "GET_DIRTY_BITMAP"));
+	destroy(fd, hwpt);
+
+	parent = hwpt_alloc(fd, idev, ioas, IOMMU_HWPT_ALLOC_NEST_PARENT, 0,
+			    NULL, 0);
+	check(ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, &fa), "FAULT_QUEUE_ALLOC");
+	iopf = hwpt_alloc(fd, idev, parent, IOMMU_HWPT_FAULT_ID_VALID,
+			  fa.out_fault_id, &data, sizeof(data));
+	rep.id = stdev;
+	rep.mock_domain_replace.pt_id = iopf;
+	check(ioctl(fd, IOMMU_TEST_CMD, &rep), "MOCK_DOMAIN_REPLACE");
+	trig.trigger_iopf.dev_id = idev;
+	BENCH("fault_round_trip", 2000, ({
+		check(ioctl(fd, IOMMU_TEST_CMD, &trig), "TRIGGER_IOPF");
+		check(read(fa.out_fault_fd, &rec, sizeof(rec)) != sizeof(rec),
+		      "read fault");
+		resp.cookie = rec.cookie;
+		check(write(fa.out_fault_fd, &resp, sizeof(resp)) !=
+			      sizeof(resp),
+		      "answer fault");
+	}));
+	destroy(fd, stdev);
+	destroy(fd, iopf);
+	destroy(fd, parent);
+	close(fa.out_fault_fd);
+	destroy(fd, fa.out_fault_id);
+}
 
 int main(void)
 {
@@ -164,6 +272,8 @@ int main(void)
 			check(ioctl(fd, IOMMU_TEST_CMD, &md), "MOCK_DOMAIN");
 			destroy(fd, md.mock_domain.out_stdev_id);
 		}));
+
+		bench_dirty_and_faults(fd, dom_ioas);
 
 		acc.id = dom_ioas;
 		check(ioctl(fd, IOMMU_TEST_CMD, &acc), "CREATE_ACCESS");
