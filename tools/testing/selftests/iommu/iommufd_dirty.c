@@ -26,22 +26,6 @@
 #define GRAN MOCK_PAGE_SIZE
 #define NBITS (LEN / GRAN)
 
-static int hwpt_alloc(int fd, __u32 idev, __u32 pt_id, __u32 flags,
-		      __u32 *hwpt)
-{
-	struct iommu_hwpt_alloc cmd = {
-		.size = sizeof(cmd),
-		.flags = flags,
-		.dev_id = idev,
-		.pt_id = pt_id,
-	};
-	int rc = ioctl(fd, IOMMU_HWPT_ALLOC, &cmd);
-
-	if (!rc)
-		*hwpt = cmd.out_hwpt_id;
-	return rc;
-}
-
 static int set_tracking(int fd, __u32 hwpt, __u32 flags)
 {
 	struct iommu_hwpt_set_dirty_tracking cmd = {

@@ -50,43 +50,6 @@ static int unmap_all(int fd, __u32 ioas_id)
 	return ioctl(fd, IOMMU_IOAS_UNMAP, &cmd);
 }
 
-static int mock_domain(int fd, __u32 pt_id, __u32 *stdev, __u32 *hwpt,
-		       __u32 *idev)
-{
-	struct iommu_test_cmd cmd = {
-		.size = sizeof(cmd),
-		.op = IOMMU_TEST_OP_MOCK_DOMAIN,
-		.id = pt_id,
-	};
-	int rc = ioctl(fd, IOMMU_TEST_CMD, &cmd);
-
-	if (rc)
-		return rc;
-	if (stdev)
-		*stdev = cmd.mock_domain.out_stdev_id;
-	if (hwpt)
-		*hwpt = cmd.mock_domain.out_hwpt_id;
-	if (idev)
-		*idev = cmd.mock_domain.out_idev_id;
-	return 0;
-}
-
-static int hwpt_alloc(int fd, __u32 dev_id, __u32 pt_id, __u32 flags,
-		      __u32 *hwpt)
-{
-	struct iommu_hwpt_alloc cmd = {
-		.size = sizeof(cmd),
-		.flags = flags,
-		.dev_id = dev_id,
-		.pt_id = pt_id,
-	};
-	int rc = ioctl(fd, IOMMU_HWPT_ALLOC, &cmd);
-
-	if (!rc && hwpt)
-		*hwpt = cmd.out_hwpt_id;
-	return rc;
-}
-
 static int check_map(int fd, __u32 hwpt, __u64 iova, void *buf, __u64 len)
 {
 	struct iommu_test_cmd cmd = {

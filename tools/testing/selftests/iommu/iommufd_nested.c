@@ -21,25 +21,6 @@
 #include "kselftest_harness.h"
 #include "iommufd_rs_utils.h"
 
-static int mock_domain(int fd, __u32 pt_id, __u32 *stdev, __u32 *hwpt,
-		       __u32 *idev)
-{
-	struct iommu_test_cmd cmd = {
-		.size = sizeof(cmd),
-		.op = IOMMU_TEST_OP_MOCK_DOMAIN,
-		.id = pt_id,
-	};
-	int rc = ioctl(fd, IOMMU_TEST_CMD, &cmd);
-
-	if (rc)
-		return rc;
-	*stdev = cmd.mock_domain.out_stdev_id;
-	if (hwpt)
-		*hwpt = cmd.mock_domain.out_hwpt_id;
-	*idev = cmd.mock_domain.out_idev_id;
-	return 0;
-}
-
 static int replace(int fd, __u32 stdev, __u32 pt_id)
 {
 	struct iommu_test_cmd cmd = {
@@ -50,28 +31,6 @@ static int replace(int fd, __u32 stdev, __u32 pt_id)
 	};
 
 	return ioctl(fd, IOMMU_TEST_CMD, &cmd);
-}
-
-/* A HWPT of @pt_id for @idev; @data/@len is selftest data (none if NULL). */
-static int hwpt_alloc(int fd, __u32 idev, __u32 pt_id, __u32 flags,
-		      __u32 fault_id, const void *data, __u32 len,
-		      __u32 *hwpt)
-{
-	struct iommu_hwpt_alloc cmd = {
-		.size = sizeof(cmd),
-		.flags = flags,
-		.dev_id = idev,
-		.pt_id = pt_id,
-		.data_type = data ? IOMMU_HWPT_DATA_SELFTEST : IOMMU_HWPT_DATA_NONE,
-		.data_len = data ? len : 0,
-		.data_uptr = (uintptr_t)data,
-		.fault_id = fault_id,
-	};
-	int rc = ioctl(fd, IOMMU_HWPT_ALLOC, &cmd);
-
-	if (!rc)
-		*hwpt = cmd.out_hwpt_id;
-	return rc;
 }
 
 static int fault_alloc(int fd, __u32 flags, __u32 *id, int *qfd)
@@ -165,7 +124,7 @@ FIXTURE_SETUP(nested)
 	ASSERT_EQ(0, ioas_alloc(self->fd, &self->ioas_id));
 	ASSERT_EQ(0, mock_domain(self->fd, self->ioas_id, &self->stdev, NULL,
 				 &self->idev));
-	ASSERT_EQ(0, hwpt_alloc(self->fd, self->idev, self->ioas_id,
+	ASSERT_EQ(0, hwpt_alloc_data(self->fd, self->idev, self->ioas_id,
 				IOMMU_HWPT_ALLOC_NEST_PARENT, 0, NULL, 0,
 				&self->parent));
 	self->data.iotlb = IOMMU_TEST_IOTLB_DEFAULT;
@@ -186,25 +145,25 @@ TEST_F(nested, parents_and_data)
 	__u8 big[sizeof(self->data) + 8] = {};
 	__u32 i;
 
-	ASSERT_EQ(0, hwpt_alloc(self->fd, self->idev, self->ioas_id, 0, 0,
+	ASSERT_EQ(0, hwpt_alloc_data(self->fd, self->idev, self->ioas_id, 0, 0,
 				NULL, 0, &plain));
-	EXPECT_ERRNO(EINVAL, hwpt_alloc(self->fd, self->idev, plain, 0, 0,
+	EXPECT_ERRNO(EINVAL, hwpt_alloc_data(self->fd, self->idev, plain, 0, 0,
 					&self->data, sizeof(self->data),
 					&other));
 	/* An automatic HWPT is no parent either. */
 	ASSERT_EQ(0, mock_domain(self->fd, self->ioas_id, &stdev2, &auto_hwpt,
 				 &idev2));
-	EXPECT_ERRNO(EINVAL, hwpt_alloc(self->fd, self->idev, auto_hwpt, 0, 0,
+	EXPECT_ERRNO(EINVAL, hwpt_alloc_data(self->fd, self->idev, auto_hwpt, 0, 0,
 					&self->data, sizeof(self->data),
 					&other));
 
 	/* Only the first field is required; more than we know is refused. */
-	EXPECT_ERRNO(EINVAL, hwpt_alloc(self->fd, self->idev, self->parent, 0,
+	EXPECT_ERRNO(EINVAL, hwpt_alloc_data(self->fd, self->idev, self->parent, 0,
 					0, &self->data, 3, &other));
 	memcpy(big, &self->data, sizeof(self->data));
-	EXPECT_ERRNO(EINVAL, hwpt_alloc(self->fd, self->idev, self->parent, 0,
+	EXPECT_ERRNO(EINVAL, hwpt_alloc_data(self->fd, self->idev, self->parent, 0,
 					0, big, sizeof(big), &other));
-	ASSERT_EQ(0, hwpt_alloc(self->fd, self->idev, self->parent, 0, 0,
+	ASSERT_EQ(0, hwpt_alloc_data(self->fd, self->idev, self->parent, 0, 0,
 				&self->data, sizeof(__u32), &nested));
 	for (i = 0; i < MOCK_NESTED_DOMAIN_IOTLB_NUM; i++)
 		EXPECT_EQ(0, check_iotlb(self->fd, nested, i,
@@ -216,7 +175,7 @@ TEST_F(nested, parents_and_data)
 	EXPECT_ERRNO(ENOENT, check_iotlb(self->fd, self->parent, 0,
 					 IOMMU_TEST_IOTLB_DEFAULT));
 
-	EXPECT_ERRNO(EINVAL, hwpt_alloc(self->fd, self->idev, nested, 0, 0,
+	EXPECT_ERRNO(EINVAL, hwpt_alloc_data(self->fd, self->idev, nested, 0, 0,
 					&self->data, sizeof(self->data),
 					&other));
 	EXPECT_ERRNO(EBUSY, destroy(self->fd, self->parent));
@@ -238,7 +197,7 @@ TEST_F(nested, invalidate)
 	};
 	__u32 nested, num;
 
-	ASSERT_EQ(0, hwpt_alloc(self->fd, self->idev, self->parent, 0, 0,
+	ASSERT_EQ(0, hwpt_alloc_data(self->fd, self->idev, self->parent, 0, 0,
 				&self->data, sizeof(self->data), &nested));
 
 	/* Reserved bits: refused, and nothing reported done. */
@@ -306,10 +265,10 @@ TEST_F(nested, fault_queue_file)
 
 	EXPECT_ERRNO(EOPNOTSUPP, fault_alloc(self->fd, 1, &fault_id, &qfd));
 	ASSERT_EQ(0, fault_alloc(self->fd, 0, &fault_id, &qfd));
-	EXPECT_ERRNO(ENOENT, hwpt_alloc(self->fd, self->idev, self->parent,
+	EXPECT_ERRNO(ENOENT, hwpt_alloc_data(self->fd, self->idev, self->parent,
 					IOMMU_HWPT_FAULT_ID_VALID, self->ioas_id,
 					&self->data, sizeof(self->data), &bad));
-	ASSERT_EQ(0, hwpt_alloc(self->fd, self->idev, self->parent,
+	ASSERT_EQ(0, hwpt_alloc_data(self->fd, self->idev, self->parent,
 				IOMMU_HWPT_FAULT_ID_VALID, fault_id,
 				&self->data, sizeof(self->data), &iopf));
 	ASSERT_EQ(0, replace(self->fd, self->stdev, iopf));
@@ -364,7 +323,7 @@ TEST_F(nested, unanswered_faults_on_leave)
 	int qfd;
 
 	ASSERT_EQ(0, fault_alloc(self->fd, 0, &fault_id, &qfd));
-	ASSERT_EQ(0, hwpt_alloc(self->fd, self->idev, self->parent,
+	ASSERT_EQ(0, hwpt_alloc_data(self->fd, self->idev, self->parent,
 				IOMMU_HWPT_FAULT_ID_VALID, fault_id,
 				&self->data, sizeof(self->data), &iopf));
 
@@ -403,11 +362,11 @@ TEST_F(nested, paging_fault_queue)
 
 	ASSERT_EQ(0, fault_alloc(self->fd, 0, &fault_id, &qfd));
 	EXPECT_ERRNO(EOPNOTSUPP,
-		     hwpt_alloc(self->fd, self->idev, self->ioas_id,
+		     hwpt_alloc_data(self->fd, self->idev, self->ioas_id,
 				IOMMU_HWPT_FAULT_ID_VALID |
 					IOMMU_HWPT_ALLOC_NEST_PARENT,
 				fault_id, NULL, 0, &hwpt));
-	ASSERT_EQ(0, hwpt_alloc(self->fd, self->idev, self->ioas_id,
+	ASSERT_EQ(0, hwpt_alloc_data(self->fd, self->idev, self->ioas_id,
 				IOMMU_HWPT_FAULT_ID_VALID, fault_id, NULL, 0,
 				&hwpt));
 	ASSERT_EQ(0, replace(self->fd, self->stdev, hwpt));
@@ -453,12 +412,12 @@ TEST_F(nested, pasid_rules)
 	ASSERT_EQ(0, ioctl(self->fd, IOMMU_TEST_CMD, &md));
 	stdev = md.mock_domain_flags.out_stdev_id;
 	idev = md.mock_domain_flags.out_idev_id;
-	ASSERT_EQ(0, hwpt_alloc(self->fd, idev, self->ioas_id,
+	ASSERT_EQ(0, hwpt_alloc_data(self->fd, idev, self->ioas_id,
 				IOMMU_HWPT_ALLOC_PASID, 0, NULL, 0, &s2));
-	ASSERT_EQ(0, hwpt_alloc(self->fd, idev, self->parent,
+	ASSERT_EQ(0, hwpt_alloc_data(self->fd, idev, self->parent,
 				IOMMU_HWPT_ALLOC_PASID, 0, &self->data,
 				sizeof(self->data), &nested));
-	ASSERT_EQ(0, hwpt_alloc(self->fd, idev, self->ioas_id, 0, 0, NULL, 0,
+	ASSERT_EQ(0, hwpt_alloc_data(self->fd, idev, self->ioas_id, 0, 0, NULL, 0,
 				&plain));
 
 	/* Detaching what is not attached is no error. */

@@ -73,6 +73,64 @@ static inline int unmap(int fd, __u32 ioas_id, __u64 iova, __u64 length,
 	return rc;
 }
 
+/*
+ * A mock device bound and attached to @pt_id; the outputs (each may be
+ * NULL) get its selftest object, HWPT and device IDs.
+ */
+static inline int mock_domain(int fd, __u32 pt_id, __u32 *stdev, __u32 *hwpt,
+			      __u32 *idev)
+{
+	struct iommu_test_cmd cmd = {
+		.size = sizeof(cmd),
+		.op = IOMMU_TEST_OP_MOCK_DOMAIN,
+		.id = pt_id,
+	};
+	int rc = ioctl(fd, IOMMU_TEST_CMD, &cmd);
+
+	if (rc)
+		return rc;
+	if (stdev)
+		*stdev = cmd.mock_domain.out_stdev_id;
+	if (hwpt)
+		*hwpt = cmd.mock_domain.out_hwpt_id;
+	if (idev)
+		*idev = cmd.mock_domain.out_idev_id;
+	return 0;
+}
+
+/*
+ * A HWPT of @pt_id for device @idev, with selftest data @data of @len bytes
+ * (none if NULL) and fault queue @fault_id (if @flags asks for one).
+ */
+static inline int hwpt_alloc_data(int fd, __u32 idev, __u32 pt_id,
+				  __u32 flags, __u32 fault_id,
+				  const void *data, __u32 len, __u32 *hwpt)
+{
+	struct iommu_hwpt_alloc cmd = {
+		.size = sizeof(cmd),
+		.flags = flags,
+		.dev_id = idev,
+		.pt_id = pt_id,
+		.data_type = data ? IOMMU_HWPT_DATA_SELFTEST :
+				    IOMMU_HWPT_DATA_NONE,
+		.data_len = data ? len : 0,
+		.data_uptr = (uintptr_t)data,
+		.fault_id = fault_id,
+	};
+	int rc = ioctl(fd, IOMMU_HWPT_ALLOC, &cmd);
+
+	if (!rc && hwpt)
+		*hwpt = cmd.out_hwpt_id;
+	return rc;
+}
+
+/* A HWPT of @pt_id for device @idev, without driver data. */
+static inline int hwpt_alloc(int fd, __u32 idev, __u32 pt_id, __u32 flags,
+			     __u32 *hwpt)
+{
+	return hwpt_alloc_data(fd, idev, pt_id, flags, 0, NULL, 0, hwpt);
+}
+
 /* 0 if every page of [buf, buf + len) is pinned @refs times. */
 static inline int check_refs(int fd, void *buf, __u64 len, __u32 refs)
 {
