@@ -13,20 +13,21 @@
 use core::ffi::c_void;
 use core::mem::size_of;
 
+use kernel::alloc::kvec::{InsertError, PushError};
 use kernel::bindings;
 use kernel::error::from_err_ptr;
 use kernel::fs::file::{flags::O_CLOEXEC, File, FileDescriptorReservation};
 use kernel::iommu::fault::{FaultGroup, FaultSink, PageRequest, RESP_INVALID, RESP_SUCCESS};
-use kernel::new_mutex;
 use kernel::new_poll_condvar;
 use kernel::prelude::*;
 use kernel::rbtree::{RBTree, RBTreeNodeReservation};
 use kernel::sync::aref::ARef;
 use kernel::sync::atomic::{Atomic, Relaxed};
 use kernel::sync::poll::{PollCondVar, PollTable};
-use kernel::sync::{Arc, Mutex};
+use kernel::sync::{Arc, Mutex, SpinLock};
 use kernel::types::ForeignOwnable;
 use kernel::uaccess::{UserPtr, UserSlice};
+use kernel::{new_mutex, new_spinlock};
 
 use crate::ctx::CtxHold;
 use crate::object::Object;
@@ -43,21 +44,26 @@ struct Pending {
     tag: u64,
 }
 
-struct Queues {
-    /// Groups not read yet, oldest first.
-    deliver: KVec<Pending>,
-    /// Groups read and not answered yet, by cookie.
-    responses: RBTree<u32, Pending>,
+/// The groups read and not answered yet.
+struct Responses {
+    /// By cookie.
+    map: RBTree<u32, Pending>,
     /// The next cookie to try; cookies are never 0.
     next_cookie: u32,
 }
 
 /// A fault queue object.
+///
+/// As upstream, the fault path only takes a spinlock to queue a group, so a
+/// device's faults never wait for a reader copying to user memory; readers
+/// and answers are serialised by a mutex, which also keeps the groups read.
 #[pin_data]
 pub(crate) struct Fault {
-    /// Serialises reads and answers, as well as the fault path.
+    /// Groups not read yet, oldest first.
     #[pin]
-    queues: Mutex<Queues>,
+    deliver: SpinLock<KVec<Pending>>,
+    #[pin]
+    responses: Mutex<Responses>,
     /// Woken when a group arrives.
     #[pin]
     wait: PollCondVar,
@@ -100,18 +106,27 @@ impl FaultSink for Sink {
         let Ok(requests) = group.requests() else {
             return;
         };
-        let mut q = self.fault.queues.lock();
         let pending = Pending {
             group,
             requests,
             dev_id: self.dev_id,
             tag: self.tag,
         };
-        if q.deliver.push(pending, GFP_KERNEL).is_err() {
-            return;
+        let mut d = self.fault.deliver.lock();
+        let res = match d.push_within_capacity(pending) {
+            Ok(()) => Ok(()),
+            Err(PushError(p)) => match d.reserve(1, GFP_ATOMIC) {
+                Ok(()) => d.push_within_capacity(p).map_err(|PushError(p)| p),
+                Err(_) => Err(p),
+            },
+        };
+        drop(d);
+        match res {
+            Ok(()) => self.fault.wait.notify_all(),
+            // Answered "invalid" as it drops, outside the spinlock (the
+            // answer takes a mutex).
+            Err(p) => drop(p),
         }
-        drop(q);
-        self.fault.wait.notify_all();
     }
 }
 
@@ -122,33 +137,77 @@ const RESPONSE_SIZE: usize = size_of::<uapi::iommu_hwpt_page_response>();
 
 impl Fault {
     fn answer_tag(&self, tag: u64) {
-        let mut gone = KVec::new();
-        let mut q = self.queues.lock();
-        let mut i = 0;
-        while i < q.deliver.len() {
-            if q.deliver[i].tag == tag {
-                if let Ok(p) = q.deliver.remove(i) {
-                    // On failure `p` drops here, still answering it.
-                    let _ = gone.push(p, GFP_KERNEL);
+        let mut gone = KVec::<Pending>::new();
+        // Readers are excluded: no group of the tag is in flight.
+        let mut r = self.responses.lock();
+        loop {
+            // Groups move to `gone` as far as its room goes (nothing is
+            // allocated, or answered, under the spinlock); then it grows.
+            let mut more = 0;
+            {
+                let mut d = self.deliver.lock();
+                let mut i = 0;
+                while i < d.len() {
+                    if d[i].tag != tag {
+                        i += 1;
+                    } else if gone.len() < gone.capacity() {
+                        if let Ok(p) = d.remove(i) {
+                            let _ = gone.push_within_capacity(p);
+                        }
+                    } else {
+                        more += 1;
+                        i += 1;
+                    }
                 }
-            } else {
-                i += 1;
+            }
+            if more == 0 || gone.reserve(more, GFP_KERNEL).is_err() {
+                break;
             }
         }
         let mut cookies = KVec::new();
-        for (&cookie, p) in q.responses.iter() {
+        for (&cookie, p) in r.map.iter() {
             if p.tag == tag {
                 let _ = cookies.push(cookie, GFP_KERNEL);
             }
         }
         for cookie in cookies {
-            if let Some(p) = q.responses.remove(&cookie) {
+            if let Some(p) = r.map.remove(&cookie) {
                 let _ = gone.push(p, GFP_KERNEL);
             }
         }
-        drop(q);
-        // Answered "invalid" as they drop, outside our lock.
+        drop(r);
+        // Answered "invalid" as they drop, outside our locks.
         drop(gone);
+    }
+
+    /// Takes the oldest group if its records fit in `room` bytes: `None` if
+    /// there is none, `EINVAL` if it does not fit.
+    fn take_first(&self, room: usize) -> Result<Option<Pending>> {
+        let mut d = self.deliver.lock();
+        match d.first() {
+            None => Ok(None),
+            Some(p) if p.requests.len() * RECORD_SIZE > room => Err(EINVAL),
+            Some(_) => Ok(d.remove(0).ok()),
+        }
+    }
+
+    /// Puts back a group taken by [`Fault::take_first`], first in line.
+    fn put_back(&self, p: Pending) {
+        let mut d = self.deliver.lock();
+        let p = match d.insert_within_capacity(0, p) {
+            Ok(()) => return,
+            Err(InsertError::OutOfCapacity(p) | InsertError::IndexOutOfBounds(p)) => p,
+        };
+        let p = match d.reserve(1, GFP_ATOMIC) {
+            Ok(()) => match d.insert_within_capacity(0, p) {
+                Ok(()) => return,
+                Err(InsertError::OutOfCapacity(p) | InsertError::IndexOutOfBounds(p)) => p,
+            },
+            Err(_) => p,
+        };
+        drop(d);
+        // No memory to keep it: answered "invalid" as it drops.
+        drop(p);
     }
 
     /// Reads whole groups into `count` bytes at `buf`; `EINVAL` if the first
@@ -159,46 +218,41 @@ impl Fault {
         }
         let mut w = UserSlice::new(UserPtr::from_addr(buf), count).writer();
         let mut done = 0;
-        let mut q = self.queues.lock();
+        let mut r = self.responses.lock();
         let res = loop {
-            let Some(size) = q.deliver.first().map(|p| p.requests.len() * RECORD_SIZE) else {
-                break Ok(());
+            let p = match self.take_first(count - done) {
+                Ok(Some(p)) => p,
+                Ok(None) => break Ok(()),
+                Err(e) => break if done == 0 { Err(e) } else { Ok(()) },
             };
-            if size > count - done {
-                break if done == 0 { Err(EINVAL) } else { Ok(()) };
-            }
-            let cookie = q.free_cookie();
-            let first = &q.deliver[0];
-            let mut rec = <uapi::iommu_hwpt_pgfault as Pod>::zeroed();
-            rec.dev_id = first.dev_id;
-            rec.cookie = cookie;
-            let mut wrote = Ok(());
-            for r in &first.requests {
-                rec.flags = r.flags;
-                rec.pasid = r.pasid;
-                rec.grpid = r.grpid;
-                rec.perm = r.perm;
-                rec.addr = r.addr;
-                wrote = w.write_slice(rec.as_bytes());
-                if wrote.is_err() {
-                    break;
-                }
-            }
-            if let Err(e) = wrote {
-                // The group stays first in line.
-                break Err(e);
-            }
             let node = match RBTreeNodeReservation::new(GFP_KERNEL) {
                 Ok(n) => n,
-                Err(e) => break Err(e),
+                Err(e) => {
+                    self.put_back(p);
+                    break Err(e);
+                }
             };
-            let Ok(p) = q.deliver.remove(0) else {
-                break Err(EINVAL);
-            };
-            q.responses.insert(node.into_node(cookie, p));
-            done += size;
+            let cookie = r.free_cookie();
+            let mut rec = <uapi::iommu_hwpt_pgfault as Pod>::zeroed();
+            rec.dev_id = p.dev_id;
+            rec.cookie = cookie;
+            let wrote = p.requests.iter().try_for_each(|q| {
+                rec.flags = q.flags;
+                rec.pasid = q.pasid;
+                rec.grpid = q.grpid;
+                rec.perm = q.perm;
+                rec.addr = q.addr;
+                w.write_slice(rec.as_bytes())
+            });
+            if let Err(e) = wrote {
+                // The group stays first in line.
+                self.put_back(p);
+                break Err(e);
+            }
+            done += p.requests.len() * RECORD_SIZE;
+            r.map.insert(node.into_node(cookie, p));
         };
-        drop(q);
+        drop(r);
         match res {
             Err(e) if done == 0 => Err(e),
             _ => Ok(done),
@@ -210,14 +264,15 @@ impl Fault {
         if count % RESPONSE_SIZE != 0 {
             return Err(ESPIPE);
         }
-        let mut r = UserSlice::new(UserPtr::from_addr(buf), count).reader();
+        let mut rd = UserSlice::new(UserPtr::from_addr(buf), count).reader();
         let mut done = 0;
+        let mut r = self.responses.lock();
         let res = loop {
             if done == count {
                 break Ok(());
             }
             let mut resp = <uapi::iommu_hwpt_page_response as Pod>::zeroed();
-            if let Err(e) = r.read_slice(resp.as_bytes_mut()) {
+            if let Err(e) = rd.read_slice(resp.as_bytes_mut()) {
                 break Err(e);
             }
             if resp.code != uapi::IOMMUFD_PAGE_RESP_SUCCESS
@@ -225,12 +280,13 @@ impl Fault {
             {
                 break Err(EINVAL);
             }
-            let Some(p) = self.queues.lock().responses.remove(&resp.cookie) else {
+            let Some(p) = r.map.remove(&resp.cookie) else {
                 break Err(EINVAL);
             };
             p.group.respond(resp.code);
             done += RESPONSE_SIZE;
         };
+        drop(r);
         match res {
             Err(e) if done == 0 => Err(e),
             _ => Ok(done),
@@ -239,17 +295,17 @@ impl Fault {
 
     /// Whether a group waits to be read.
     fn readable(&self) -> bool {
-        !self.queues.lock().deliver.is_empty()
+        !self.deliver.lock().is_empty()
     }
 }
 
-impl Queues {
+impl Responses {
     /// A cookie no unanswered group has.
     fn free_cookie(&mut self) -> u32 {
         loop {
             let c = self.next_cookie;
             self.next_cookie = c.wrapping_add(1).max(1);
-            if self.responses.get(&c).is_none() {
+            if self.map.get(&c).is_none() {
                 return c;
             }
         }
@@ -283,9 +339,9 @@ pub(crate) fn alloc_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_fault_alloc>) -> Resul
     let objects = &ucmd.ctx.objects;
     let slot = objects.reserve()?;
     let fault = slot.new_object(try_pin_init!(Fault {
-        queues <- new_mutex!(Queues {
-            deliver: KVec::new(),
-            responses: RBTree::new(),
+        deliver <- new_spinlock!(KVec::new()),
+        responses <- new_mutex!(Responses {
+            map: RBTree::new(),
             next_cookie: 1,
         }),
         wait <- new_poll_condvar!("iommufd_fault"),
