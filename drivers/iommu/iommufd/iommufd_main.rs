@@ -22,6 +22,7 @@ mod selftest;
 mod uapi;
 mod ucmd;
 mod vfio_compat;
+mod viommu;
 
 module! {
     type: IommufdModule,

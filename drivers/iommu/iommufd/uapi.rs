@@ -36,7 +36,10 @@ pub(crate) use kernel::uapi::{
 // Constants of named C enums, which bindgen prefixes with the enum's name.
 pub(crate) use kernel::uapi::{
     iommu_hw_info_type_IOMMU_HW_INFO_TYPE_DEFAULT as IOMMU_HW_INFO_TYPE_DEFAULT,
+    iommu_hw_queue_type_IOMMU_HW_QUEUE_TYPE_DEFAULT as IOMMU_HW_QUEUE_TYPE_DEFAULT,
     iommu_hwpt_data_type_IOMMU_HWPT_DATA_NONE as IOMMU_HWPT_DATA_NONE,
+    iommu_veventq_type_IOMMU_VEVENTQ_TYPE_DEFAULT as IOMMU_VEVENTQ_TYPE_DEFAULT,
+    iommu_viommu_type_IOMMU_VIOMMU_TYPE_DEFAULT as IOMMU_VIOMMU_TYPE_DEFAULT,
     iommufd_hw_capabilities_IOMMU_HW_CAP_DIRTY_TRACKING as IOMMU_HW_CAP_DIRTY_TRACKING,
     iommufd_hw_capabilities_IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED as IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED,
     iommufd_hw_info_flags_IOMMU_HW_INFO_FLAG_INPUT_TYPE as IOMMU_HW_INFO_FLAG_INPUT_TYPE,

@@ -26,7 +26,7 @@ use crate::ctx::{self, CtxHandle};
 #[cfg(CONFIG_IOMMUFD_TEST)]
 use crate::selftest;
 use crate::uapi::{self, Pod};
-use crate::{device, fault, ioas, object, vfio_compat};
+use crate::{device, fault, ioas, object, vfio_compat, viommu};
 
 /// One command in flight: the caller's structure and where it came from.
 pub(crate) struct Ucmd<'a, T: Pod> {
@@ -146,12 +146,13 @@ static OPS: [Op; 22] = ioctl_table! {
     IOMMUFD_CMD_FAULT_QUEUE_ALLOC => iommu_fault_alloc, out_fault_fd, fault::alloc_ioctl;
     IOMMUFD_CMD_IOAS_MAP_FILE => iommu_ioas_map_file, iova, ioas::map_file_ioctl,
         flags: ioas::MAP_FLAGS;
-    IOMMUFD_CMD_VIOMMU_ALLOC => iommu_viommu_alloc, out_viommu_id, not_implemented;
-    IOMMUFD_CMD_VDEVICE_ALLOC => iommu_vdevice_alloc, virt_id, not_implemented;
+    IOMMUFD_CMD_VIOMMU_ALLOC => iommu_viommu_alloc, out_viommu_id, viommu::alloc_ioctl;
+    IOMMUFD_CMD_VDEVICE_ALLOC => iommu_vdevice_alloc, virt_id, viommu::vdevice_alloc_ioctl;
     IOMMUFD_CMD_IOAS_CHANGE_PROCESS => iommu_ioas_change_process, __reserved,
         ioas::change_process_ioctl;
-    IOMMUFD_CMD_VEVENTQ_ALLOC => iommu_veventq_alloc, out_veventq_fd, not_implemented;
-    IOMMUFD_CMD_HW_QUEUE_ALLOC => iommu_hw_queue_alloc, length, not_implemented;
+    IOMMUFD_CMD_VEVENTQ_ALLOC => iommu_veventq_alloc, out_veventq_fd,
+        viommu::veventq_alloc_ioctl;
+    IOMMUFD_CMD_HW_QUEUE_ALLOC => iommu_hw_queue_alloc, length, viommu::hw_queue_alloc_ioctl;
     IOMMUFD_CMD_IOAS_NOIOMMU_GET_PA => iommu_ioas_noiommu_get_pa, out_phys, not_implemented;
 };
 
