@@ -328,18 +328,18 @@ impl Device {
     }
 
     /// Attaches the device to `pt_id`, an IOAS (through an automatic HWPT)
-    /// or a HWPT.  Returns the HWPT's ID.  `EINVAL` if attached.
+    /// or a HWPT.  Returns the HWPT's ID.  `EBUSY` if attached.
     pub(crate) fn attach(&self, pt_id: u32) -> Result<u32> {
         self.attach_pasid(None, pt_id)
     }
 
     /// Attaches the device's requests with PASID `pasid` (or without, for
     /// `None`) to `pt_id`; only a HWPT for a PASID.  Returns the HWPT's
-    /// ID.  A PASID already attached is `EBUSY`, the RID `EINVAL`.
+    /// ID.  `EBUSY` if already attached, as upstream.
     pub(crate) fn attach_pasid(&self, pasid: Option<u32>, pt_id: u32) -> Result<u32> {
         let mut st = self.attached.lock();
         if st.get_mut(pasid).is_some() {
-            return Err(if pasid.is_some() { EBUSY } else { EINVAL });
+            return Err(EBUSY);
         }
         if pasid.is_some() {
             // So that recording the attachment below cannot fail.

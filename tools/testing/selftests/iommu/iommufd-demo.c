@@ -3,7 +3,8 @@
  * A short tour of /dev/iommu: allocate an I/O address space, map memory in
  * it, attach a device of the selftest's mock IOMMU (which fills its IOMMU
  * domain from the address space, pinning the memory), check what the domain
- * translates, unmap, and tear everything down.
+ * translates, take an I/O page fault through a fault queue, unmap, and tear
+ * everything down.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -44,6 +45,66 @@ static void die(const char *what)
 {
 	fprintf(stderr, "iommufd-demo: %s: %s\n", what, strerror(errno));
 	exit(1);
+}
+
+/*
+ * The device moves to a nested HWPT that sends its I/O page faults to a
+ * fault queue; the mock raises one, we read it and answer it, and the device
+ * goes back to @ioas.
+ */
+static void demo_fault(int fd, __u32 ioas, __u32 stdev, __u32 idev)
+{
+	struct iommu_hwpt_selftest data = { .iotlb = IOMMU_TEST_IOTLB_DEFAULT };
+	struct iommu_fault_alloc fa = { .size = sizeof(fa) };
+	struct iommu_test_cmd rep = {
+		.size = sizeof(rep),
+		.op = IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE,
+		.id = stdev,
+	};
+	struct iommu_test_cmd trig = {
+		.size = sizeof(trig),
+		.op = IOMMU_TEST_OP_TRIGGER_IOPF,
+		.trigger_iopf = { .dev_id = idev, .grpid = 1,
+				  .perm = IOMMU_PGFAULT_PERM_READ,
+				  .addr = 0xdead000 },
+	};
+	struct iommu_hwpt_page_response resp = {
+		.code = IOMMUFD_PAGE_RESP_SUCCESS,
+	};
+	struct iommu_hwpt_pgfault rec;
+	__u32 parent, nested;
+
+	if (hwpt_alloc(fd, idev, ioas, IOMMU_HWPT_ALLOC_NEST_PARENT, &parent))
+		die("IOMMU_HWPT_ALLOC (nest parent)");
+	if (ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, &fa))
+		die("IOMMU_FAULT_QUEUE_ALLOC");
+	if (hwpt_alloc_data(fd, idev, parent, IOMMU_HWPT_FAULT_ID_VALID,
+			    fa.out_fault_id, &data, sizeof(data), &nested))
+		die("IOMMU_HWPT_ALLOC (nested, with the fault queue)");
+	rep.mock_domain_replace.pt_id = nested;
+	if (ioctl(fd, IOMMU_TEST_CMD, &rep))
+		die("IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE");
+	printf("fault queue %u (fd %u); the device moved to nested HWPT %u\n",
+	       fa.out_fault_id, fa.out_fault_fd, nested);
+	if (ioctl(fd, IOMMU_TEST_CMD, &trig))
+		die("IOMMU_TEST_OP_TRIGGER_IOPF");
+	if (read(fa.out_fault_fd, &rec, sizeof(rec)) != sizeof(rec))
+		die("read the fault queue");
+	printf("read a fault: device %u, address 0x%" PRIx64 ", cookie %u\n",
+	       rec.dev_id, (uint64_t)rec.addr, rec.cookie);
+	resp.cookie = rec.cookie;
+	if (write(fa.out_fault_fd, &resp, sizeof(resp)) != sizeof(resp))
+		die("answer the fault");
+	printf("answered it: success\n");
+
+	rep.mock_domain_replace.pt_id = ioas;
+	if (ioctl(fd, IOMMU_TEST_CMD, &rep))
+		die("IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE (back)");
+	if (destroy(fd, nested) || destroy(fd, parent))
+		die("IOMMU_DESTROY (HWPTs)");
+	close(fa.out_fault_fd);
+	if (destroy(fd, fa.out_fault_id))
+		die("IOMMU_DESTROY (fault queue)");
 }
 
 int main(void)
@@ -105,6 +166,9 @@ int main(void)
 	if (ioctl(fd, IOMMU_TEST_CMD, &check))
 		die("IOMMU_TEST_OP_MD_CHECK_MAP");
 	printf("the domain translates every IOVA to the buffer's pages\n");
+
+	demo_fault(fd, alloc.out_ioas_id, mock.mock_domain.out_stdev_id,
+		   mock.mock_domain.out_idev_id);
 
 	unmap.ioas_id = alloc.out_ioas_id;
 	unmap.iova = map.iova;
