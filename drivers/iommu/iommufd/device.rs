@@ -173,7 +173,10 @@ impl HwptNested {
     }
 }
 
-/// A HWPT a device can attach to, with a long-term use of it.
+/// A HWPT a device can attach to.  Where one is kept with a long-term use
+/// of it, that use is given back once (`Device::put_hwpt`), whatever the
+/// number of clones.
+#[derive(Clone)]
 pub(crate) enum Hwpt {
     Paging(Arc<Object<HwptPaging>>),
     Nested(Arc<Object<HwptNested>>),
@@ -327,6 +330,15 @@ impl Device {
             .transpose()
     }
 
+    /// Finishes leaving `hwpt`, whose attachment is gone: answers the faults
+    /// still waiting from it and gives the HWPT's use back.
+    fn leave(&self, hwpt: Hwpt, sink: Option<Arc<Sink>>) {
+        if let Some(sink) = sink {
+            sink.answer_left();
+        }
+        self.put_hwpt(hwpt);
+    }
+
     /// Attaches the device to `pt_id`, an IOAS (through an automatic HWPT)
     /// or a HWPT.  Returns the HWPT's ID.  `EBUSY` if attached.
     pub(crate) fn attach(&self, pt_id: u32) -> Result<u32> {
@@ -348,7 +360,7 @@ impl Device {
         let hwpt = self.hwpt_for(pt_id, pasid)?;
         let res = st.compatible(&hwpt, pasid).and_then(|()| {
             let sink = self.sink_for(&hwpt)?;
-            let s = sink.clone().map(|s| s as Arc<dyn FaultSink>);
+            let s = dyn_sink(&sink);
             let attachment = match pasid {
                 None => Attachment::attach(hwpt.domain(), &self.group, s)?,
                 Some(p) => Attachment::attach_pasid(hwpt.domain(), &self.dev, p, s)?,
@@ -443,11 +455,7 @@ impl Device {
         // Detached under the lock, which whoever raises faults holds.
         drop(attachment);
         drop(st);
-        // No more faults come through the attachment: answer those waiting.
-        if let Some(sink) = sink {
-            sink.answer_left();
-        }
-        self.put_hwpt(hwpt);
+        self.leave(hwpt, sink);
     }
 
     /// The domain PASID `pasid` (the RID for `None`) is attached to, if
@@ -469,46 +477,35 @@ impl Device {
     pub(crate) fn replace_pasid(&self, pasid: Option<u32>, pt_id: u32) -> Result<u32> {
         let mut guard = self.attached.lock();
         let st = &mut *guard;
-        if st.get_mut(pasid).is_none() {
+        let Some(cur_id) = st.get_mut(pasid).map(|cur| cur.hwpt.id()) else {
             return Err(EINVAL);
-        }
+        };
         let hwpt = self.hwpt_for(pt_id, pasid)?;
-        let same = st
-            .get_mut(pasid)
-            .is_some_and(|cur| cur.hwpt.id() == hwpt.id());
-        if same {
-            let id = hwpt.id();
+        let id = hwpt.id();
+        if id == cur_id {
             drop(guard);
             self.put_hwpt(hwpt);
             return Ok(id);
         }
         let res = st.compatible(&hwpt, pasid).and_then(|()| {
             let sink = self.sink_for(&hwpt)?;
-            let s = sink.clone().map(|s| s as Arc<dyn FaultSink>);
             let cur = st.get_mut(pasid).ok_or(EINVAL)?;
-            cur.attachment.replace(hwpt.domain(), s)?;
-            Ok(sink)
+            cur.attachment.replace(hwpt.domain(), dyn_sink(&sink))?;
+            // The use taken on `hwpt` moves to the attachment.
+            let old = core::mem::replace(&mut cur.hwpt, hwpt.clone());
+            Ok((old, core::mem::replace(&mut cur.sink, sink)))
         });
-        let sink = match res {
-            Ok(sink) => sink,
-            Err(e) => {
-                drop(guard);
-                self.put_hwpt(hwpt);
-                return Err(e);
-            }
-        };
-        let id = hwpt.id();
-        let Some(cur) = st.get_mut(pasid) else {
-            return Err(EINVAL);
-        };
-        let old = core::mem::replace(&mut cur.hwpt, hwpt);
-        let old_sink = core::mem::replace(&mut cur.sink, sink);
         drop(guard);
-        if let Some(s) = old_sink {
-            s.answer_left();
+        match res {
+            Ok((old, old_sink)) => {
+                self.leave(old, old_sink);
+                Ok(id)
+            }
+            Err(e) => {
+                self.put_hwpt(hwpt);
+                Err(e)
+            }
         }
-        self.put_hwpt(old);
-        Ok(id)
     }
 }
 
@@ -525,6 +522,11 @@ impl PinnedDrop for Device {
         }
         self.detach();
     }
+}
+
+/// `sink` as the core's attachments take it.
+fn dyn_sink(sink: &Option<Arc<Sink>>) -> Option<Arc<dyn FaultSink>> {
+    sink.clone().map(|s| s as Arc<dyn FaultSink>)
 }
 
 /// The `IOMMU_HWPT_ALLOC_*` flags a paging HWPT may have.

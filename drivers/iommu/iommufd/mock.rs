@@ -15,6 +15,8 @@ use kernel::rbtree::{RBTree, RBTreeNode};
 use kernel::sync::atomic::{Atomic, Relaxed};
 use kernel::sync::Mutex;
 
+use crate::uapi;
+
 /// `MOCK_PAGE_SIZE`: the smallest page of a mock domain.
 pub(crate) const MOCK_PAGE_SIZE: u64 = 2048;
 /// `MOCK_APERTURE_START`
@@ -23,10 +25,6 @@ pub(crate) const MOCK_APERTURE_START: u64 = 1 << 24;
 pub(crate) const MOCK_APERTURE_LAST: u64 = (1 << 31) - 1;
 /// The page sizes of a mock domain: every power of two from 2 KiB to 1 GiB.
 const MOCK_PGSIZES: usize = ((1 << 31) - 1) & !(MOCK_PAGE_SIZE as usize - 1);
-/// `IOMMU_HWPT_ALLOC_NEST_PARENT`
-const ALLOC_NEST_PARENT: u32 = 1 << 0;
-/// `IOMMU_HWPT_ALLOC_PASID`
-const ALLOC_PASID: u32 = 1 << 3;
 /// `IOMMU_CAP_CACHE_COHERENCY`
 const CAP_CACHE_COHERENCY: u32 = kernel::bindings::iommu_cap_IOMMU_CAP_CACHE_COHERENCY;
 
@@ -75,8 +73,6 @@ const MOCK_HUGE_PAGE_SIZE: u64 = 512 * MOCK_PAGE_SIZE;
 /// `MOCK_IOMMUPT_DEFAULT`, `MOCK_IOMMUPT_HUGE`: the `pagetable_type`s.
 const IOMMUPT_DEFAULT: u32 = 0;
 const IOMMUPT_HUGE: u32 = 1;
-/// `IOMMU_HWPT_ALLOC_DIRTY_TRACKING`
-const ALLOC_DIRTY_TRACKING: u32 = 1 << 1;
 /// `IOMMU_CAP_DIRTY_TRACKING`
 const CAP_DIRTY_TRACKING: u32 = kernel::bindings::iommu_cap_IOMMU_CAP_DIRTY_TRACKING;
 
@@ -274,8 +270,6 @@ impl PagingDomain for MockDomain {
 pub(crate) const HWPT_DATA_SELFTEST: u32 = 0xdead;
 /// `MOCK_NESTED_DOMAIN_IOTLB_NUM`
 pub(crate) const IOTLB_NUM: usize = 4;
-/// `IOMMU_HWPT_DATA_NONE`
-const HWPT_DATA_NONE: u32 = 0;
 /// `IOMMU_HWPT_INVALIDATE_DATA_SELFTEST`: entries
 /// `struct iommu_hwpt_invalidate_selftest { __u32 flags; __u32 iotlb_id; }`.
 const INVALIDATE_DATA_SELFTEST: u32 = 0xdeadbeef;
@@ -364,7 +358,7 @@ impl driver::Driver for MockIommu {
         flags: u32,
         data: &UserData,
     ) -> Result<MockNested> {
-        if flags & !ALLOC_PASID != 0 {
+        if flags & !uapi::IOMMU_HWPT_ALLOC_PASID != 0 {
             return Err(EOPNOTSUPP);
         }
         if data.data_type() != HWPT_DATA_SELFTEST {
@@ -386,15 +380,21 @@ impl driver::Driver for MockIommu {
         flags: u32,
         data: Option<&UserData>,
     ) -> Result<NewDomain<MockDomain>> {
-        let dirty_tracking = flags & ALLOC_DIRTY_TRACKING != 0;
-        if flags & !(ALLOC_NEST_PARENT | ALLOC_PASID | ALLOC_DIRTY_TRACKING) != 0
+        let dirty_tracking = flags & uapi::IOMMU_HWPT_ALLOC_DIRTY_TRACKING != 0;
+        if flags
+            & !(uapi::IOMMU_HWPT_ALLOC_NEST_PARENT
+                | uapi::IOMMU_HWPT_ALLOC_PASID
+                | uapi::IOMMU_HWPT_ALLOC_DIRTY_TRACKING)
+            != 0
             || (dirty_tracking && no_dirty(dev))
         {
             return Err(EOPNOTSUPP);
         }
         let mut pagetable_type = IOMMUPT_DEFAULT;
         if let Some(data) = data {
-            if data.data_type() != HWPT_DATA_SELFTEST && data.data_type() != HWPT_DATA_NONE {
+            if data.data_type() != HWPT_DATA_SELFTEST
+                && data.data_type() != uapi::IOMMU_HWPT_DATA_NONE
+            {
                 return Err(EOPNOTSUPP);
             }
             // The first version of the structure ended after `iotlb`.

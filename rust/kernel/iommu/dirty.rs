@@ -108,10 +108,9 @@ impl<'a> DirtyRecord<'a> {
             GFP_KERNEL,
         )?;
         let g = inner.gather.get();
-        // SAFETY: The record is pinned and zeroed; this is
-        // `iommu_iotlb_gather_init()` and `iommu_dirty_bitmap_init()`.
+        // SAFETY: The record is pinned and zeroed; with `reset_gather` below
+        // this is `iommu_iotlb_gather_init()` and `iommu_dirty_bitmap_init()`.
         unsafe {
-            (*g).start = c_ulong::MAX;
             let list = &raw mut (*g).freelist.pages;
             (*list).next = list;
             (*list).prev = list;
@@ -119,10 +118,22 @@ impl<'a> DirtyRecord<'a> {
             (*d).bitmap = bitmap.map_or(core::ptr::null_mut(), |b| b.ptr.as_ptr());
             (*d).gather = g;
         }
-        Ok(Self {
+        let mut rec = Self {
             inner,
             _bitmap: PhantomData,
-        })
+        };
+        rec.reset_gather();
+        Ok(rec)
+    }
+
+    /// Empties the gathered IOVA range (after a flush, or to start).
+    pub(crate) fn reset_gather(&mut self) {
+        let g = self.gather();
+        // SAFETY: The gather is ours; only its range changes.
+        unsafe {
+            (*g).start = c_ulong::MAX;
+            (*g).end = 0;
+        }
     }
 
     pub(crate) fn as_raw(&self) -> *mut bindings::iommu_dirty_bitmap {

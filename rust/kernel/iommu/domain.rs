@@ -246,26 +246,26 @@ impl Domain {
         Ok(Self { ptr: d })
     }
 
+    /// The domain's dirty-tracking ops, if it tracks.
+    fn dirty_ops(&self) -> Option<&bindings::iommu_dirty_ops> {
+        // SAFETY: By the type invariant the domain is valid; its dirty ops,
+        // if any, are the driver's and live as long as the domain.
+        unsafe { (*self.as_ptr()).dirty_ops.as_ref() }
+    }
+
     /// Whether the domain tracks what DMA writes (it was allocated with
     /// `IOMMU_HWPT_ALLOC_DIRTY_TRACKING`).
     pub fn tracks_dirty(&self) -> bool {
-        // SAFETY: By the type invariant the domain is valid.
-        unsafe { !(*self.as_ptr()).dirty_ops.is_null() }
+        self.dirty_ops().is_some()
     }
 
     /// Starts or stops dirty tracking; `EOPNOTSUPP` if the domain cannot
     /// track.
     pub fn set_dirty_tracking(&self, enable: bool) -> Result {
-        // SAFETY: By the type invariant the domain and its dirty ops (if
-        // any) are valid.
-        let op = unsafe {
-            let ops = (*self.as_ptr()).dirty_ops;
-            if ops.is_null() {
-                return Err(EOPNOTSUPP);
-            }
-            (*ops).set_dirty_tracking
-        };
-        let op = op.ok_or(EOPNOTSUPP)?;
+        let op = self
+            .dirty_ops()
+            .and_then(|o| o.set_dirty_tracking)
+            .ok_or(EOPNOTSUPP)?;
         // SAFETY: The domain is valid.
         to_result(unsafe { op(self.as_ptr(), enable) })
     }
@@ -281,16 +281,10 @@ impl Domain {
         flags: u32,
         rec: &mut super::dirty::DirtyRecord<'_>,
     ) -> Result {
-        // SAFETY: By the type invariant the domain and its dirty ops (if
-        // any) are valid.
-        let op = unsafe {
-            let ops = (*self.as_ptr()).dirty_ops;
-            if ops.is_null() {
-                return Err(EOPNOTSUPP);
-            }
-            (*ops).read_and_clear_dirty
-        };
-        let op = op.ok_or(EOPNOTSUPP)?;
+        let op = self
+            .dirty_ops()
+            .and_then(|o| o.read_and_clear_dirty)
+            .ok_or(EOPNOTSUPP)?;
         // SAFETY: The domain is valid; `rec` is a valid record, ours for
         // the call.
         to_result(unsafe {
@@ -314,10 +308,8 @@ impl Domain {
             if let Some(sync) = (*(*self.as_ptr()).ops).iotlb_sync {
                 sync(self.as_ptr(), rec.gather());
             }
-            let g = rec.gather();
-            (*g).start = c_ulong::MAX;
-            (*g).end = 0;
         }
+        rec.reset_gather();
     }
 
     /// A new nested domain for `dev` on top of `parent`, described by the

@@ -80,10 +80,6 @@ FIXTURE(dirty)
 
 FIXTURE_SETUP(dirty)
 {
-	struct iommu_test_cmd md = {
-		.size = sizeof(md),
-		.op = IOMMU_TEST_OP_MOCK_DOMAIN,
-	};
 	struct iommu_test_cmd replace = {
 		.size = sizeof(replace),
 		.op = IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE,
@@ -101,10 +97,8 @@ FIXTURE_SETUP(dirty)
 	/* Page by page: every PTE is PAGE (two mock pages, two bits). */
 	huge.object_id = self->ioas_id;
 	ASSERT_EQ(0, ioctl(self->fd, IOMMU_OPTION, &huge));
-	md.id = self->ioas_id;
-	ASSERT_EQ(0, ioctl(self->fd, IOMMU_TEST_CMD, &md));
-	self->stdev = md.mock_domain.out_stdev_id;
-	self->idev = md.mock_domain.out_idev_id;
+	ASSERT_EQ(0, mock_domain(self->fd, self->ioas_id, &self->stdev, NULL,
+				 &self->idev));
 	self->buf = mmap(NULL, LEN, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 	ASSERT_NE(MAP_FAILED, self->buf);
