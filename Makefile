@@ -12,6 +12,7 @@
 #   make check     rustfmt, clippy and checkpatch
 #
 # Variables: KERNEL_SRC=<7.3 tree>  IMPL=rs|c|both  IOMMU=intel|amd  JOBS=N
+#            KFLAVOR=debug|prod  NO_KERNEL=1 (use the kernel as built)
 # (kbuild reads Kbuild, not this file, when it builds the module.)
 
 SHELL := /bin/bash
@@ -44,7 +45,7 @@ bench:
 vm-test:
 	@$(S)/vm/run.sh test
 clean:
-	@. $(S)/lib.sh && rm -rf "$$MOD_OUT" "$$OUT" "$$CACHE/initramfs" "$$CACHE/vm"
+	@. $(S)/lib.sh && rm -rf "$$MOD_OUT" "$$OUT" "$$CACHE/initramfs-$$KFLAVOR" "$$VM_DIR"
 distclean:
 	@. $(S)/lib.sh && rm -rf "$$CACHE"
 

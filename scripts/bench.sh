@@ -8,7 +8,7 @@ set -euo pipefail
 
 "$TOP/scripts/build.sh"
 "$TOP/scripts/vm/run.sh" bench
-python3 - "$CACHE/vm/bench.results" <<'PY'
+python3 - "$VM_DIR/bench.results" <<'PY'
 import re, sys
 res, impl = {}, None
 for line in open(sys.argv[1]):

@@ -5,7 +5,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-root=$CACHE/initramfs
+root=$CACHE/initramfs-$KFLAVOR
 krel=$(cat "$KOBJ/include/config/kernel.release")
 rm -rf "$root"
 mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,etc,tests}
@@ -20,7 +20,7 @@ kmake -s INSTALL_MOD_PATH="$root" INSTALL_MOD_STRIP=1 DEPMOD=true modules_instal
 install -D -m 644 "$OUT/iommufd-rs.ko" "$root/lib/modules/$krel/updates/iommufd.ko"
 depmod -b "$root" "$krel"
 
-cp -a "$OUT/tests/." "$root/tests/"
+cp -a "$TESTS_OUT/." "$root/tests/"
 
 (cd "$root" && find . -print0 | cpio --null -o -H newc --quiet) | gzip -1 >"$OUT/initramfs.cpio.gz"
 log "initramfs: $OUT/initramfs.cpio.gz ($(du -h "$OUT/initramfs.cpio.gz" | cut -f1))"

@@ -7,32 +7,40 @@ set -euo pipefail
 
 "$TOP/scripts/patch-kernel.sh"
 
-frag=$TOP/scripts/kconfig/iommufd-vm.config
+frags=("$TOP/scripts/kconfig/iommufd-vm.config" "$TOP/scripts/kconfig/$KFLAVOR.config")
 mkdir -p "$KOBJ"
-# Regenerate .config only when the fragment changed: rewriting it for
+# Regenerate .config only when a fragment changed: rewriting it for
 # nothing would cost a full rebuild.
-want=$(sha256sum <"$frag" | cut -d" " -f1)
+want=$(cat "${frags[@]}" | sha256sum | cut -d" " -f1)
 if [ ! -f "$KOBJ/.config" ] || [ "$(cat "$KOBJ/.config.frag" 2>/dev/null)" != "$want" ]; then
-	log "configuring the kernel (tinyconfig + $(basename "$frag"))"
+	log "configuring the $KFLAVOR kernel (tinyconfig + iommufd-vm.config + $KFLAVOR.config)"
 	rm -f "$KOBJ/.config.frag"
 	kmake -s tinyconfig >/dev/null
 	KCONFIG_CONFIG=$KOBJ/.config "$SRC/scripts/kconfig/merge_config.sh" \
-		-m -O "$KOBJ" "$KOBJ/.config" "$frag" >/dev/null
+		-m -O "$KOBJ" "$KOBJ/.config" "${frags[@]}" >/dev/null
 	kmake -s olddefconfig
 	# A fragment line that did not survive olddefconfig is a broken build
 	# environment, not something to notice later in the VM.
 	bad=0
 	while IFS= read -r line; do
-		case "$line" in CONFIG_*=*) ;; *) continue ;; esac
-		grep -qxF "$line" "$KOBJ/.config" || {
-			echo "config: $line did not take effect" >&2; bad=1; }
-	done <"$frag"
+		case "$line" in
+		CONFIG_*=*) grep -qxF "$line" "$KOBJ/.config" ;;
+		"# CONFIG_"*" is not set")
+			opt=${line#\# }
+			! grep -q "^${opt%% *}=" "$KOBJ/.config" ;;
+		*) continue ;;
+		esac || { echo "config: $line did not take effect" >&2; bad=1; }
+	done < <(cat "${frags[@]}")
 	[ $bad -eq 0 ] || die "kernel configuration is incomplete (see above)"
 	echo "$want" >"$KOBJ/.config.frag"
 fi
 
-log "building the kernel and modules (-j$JOBS)"
+log "building the $KFLAVOR kernel and modules (-j$JOBS)"
 kmake bzImage modules
-kmake -s headers_install INSTALL_HDR_PATH="$HDRS" >/dev/null
+# The uAPI headers are the same for every flavor; the debug build installs
+# them (rewriting them would rebuild every test program).
+if [ "$KFLAVOR" = debug ] || [ ! -d "$HDRS/include" ]; then
+	kmake -s headers_install INSTALL_HDR_PATH="$HDRS" >/dev/null
+fi
 mkdir -p "$OUT"
 cp "$KOBJ/arch/x86/boot/bzImage" "$OUT/bzImage"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
-# Build the test programs as static binaries into $OUT/tests:
+# Build the test programs as static binaries into $TESTS_OUT:
 #   - the upstream selftests tools/testing/selftests/{iommu,vfio} of the
 #     kernel tree we build against;
 #   - our own selftests (tools/testing/selftests/iommu) and the demo.
@@ -8,7 +8,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 [ -d "$HDRS/include" ] || die "kernel headers are not installed yet (run scripts/build-kernel.sh)"
-T=$OUT/tests
+T=$TESTS_OUT
 mkdir -p "$T" "$CACHE/selftests/iommu" "$CACHE/selftests/vfio"
 khdr="-isystem $HDRS/include"
 

@@ -7,10 +7,10 @@ set -euo pipefail
 
 "$TOP/scripts/build.sh"
 IMPL=${IMPL:-rs} "$TOP/scripts/vm/run.sh" demo
-res=$CACHE/vm/demo.results
+res=$VM_DIR/demo.results
 echo
 echo "--- the demo, in the VM, on the Rust iommufd:"
 sed -n '/^### BEGIN/,$p' "$res" | grep -v '^###'
 echo "--- what the module logged:"
-grep -E '\] iommufd: ' "$CACHE/vm/demo.console" || true
-grep -q '^### END rs demo rc=0' "$res" || die "the demo failed (kernel log: $CACHE/vm/demo.console)"
+grep -E '\] iommufd: ' "$VM_DIR/demo.console" || true
+grep -q '^### END rs demo rc=0' "$res" || die "the demo failed (kernel log: $VM_DIR/demo.console)"

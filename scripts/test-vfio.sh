@@ -9,5 +9,5 @@ set -euo pipefail
 
 "$TOP/scripts/build.sh"
 VM_TIMEOUT=${VM_TIMEOUT:-1800} "$TOP/scripts/vm/run.sh" vfio
-python3 "$TOP/scripts/vm/report.py" "$CACHE/vm/vfio.results" "$CACHE/vm/vfio.console" \
+python3 "$TOP/scripts/vm/report.py" "$VM_DIR/vfio.results" "$VM_DIR/vfio.console" \
 	"$TOP/tools/testing/selftests/iommu/must-pass.txt" --report-only

@@ -9,8 +9,8 @@ set -euo pipefail
 
 "$TOP/scripts/build.sh"
 "$TOP/scripts/vm/run.sh" test
-report=(python3 "$TOP/scripts/vm/report.py" "$CACHE/vm/test.results"
-	"$CACHE/vm/test.console" "$TOP/tools/testing/selftests/iommu/must-pass.txt")
+report=(python3 "$TOP/scripts/vm/report.py" "$VM_DIR/test.results"
+	"$VM_DIR/test.console" "$TOP/tools/testing/selftests/iommu/must-pass.txt")
 if [ "${1:-}" = --no-gate ]; then
 	"${report[@]}" || true
 else

@@ -5,8 +5,9 @@
 #   IMPL=rs|c|both        which iommufd the job loads (test default: both)
 #   IOMMU=intel|amd       the virtual IOMMU (default intel)
 #   VM_TIMEOUT=seconds    the whole run, boot to power-off (default 1200)
-# The console (kernel log, with the results in it) goes to $CACHE/vm/JOB.console;
-# the results alone, extracted from it, to $CACHE/vm/JOB.results.
+#   SUITES=a,b            run only these suites of the job (a faster loop)
+# The console (kernel log, with the results in it) goes to $VM_DIR/JOB.console;
+# the results alone, extracted from it, to $VM_DIR/JOB.results.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 
@@ -36,7 +37,7 @@ amd)
 *) die "IOMMU must be intel or amd" ;;
 esac
 
-dir=$CACHE/vm
+dir=$VM_DIR
 mkdir -p "$dir"
 con=$dir/$job.console
 res=$dir/$job.results
@@ -47,6 +48,7 @@ res=$dir/$job.results
 # spin for minutes (udelay() uses the TSC here anyway).
 cmdline="console=ttyS0 $iommu_arg iommu.strict=1 hugepages=128 panic=-1 oops=panic lpj=1000000"
 cmdline+=" printk.devkmsg=on loglevel=6 kunit.filter_glob=iommufd_rs_* iommufd.job=$job iommufd.impl=$impl"
+[ -z "${SUITES:-}" ] || cmdline+=" iommufd.suites=$SUITES"
 
 log "booting the VM ($job, impl=$impl, $iommu IOMMU, timeout ${timeout_s}s)"
 set +e
