@@ -47,10 +47,10 @@ res=$dir/$job.results
 # lpj: skip the delay-loop calibration, which under TCG can fail and then
 # spin for minutes (udelay() uses the TSC here anyway).
 cmdline="console=ttyS0 $iommu_arg iommu.strict=1 hugepages=128 panic=-1 oops=panic lpj=1000000"
-cmdline+=" printk.devkmsg=on loglevel=6 kunit.filter_glob=iommufd_rs_* iommufd.job=$job iommufd.impl=$impl"
+cmdline+=" printk.devkmsg=on loglevel=6 kunit.filter_glob=iommufd_rs_* iommufd.job=$job iommufd.impl=$impl iommufd.flavor=$KFLAVOR"
 [ -z "${SUITES:-}" ] || cmdline+=" iommufd.suites=$SUITES"
 
-log "booting the VM ($job, impl=$impl, $iommu IOMMU, timeout ${timeout_s}s)"
+log "booting the $KFLAVOR VM ($job, impl=$impl, $iommu IOMMU, timeout ${timeout_s}s)"
 set +e
 timeout --foreground -k 10 "$timeout_s" \
 	qemu-system-x86_64 -nodefaults -no-user-config -nographic -no-reboot \

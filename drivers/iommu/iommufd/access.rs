@@ -28,22 +28,17 @@ pub(crate) const RW_WRITE: u32 = 1 << 0;
 /// `__IOMMUFD_ACCESS_RW_SLOW_PATH`: never use a direct user copy.
 pub(crate) const RW_SLOW_PATH: u32 = 1 << 2;
 
-/// Who owns an access and is told about unmaps.
-pub(crate) enum Owner {
-    /// An access of the selftest (`IOMMU_TEST_OP_CREATE_ACCESS`).
-    #[cfg(CONFIG_IOMMUFD_TEST)]
-    Test(Arc<crate::selftest::StAccess>),
-}
+/// What the owner of an access provides: the Rust face of upstream's
+/// `struct iommufd_access_ops`.  VFIO's emulated devices and the selftest
+/// implement it.
+pub(crate) trait AccessOps: Send + Sync {
+    /// Whether the owner pins pages (and so needs page-aligned IOVAs and
+    /// must answer [`AccessOps::unmap`]) or only copies.
+    fn needs_pin_pages(&self) -> bool;
 
-impl Owner {
-    /// Tells the owner that `[iova, iova + length)` is going away: it must
-    /// unpin what it pinned there before returning.
-    fn unmap(&self, iova: u64, length: u64) {
-        match self {
-            #[cfg(CONFIG_IOMMUFD_TEST)]
-            Owner::Test(st) => st.unmap(iova, length),
-        }
-    }
+    /// `[iova, iova + length)` is going away: the owner must unpin what it
+    /// pinned there before returning.  Called without the access's locks.
+    fn unmap(&self, iova: u64, length: u64);
 }
 
 struct State {
@@ -57,11 +52,10 @@ struct State {
 /// An access object.
 #[pin_data]
 pub(crate) struct Access {
-    /// Whether the owner pins pages (which needs page-aligned IOVAs) or
-    /// only copies.
+    /// `owner.needs_pin_pages()`, read once.
     pins: bool,
     ctx: CtxHold,
-    owner: Owner,
+    owner: Arc<dyn AccessOps>,
     #[pin]
     state: Mutex<State>,
 }
@@ -79,12 +73,11 @@ impl Access {
     /// The owner holds a use of it until [`Access::destroy`].
     pub(crate) fn create(
         handle: CtxHandle<'_>,
-        pins: bool,
-        owner: Owner,
+        owner: Arc<dyn AccessOps>,
     ) -> Result<Arc<Object<Access>>> {
         let slot = handle.ctx().objects.reserve()?;
         let access = slot.new_object(try_pin_init!(Access {
-            pins,
+            pins: owner.needs_pin_pages(),
             ctx: handle.hold(),
             owner,
             state <- new_mutex!(State {

@@ -23,7 +23,7 @@ use kernel::sync::{Arc, Mutex};
 use kernel::types::ForeignOwnable;
 use kernel::uaccess::{UserPtr, UserSlice};
 
-use crate::access::{self, Access, Owner};
+use crate::access::{self, Access, AccessOps};
 use crate::ctx::Ctx;
 use crate::device::{Device, HwptNested, HwptPaging};
 use crate::io_pagetable::Reserver;
@@ -338,6 +338,8 @@ struct Items {
 /// ranges on request and unpins them when told to unmap.
 #[pin_data]
 pub(crate) struct StAccess {
+    /// `MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES`
+    pins: bool,
     /// Set once the access is attached and its file installed.
     #[pin]
     access: Mutex<Option<Arc<Object<Access>>>>,
@@ -351,10 +353,15 @@ impl StAccess {
     fn access(&self) -> Result<Arc<Object<Access>>> {
         self.access.lock().clone().ok_or(ENOENT)
     }
+}
 
-    /// The access's unmap callback: unpins every item that intersects
-    /// `[iova, iova + length)`.
-    pub(crate) fn unmap(&self, iova: u64, length: u64) {
+impl AccessOps for StAccess {
+    fn needs_pin_pages(&self) -> bool {
+        self.pins
+    }
+
+    /// Unpins every item that intersects `[iova, iova + length)`.
+    fn unmap(&self, iova: u64, length: u64) {
         let Ok(access) = self.access() else {
             return;
         };
@@ -416,6 +423,7 @@ fn create_access(ucmd: &mut Ucmd<'_, iommu_test_cmd>, ioas_id: u32, flags: u32) 
     }
     let st = Arc::pin_init(
         pin_init!(StAccess {
+            pins: flags & MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES != 0,
             access <- new_mutex!(None),
             items <- new_mutex!(Items {
                 list: KVec::new(),
@@ -438,8 +446,7 @@ fn create_access(ucmd: &mut Ucmd<'_, iommu_test_cmd>, ioas_id: u32, flags: u32) 
     unsafe { bindings::fput(raw) };
     // From here on, dropping `file` releases the access file and its data.
     let fd = FileDescriptorReservation::get_unused_fd_flags(O_CLOEXEC)?;
-    let pins = flags & MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES != 0;
-    let access = Access::create(ucmd.handle, pins, Owner::Test(st.clone()))?;
+    let access = Access::create(ucmd.handle, st.clone())?;
     let res = Access::attach(&access, ioas_id).and_then(|()| {
         set_u32(&mut ucmd.cmd, 0, fd.reserved_fd());
         ucmd.respond()

@@ -532,6 +532,7 @@ TEST_F(base, vfio_type1_get_info)
 	size_t total = offsetof(typeof(buf), ranges[1]);
 	__u32 id;
 
+	SKIP_WITHOUT_TEST_CMD(self->fd);
 	memset(&buf, 0, sizeof(buf));
 	buf.info.argsz = 8;
 	EXPECT_ERRNO(EINVAL, ioctl(self->fd, VFIO_IOMMU_GET_INFO, &buf));
@@ -616,6 +617,7 @@ TEST_F(base, reserved_ranges)
 	struct iommu_iova_range r[4];
 	__u32 id, n = 4;
 
+	SKIP_WITHOUT_TEST_CMD(self->fd);
 	ASSERT_EQ(0, ioas_alloc(self->fd, &id));
 	EXPECT_ERRNO(EINVAL, add_reserved(self->fd, id, 0x1000, 0));
 	EXPECT_ERRNO(EOVERFLOW, add_reserved(self->fd, id, 2, UINT64_MAX));
@@ -648,6 +650,7 @@ TEST_F(base, allow_iovas)
 	struct iommu_ioas_allow_iovas cmd = { .size = sizeof(cmd) };
 	__u32 id;
 
+	SKIP_WITHOUT_TEST_CMD(self->fd);
 	ASSERT_EQ(0, ioas_alloc(self->fd, &id));
 	EXPECT_ERRNO(ENOENT, allow_iovas(self->fd, id + 1, r, 2));
 	EXPECT_ERRNO(EFAULT, allow_iovas(self->fd, id, (void *)8, 1));
@@ -685,6 +688,7 @@ TEST_F(base, temp_memory_limit)
 		.memory_limit = { .limit = 11 },
 	};
 
+	SKIP_WITHOUT_TEST_CMD(self->fd);
 	EXPECT_ERRNO(EINVAL, ioctl(self->fd, IOMMU_TEST_CMD, &cmd));
 	cmd.memory_limit.limit = 12;
 	ASSERT_EQ(0, ioctl(self->fd, IOMMU_TEST_CMD, &cmd));

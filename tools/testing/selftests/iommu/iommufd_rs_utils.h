@@ -7,6 +7,7 @@
 #ifndef IOMMUFD_RS_UTILS_H
 #define IOMMUFD_RS_UTILS_H
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,25 @@
 	})
 
 #define RW (IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE)
+
+/*
+ * Whether the module has the selftest's IOMMU_TEST_CMD (CONFIG_IOMMUFD_TEST):
+ * an op no kernel knows is EOPNOTSUPP there, and the command itself is
+ * ENOTTY without it.
+ */
+static inline int have_test_cmd(int fd)
+{
+	struct iommu_test_cmd cmd = { .size = sizeof(cmd), .op = 0xffff };
+
+	return ioctl(fd, IOMMU_TEST_CMD, &cmd) == 0 || errno != ENOTTY;
+}
+
+/* For a test that needs the mock IOMMU or another selftest op. */
+#define SKIP_WITHOUT_TEST_CMD(fd)                                          \
+	do {                                                               \
+		if (!have_test_cmd(fd))                                    \
+			SKIP(return, "needs IOMMU_TEST_CMD (CONFIG_IOMMUFD_TEST)"); \
+	} while (0)
 
 static inline int ioas_alloc(int fd, __u32 *id)
 {
