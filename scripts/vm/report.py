@@ -184,9 +184,9 @@ def main():
         rc = sections[("rs", suite)]["rc"]
         if suite != "kunit" and rc != 0:
             verdict[f"{suite}: exit status {rc}"] = False
-    for suite in OURS:
+    for suite in ours:
         for t, v in tests.get(("c", suite), {}).items():
-            if v != "pass":
+            if v != "pass" and not (prod and v == "skip"):
                 print(f"note: our {suite}: {t} does not pass on the C module: "
                       "it may assert something upstream does not do")
     for suite, test in () if report_only or prod else must_pass:
