@@ -382,6 +382,17 @@ impl IoPagetable {
         self.inner.lock().iova_alignment
     }
 
+    /// The page sizes every attached domain maps with (all of them without
+    /// a domain), and the IOVA alignment, read together.
+    pub(crate) fn pgsizes_and_alignment(&self) -> (u64, u64) {
+        let inner = self.inner.lock();
+        let sizes = inner
+            .domains
+            .iter()
+            .fold(u64::MAX, |sizes, d| sizes & d.pgsize_bitmap());
+        (sizes, inner.iova_alignment)
+    }
+
     /// Calls `f(start, last)` for each maximal usable IOVA range, in order:
     /// the complement of the reserved ranges.
     pub(crate) fn for_each_usable_range(&self, f: impl FnMut(u64, u64) -> Result) -> Result {
