@@ -19,9 +19,9 @@ use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
 
 use crate::ctx::{CtxHandle, CtxHold};
+use crate::interval::last_of;
 use crate::ioas::Ioas;
 use crate::object::Object;
-use crate::pages::PAGE;
 
 /// `IOMMUFD_ACCESS_RW_WRITE`: copy into the IOAS.
 pub(crate) const RW_WRITE: u32 = 1 << 0;
@@ -194,15 +194,12 @@ impl Access {
             pr_warn!("access pin_pages without an unmap callback\n");
             return Err(EINVAL);
         }
-        if length == 0 {
-            return Err(EINVAL);
-        }
-        let last = iova.checked_add(length - 1).ok_or(EOVERFLOW)?;
-        if iova % PAGE != 0 {
-            return Err(EINVAL);
-        }
+        let last = last_of(iova, length)?;
         // The state lock is held across the pin so that a concurrent
-        // detach waits for it, and then unpins it.
+        // detach waits for it, and then unpins it.  An IOVA off a page
+        // boundary fails where it is mapped (EINVAL: the areas are page
+        // aligned while a pinning access is attached), after ENOENT for a
+        // detached access or an unmapped IOVA, as upstream.
         let st = self.state.lock();
         let ioas = st.ioas.as_ref().ok_or(ENOENT)?;
         ioas.iopt.access_pin(iova, last, write, out)
@@ -211,7 +208,7 @@ impl Access {
     /// Gives back the pins of [`Access::pin_pages`] on exactly the same
     /// range.
     pub(crate) fn unpin_pages(&self, iova: u64, length: u64) {
-        let Some(last) = length.checked_sub(1).and_then(|l| iova.checked_add(l)) else {
+        let Ok(last) = last_of(iova, length) else {
             pr_warn!("access unpin of an empty or wrapping range\n");
             return;
         };
@@ -225,6 +222,8 @@ impl Access {
     /// Copies between `buf` and the memory mapped at `iova` (into the IOAS
     /// with [`RW_WRITE`]).
     pub(crate) fn rw(&self, iova: u64, buf: &mut [u8], flags: u32) -> Result {
+        // The range is checked before the attachment, as upstream.
+        last_of(iova, buf.len() as u64)?;
         let ioas = self.ioas()?;
         // The selftest forces the copy through pinned pages with
         // RW_SLOW_PATH; otherwise the calling process's own memory is copied

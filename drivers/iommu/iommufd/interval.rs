@@ -15,6 +15,31 @@
 use kernel::prelude::*;
 use kernel::rbtree::{RBTree, RBTreeNode};
 
+/// The last address of the `length` bytes from `start`, the one way a
+/// user's (start, length) becomes a closed range: `EINVAL` if `length` is
+/// 0, `EOVERFLOW` if the bytes would run past `u64::MAX` (upstream's
+/// errnos for both, in that order).
+pub(crate) fn last_of(start: u64, length: u64) -> Result<u64> {
+    let Some(rest) = length.checked_sub(1) else {
+        return Err(EINVAL);
+    };
+    start.checked_add(rest).ok_or(EOVERFLOW)
+}
+
+/// The address after `last`: None when `last` is the top of the space, so
+/// that a walk ends there instead of wrapping to 0.
+pub(crate) fn after(last: u64) -> Option<u64> {
+    last.checked_add(1)
+}
+
+/// Whether `[start, last]` starts and ends on boundaries of `mask + 1`:
+/// `start & mask` and `(last + 1) & mask` are 0, where `last + 1` wraps to 0
+/// at the top of the space (which is on every boundary), as upstream's
+/// unsigned arithmetic does.
+pub(crate) fn range_aligned(start: u64, last: u64, mask: u64) -> bool {
+    start & mask == 0 && last.wrapping_add(1) & mask == 0
+}
+
 /// An interval allocated ahead of its insertion.
 pub(crate) struct IntervalNode<V>(RBTreeNode<u64, (u64, V)>);
 
@@ -209,10 +234,63 @@ impl<V> RangeList<V> {
 mod tests {
     use super::*;
 
-    fn holes(m: &IntervalMap<()>) -> Result<KVec<(u64, u64)>> {
+    fn holes<V>(m: &IntervalMap<V>) -> Result<KVec<(u64, u64)>> {
         let mut out = KVec::new();
         m.for_each_hole(|s, l| Ok(out.push((s, l), GFP_KERNEL)?))?;
         Ok(out)
+    }
+
+    #[test]
+    fn last_of_at_the_boundaries() {
+        const P: u64 = 4096;
+        assert_eq!(last_of(0, 0), Err(EINVAL));
+        assert_eq!(last_of(u64::MAX, 0), Err(EINVAL));
+        assert_eq!(last_of(0, 1), Ok(0));
+        assert_eq!(last_of(P - 1, 1), Ok(P - 1));
+        assert_eq!(last_of(0, u64::MAX), Ok(u64::MAX - 1));
+        assert_eq!(last_of(1, u64::MAX), Ok(u64::MAX));
+        assert_eq!(last_of(2, u64::MAX), Err(EOVERFLOW));
+        assert_eq!(last_of(u64::MAX, 1), Ok(u64::MAX));
+        assert_eq!(last_of(u64::MAX, 2), Err(EOVERFLOW));
+        assert_eq!(last_of(0u64.wrapping_sub(P), P), Ok(u64::MAX));
+        assert_eq!(last_of(0u64.wrapping_sub(P), P + 1), Err(EOVERFLOW));
+        assert_eq!(last_of(0u64.wrapping_sub(P) + 1, P), Err(EOVERFLOW));
+        assert_eq!(after(u64::MAX - 1), Some(u64::MAX));
+        assert_eq!(after(u64::MAX), None);
+    }
+
+    #[test]
+    fn alignment_of_ranges_ending_at_the_top() {
+        const M: u64 = 4096 - 1;
+        assert!(range_aligned(0, u64::MAX, M));
+        assert!(range_aligned(0u64.wrapping_sub(4096), u64::MAX, M));
+        assert!(range_aligned(0x1000, 0x1fff, M));
+        assert!(!range_aligned(0x1000, 0x1ffe, M));
+        assert!(!range_aligned(0x1001, 0x1fff, M));
+        assert!(!range_aligned(0u64.wrapping_sub(4096), u64::MAX - 1, M));
+        // Any mask, as upstream's: bits of a size that is no power of two.
+        assert!(range_aligned(0, 0x3fff, 0x2fff));
+        assert!(!range_aligned(0, 0x2fff, 0x2fff));
+        assert!(range_aligned(u64::MAX, u64::MAX, 0));
+    }
+
+    #[test]
+    fn single_addresses_at_both_ends() -> Result {
+        let mut m = IntervalMap::new();
+        m.insert(u64::MAX, u64::MAX, 'z')?;
+        m.insert(0, 0, 'a')?;
+        assert_eq!(m.insert(u64::MAX, u64::MAX, 'y'), Err(EINVAL));
+        assert_eq!(m.insert(u64::MAX - 1, u64::MAX, 'y'), Err(EINVAL));
+        assert_eq!(m.first_overlap(u64::MAX, u64::MAX).map(|o| *o.2), Some('z'));
+        assert_eq!(m.first_overlap(1, u64::MAX - 1), None);
+        assert_eq!(m.first_overlap(0, u64::MAX).map(|o| *o.2), Some('a'));
+        assert_eq!(m.first_overlap(1, u64::MAX).map(|o| o.0), Some(u64::MAX));
+        assert_eq!(&holes(&m)?[..], &[(1, u64::MAX - 1)]);
+        m.insert(1, u64::MAX - 1, 'm')?;
+        assert!(holes(&m)?.is_empty());
+        assert_eq!(m.remove(u64::MAX), Some((u64::MAX, 'z')));
+        assert_eq!(&holes(&m)?[..], &[(u64::MAX, u64::MAX)]);
+        Ok(())
     }
 
     #[test]

@@ -17,7 +17,7 @@ use kernel::prelude::*;
 use kernel::sync::aref::ARef;
 use kernel::sync::{Arc, Mutex};
 
-use crate::interval::{gaps, merge_sorted, IntervalMap, RangeList};
+use crate::interval::{after, gaps, last_of, merge_sorted, range_aligned, IntervalMap, RangeList};
 use crate::object::AccountMode;
 use crate::pages::{Pages, PAGE};
 
@@ -315,7 +315,7 @@ impl Inner {
         if iova & (self.iova_alignment - 1) != 0 {
             return Err(EINVAL);
         }
-        let last = iova.checked_add(length - 1).ok_or(EOVERFLOW)?;
+        let last = last_of(iova, length)?;
         if self.reserved.overlaps(iova, last) {
             return Err(EINVAL);
         }
@@ -382,6 +382,17 @@ impl IoPagetable {
         self.inner.lock().iova_alignment
     }
 
+    /// The page sizes every attached domain maps with (all of them without
+    /// a domain), and the IOVA alignment, read together.
+    pub(crate) fn pgsizes_and_alignment(&self) -> (u64, u64) {
+        let inner = self.inner.lock();
+        let sizes = inner
+            .domains
+            .iter()
+            .fold(u64::MAX, |sizes, d| sizes & d.pgsize_bitmap());
+        (sizes, inner.iova_alignment)
+    }
+
     /// Calls `f(start, last)` for each maximal usable IOVA range, in order:
     /// the complement of the reserved ranges.
     pub(crate) fn for_each_usable_range(&self, f: impl FnMut(u64, u64) -> Result) -> Result {
@@ -437,24 +448,37 @@ impl IoPagetable {
                 inner.alloc_iova(addr, length)?
             }
         };
-        let mut at = iova;
+        // Both paths checked that `[iova, last]` fits below the top of the
+        // space, which the last area may end at: areas are walked by their
+        // inclusive last, and `next` is None past the top.
+        let last = last_of(iova, length)?;
+        let mut next = Some(iova);
         let mut res = Ok(());
         for s in slices {
-            res = Self::insert_area(&mut inner, s, at, prot);
-            if res.is_err() {
+            let Some(at) = next else {
+                res = Err(EOVERFLOW);
                 break;
+            };
+            match Self::insert_area(&mut inner, s, at, prot) {
+                Ok(l) => next = after(l),
+                Err(e) => {
+                    res = Err(e);
+                    break;
+                }
             }
-            at += s.length;
         }
         if res.is_ok() {
-            res = Self::fill_new_areas(&mut inner, iova, at - 1);
+            res = Self::fill_new_areas(&mut inner, iova, last);
         }
         if let Err(e) = res {
-            // Undo the areas this call inserted.
-            let mut undo = iova;
-            while undo < at {
-                match inner.areas.remove(undo) {
-                    Some((last, _)) => undo = last + 1,
+            // Undo the areas this call inserted: from `iova` up to `next`.
+            let mut undo = Some(iova);
+            while undo != next {
+                let Some(at) = undo else {
+                    break;
+                };
+                match inner.areas.remove(at) {
+                    Some((l, _)) => undo = after(l),
                     None => break,
                 }
             }
@@ -611,30 +635,29 @@ impl IoPagetable {
         drop(gone);
     }
 
-    fn insert_area(inner: &mut Inner, s: &PagesSlice, iova: u64, prot: Prot) -> Result {
+    /// Inserts the area of `s` at `iova`; returns its last IOVA.
+    fn insert_area(inner: &mut Inner, s: &PagesSlice, iova: u64, prot: Prot) -> Result<u64> {
         if prot.write && !s.pages.writable {
             return Err(EPERM);
         }
         if (s.start_byte % PAGE) & (inner.iova_alignment - 1) != 0 {
             return Err(EINVAL);
         }
-        let last = iova.checked_add(s.length - 1).ok_or(EOVERFLOW)?;
-        let last_byte = s.start_byte.checked_add(s.length - 1).ok_or(EOVERFLOW)?;
+        let last = last_of(iova, s.length)?;
+        let last_byte = last_of(s.start_byte, s.length)?;
         if last_byte / PAGE >= s.pages.npages {
             return Err(EOVERFLOW);
         }
         inner
             .areas
-            .insert(iova, last, Area::new(s.pages.clone(), s.start_byte, prot))
+            .insert(iova, last, Area::new(s.pages.clone(), s.start_byte, prot))?;
+        Ok(last)
     }
 
     /// The slices of pages mapped at `[iova, iova + length)`, which areas
     /// must cover without a gap (`ENOENT`).
     pub(crate) fn get_pages(&self, iova: u64, length: u64) -> Result<KVec<PagesSlice>> {
-        if length == 0 {
-            return Err(EINVAL);
-        }
-        let last = iova.checked_add(length - 1).ok_or(EOVERFLOW)?;
+        let last = last_of(iova, length)?;
         let mut inner = self.inner.lock();
         let mut out = KVec::new();
         let (_, res) = inner.walk(iova, last, |cur, end, s, area| {
@@ -659,16 +682,29 @@ impl IoPagetable {
     /// length)` asks the accesses to unpin it (called without the lock
     /// held), and the unmap goes on once they have.
     pub(crate) fn unmap(&self, start: u64, last: u64, notify: &dyn Fn(u64, u64)) -> Result<u64> {
+        let (unmapped, res) = self.unmap_counted(start, last, notify);
+        res.map(|()| unmapped)
+    }
+
+    /// [`IoPagetable::unmap`], which also tells how many bytes went before
+    /// a failure (VFIO reports them).  The count is upstream's `unsigned
+    /// long`: unmapping all 2^64 bytes counts 0.
+    pub(crate) fn unmap_counted(
+        &self,
+        start: u64,
+        last: u64,
+        notify: &dyn Fn(u64, u64),
+    ) -> (u64, Result) {
         let mut unmapped = 0u64;
         let mut from = start;
         let mut tries = 0;
         loop {
             let mut inner = self.inner.lock();
             let Some((s, l, _)) = inner.areas.first_overlap(from, last) else {
-                return Ok(unmapped);
+                return (unmapped, Ok(()));
             };
             if s < start || l > last {
-                return Err(ENOENT);
+                return (unmapped, Err(ENOENT));
             }
             if let Some((_, area)) = inner.areas.get_mut(s) {
                 if area.num_accesses != 0 {
@@ -677,7 +713,7 @@ impl IoPagetable {
                     tries += 1;
                     if tries > UNMAP_TRIES {
                         pr_warn!("IOVA {s:#x}: accesses do not release their pins\n");
-                        return Err(EDEADLK);
+                        return (unmapped, Err(EDEADLK));
                     }
                     notify(s, l - s + 1);
                     continue;
@@ -693,33 +729,45 @@ impl IoPagetable {
             let removed = inner.areas.remove(s);
             drop(inner);
             drop(removed);
-            unmapped += l - s + 1;
-            if l >= last {
-                return Ok(unmapped);
+            unmapped = unmapped.wrapping_add(l - s + 1);
+            match after(l) {
+                Some(next) if l < last => from = next,
+                _ => return (unmapped, Ok(())),
             }
-            from = l + 1;
         }
     }
 
     /// Splits the area holding `iova`, if any, into one ending at `iova`
     /// and one starting after it, so that a later unmap can end or start
-    /// there (VFIO type1 semantics).
+    /// there (VFIO type1 semantics).  An area that cannot be split fails as
+    /// upstream's: `EBUSY` while an unmap waits for its accesses,
+    /// `EOPNOTSUPP` for a dma-buf, `EINVAL` off the IOVA alignment, with
+    /// pins of accesses in it, or while a domain may map it with huge IOPTEs.
     pub(crate) fn cut(&self, iova: u64) -> Result {
         let mut inner = self.inner.lock();
         let align = inner.iova_alignment;
+        let huge = !inner.disable_large_pages && !inner.domains.is_empty();
         let Some((s, l, area)) = inner.areas.first_overlap(iova, iova) else {
             return Ok(());
         };
         if iova == s || iova == l {
             return Ok(());
         }
-        // Pins of accesses are counted per area; they would not survive.
-        if area.num_accesses != 0 {
+        if area.prevent_access {
             return Err(EBUSY);
         }
+        if area.pages.is_dmabuf() {
+            return Err(EOPNOTSUPP);
+        }
+        // `iova < l`: the right part starts at most at the top.
         let new_start = iova + 1;
         let rhs_byte = area.byte(s, new_start);
         if new_start & (align - 1) != 0 || rhs_byte & (align - 1) != 0 {
+            return Err(EINVAL);
+        }
+        // Pins of accesses are counted per area, and a huge IOPTE cannot be
+        // split: neither would survive.
+        if area.num_accesses != 0 || huge {
             return Err(EINVAL);
         }
         let lhs = Area::new(area.pages.clone(), area.start_byte, area.prot);
@@ -742,9 +790,18 @@ impl IoPagetable {
 
     /// Allows or forbids mapping with page sizes above the smallest one.
     /// Forbidding them makes IOVAs page aligned: `EADDRINUSE` if a mapping
-    /// is not.
+    /// is not, `EINVAL` while a domain maps anything.
     pub(crate) fn set_large_pages(&self, enable: bool) -> Result {
         let mut inner = self.inner.lock();
+        // What domains map already may be in huge IOPTEs, which a later cut
+        // could not split (upstream: EINVAL).
+        if !enable
+            && !inner.disable_large_pages
+            && !inner.domains.is_empty()
+            && inner.areas.iter().next().is_some()
+        {
+            return Err(EINVAL);
+        }
         let old = inner.disable_large_pages;
         inner.disable_large_pages = !enable;
         let res = inner.update_alignment();
@@ -785,19 +842,17 @@ impl IoPagetable {
         page_size: u64,
         data: u64,
     ) -> Result {
-        if length == 0 {
-            return Err(EINVAL);
-        }
-        let last = iova.checked_add(length - 1).ok_or(EOVERFLOW)?;
+        let last = last_of(iova, length)?;
         let inner = self.inner.lock();
-        let align = inner.iova_alignment;
-        if iova % align != 0 || (last + 1) % align != 0 {
+        if !range_aligned(iova, last, inner.iova_alignment - 1) {
             return Err(EINVAL);
         }
-        if page_size == 0 || !page_size.is_power_of_two() {
+        if page_size == 0 {
             return Err(EINVAL);
         }
-        if iova % page_size != 0 || (last + 1) % page_size != 0 {
+        // Upstream masks with `page_size - 1` whatever `page_size` is; a
+        // size that is no power of two passes when the masked bits are 0.
+        if !range_aligned(iova, last, page_size - 1) {
             return Err(EINVAL);
         }
         if !domain.tracks_dirty() {
@@ -921,10 +976,7 @@ impl IoPagetable {
     /// memory if `write`.  Same coverage and permission rules as
     /// [`IoPagetable::access_pin`], at any alignment.
     pub(crate) fn access_rw(&self, iova: u64, buf: &mut [u8], write: bool, direct: bool) -> Result {
-        if buf.is_empty() {
-            return Err(EINVAL);
-        }
-        let last = iova.checked_add(buf.len() as u64 - 1).ok_or(EOVERFLOW)?;
+        let last = last_of(iova, buf.len() as u64)?;
         let mut inner = self.inner.lock();
         let mut done = 0usize;
         inner
@@ -964,6 +1016,132 @@ mod tests {
 
     fn unmap(t: &IoPagetable, start: u64, last: u64) -> Result<u64> {
         t.unmap(start, last, &|_, _| {})
+    }
+
+    /// The first address of the last `n` bytes of the IOVA space.
+    const fn top(n: u64) -> u64 {
+        0u64.wrapping_sub(n)
+    }
+
+    #[test]
+    fn map_and_unmap_at_the_top() -> Result {
+        let t = iopt()?;
+        let s = slice(0x1000, PAGE, true)?;
+        assert_eq!(t.map(&s, Some(top(PAGE)), RW)?, top(PAGE));
+        assert_eq!(t.map(&s, Some(top(PAGE)), RW), Err(EEXIST));
+        let back = t.get_pages(top(PAGE), PAGE)?;
+        assert_eq!((back.len(), back[0].length), (1, PAGE));
+        assert_eq!(t.get_pages(top(PAGE), PAGE + 1).err(), Some(EOVERFLOW));
+        assert_eq!(unmap(&t, top(PAGE), u64::MAX)?, PAGE);
+        // One byte at the last address (the IOVA alignment is 1 here).
+        assert_eq!(
+            t.map(&slice(0x1000, 1, true)?, Some(u64::MAX), RW)?,
+            u64::MAX
+        );
+        assert_eq!(unmap(&t, u64::MAX, u64::MAX)?, 1);
+        // Two pages end at the top; one byte further does not fit.
+        let two = slice(0x1000, 2 * PAGE, true)?;
+        assert_eq!(t.map(&two, Some(top(2 * PAGE) + 1), RW), Err(EOVERFLOW));
+        assert_eq!(t.map(&two, Some(top(2 * PAGE)), RW)?, top(2 * PAGE));
+        assert_eq!(unmap(&t, 0, u64::MAX)?, 2 * PAGE);
+        Ok(())
+    }
+
+    #[test]
+    fn copy_to_the_top_in_two_slices() -> Result {
+        let t = iopt()?;
+        t.map(&slice(0x1000, PAGE, true)?, Some(0x10_0000), RW)?;
+        t.map(&slice(0x8000, PAGE, true)?, Some(0x10_1000), RW)?;
+        let two = t.get_pages(0x10_0800, PAGE)?;
+        assert_eq!(two.len(), 2);
+        assert_eq!(t.map(&two, Some(top(PAGE)), RW)?, top(PAGE));
+        let back = t.get_pages(top(PAGE), PAGE)?;
+        assert_eq!(back.len(), 2);
+        assert_eq!((back[0].start_byte, back[0].length), (0x800, 0x800));
+        assert_eq!((back[1].start_byte, back[1].length), (0, 0x800));
+        // A copy of the copy, from the top.
+        let again = t.get_pages(top(0x800), 0x800)?;
+        assert_eq!(t.map(&again, Some(0x20_0000), RW)?, 0x20_0000);
+        assert_eq!(unmap(&t, top(PAGE), u64::MAX)?, PAGE);
+        assert_eq!(unmap(&t, 0, u64::MAX)?, 2 * PAGE + 0x800);
+        Ok(())
+    }
+
+    #[test]
+    fn failed_map_at_the_top_leaves_nothing() -> Result {
+        let t = iopt()?;
+        let rw = PagesSlice::user(0x1000, PAGE, true, AccountMode::User)?;
+        let ro = PagesSlice::user(0x8000, PAGE, false, AccountMode::User)?;
+        assert_eq!(t.map(&[rw, ro], Some(top(2 * PAGE)), RW), Err(EPERM));
+        // Nothing of it stayed: the range maps again.
+        let two = slice(0x1000, 2 * PAGE, true)?;
+        assert_eq!(t.map(&two, Some(top(2 * PAGE)), RW)?, top(2 * PAGE));
+        assert_eq!(unmap(&t, 0, u64::MAX)?, 2 * PAGE);
+        Ok(())
+    }
+
+    #[test]
+    fn unmapping_all_2_pow_64_bytes_counts_0() -> Result {
+        let t = iopt()?;
+        let half = 1u64 << 63;
+        t.map(&slice(0x1000, half, true)?, Some(0), RW)?;
+        t.map(&slice(0x1000, half, true)?, Some(half), RW)?;
+        // Upstream counts in an unsigned long, which wraps: all of it went,
+        // and 0 bytes are counted.
+        assert_eq!(unmap(&t, 0, u64::MAX)?, 0);
+        assert_eq!(t.get_pages(0, PAGE).err(), Some(ENOENT));
+        assert_eq!(t.get_pages(top(PAGE), PAGE).err(), Some(ENOENT));
+        Ok(())
+    }
+
+    #[test]
+    fn cut_pin_and_copy_at_the_top() -> Result {
+        let t = iopt()?;
+        let pages = crate::pages::kunit_memfd_pages(4)?;
+        let s = [PagesSlice {
+            pages: pages.clone(),
+            start_byte: 0,
+            length: 4 * PAGE,
+        }];
+        t.map(&s, Some(top(4 * PAGE)), RW)?;
+        // At an end of the area there is nothing to cut.
+        t.cut(u64::MAX)?;
+        t.cut(top(4 * PAGE))?;
+        // An access pins the last page and copies through it.
+        let mut out = KVec::new();
+        t.access_pin(top(PAGE), u64::MAX, true, &mut out)?;
+        assert_eq!(out.len(), 1);
+        let mut data = [0u8; 16];
+        for (i, b) in data.iter_mut().enumerate() {
+            *b = 0xa0 + i as u8;
+        }
+        t.access_rw(u64::MAX - 15, &mut data, true, false)?;
+        let mut back = [0u8; 16];
+        t.access_rw(u64::MAX - 15, &mut back, false, false)?;
+        assert_eq!(data, back);
+        assert_eq!(
+            t.access_rw(u64::MAX - 15, &mut [0u8; 17], false, false),
+            Err(EOVERFLOW)
+        );
+        // Pins of an access are counted per area: no cut (upstream EINVAL).
+        assert_eq!(t.cut(top(2 * PAGE) - 1), Err(EINVAL));
+        t.access_unpin(top(PAGE), u64::MAX);
+        assert_eq!(pages.npinned(), 0);
+        // Free of pins, the last page is cut off and unmapped alone.
+        t.cut(top(PAGE) - 1)?;
+        assert_eq!(unmap(&t, top(PAGE), u64::MAX)?, PAGE);
+        // While an unmap waits for the accesses of an area: EBUSY.
+        if let Some((_, area)) = t.inner.lock().areas.get_mut(top(4 * PAGE)) {
+            area.prevent_access = true;
+        }
+        assert_eq!(t.cut(top(3 * PAGE) - 1), Err(EBUSY));
+        if let Some((_, area)) = t.inner.lock().areas.get_mut(top(4 * PAGE)) {
+            area.prevent_access = false;
+        }
+        t.cut(top(3 * PAGE) - 1)?;
+        assert_eq!(unmap(&t, top(4 * PAGE), top(3 * PAGE) - 1)?, PAGE);
+        assert_eq!(unmap(&t, 0, u64::MAX)?, 2 * PAGE);
+        Ok(())
     }
 
     #[test]

@@ -7,7 +7,7 @@ use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
 
 use crate::access::Access;
-use crate::interval::IntervalMap;
+use crate::interval::{last_of, IntervalMap};
 use crate::io_pagetable::{IoPagetable, PagesSlice, Prot};
 use crate::object::Object;
 use crate::uapi::{self, iommu_iova_range};
@@ -58,8 +58,14 @@ impl Ioas {
     /// Unmaps the areas inside `[start, last]` (see [`IoPagetable::unmap`]),
     /// asking the attached accesses to unpin what they hold there.
     pub(crate) fn unmap(&self, start: u64, last: u64) -> Result<u64> {
+        let (unmapped, res) = self.unmap_counted(start, last);
+        res.map(|()| unmapped)
+    }
+
+    /// [`Ioas::unmap`], also telling how many bytes went before a failure.
+    pub(crate) fn unmap_counted(&self, start: u64, last: u64) -> (u64, Result) {
         self.iopt
-            .unmap(start, last, &|iova, length| self.notify_unmap(iova, length))
+            .unmap_counted(start, last, &|iova, length| self.notify_unmap(iova, length))
     }
 
     fn notify_unmap(&self, iova: u64, length: u64) {
@@ -216,11 +222,9 @@ pub(crate) fn map_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_map>) -> Result {
 pub(crate) fn map_file_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_map_file>) -> Result {
     let c = &ucmd.cmd;
     let (prot, iova) = map_args(c.flags, c.iova, c.length)?;
-    if c.length == 0 {
-        return Err(EINVAL);
-    }
-    c.start.checked_add(c.length - 1).ok_or(EOVERFLOW)?;
+    // As upstream: the IOAS first, then the file range, then the file.
     let ioas = ucmd.ctx.objects.get::<Ioas>(c.ioas_id)?;
+    last_of(c.start, c.length)?;
     let slice = match dmabuf_of(c.fd) {
         #[cfg(CONFIG_DMA_SHARED_BUFFER)]
         Some(buf) => PagesSlice::dmabuf(
@@ -291,11 +295,7 @@ pub(crate) fn unmap_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_unmap>) -> Result
         if iova == u64::MAX || length == u64::MAX {
             return Err(EOVERFLOW);
         }
-        if length == 0 {
-            return Err(EINVAL);
-        }
-        let last = iova.checked_add(length - 1).ok_or(EOVERFLOW)?;
-        match ioas.unmap(iova, last)? {
+        match ioas.unmap(iova, last_of(iova, length)?)? {
             0 => return Err(ENOENT),
             n => n,
         }

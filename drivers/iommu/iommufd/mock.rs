@@ -233,15 +233,16 @@ impl PagingDomain for MockDomain {
         while at < end {
             let mut table = self.ptes.lock();
             while at < end && n < batch.len() {
+                // Saturating: a range may end at the top of the space.
                 let Some(e) = entry(&table, at) else {
-                    at += MOCK_PAGE_SIZE;
+                    at = at.saturating_add(MOCK_PAGE_SIZE);
                     continue;
                 };
                 let psize = pte_size(e);
                 let start = at & !(psize - 1);
                 if let Some(first) = entry_mut(&mut table, start) {
                     if *first & DIRTY != 0 {
-                        let (lo, hi) = (start.max(iova), (start + psize).min(end));
+                        let (lo, hi) = (start.max(iova), start.saturating_add(psize).min(end));
                         if n > 0 && batch[n - 1].1 == lo {
                             batch[n - 1].1 = hi;
                         } else {
@@ -253,7 +254,7 @@ impl PagingDomain for MockDomain {
                         }
                     }
                 }
-                at = start + psize;
+                at = start.saturating_add(psize);
             }
             drop(table);
             for &(lo, hi) in &batch[..n] {
@@ -510,6 +511,65 @@ mod tests {
         assert_eq!(iopt.iova_alignment(), 1);
         assert_eq!(pages.npinned(), 0);
         iopt.unmap(0, u64::MAX, &none)?;
+        Ok(())
+    }
+
+    /// With a domain mapping the areas, huge IOPTEs may exist: large pages
+    /// stay on and nothing is cut; without, the same area cuts.
+    #[test]
+    fn no_cut_under_huge_ioptes() -> Result {
+        let dev = MOCK.add_device(c"iommufd_kunit_mock_cut", MockDevData::new(false), &[])?;
+        let domain = Arc::new(Domain::alloc_paging(dev.device(), 0)?, GFP_KERNEL)?;
+        let iopt = KBox::pin_init(IoPagetable::new(), GFP_KERNEL)?;
+        let pages = kunit_memfd_pages(4)?;
+        let s = [PagesSlice {
+            pages: pages.clone(),
+            start_byte: 0,
+            length: 4 * PAGE,
+        }];
+        let none = |_: u64, _: u64| {};
+        let base = MOCK_APERTURE_START;
+        iopt.add_domain(&domain)?;
+        iopt.map(&s, Some(base), RW)?;
+        assert_eq!(iopt.cut(base + PAGE - 1), Err(EINVAL));
+        assert_eq!(iopt.set_large_pages(false), Err(EINVAL));
+        assert!(iopt.large_pages());
+        iopt.unmap(0, u64::MAX, &none)?;
+        // Nothing mapped: large pages go off, and what is mapped then cuts.
+        iopt.set_large_pages(false)?;
+        iopt.map(&s, Some(base), RW)?;
+        iopt.cut(base + PAGE - 1)?;
+        assert_eq!(iopt.unmap(base, base + PAGE - 1, &none)?, PAGE);
+        assert_eq!(domain.iova_to_phys(base), 0);
+        assert_ne!(domain.iova_to_phys(base + PAGE), 0);
+        iopt.unmap(0, u64::MAX, &none)?;
+        iopt.remove_domain(&domain);
+        assert_eq!(pages.npinned(), 0);
+        Ok(())
+    }
+
+    /// A dirty read's range checks at the top of the space, which
+    /// upstream's unsigned arithmetic passes (its end wraps to 0), and with
+    /// a page size that is no power of two (masked as upstream masks).
+    #[test]
+    fn dirty_range_checks_at_the_top() -> Result {
+        let dev = MOCK.add_device(c"iommufd_kunit_mock_dirty", MockDevData::new(false), &[])?;
+        let domain = Domain::alloc_paging(dev.device(), 0)?;
+        let iopt = KBox::pin_init(IoPagetable::new(), GFP_KERNEL)?;
+        let r = |iova: u64, len: u64, psize: u64| {
+            iopt.read_and_clear_dirty(&domain, 0, iova, len, psize, 0)
+        };
+        let top = 0u64.wrapping_sub(PAGE);
+        // The range passes; the domain does not track.
+        assert_eq!(r(top, PAGE, PAGE), Err(EOPNOTSUPP));
+        assert_eq!(r(0, top, PAGE), Err(EOPNOTSUPP));
+        assert_eq!(r(top, 0, PAGE), Err(EINVAL));
+        assert_eq!(r(top, PAGE + 1, PAGE), Err(EOVERFLOW));
+        assert_eq!(r(top, PAGE, 0), Err(EINVAL));
+        assert_eq!(r(top + 1, PAGE - 1, PAGE), Err(EINVAL));
+        assert_eq!(r(top, PAGE - 1, PAGE), Err(EINVAL));
+        assert_eq!(r(0, 0x4000, 0x3000), Err(EOPNOTSUPP));
+        assert_eq!(r(0, 0x3000, 0x3000), Err(EINVAL));
         Ok(())
     }
 

@@ -302,6 +302,9 @@ impl Pages {
         writable: bool,
         mode: AccountMode,
     ) -> Result<Arc<Self>> {
+        // Only user memory must end inside the address space: a file's
+        // offsets are checked when it is mapped (`start + length - 1`).
+        uptr.checked_add(length).ok_or(EOVERFLOW)?;
         Self::new(uptr, length, writable, mode, Backing::User)
     }
 
@@ -330,7 +333,6 @@ impl Pages {
         mode: AccountMode,
         backing: Backing,
     ) -> Result<Arc<Self>> {
-        uptr.checked_add(length).ok_or(EOVERFLOW)?;
         // The IOMMU API takes a size_t length; keeps the page count below
         // from overflowing.
         if length == 0 || length > u64::MAX - PAGE {
@@ -384,10 +386,9 @@ impl Pages {
         writable: bool,
         locate: impl FnOnce(&DmaBuf) -> Result<(u64, u64)>,
     ) -> Result<Arc<Self>> {
-        let last = start
-            .checked_add(length.checked_sub(1).ok_or(EINVAL)?)
-            .ok_or(EOVERFLOW)?;
-        if last >= buf.size() as u64 {
+        let last = crate::interval::last_of(start, length)?;
+        // Upstream counts a batch's pages in a u32.
+        if last >= buf.size() as u64 || length / PAGE >= u64::from(u32::MAX) {
             return Err(EINVAL);
         }
         let importer = DmaBufImporter {
@@ -776,18 +777,23 @@ impl Drop for State {
 /// `Pages`, for KUnit tests: kernel threads have no user memory.
 #[cfg(CONFIG_KUNIT)]
 pub(crate) fn kunit_memfd_pages(npages: u64) -> Result<Arc<Pages>> {
+    let len = npages * PAGE;
+    Pages::new_file(kunit_memfd(len)?, 0, len, true, AccountMode::User)
+}
+
+/// A new shmem file of `len` bytes, for KUnit tests.
+#[cfg(CONFIG_KUNIT)]
+fn kunit_memfd(len: u64) -> Result<ARef<File>> {
     extern "C" {
         /// `iommufd_shim.c`: a shmem file of `size` bytes.
         fn iommufd_shim_kunit_memfd(size: usize) -> *mut core::ffi::c_void;
     }
-    let len = npages * PAGE;
     // SAFETY: Creates a new file whose reference we own.
     let f = kernel::error::from_err_ptr(unsafe { iommufd_shim_kunit_memfd(len as usize) })?
         .cast::<kernel::bindings::file>();
     // SAFETY: `f` is a new file (not NULL) whose one reference the `ARef`
     // takes over.
-    let f: ARef<File> = unsafe { ARef::from_raw(core::ptr::NonNull::new_unchecked(f).cast()) };
-    Pages::new_file(f, 0, len, true, AccountMode::User)
+    Ok(unsafe { ARef::from_raw(core::ptr::NonNull::new_unchecked(f).cast()) })
 }
 
 impl Pages {
@@ -852,6 +858,30 @@ mod tests {
         assert_eq!(p.rw(4 * PAGE - 4, &mut buf, false, false), Err(EINVAL));
         assert_eq!(p.for_each_phys(0, 0, |_, _| Ok(())), Err(EFAULT));
         assert_eq!((pinned(&p), chunks(&p)), (0, 0));
+        Ok(())
+    }
+
+    /// Lengths at the size limit, and user memory or file offsets that end
+    /// at the top of the space: a file may be mapped up to its last offset
+    /// (its pages then fail to pin), user memory must end below the top.
+    #[test]
+    fn ranges_up_to_the_top() -> Result {
+        let top = 0u64.wrapping_sub(PAGE);
+        let f = kunit_memfd(PAGE)?;
+        let p = Pages::new_file(f.clone(), top, PAGE, true, AccountMode::User)?;
+        assert_eq!((p.uptr, p.npages), (top, 1));
+        assert!(p.pin(0, 0).is_err());
+        assert_eq!((pinned(&p), chunks(&p)), (0, 0));
+        let p = Pages::new_file(f.clone(), top + 1, PAGE - 1, true, AccountMode::User)?;
+        assert_eq!((p.uptr, p.npages), (top, 1));
+        let user = |uptr, len| Pages::new_user(uptr, len, true, AccountMode::User).err();
+        assert_eq!(user(top, PAGE), Some(EOVERFLOW));
+        assert_eq!(user(top - 1, PAGE), None);
+        assert_eq!(user(0x1000, 0), Some(EINVAL));
+        // At most u64::MAX - PAGE bytes, so that the page count holds.
+        assert_eq!(user(0, u64::MAX - PAGE + 1), Some(EINVAL));
+        let p = Pages::new_user(1, u64::MAX - PAGE, true, AccountMode::User)?;
+        assert_eq!(p.npages, u64::MAX / PAGE);
         Ok(())
     }
 

@@ -26,6 +26,7 @@ use kernel::uaccess::{UserPtr, UserSlice};
 use crate::access::{self, Access, AccessOps};
 use crate::ctx::Ctx;
 use crate::device::{Device, HwptNested, HwptPaging};
+use crate::interval::last_of;
 use crate::io_pagetable::Reserver;
 use crate::ioas::Ioas;
 use crate::mock;
@@ -285,10 +286,7 @@ pub(crate) fn test_ioctl(ucmd: &mut Ucmd<'_, iommu_test_cmd>) -> Result {
 /// Reserves `[start, start + length)` in the IOAS `ioas_id`, as a device's
 /// reserved region would.
 fn add_reserved(ctx: &Ctx, ioas_id: u32, start: u64, length: u64) -> Result {
-    if length == 0 {
-        return Err(EINVAL);
-    }
-    let last = start.checked_add(length - 1).ok_or(EOVERFLOW)?;
+    let last = last_of(start, length)?;
     let ioas = ctx.objects.get::<Ioas>(ioas_id)?;
     ioas.iopt.reserve(start, last, Reserver::Test)
 }
@@ -492,7 +490,8 @@ fn access_pages(ucmd: &mut Ucmd<'_, iommu_test_cmd>) -> Result {
     )?;
     let res = (|| -> Result<u32> {
         if uptr != 0 {
-            check_pages(uptr - iova % PAGE_SIZE as u64, &pages)?;
+            // Upstream's pointer arithmetic, which wraps.
+            check_pages(uptr.wrapping_sub(iova % PAGE_SIZE as u64), &pages)?;
         }
         let id = items.next_id;
         items
@@ -516,7 +515,10 @@ fn access_pages(ucmd: &mut Ucmd<'_, iommu_test_cmd>) -> Result {
 /// `EBADE` if one is not.
 fn check_pages(uptr: u64, pages: &[*mut bindings::page]) -> Result {
     for (i, &page) in pages.iter().enumerate() {
-        let addr = uptr + i as u64 * PAGE_SIZE as u64;
+        // Past the top of the address space nothing can be pinned.
+        let addr = uptr
+            .checked_add(i as u64 * PAGE_SIZE as u64)
+            .ok_or(EFAULT)?;
         let p = UserPageRef::get_fast(usize::try_from(addr).map_err(|_| EFAULT)?, false)?;
         if p.as_ptr() != page {
             return Err(EBADE);
@@ -708,7 +710,9 @@ fn mock_dirty(
         for &b in &chunk[..n] {
             for k in 0..8 {
                 if bit + k < max && b & (1 << k) != 0 {
-                    mock.set_dirty(iova + (bit + k) * page_size);
+                    // `(bit + k) * page_size < length`, but `iova + length`
+                    // may pass the top: upstream's IOVA wraps there.
+                    mock.set_dirty(iova.wrapping_add((bit + k) * page_size));
                     count += 1;
                 }
             }
@@ -754,7 +758,11 @@ fn trigger_iopf(ctx: &Ctx, cmd: &iommu_test_cmd) -> Result {
 /// one mock page at a time: `EINVAL` where it does not.
 fn md_check_map(ctx: &Ctx, hwpt_id: u32, iova: u64, length: u64, uptr: u64) -> Result {
     let hwpt = ctx.objects.get::<HwptPaging>(hwpt_id)?;
-    let psize = mock::MOCK_PAGE_SIZE;
+    // The domain's smallest page, as upstream (4 KiB for a huge mock).
+    let psize = match hwpt.domain.pgsize_bitmap() {
+        0 => return Err(EINVAL),
+        sizes => 1u64 << sizes.trailing_zeros(),
+    };
     if iova % psize != 0 || length % psize != 0 || uptr % psize != 0 {
         return Err(EINVAL);
     }
@@ -764,7 +772,8 @@ fn md_check_map(ctx: &Ctx, hwpt_id: u32, iova: u64, length: u64, uptr: u64) -> R
         let addr = uptr + off;
         let page = UserPageRef::get_fast(usize::try_from(addr).map_err(|_| EFAULT)?, false)?;
         let want = page.phys_addr() + addr % PAGE_SIZE as u64;
-        if hwpt.domain.iova_to_phys(iova + off) != want {
+        // Upstream's IOVA wraps past the top (where nothing is mapped).
+        if hwpt.domain.iova_to_phys(iova.wrapping_add(off)) != want {
             return Err(EINVAL);
         }
         off += psize;

@@ -197,7 +197,8 @@ fn run<T: Pod>(
     }
     let cmd: T = uapi::read_prefix(ubuf, user_size)?;
     if user_size > op.size {
-        check_zeroed_user(ubuf + op.size, user_size - op.size)?;
+        let tail = ubuf.checked_add(op.size).ok_or(EFAULT)?;
+        check_zeroed_user(tail, user_size - op.size)?;
     }
     if let Some(valid) = op.flags {
         let b = cmd.as_bytes();

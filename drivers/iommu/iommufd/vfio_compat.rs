@@ -10,6 +10,7 @@ use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
 
 use crate::ctx::Ctx;
+use crate::interval::last_of;
 use crate::io_pagetable::{PagesSlice, Prot};
 use crate::ioas::Ioas;
 use crate::object::ObjRef;
@@ -110,15 +111,16 @@ fn set_iommu(ctx: &Ctx, ty: usize) -> Result {
     Ok(())
 }
 
-/// The page sizes a type1 user may map with: at least `PAGE_SIZE`.
+/// The page sizes a type1 user may map with: those of every attached
+/// domain, at least `PAGE_SIZE`.
 fn page_sizes(ioas: &Ioas) -> u64 {
     let page = PAGE_SIZE as u64;
-    // No domain restricts the sizes yet; below PAGE_SIZE means PAGE_SIZE.
-    let mut sizes = u64::MAX;
+    let (mut sizes, align) = ioas.iopt.pgsizes_and_alignment();
+    // As VFIO: sizes below PAGE_SIZE stand for PAGE_SIZE.
     if sizes & (page - 1) != 0 {
         sizes = (sizes & !(page - 1)) | page;
     }
-    sizes.max(ioas.iopt.iova_alignment())
+    sizes.max(align)
 }
 
 fn get_info(ctx: &Ctx, arg: usize) -> Result {
@@ -215,30 +217,35 @@ fn unmap_dma(ctx: &Ctx, arg: usize) -> Result {
         return Err(EINVAL);
     }
     let ioas = compat_ioas(ctx)?;
-    let mut unmapped = vfio_iommu_type1_dma_unmap::zeroed();
-    unmapped.argsz = unmap.argsz;
-    unmapped.flags = unmap.flags;
-    unmapped.iova = unmap.iova;
-    unmapped.size = if unmap.flags & uapi::VFIO_DMA_UNMAP_FLAG_ALL != 0 {
+    let (size, res) = if unmap.flags & uapi::VFIO_DMA_UNMAP_FLAG_ALL != 0 {
         if unmap.iova != 0 || unmap.size != 0 {
             return Err(EINVAL);
         }
-        ioas.unmap(0, u64::MAX)?
+        ioas.unmap_counted(0, u64::MAX)
     } else {
-        if unmap.size == 0 {
-            return Err(EINVAL);
-        }
-        let last = unmap.iova.checked_add(unmap.size - 1).ok_or(EOVERFLOW)?;
         // Type1 (not v2) may unmap part of a mapping; with its huge IOPTEs
-        // off (see set_iommu) the areas can be cut where the range ends.
+        // off (see set_iommu) the areas are cut where the range ends and
+        // before it starts.  As upstream, the cuts come before the range is
+        // checked, at the addresses its wrapping arithmetic gives.
         if !ioas.iopt.large_pages() {
-            ioas.iopt.cut(last)?;
+            ioas.iopt
+                .cut(unmap.iova.wrapping_add(unmap.size).wrapping_sub(1))?;
             if let Some(before) = unmap.iova.checked_sub(1) {
                 ioas.iopt.cut(before)?;
             }
         }
         // Unlike IOMMU_IOAS_UNMAP, nothing mapped is not an error.
-        ioas.unmap(unmap.iova, last)?
+        match last_of(unmap.iova, unmap.size) {
+            Ok(last) => ioas.unmap_counted(unmap.iova, last),
+            Err(e) => (0, Err(e)),
+        }
     };
-    uapi::write_prefix(arg, &unmapped, minsz)
+    // What went is reported also when the unmap failed part-way.
+    let mut unmapped = vfio_iommu_type1_dma_unmap::zeroed();
+    unmapped.argsz = unmap.argsz;
+    unmapped.flags = unmap.flags;
+    unmapped.iova = unmap.iova;
+    unmapped.size = size;
+    uapi::write_prefix(arg, &unmapped, minsz)?;
+    res
 }

@@ -58,11 +58,6 @@ pub(crate) fn hw_queue_alloc_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_hw_queue_allo
     if c.flags != 0 || c.type_ == uapi::IOMMU_HW_QUEUE_TYPE_DEFAULT {
         return Err(EOPNOTSUPP);
     }
-    if c.length == 0 {
-        return Err(EINVAL);
-    }
-    c.nesting_parent_iova
-        .checked_add(c.length - 1)
-        .ok_or(EOVERFLOW)?;
+    crate::interval::last_of(c.nesting_parent_iova, c.length)?;
     no_viommu(c.viommu_id)
 }

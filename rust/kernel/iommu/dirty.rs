@@ -176,7 +176,8 @@ impl DirtyBitmap<'_> {
             }
             let g = (*self.ptr).gather;
             if !g.is_null() && length != 0 {
-                let end = iova as c_ulong + (length as c_ulong - 1);
+                // Wrapping as the C gather's: a range may end at the top.
+                let end = (iova as c_ulong).wrapping_add(length as c_ulong - 1);
                 (*g).start = (*g).start.min(iova as c_ulong);
                 (*g).end = (*g).end.max(end);
             }

@@ -210,6 +210,8 @@ pub fn pin_memfd_pages(
     nr: usize,
     out: &mut KVec<PinnedPage>,
 ) -> Result {
+    // `memfd_pin_folios()` counts folios in an `unsigned int`.
+    let max_folios = c_uint::try_from(nr).map_err(|_| EINVAL)?;
     if nr == 0 {
         return Err(EINVAL);
     }
@@ -228,7 +230,7 @@ pub fn pin_memfd_pages(
             start as bindings::loff_t,
             end as bindings::loff_t,
             folios.as_mut_ptr(),
-            nr as c_uint,
+            max_folios,
             &mut offset,
         )
     };
@@ -248,7 +250,8 @@ pub fn pin_memfd_pages(
     for (i, &folio) in folios.iter().enumerate() {
         // SAFETY: `folio` is pinned, hence valid.
         let folio_pages = unsafe { bindings::folio_nr_pages(folio) } as usize;
-        let n = (folio_pages - page_in_folio).min(left);
+        // An offset past the folio would be the core's bug: n = 0 fails.
+        let n = folio_pages.saturating_sub(page_in_folio).min(left);
         // One pin per page: the folio has one, add the others.
         // SAFETY: `folio` is pinned.
         if n == 0 || (n > 1 && unsafe { bindings::folio_add_pins(folio, (n - 1) as c_uint) } != 0) {
