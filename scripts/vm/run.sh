@@ -4,7 +4,7 @@
 #   run.sh JOB            JOB: demo | test | vfio | bench
 #   IMPL=rs|c|both        which iommufd the job loads (test default: both)
 #   IOMMU=intel|amd       the virtual IOMMU (default intel)
-#   VM_TIMEOUT=seconds    the whole run, boot to power-off (default 1200)
+#   VM_TIMEOUT=seconds    the whole run, boot to power-off (default 2400)
 #   SUITES=a,b            run only these suites of the job (a faster loop)
 # The console (kernel log, with the results in it) goes to $VM_DIR/JOB.console;
 # the results alone, extracted from it, to $VM_DIR/JOB.results.
@@ -19,7 +19,8 @@ test | vfio | bench) impl=${IMPL:-both} ;;
 esac
 case "$impl" in rs | c | both) ;; *) die "IMPL must be rs, c or both" ;; esac
 iommu=${IOMMU:-intel}
-timeout_s=${VM_TIMEOUT:-1200}
+# The debug kernel (KASAN, lockdep, kmemleak) under TCG needs the time.
+timeout_s=${VM_TIMEOUT:-2400}
 
 for f in bzImage initramfs.cpio.gz; do
 	[ -f "$OUT/$f" ] || die "$OUT/$f is missing: build first (make all)"
