@@ -863,7 +863,7 @@ impl IoPagetable {
         let res = bitmap.for_each(|iova, len| {
             // The chunk must be mapped throughout, by areas that follow
             // each other.
-            let last = iova + (len as u64 - 1);
+            let last = last_of(iova, len as u64)?;
             let mut at = iova;
             while let Some((s, l, _)) = inner.areas.first_overlap(at, last) {
                 if s > at {
