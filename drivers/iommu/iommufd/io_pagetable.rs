@@ -1047,6 +1047,33 @@ mod tests {
         Ok(())
     }
 
+    /// Automatic allocation, as upstream's, never returns IOVA 0 and never
+    /// uses the last page of the space, wherever the allowed ranges are.
+    #[test]
+    fn auto_iova_at_the_edges_of_the_space() -> Result {
+        let t = iopt()?;
+        let mut allowed = IntervalMap::new();
+        allowed.insert(0, 2 * PAGE - 1, ())?;
+        allowed.insert(top(4 * PAGE), u64::MAX, ())?;
+        t.set_allowed(allowed)?;
+        assert_eq!(t.map(&slice(0x1000, PAGE, true)?, None, RW)?, PAGE);
+        assert_eq!(
+            t.map(&slice(0x1000, 4 * PAGE, true)?, None, RW),
+            Err(ENOSPC)
+        );
+        let three = slice(0x1000, 3 * PAGE, true)?;
+        assert_eq!(t.map(&three, None, RW)?, top(4 * PAGE));
+        assert_eq!(t.map(&slice(0x1000, 1, true)?, None, RW), Err(ENOSPC));
+        // A fixed IOVA may use what allocation leaves out.
+        assert_eq!(
+            t.map(&slice(0x1000, PAGE, true)?, Some(top(PAGE)), RW)?,
+            top(PAGE)
+        );
+        assert_eq!(t.map(&slice(0x1000, PAGE, true)?, Some(0), RW)?, 0);
+        assert_eq!(unmap(&t, 0, u64::MAX)?, 6 * PAGE);
+        Ok(())
+    }
+
     #[test]
     fn copy_to_the_top_in_two_slices() -> Result {
         let t = iopt()?;
