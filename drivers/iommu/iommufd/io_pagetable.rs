@@ -863,7 +863,7 @@ impl IoPagetable {
         let res = bitmap.for_each(|iova, len| {
             // The chunk must be mapped throughout, by areas that follow
             // each other.
-            let last = iova + (len as u64 - 1);
+            let last = last_of(iova, len as u64)?;
             let mut at = iova;
             while let Some((s, l, _)) = inner.areas.first_overlap(at, last) {
                 if s > at {
@@ -1044,6 +1044,33 @@ mod tests {
         assert_eq!(t.map(&two, Some(top(2 * PAGE) + 1), RW), Err(EOVERFLOW));
         assert_eq!(t.map(&two, Some(top(2 * PAGE)), RW)?, top(2 * PAGE));
         assert_eq!(unmap(&t, 0, u64::MAX)?, 2 * PAGE);
+        Ok(())
+    }
+
+    /// Automatic allocation, as upstream's, never returns IOVA 0 and never
+    /// uses the last page of the space, wherever the allowed ranges are.
+    #[test]
+    fn auto_iova_at_the_edges_of_the_space() -> Result {
+        let t = iopt()?;
+        let mut allowed = IntervalMap::new();
+        allowed.insert(0, 2 * PAGE - 1, ())?;
+        allowed.insert(top(4 * PAGE), u64::MAX, ())?;
+        t.set_allowed(allowed)?;
+        assert_eq!(t.map(&slice(0x1000, PAGE, true)?, None, RW)?, PAGE);
+        assert_eq!(
+            t.map(&slice(0x1000, 4 * PAGE, true)?, None, RW),
+            Err(ENOSPC)
+        );
+        let three = slice(0x1000, 3 * PAGE, true)?;
+        assert_eq!(t.map(&three, None, RW)?, top(4 * PAGE));
+        assert_eq!(t.map(&slice(0x1000, 1, true)?, None, RW), Err(ENOSPC));
+        // A fixed IOVA may use what allocation leaves out.
+        assert_eq!(
+            t.map(&slice(0x1000, PAGE, true)?, Some(top(PAGE)), RW)?,
+            top(PAGE)
+        );
+        assert_eq!(t.map(&slice(0x1000, PAGE, true)?, Some(0), RW)?, 0);
+        assert_eq!(unmap(&t, 0, u64::MAX)?, 6 * PAGE);
         Ok(())
     }
 
