@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -30,7 +31,7 @@
 
 #define PAGE 4096UL
 /* Inside the mock IOMMU's aperture. */
-#define BASE_IOVA (1UL << 24)
+#define BASE_IOVA 0x1000000UL
 /* How long each test lets its threads race. */
 #define RACE_MS 1500
 
@@ -169,8 +170,8 @@ struct holder {
 	int fd;
 	__u32 dev_id;
 	void *buf;
-	volatile bool stop;
-	volatile unsigned long calls;
+	atomic_bool stop;
+	atomic_ulong calls;
 };
 
 static void *hw_info_holder(void *arg)
@@ -236,7 +237,7 @@ TEST_F_TIMEOUT(race, device_destroy_waits_for_users, 150)
 struct destroyer {
 	int fd;
 	__u32 first;
-	volatile bool stop;
+	atomic_bool stop;
 	unsigned long destroyed;
 };
 
@@ -377,7 +378,7 @@ struct pinner {
 	int fd;
 	__u32 ioas_id;
 	int mfd;
-	volatile bool stop;
+	atomic_bool stop;
 	unsigned long rounds;
 	int err;
 };
@@ -483,7 +484,8 @@ static void change_process_race(struct __test_metadata *_metadata, void *arg)
 		else
 			EXPECT_EQ(0, errno);
 	}
-	a.stop = b.stop = true;
+	a.stop = true;
+	b.stop = true;
 	pthread_join(ta, NULL);
 	pthread_join(tb, NULL);
 	ASSERT_EQ(1, write(to_child[1], "s", 1));
@@ -626,7 +628,7 @@ struct unmapper {
 	int fd;
 	__u32 ioas_id;
 	void *buf;
-	volatile bool stop;
+	atomic_bool stop;
 	unsigned long rounds;
 	int err;
 };
