@@ -586,10 +586,10 @@ impl Drop for MockDev {
             idev.detach();
             let id = idev.id();
             drop(idev);
-            self.ctx.objects.put_long(id);
-            // The device object goes with its binding, before the device:
-            // it gives back the device's DMA ownership.
-            if self.ctx.objects.destroy(id).is_err() {
+            // The device object goes with its binding, before the device
+            // (it gives back the device's DMA ownership): once the commands
+            // using it are over.
+            if self.ctx.objects.remove_owned(id).is_err() {
                 pr_err!("mock device: device object {id} still in use\n");
             }
         }
