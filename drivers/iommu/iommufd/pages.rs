@@ -436,8 +436,8 @@ impl Pages {
     /// Maps bytes `[first_byte, last_byte]` of the memory at `iova` in
     /// `domain`; the caller holds a user on the pages (if they have
     /// `struct page`s).  Physically contiguous runs go in one call, unless
-    /// `small` asks for one call per page.  On failure the caller unmaps
-    /// with [`Pages::unmap_range`].
+    /// `small` asks for one call per page.  On failure nothing of it stays
+    /// mapped.
     pub(crate) fn map_range(
         &self,
         domain: &Arc<Domain>,
@@ -466,7 +466,9 @@ impl Pages {
         }
         // (iova, paddr, length) of the run being built.
         let mut run: Option<(u64, u64, u64)> = None;
-        self.for_each_phys(first_byte / PAGE, last_byte / PAGE, |idx, phys| {
+        // Bytes mapped from `iova` on, in order: what a failure unmaps.
+        let mut mapped = 0u64;
+        let res = self.for_each_phys(first_byte / PAGE, last_byte / PAGE, |idx, phys| {
             // The part of page `idx` that is mapped.
             let lo = (idx * PAGE).max(first_byte);
             let hi = (idx * PAGE + (PAGE - 1)).min(last_byte);
@@ -478,15 +480,20 @@ impl Pages {
                 _ => {
                     if let Some((ri, rp, rl)) = run.replace((at, paddr, len)) {
                         domain.map(ri, rp, rl as usize, prot)?;
+                        mapped += rl;
                     }
                 }
             }
             Ok(())
-        })?;
-        if let Some((ri, rp, rl)) = run {
-            domain.map(ri, rp, rl as usize, prot)?;
+        });
+        let res = res.and_then(|()| match run {
+            Some((ri, rp, rl)) => domain.map(ri, rp, rl as usize, prot),
+            None => Ok(()),
+        });
+        if res.is_err() && mapped != 0 {
+            self.unmap_range(domain, iova, mapped);
         }
-        Ok(())
+        res
     }
 
     /// Undoes [`Pages::map_range`] for the `len` bytes at `iova`.
