@@ -687,4 +687,65 @@ TEST_F_TIMEOUT(race, access_unmap_vs_close, 150)
 	close(u.fd);
 }
 
+/*
+ * An access's descriptor is closed while another thread pins through it:
+ * a pin is either refused (the descriptor is gone) or unpinned when the
+ * access goes, so that the IOAS can be unmapped afterwards and no page
+ * stays pinned.
+ */
+struct pinning {
+	int fd;
+	int access;
+	atomic_bool stop;
+	unsigned long pinned;
+};
+
+static void *pin_loop(void *arg)
+{
+	struct pinning *p = arg;
+
+	while (!p->stop)
+		if (!access_pages(p->fd, p->access, BASE_IOVA, 4 * PAGE))
+			p->pinned++;
+	return NULL;
+}
+
+TEST(access_close_while_pinning)
+{
+	int fd = open("/dev/iommu", O_RDWR);
+	unsigned long rounds = 0, pinned = 0;
+	__u32 ioas_id;
+	uint64_t end;
+	void *buf;
+
+	ASSERT_LE(0, fd);
+	buf = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	ASSERT_NE(MAP_FAILED, buf);
+	ASSERT_EQ(0, ioas_alloc(fd, &ioas_id));
+	ASSERT_EQ(0, map_fixed(fd, ioas_id, buf, 4 * PAGE, BASE_IOVA, RW));
+	end = now_ms() + RACE_MS;
+	while (now_ms() < end && rounds < 200) {
+		struct pinning p = { .fd = fd };
+		pthread_t thread;
+
+		p.access = create_access(fd, ioas_id,
+					 MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES);
+		ASSERT_LE(0, p.access);
+		ASSERT_EQ(0, pthread_create(&thread, NULL, pin_loop, &p));
+		usleep(1000 + rounds % 7 * 300);
+		close(p.access);
+		p.stop = true;
+		pthread_join(thread, NULL);
+		pinned += p.pinned;
+		rounds++;
+	}
+	TH_LOG("%lu accesses, %lu pins", rounds, pinned);
+	/* No access holds a pin: the unmap goes through at once. */
+	EXPECT_EQ(0, check_refs(fd, buf, 4 * PAGE, 0));
+	EXPECT_EQ(0, unmap(fd, ioas_id, BASE_IOVA, 4 * PAGE, NULL));
+	EXPECT_EQ(0, status_kb("VmPin"));
+	close(fd);
+}
+
 TEST_HARNESS_MAIN
