@@ -197,10 +197,6 @@ impl Hwpt {
         }
     }
 
-    fn auto(&self) -> bool {
-        matches!(self, Hwpt::Paging(h) if h.auto)
-    }
-
     fn pasid_compat(&self) -> bool {
         match self {
             Hwpt::Paging(h) => h.pasid_compat,
@@ -422,12 +418,15 @@ impl Device {
     /// Gives back a use of `hwpt`, destroying it if it was automatic and
     /// this was its last device.
     fn put_hwpt(&self, hwpt: Hwpt) {
-        let (id, auto) = (hwpt.id(), hwpt.auto());
-        drop(hwpt);
-        self.ctx.objects.put_long(id);
-        if auto {
-            // EBUSY: another device still uses it.
-            let _ = self.ctx.objects.destroy(id);
+        match hwpt {
+            // In one step: between a put and a destroy by ID, the HWPT could
+            // be destroyed by the user and its ID given to a new object.
+            Hwpt::Paging(h) if h.auto => self.ctx.objects.put_and_try_destroy(h),
+            hwpt => {
+                let id = hwpt.id();
+                drop(hwpt);
+                self.ctx.objects.put_long(id);
+            }
         }
     }
 

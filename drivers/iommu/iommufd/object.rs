@@ -266,6 +266,31 @@ impl ObjectTable {
         self.put_use(id);
     }
 
+    /// Gives back a long-term use of `obj` and destroys it if only the table
+    /// uses it then (an automatic HWPT its last device leaves), in one step
+    /// under the lock.
+    pub(crate) fn put_and_try_destroy<T: Kind>(&self, obj: Arc<Object<T>>) {
+        let id = obj.id();
+        let mut inner = self.inner.lock();
+        let Some(entry) = inner.map.get(&id) else {
+            drop(inner);
+            pr_err!("object {id}: use given back twice\n");
+            return;
+        };
+        if !T::peek(&entry.obj).is_some_and(|o| Arc::ptr_eq(o, &obj)) {
+            drop(inner);
+            pr_err!("object {id}: use given back to another object\n");
+            return;
+        }
+        put_counter(&entry.uses.all, id);
+        let unused = entry.uses.all.load(Relaxed) == 1 && !entry.uses.dying.load(Relaxed);
+        let node = if unused { inner.remove(id) } else { None };
+        drop(inner);
+        // Torn down outside the lock, as in `destroy`, with our reference.
+        drop(node);
+        drop(obj);
+    }
+
     /// Whether an object (of any kind) is published as `id`, and not being
     /// removed.
     pub(crate) fn exists(&self, id: u32) -> bool {
@@ -774,6 +799,28 @@ mod tests {
         t.remove_owned(id)?;
         assert_eq!(t.get::<Ioas>(id).err(), Some(ENOENT));
         assert_eq!(t.remove_owned(id), Err(ENOENT));
+        Ok(())
+    }
+
+    #[test]
+    fn put_and_try_destroy_checks_the_object() -> Result {
+        let t = table()?;
+        let r = t.reserve()?;
+        let a = r.new_object(Ioas::new())?;
+        let id = r.id();
+        r.finalize_held(a.clone());
+        // A second long-term use: the put keeps the object.
+        let b = t.get_long::<Ioas>(id)?;
+        t.put_and_try_destroy(b);
+        assert_eq!(t.users(id), Some(2));
+        // The last one destroys it.
+        t.put_and_try_destroy(a.clone());
+        assert_eq!(t.users(id), None);
+        // Its ID now names another object, which a stale put leaves alone.
+        assert_eq!(publish(&t)?, id);
+        t.put_and_try_destroy(a);
+        assert_eq!(t.users(id), Some(1));
+        t.destroy(id)?;
         Ok(())
     }
 
