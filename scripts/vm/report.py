@@ -30,6 +30,7 @@ OURS = (
     "iommufd_nested",
     "iommufd_dirty",
     "iommufd_edges",
+    "iommufd_race",
     "accounting_after",
 )
 

@@ -117,11 +117,9 @@ impl Access {
     pub(crate) fn destroy(this: Arc<Object<Access>>) {
         Self::detach(&this);
         let id = this.id();
-        let ctx = &this.ctx;
-        ctx.objects.put_long(id);
-        // The table then holds the last use; a failure here is a use that
-        // outlived its command, which the table reports.
-        if ctx.objects.destroy(id).is_err() {
+        // Gives back the owner's use and waits for commands using it; a
+        // failure is another use that outlived its holder.
+        if this.ctx.objects.remove_owned(id).is_err() {
             pr_err!("access {id}: still in use at destroy\n");
         }
     }

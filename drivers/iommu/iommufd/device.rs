@@ -21,7 +21,7 @@ use kernel::uaccess::{UserPtr, UserSlice};
 use crate::ctx::Ctx;
 use crate::fault::{Fault, Sink};
 use crate::ioas::Ioas;
-use crate::object::{Held, Object};
+use crate::object::{Held, Kind, Object, Reservation};
 use crate::uapi;
 use crate::ucmd::Ucmd;
 
@@ -60,16 +60,17 @@ fn take_faults(
 impl HwptPaging {
     /// A new HWPT of `ioas` for `dev`, with `IOMMU_HWPT_ALLOC_*` `flags`
     /// (less `IOMMU_HWPT_FAULT_ID_VALID`) and the driver's `data` if any, its
-    /// faults going to the queue `fault_id`.
-    fn alloc(
-        ctx: &Arc<Ctx>,
+    /// faults going to the queue `fault_id`.  Not published yet: the caller
+    /// publishes it in `slot` once nothing can fail any more, or drops both.
+    fn alloc<'a>(
+        ctx: &'a Arc<Ctx>,
         ioas: Held<Ioas>,
         dev: &kernel::device::Device,
         auto: bool,
         flags: u32,
         data: Option<&UserData>,
         fault_id: Option<u32>,
-    ) -> Result<Arc<Object<HwptPaging>>> {
+    ) -> Result<(Reservation<'a>, Arc<Object<HwptPaging>>)> {
         if flags & uapi::IOMMU_HWPT_ALLOC_DIRTY_TRACKING != 0
             && !iommu::capable(dev, bindings::iommu_cap_IOMMU_CAP_DIRTY_TRACKING)
         {
@@ -84,31 +85,23 @@ impl HwptPaging {
         let domain = Arc::new(domain, GFP_KERNEL_ACCOUNT)?;
         let slot = ctx.objects.reserve()?;
         ioas.iopt.add_domain(&domain)?;
+        // From here the HWPT value holds the IOAS use and the domain's place
+        // in the IOAS: dropping it, also when its allocation fails, gives
+        // both back.
         let hwpt = slot.new_value(HwptPaging {
             ctx: ctx.clone(),
             id: slot.id(),
-            ioas: Some(ioas.obj().clone()),
-            domain: domain.clone(),
+            ioas: Some(ioas.into_long()),
+            domain,
             auto,
             nest_parent: flags & uapi::IOMMU_HWPT_ALLOC_NEST_PARENT != 0,
             pasid_compat: flags & uapi::IOMMU_HWPT_ALLOC_PASID != 0,
             fault,
-        });
-        let hwpt = match hwpt {
-            Ok(h) => h,
-            Err(e) => {
-                ioas.iopt.remove_domain(&domain);
-                return Err(e);
-            }
-        };
-        // From here the HWPT holds the IOAS use; dropping it gives it back.
-        let ioas = ioas.into_long();
-        if auto {
+        })?;
+        if let (true, Some(ioas)) = (auto, &hwpt.ioas) {
             ioas.add_auto_hwpt(hwpt.id())?;
         }
-        drop(ioas);
-        slot.finalize(hwpt.clone());
-        Ok(hwpt)
+        Ok((slot, hwpt))
     }
 }
 
@@ -140,15 +133,16 @@ pub(crate) struct HwptNested {
 
 impl HwptNested {
     /// A new nested HWPT on `parent` for `dev`, described by the driver's
-    /// `data`, with its faults going to the queue `fault_id`.
-    fn alloc(
-        ctx: &Arc<Ctx>,
+    /// `data`, with its faults going to the queue `fault_id`; to be
+    /// published in the returned slot, as [`HwptPaging::alloc`]'s.
+    fn alloc<'a>(
+        ctx: &'a Arc<Ctx>,
         parent: Held<HwptPaging>,
         dev: &kernel::device::Device,
         flags: u32,
         data: &UserData,
         fault_id: Option<u32>,
-    ) -> Result<Arc<Object<HwptNested>>> {
+    ) -> Result<(Reservation<'a>, Arc<Object<HwptNested>>)> {
         if flags & !(uapi::IOMMU_HWPT_FAULT_ID_VALID | uapi::IOMMU_HWPT_ALLOC_PASID) != 0
             || data.is_empty()
         {
@@ -168,8 +162,7 @@ impl HwptNested {
             fault,
             _parent: parent,
         })?;
-        slot.finalize(hwpt.clone());
-        Ok(hwpt)
+        Ok((slot, hwpt))
     }
 }
 
@@ -202,10 +195,6 @@ impl Hwpt {
             Hwpt::Paging(h) => h.fault.as_ref(),
             Hwpt::Nested(h) => h.fault.as_ref(),
         }
-    }
-
-    fn auto(&self) -> bool {
-        matches!(self, Hwpt::Paging(h) if h.auto)
     }
 
     fn pasid_compat(&self) -> bool {
@@ -419,20 +408,25 @@ impl Device {
                 return Ok(hwpt);
             }
         }
-        let hwpt = HwptPaging::alloc(&self.ctx, ioas, &self.dev, true, 0, None, None)?;
-        // The new HWPT's first use, for the caller.
-        objects.get_long::<HwptPaging>(hwpt.id())
+        let (slot, hwpt) = HwptPaging::alloc(&self.ctx, ioas, &self.dev, true, 0, None, None)?;
+        // Published with a use for the caller, which nobody can destroy
+        // before the caller's attach is through or undone.
+        slot.finalize_held(hwpt.clone());
+        Ok(hwpt)
     }
 
     /// Gives back a use of `hwpt`, destroying it if it was automatic and
     /// this was its last device.
     fn put_hwpt(&self, hwpt: Hwpt) {
-        let (id, auto) = (hwpt.id(), hwpt.auto());
-        drop(hwpt);
-        self.ctx.objects.put_long(id);
-        if auto {
-            // EBUSY: another device still uses it.
-            let _ = self.ctx.objects.destroy(id);
+        match hwpt {
+            // In one step: between a put and a destroy by ID, the HWPT could
+            // be destroyed by the user and its ID given to a new object.
+            Hwpt::Paging(h) if h.auto => self.ctx.objects.put_and_try_destroy(h),
+            hwpt => {
+                let id = hwpt.id();
+                drop(hwpt);
+                self.ctx.objects.put_long(id);
+            }
         }
     }
 
@@ -551,7 +545,7 @@ pub(crate) fn hwpt_alloc_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_hwpt_alloc>) -> R
     let flags = c.flags;
     let fault_id = (flags & uapi::IOMMU_HWPT_FAULT_ID_VALID != 0).then_some(c.fault_id);
     let data = UserData::new(c.data_type, c.data_uptr, c.data_len as usize);
-    let hwpt = if let Ok(ioas) = Held::<Ioas>::get(&ctx, c.pt_id) {
+    if let Ok(ioas) = Held::<Ioas>::get(&ctx, c.pt_id) {
         if flags & !HWPT_ALLOC_FLAGS != 0
             || (fault_id.is_some() && flags & uapi::IOMMU_HWPT_ALLOC_NEST_PARENT != 0)
         {
@@ -559,25 +553,27 @@ pub(crate) fn hwpt_alloc_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_hwpt_alloc>) -> R
         }
         let flags = flags & !uapi::IOMMU_HWPT_FAULT_ID_VALID;
         let data = (!data.is_empty()).then_some(&data);
-        Hwpt::Paging(HwptPaging::alloc(
-            &ctx, ioas, &idev.dev, false, flags, data, fault_id,
-        )?)
+        let (slot, hwpt) = HwptPaging::alloc(&ctx, ioas, &idev.dev, false, flags, data, fault_id)?;
+        respond_then_publish(ucmd, slot, hwpt)
     } else if let Ok(parent) = Held::<HwptPaging>::get(&ctx, c.pt_id) {
-        Hwpt::Nested(HwptNested::alloc(
-            &ctx, parent, &idev.dev, flags, &data, fault_id,
-        )?)
+        let (slot, hwpt) = HwptNested::alloc(&ctx, parent, &idev.dev, flags, &data, fault_id)?;
+        respond_then_publish(ucmd, slot, hwpt)
     } else {
         // A vIOMMU (not implemented yet), another kind of object or none.
-        return Err(EINVAL);
-    };
-    let id = hwpt.id();
-    drop(hwpt);
-    drop(idev);
-    ucmd.cmd.out_hwpt_id = id;
-    if let Err(e) = ucmd.respond() {
-        let _ = ucmd.ctx.objects.destroy(id);
-        return Err(e);
+        Err(EINVAL)
     }
+}
+
+/// Tells the caller of `IOMMU_HWPT_ALLOC` the new HWPT's ID and only then
+/// publishes it: a failed copy-out drops it unseen.
+fn respond_then_publish<T: Kind>(
+    ucmd: &mut Ucmd<'_, uapi::iommu_hwpt_alloc>,
+    slot: Reservation<'_>,
+    hwpt: Arc<Object<T>>,
+) -> Result {
+    ucmd.cmd.out_hwpt_id = slot.id();
+    ucmd.respond()?;
+    slot.finalize(hwpt);
     Ok(())
 }
 

@@ -214,10 +214,10 @@ fn fill_area(domain: &Arc<Domain>, s: u64, l: u64, area: &Area, pin: bool, small
         pin_area(area, s, l)?;
     }
     let prot = iommu_prot(area.prot);
+    // A failed map leaves nothing mapped.
     area.pages
         .map_range(domain, s, area.start_byte, area.byte(s, l), prot, small)
         .inspect_err(|_| {
-            area.pages.unmap_range(domain, s, l - s + 1);
             if pin {
                 unpin_area(area, s, l);
             }

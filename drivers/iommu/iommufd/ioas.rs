@@ -252,11 +252,13 @@ pub(crate) fn change_process_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_change_p
     if ucmd.cmd.__reserved != 0 {
         return Err(EOPNOTSUPP);
     }
+    // Each IOAS with a use: none can be destroyed meanwhile, as upstream.
+    let all = ucmd.ctx.objects.all::<Ioas>()?;
     let mut pages = KVec::new();
-    for ioas in ucmd.ctx.objects.all::<Ioas>()?.iter() {
+    for ioas in all.iter() {
         ioas.iopt.collect_pages(&mut pages)?;
     }
-    crate::pages::change_process(&pages)
+    crate::pages::change_process(pages)
 }
 
 /// The dma-buf of the file descriptor `fd`, if it is one.

@@ -9,21 +9,26 @@
 //! back: a half-built object is never visible.
 //!
 //! Every entry counts its users: one for the table itself, one for every
-//! [`ObjRef`] (a command working on the object) and every in-kernel user.
-//! `IOMMU_DESTROY` succeeds only while the table is the sole user and fails
-//! with `EBUSY` otherwise.  An [`ObjRef`] drops its reference to the object
-//! before it gives back its use, so when destroy finds one user the table
-//! holds the last reference and the object is torn down before the ioctl
-//! returns.
+//! [`ObjRef`] (a command working on the object, a short-term use) and every
+//! in-kernel user (a long-term use).  `IOMMU_DESTROY` succeeds only while
+//! the table is the sole user and fails with `EBUSY` otherwise.  An
+//! [`ObjRef`] drops its reference to the object before it gives back its
+//! use, so when destroy finds one user the table holds the last reference
+//! and the object is torn down before the ioctl returns.
+//!
+//! An in-kernel owner that is done with its object (a device binding, an
+//! access) removes it with [`ObjectTable::remove_owned`]: lookups fail from
+//! then on, and the removal waits for the commands still using the object,
+//! so that the object is gone, not merely doomed, when its owner goes.
 
-use core::marker::PhantomData;
 use core::ops::Deref;
 use kernel::id_pool::IdPool;
-use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::rbtree::{RBTree, RBTreeNode, RBTreeNodeReservation};
-use kernel::sync::atomic::{Acquire, Atomic, Relaxed, Release};
-use kernel::sync::{Arc, Mutex};
+use kernel::sync::atomic::{Acquire, Atomic, Full, Relaxed, Release};
+use kernel::sync::{Arc, CondVar, CondVarTimeoutResult, Mutex};
+use kernel::time::{delay::fsleep, msecs_to_jiffies, Delta};
+use kernel::{new_condvar, new_mutex};
 
 use crate::access::Access;
 use crate::ctx::Ctx;
@@ -100,10 +105,33 @@ object_kinds! {
 
 struct Entry {
     obj: AnyObject,
-    /// The table's own use plus every outstanding [`ObjRef`].
-    /// Its own atomic so that a use is given back without the table lock;
-    /// uses are only taken under the lock.
-    users: Arc<Atomic<u32>>,
+    uses: Arc<Uses>,
+}
+
+/// The uses of one entry.  Atomics of their own, so that a use is given
+/// back without the table lock; uses are only taken under the lock.
+struct Uses {
+    /// The table's own use plus every outstanding use, short or long.
+    all: Atomic<u32>,
+    /// The outstanding [`ObjRef`]s, which [`ObjectTable::remove_owned`]
+    /// waits for.
+    short: Atomic<u32>,
+    /// Set, under the table lock, once the owner removes the object: lookups
+    /// fail, and the last [`ObjRef`] to go wakes the owner.
+    dying: Atomic<bool>,
+}
+
+impl Uses {
+    fn new() -> Result<Arc<Self>> {
+        Ok(Arc::new(
+            Uses {
+                all: Atomic::new(0),
+                short: Atomic::new(0),
+                dying: Atomic::new(false),
+            },
+            GFP_KERNEL_ACCOUNT,
+        )?)
+    }
 }
 
 /// How the pages an IOAS pins are charged against `RLIMIT_MEMLOCK`.
@@ -144,24 +172,39 @@ impl Inner {
         Some(node)
     }
 
-    /// Counts a new use of the published object `id` of kind `T`; returns
-    /// the object and the entry's use counter.
-    fn get<T: Kind>(&mut self, id: u32) -> Result<Counted<T>> {
+    /// Counts a new use of the published object `id` of kind `T`, a
+    /// short-term one if `short`; returns the object and the entry's uses.
+    /// An object its owner is removing is not found.
+    fn get<T: Kind>(&mut self, id: u32, short: bool) -> Result<Counted<T>> {
         let entry = self.map.get_mut(&id).ok_or(ENOENT)?;
+        if entry.uses.dying.load(Relaxed) {
+            return Err(ENOENT);
+        }
         let obj = T::peek(&entry.obj).ok_or(ENOENT)?.clone();
-        entry.users.fetch_add(1, Relaxed);
-        Ok((obj, entry.users.clone()))
+        entry.uses.all.fetch_add(1, Relaxed);
+        if short {
+            entry.uses.short.fetch_add(1, Relaxed);
+        }
+        Ok((obj, entry.uses.clone()))
     }
 }
 
-/// An object with the use counter of its entry.
-type Counted<T> = (Arc<Object<T>>, Arc<Atomic<u32>>);
+/// An object with the uses of its entry.
+type Counted<T> = (Arc<Object<T>>, Arc<Uses>);
+
+/// How long [`ObjectTable::remove_owned`] waits before saying that it
+/// still waits.
+const REMOVE_WARN_MS: u32 = 60_000;
 
 /// The objects of one iommufd context.
 #[pin_data]
 pub(crate) struct ObjectTable {
     #[pin]
     inner: Mutex<Inner>,
+    /// Woken, under the lock, when the last [`ObjRef`] of an object being
+    /// removed by its owner goes.
+    #[pin]
+    unused: CondVar,
 }
 
 impl ObjectTable {
@@ -176,6 +219,7 @@ impl ObjectTable {
                     compat_ioas: None,
                 },
             }),
+            unused <- new_condvar!("iommufd_object_unused"),
         })
     }
 
@@ -183,7 +227,7 @@ impl ObjectTable {
     pub(crate) fn reserve(&self) -> Result<Reservation<'_>> {
         // Allocated up front so that publishing cannot fail.
         let node = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
-        let users = Arc::new(Atomic::new(0), GFP_KERNEL_ACCOUNT)?;
+        let users = Uses::new()?;
         let mut inner = self.inner.lock();
         let id = loop {
             if let Some(unused) = inner.ids.find_unused_id(1) {
@@ -213,7 +257,7 @@ impl ObjectTable {
     /// keeps it beyond the current command: the use lasts until
     /// [`ObjectTable::put_long`].  The object cannot be destroyed meanwhile.
     pub(crate) fn get_long<T: Kind>(&self, id: u32) -> Result<Arc<Object<T>>> {
-        Ok(self.inner.lock().get::<T>(id)?.0)
+        Ok(self.inner.lock().get::<T>(id, false)?.0)
     }
 
     /// Gives back a use taken with [`ObjectTable::get_long`] (or kept from
@@ -222,20 +266,77 @@ impl ObjectTable {
         self.put_use(id);
     }
 
-    /// Whether an object (of any kind) is published as `id`.
-    pub(crate) fn exists(&self, id: u32) -> bool {
-        self.inner.lock().map.get(&id).is_some()
+    /// Gives back a long-term use of `obj` and destroys it if only the table
+    /// uses it then (an automatic HWPT its last device leaves), in one step
+    /// under the lock.
+    pub(crate) fn put_and_try_destroy<T: Kind>(&self, obj: Arc<Object<T>>) {
+        let id = obj.id();
+        let mut inner = self.inner.lock();
+        let Some(entry) = inner.map.get(&id) else {
+            drop(inner);
+            pr_err!("object {id}: use given back twice\n");
+            return;
+        };
+        if !T::peek(&entry.obj).is_some_and(|o| Arc::ptr_eq(o, &obj)) {
+            drop(inner);
+            pr_err!("object {id}: use given back to another object\n");
+            return;
+        }
+        put_counter(&entry.uses.all, id);
+        let unused = entry.uses.all.load(Relaxed) == 1 && !entry.uses.dying.load(Relaxed);
+        let node = if unused { inner.remove(id) } else { None };
+        drop(inner);
+        // Torn down outside the lock, as in `destroy`, with our reference.
+        drop(node);
+        drop(obj);
     }
 
-    /// Every published object of kind `T`.
-    pub(crate) fn all<T: Kind>(&self) -> Result<KVec<Arc<Object<T>>>> {
-        let inner = self.inner.lock();
+    /// Whether an object (of any kind) is published as `id`, and not being
+    /// removed.
+    pub(crate) fn exists(&self, id: u32) -> bool {
+        self.inner
+            .lock()
+            .map
+            .get(&id)
+            .is_some_and(|e| !e.uses.dying.load(Relaxed))
+    }
+
+    /// Every published object of kind `T`, each with a use for the caller
+    /// (so that none can be destroyed meanwhile).
+    pub(crate) fn all<T: Kind>(&self) -> Result<KVec<ObjRef<'_, T>>> {
+        // Declared before the guard: on an error it goes after the guard,
+        // so that no use is given back under the lock.
         let mut out = KVec::new();
-        for (_, entry) in inner.map.iter() {
-            if let Some(obj) = T::peek(&entry.obj) {
-                out.push(obj.clone(), GFP_KERNEL_ACCOUNT)?;
+        let mut inner = self.inner.lock();
+        let ids = {
+            let mut ids = KVec::new();
+            for (id, entry) in inner.map.iter() {
+                if T::peek(&entry.obj).is_some() {
+                    ids.push(*id, GFP_KERNEL_ACCOUNT)?;
+                }
+            }
+            ids
+        };
+        out.reserve(ids.len(), GFP_KERNEL_ACCOUNT)?;
+        for id in ids {
+            if let Ok((obj, uses)) = inner.get::<T>(id, true) {
+                let r = ObjRef {
+                    obj,
+                    _use: Use {
+                        uses,
+                        id,
+                        table: self,
+                    },
+                };
+                // Room was reserved above.
+                if let Err(e) = out.push_within_capacity(r) {
+                    drop(inner);
+                    drop(e);
+                    return Err(ENOMEM);
+                }
             }
         }
+        drop(inner);
         Ok(out)
     }
 
@@ -247,14 +348,14 @@ impl ObjectTable {
     ) -> Result<ObjRef<'_, T>> {
         let mut inner = self.inner.lock();
         let id = f(&inner.shared)?;
-        let (obj, users) = inner.get::<T>(id)?;
+        let (obj, uses) = inner.get::<T>(id, true)?;
         drop(inner);
         Ok(ObjRef {
             obj,
             _use: Use {
-                users,
+                uses,
                 id,
-                _table: PhantomData,
+                table: self,
             },
         })
     }
@@ -272,13 +373,62 @@ impl ObjectTable {
         let mut inner = self.inner.lock();
         match inner.map.get(&id) {
             None => return Err(ENOENT),
-            Some(entry) if entry.users.load(Acquire) != 1 => return Err(EBUSY),
+            Some(entry) if entry.uses.all.load(Acquire) != 1 => return Err(EBUSY),
             Some(_) => {}
         }
         let node = inner.remove(id);
         drop(inner);
         // The object is torn down here, outside the lock: its destructor may
         // give back uses of other objects.
+        drop(node);
+        Ok(())
+    }
+
+    /// Gives back the caller's long-term use of `id` and removes the
+    /// object, for its in-kernel owner that is done with it.  Lookups fail
+    /// from now on; the commands still using the object are waited for, and
+    /// the object is destroyed before this returns.  `EBUSY` if another
+    /// long-term use remains (a refcounting bug): the object then stays,
+    /// without the caller's use, until the context goes.
+    pub(crate) fn remove_owned(&self, id: u32) -> Result {
+        let mut inner = self.inner.lock();
+        let uses = inner.map.get(&id).ok_or(ENOENT)?.uses.clone();
+        // Fully ordered before `short` is read, as the last `ObjRef`'s
+        // decrement of `short` is before its read of `dying` (see `Use`):
+        // either it sees `dying` and wakes us, or we see it gone.
+        if uses.dying.xchg(true, Full) {
+            pr_err!("object {id}: removed twice by its owner\n");
+            return Err(EBUSY);
+        }
+        let mut warned = false;
+        while uses.short.load(Acquire) != 0 {
+            let wait = msecs_to_jiffies(REMOVE_WARN_MS);
+            match self.unused.wait_interruptible_timeout(&mut inner, wait) {
+                CondVarTimeoutResult::Timeout if !warned => {
+                    pr_warn!("object {id}: its owner still waits for commands using it\n");
+                    warned = true;
+                }
+                CondVarTimeoutResult::Signal { .. } => {
+                    // A pending signal ends each interruptible sleep at once:
+                    // look again shortly, without the lock.
+                    drop(inner);
+                    fsleep(Delta::from_millis(1));
+                    inner = self.inner.lock();
+                }
+                _ => {}
+            }
+        }
+        // Nobody can destroy the entry meanwhile: the caller's use is in it.
+        if uses.all.load(Acquire) != 2 {
+            uses.dying.store(false, Relaxed);
+            drop(inner);
+            pr_err!("object {id}: still in use when its owner removes it\n");
+            put_counter(&uses.all, id);
+            return Err(EBUSY);
+        }
+        let node = inner.remove(id);
+        drop(inner);
+        // Torn down outside the lock, as in `destroy`.
         drop(node);
         Ok(())
     }
@@ -314,7 +464,7 @@ impl ObjectTable {
     fn remove_next_unused(&self, from: &mut u32) -> Option<RBTreeNode<u32, Entry>> {
         let mut inner = self.inner.lock();
         let mut cursor = inner.map.cursor_lower_bound_mut(from)?;
-        while cursor.current().1.users.load(Acquire) != 1 {
+        while cursor.current().1.uses.all.load(Acquire) != 1 {
             cursor = cursor.move_next()?;
         }
         let id = *cursor.current().0;
@@ -323,9 +473,9 @@ impl ObjectTable {
     }
 
     fn put_use(&self, id: u32) {
-        let users = self.inner.lock().map.get(&id).map(|e| e.users.clone());
-        match users {
-            Some(users) => put_counter(&users, id),
+        let uses = self.inner.lock().map.get(&id).map(|e| e.uses.clone());
+        match uses {
+            Some(uses) => put_counter(&uses.all, id),
             None => pr_err!("object {id}: use given back twice\n"),
         }
     }
@@ -336,7 +486,7 @@ impl ObjectTable {
             .lock()
             .map
             .get(&id)
-            .map(|e| e.users.load(Relaxed))
+            .map(|e| e.uses.all.load(Relaxed))
     }
 }
 
@@ -347,7 +497,7 @@ pub(crate) struct Reservation<'a> {
     table: &'a ObjectTable,
     id: u32,
     node: Option<RBTreeNodeReservation<u32, Entry>>,
-    users: Option<Arc<Atomic<u32>>>,
+    users: Option<Arc<Uses>>,
 }
 
 impl Reservation<'_> {
@@ -394,12 +544,12 @@ impl Reservation<'_> {
         let (Some(node), Some(counter)) = (self.node.take(), self.users.take()) else {
             return;
         };
-        counter.store(users, Relaxed);
+        counter.all.store(users, Relaxed);
         let node = node.into_node(
             self.id,
             Entry {
                 obj: T::wrap(obj),
-                users: counter,
+                uses: counter,
             },
         );
         let mut inner = self.table.inner.lock();
@@ -435,16 +585,25 @@ fn put_counter(users: &Atomic<u32>, id: u32) {
     }
 }
 
-/// A use of an object, given back when dropped (without the table lock).
+/// A command's use of an object, given back when dropped (without the table
+/// lock, unless the object's owner waits for it).
 struct Use<'a> {
-    users: Arc<Atomic<u32>>,
+    uses: Arc<Uses>,
     id: u32,
-    _table: PhantomData<&'a ObjectTable>,
+    table: &'a ObjectTable,
 }
 
 impl Drop for Use<'_> {
     fn drop(&mut self) {
-        put_counter(&self.users, self.id);
+        // `all` first: once `short` is 0, `remove_owned` reads `all`.
+        put_counter(&self.uses.all, self.id);
+        // Fully ordered before `dying` is read (see `remove_owned`).
+        if self.uses.short.fetch_sub(1, Full) == 1 && self.uses.dying.load(Relaxed) {
+            // The owner looks at `short` and sleeps under the lock: holding
+            // it, the wake-up cannot come between the two.
+            let _guard = self.table.inner.lock();
+            self.table.unused.notify_all();
+        }
     }
 }
 
@@ -612,6 +771,71 @@ mod tests {
             t.with_shared(|s, empty| (s.compat_ioas, empty)),
             (None, true)
         );
+        Ok(())
+    }
+
+    #[test]
+    fn owner_removal_gives_back_its_use() -> Result {
+        let t = table()?;
+        let r = t.reserve()?;
+        let obj = r.new_object(Ioas::new())?;
+        let id = r.id();
+        r.finalize_held(obj);
+        // The owner's use keeps IOMMU_DESTROY away.
+        assert_eq!(t.destroy(id), Err(EBUSY));
+        // Another long-term use left is a bug: the object stays, without
+        // the owner's use.
+        let other = t.get_long::<Ioas>(id)?;
+        assert_eq!(t.remove_owned(id), Err(EBUSY));
+        assert_eq!(t.users(id), Some(2));
+        drop(other);
+        t.put_long(id);
+        t.destroy(id)?;
+        // With no command using it, the owner removes it at once.
+        let r = t.reserve()?;
+        let obj = r.new_object(Ioas::new())?;
+        let id = r.id();
+        r.finalize_held(obj);
+        t.remove_owned(id)?;
+        assert_eq!(t.get::<Ioas>(id).err(), Some(ENOENT));
+        assert_eq!(t.remove_owned(id), Err(ENOENT));
+        Ok(())
+    }
+
+    #[test]
+    fn put_and_try_destroy_checks_the_object() -> Result {
+        let t = table()?;
+        let r = t.reserve()?;
+        let a = r.new_object(Ioas::new())?;
+        let id = r.id();
+        r.finalize_held(a.clone());
+        // A second long-term use: the put keeps the object.
+        let b = t.get_long::<Ioas>(id)?;
+        t.put_and_try_destroy(b);
+        assert_eq!(t.users(id), Some(2));
+        // The last one destroys it.
+        t.put_and_try_destroy(a.clone());
+        assert_eq!(t.users(id), None);
+        // Its ID now names another object, which a stale put leaves alone.
+        assert_eq!(publish(&t)?, id);
+        t.put_and_try_destroy(a);
+        assert_eq!(t.users(id), Some(1));
+        t.destroy(id)?;
+        Ok(())
+    }
+
+    #[test]
+    fn all_holds_each_object() -> Result {
+        let t = table()?;
+        let a = publish(&t)?;
+        let b = publish(&t)?;
+        let all = t.all::<Ioas>()?;
+        assert_eq!(all.len(), 2);
+        assert_eq!((t.users(a), t.users(b)), (Some(2), Some(2)));
+        assert_eq!(t.destroy(a), Err(EBUSY));
+        drop(all);
+        t.destroy(a)?;
+        t.destroy(b)?;
         Ok(())
     }
 

@@ -28,14 +28,14 @@ use kernel::capability::{capable, Capability};
 use kernel::fs::File;
 use kernel::mm::pin::{memlock_limit_pages, pin_memfd_pages, PinFlags, PinnedPage, User};
 use kernel::mm::{Mm, MmWithUser};
-use kernel::new_mutex;
 use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
 use kernel::rbtree::{RBTree, RBTreeNode};
 use kernel::sync::aref::ARef;
-use kernel::sync::{Arc, Mutex};
+use kernel::sync::{Arc, CondVar, Mutex, MutexGuard};
 use kernel::task::Task;
 use kernel::uaccess::{UserPtr, UserSlice};
+use kernel::{new_condvar, new_mutex};
 
 use crate::object::AccountMode;
 #[cfg(CONFIG_DMA_SHARED_BUFFER)]
@@ -78,18 +78,18 @@ impl Source {
         } else {
             Charge::User
         };
-        Self::current_charged(charge)
+        Ok(Self::current_charged(charge))
     }
 
     /// The current process, charged the way `charge` says.
-    fn current_charged(charge: Charge) -> Result<Self> {
+    fn current_charged(charge: Charge) -> Self {
         let current = kernel::current!();
-        Ok(Self {
+        Self {
             mm: current.mm().map(|mm| ARef::from(&**mm)),
             task: ARef::from(current.group_leader()),
             user: User::current(),
             charge,
-        })
+        }
     }
 
     /// The address space with a user reference: `EFAULT` once the process
@@ -152,6 +152,9 @@ struct State {
     chunks: RBTree<u64, Chunk>,
     /// Pages pinned, hence charged.
     npinned: u64,
+    /// Set while `IOMMU_IOAS_CHANGE_PROCESS` moves the charge: nothing is
+    /// pinned or unpinned meanwhile (see [`Pages::lock_settled`]).
+    moving: bool,
 }
 
 impl State {
@@ -292,6 +295,9 @@ pub(crate) struct Pages {
     pub(crate) writable: bool,
     #[pin]
     state: Mutex<State>,
+    /// Woken when `State::moving` is cleared.
+    #[pin]
+    settled: CondVar,
 }
 
 impl Pages {
@@ -360,7 +366,9 @@ impl Pages {
                     source,
                     chunks: RBTree::new(),
                     npinned: 0,
+                    moving: false,
                 }),
+                settled <- new_condvar!("iommufd_pages_settled"),
             }),
             GFP_KERNEL_ACCOUNT,
         )
@@ -409,7 +417,7 @@ impl Pages {
         }
         let base = start - start % PAGE;
         // Not pinned page by page, hence not charged.
-        let source = Source::current_charged(Charge::None)?;
+        let source = Source::current_charged(Charge::None);
         let backing = Backing::DmaBuf {
             attach,
             start: base,
@@ -429,8 +437,8 @@ impl Pages {
     /// Maps bytes `[first_byte, last_byte]` of the memory at `iova` in
     /// `domain`; the caller holds a user on the pages (if they have
     /// `struct page`s).  Physically contiguous runs go in one call, unless
-    /// `small` asks for one call per page.  On failure the caller unmaps
-    /// with [`Pages::unmap_range`].
+    /// `small` asks for one call per page.  On failure nothing of it stays
+    /// mapped.
     pub(crate) fn map_range(
         &self,
         domain: &Arc<Domain>,
@@ -459,7 +467,9 @@ impl Pages {
         }
         // (iova, paddr, length) of the run being built.
         let mut run: Option<(u64, u64, u64)> = None;
-        self.for_each_phys(first_byte / PAGE, last_byte / PAGE, |idx, phys| {
+        // Bytes mapped from `iova` on, in order: what a failure unmaps.
+        let mut mapped = 0u64;
+        let res = self.for_each_phys(first_byte / PAGE, last_byte / PAGE, |idx, phys| {
             // The part of page `idx` that is mapped.
             let lo = (idx * PAGE).max(first_byte);
             let hi = (idx * PAGE + (PAGE - 1)).min(last_byte);
@@ -471,15 +481,20 @@ impl Pages {
                 _ => {
                     if let Some((ri, rp, rl)) = run.replace((at, paddr, len)) {
                         domain.map(ri, rp, rl as usize, prot)?;
+                        mapped += rl;
                     }
                 }
             }
             Ok(())
-        })?;
-        if let Some((ri, rp, rl)) = run {
-            domain.map(ri, rp, rl as usize, prot)?;
+        });
+        let res = res.and_then(|()| match run {
+            Some((ri, rp, rl)) => domain.map(ri, rp, rl as usize, prot),
+            None => Ok(()),
+        });
+        if res.is_err() && mapped != 0 {
+            self.unmap_range(domain, iova, mapped);
         }
-        Ok(())
+        res
     }
 
     /// Undoes [`Pages::map_range`] for the `len` bytes at `iova`.
@@ -541,7 +556,7 @@ impl Pages {
             return Ok(());
         }
         let flags = PinFlags::LONGTERM | self.flags(self.writable);
-        let mut st = self.state.lock();
+        let mut st = self.lock_settled();
         st.prepare(first, last)?;
         let mut idx = first;
         let res = (|| -> Result {
@@ -582,8 +597,30 @@ impl Pages {
         if self.is_dmabuf() {
             return;
         }
-        let mut st = self.state.lock();
+        let mut st = self.lock_settled();
         self.release(&mut st, first, last);
+    }
+
+    /// Locks the state once no `IOMMU_IOAS_CHANGE_PROCESS` is moving its
+    /// charge: the pins, hence the charge, only change under this.
+    fn lock_settled(&self) -> MutexGuard<'_, State> {
+        let mut st = self.state.lock();
+        while st.moving {
+            self.settled.wait(&mut st);
+        }
+        st
+    }
+
+    /// Makes the pins (and charge) of these pages stay as they are until
+    /// [`Pages::thaw`]; waits for another change under way.
+    fn freeze(&self) {
+        let mut st = self.lock_settled();
+        st.moving = true;
+    }
+
+    fn thaw(&self) {
+        self.state.lock().moving = false;
+        self.settled.notify_all();
     }
 
     fn release(&self, st: &mut State, first: u64, last: u64) {
@@ -702,52 +739,91 @@ impl Pages {
     }
 }
 
-/// `IOMMU_IOAS_CHANGE_PROCESS` for a set of distinct file-backed `Pages`:
-/// charges their pins to the current process and gives back the old
-/// charges.  `EINVAL` if one is not backed by a file; on a charging error
-/// nothing changes.
-pub(crate) fn change_process(all: &[Arc<Pages>]) -> Result {
+/// `IOMMU_IOAS_CHANGE_PROCESS` for a set of distinct `Pages`: charges
+/// their pins to the current process and gives back the old charges.
+/// `EINVAL` if one is not backed by a file; on a charging error nothing
+/// changes.  Pages the current process is charged for already stay as
+/// they are.
+pub(crate) fn change_process(mut all: KVec<Arc<Pages>>) -> Result {
     if all
         .iter()
         .any(|p| !matches!(p.backing, Backing::File { .. }))
     {
         return Err(EINVAL);
     }
+    // No pin or unpin may come between the new charge and the end of the
+    // old one.  Frozen in address order, so that two changes never wait
+    // for each other.
+    all.sort_unstable_by_key(|p| Arc::as_ptr(p) as usize);
+    // Each once: freezing twice would wait for ourselves.
+    let mut prev = core::ptr::null();
+    all.retain(|p| {
+        let keep = Arc::as_ptr(p) != prev;
+        prev = Arc::as_ptr(p);
+        keep
+    });
+    for p in all.iter() {
+        p.freeze();
+    }
+    let res = move_charges(&all);
+    for p in all.iter() {
+        p.thaw();
+    }
+    res
+}
+
+/// Moves the charges of frozen `Pages` to the current process.
+fn move_charges(all: &[Arc<Pages>]) -> Result {
+    let current = kernel::current!();
+    let mm = current.mm().map(|m| m.as_raw());
+    let user = User::current();
+    // Whether `src` is charged to someone else: another address space (for
+    // `pinned_vm`, and `locked_vm` in the VFIO mode) or another user.
+    let foreign = |src: &Source| {
+        src.mm.as_ref().map(|m| m.as_raw()) != mm
+            || (src.charge == Charge::User && !core::ptr::eq(&*src.user, &*user))
+    };
     // Charge the totals first, per kind of charge, as upstream does.
     let kinds = [Charge::None, Charge::User, Charge::Mm];
     let mut totals = [0usize; 3];
     for p in all {
         let st = p.state.lock();
-        let k = kinds
-            .iter()
-            .position(|k| *k == st.source.charge)
-            .unwrap_or(0);
-        totals[k] += st.npinned as usize;
+        if foreign(&st.source) {
+            let k = kinds
+                .iter()
+                .position(|k| *k == st.source.charge)
+                .unwrap_or(0);
+            totals[k] += st.npinned as usize;
+        }
     }
-    let mut charged: KVec<(Source, usize)> = KVec::new();
-    for (k, &n) in kinds.iter().zip(totals.iter()) {
-        let res = Source::current_charged(*k).and_then(|src| {
-            if n != 0 {
-                src.charge(n)?;
-            }
-            charged.push((src, n), GFP_KERNEL).map_err(|_| ENOMEM)
-        });
+    for (charged, (k, &n)) in kinds.iter().zip(totals.iter()).enumerate() {
+        let res = if n == 0 {
+            Ok(())
+        } else {
+            Source::current_charged(*k).charge(n)
+        };
         if let Err(e) = res {
-            for (s, n) in charged.iter() {
-                if *n != 0 {
-                    s.uncharge(*n);
+            for (k, &n) in kinds.iter().zip(totals.iter()).take(charged) {
+                if n != 0 {
+                    Source::current_charged(*k).uncharge(n);
                 }
             }
             return Err(e);
         }
     }
-    // Then move each: the new process takes over its share of the charge.
-    // (A pin or unpin racing with this is charged to the process it finds.)
+    // Then move each: the new process takes over its share of the charge,
+    // which is what was counted above, nothing having been pinned or
+    // unpinned since.
     for p in all {
         let mut st = p.state.lock();
-        let new = Source::current_charged(st.source.charge)?;
+        if !foreign(&st.source) {
+            continue;
+        }
+        let new = Source::current_charged(st.source.charge);
         let n = st.npinned as usize;
         let old = core::mem::replace(&mut st.source, new);
+        drop(st);
+        // The old process's mm lock may be taken: not under ours.
         old.uncharge(n);
     }
     Ok(())

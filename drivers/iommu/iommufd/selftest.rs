@@ -259,8 +259,8 @@ pub(crate) fn test_ioctl(ucmd: &mut Ucmd<'_, iommu_test_cmd>) -> Result {
         OP_ACCESS_RW => access_rw(cmd),
         // access_replace_ioas: { __u32 ioas_id; }
         OP_ACCESS_REPLACE_IOAS => {
-            let access = staccess_get(cmd.id)?.access()?;
-            Access::replace(&access, arg_u32(cmd, 0))
+            let st = staccess_get(cmd.id)?;
+            Access::replace(&st.access()?, arg_u32(cmd, 0))
         }
         // memory_limit: { __u32 limit; }
         OP_SET_TEMP_MEMORY_LIMIT => {
@@ -394,23 +394,37 @@ unsafe extern "C" fn iommufd_rs_staccess_release(data: *mut c_void) {
     }
 }
 
+/// A selftest access looked up by file descriptor, with a reference on its
+/// file for as long as the operation runs: the access is not released (and
+/// destroyed) under it, as upstream's `iommufd_access_get()` holds it.
+struct StAccessRef {
+    st: Arc<StAccess>,
+    _file: ARef<File>,
+}
+
+impl core::ops::Deref for StAccessRef {
+    type Target = StAccess;
+
+    fn deref(&self) -> &StAccess {
+        &self.st
+    }
+}
+
 /// The selftest access of the file descriptor `fd`: `EBADFD` if `fd` is
 /// not one.
-fn staccess_get(fd: u32) -> Result<Arc<StAccess>> {
+fn staccess_get(fd: u32) -> Result<StAccessRef> {
     let fd = c_int::try_from(fd).map_err(|_| EBADFD)?;
     let mut data = core::ptr::null_mut();
     // SAFETY: `data` is a valid place for the shim to store a pointer.
     let file = unsafe { iommufd_shim_staccess_fget(fd, &mut data) };
-    if file.is_null() {
-        return Err(EBADFD);
-    }
+    let file = core::ptr::NonNull::new(file.cast::<File>()).ok_or(EBADFD)?;
+    // SAFETY: The shim returned a file on which it took a reference, which
+    // the `ARef` takes over.
+    let file: ARef<File> = unsafe { ARef::from_raw(file) };
     // SAFETY: The file is a selftest access file, which owns `data` (from
-    // `into_foreign`) until its release; our file reference keeps it from
-    // being released while the borrow is turned into a reference of ours.
+    // `into_foreign`) until its release, and our reference keeps it open.
     let st: Arc<StAccess> = unsafe { <Arc<StAccess> as ForeignOwnable>::borrow(data) }.into();
-    // SAFETY: Gives back the reference the shim took.
-    unsafe { bindings::fput(file.cast()) };
-    Ok(st)
+    Ok(StAccessRef { st, _file: file })
 }
 
 /// `IOMMU_TEST_OP_CREATE_ACCESS`: an access attached to `ioas_id`, owned by
@@ -557,7 +571,8 @@ fn access_rw(cmd: &iommu_test_cmd) -> Result {
         pr_notice!("IOMMU_TEST_OP_ACCESS_RW: syzkaller IOVAs are not supported\n");
         return Err(EOPNOTSUPP);
     }
-    let access = staccess_get(cmd.id)?.access()?;
+    let st = staccess_get(cmd.id)?;
+    let access = st.access()?;
     let len = length as usize;
     let mut buf = KVVec::from_elem(0u8, len, GFP_KERNEL_ACCOUNT)?;
     let user = UserSlice::new(UserPtr::from_addr(uptr as usize), len);
@@ -595,10 +610,10 @@ impl Drop for MockDev {
             idev.detach();
             let id = idev.id();
             drop(idev);
-            self.ctx.objects.put_long(id);
-            // The device object goes with its binding, before the device:
-            // it gives back the device's DMA ownership.
-            if self.ctx.objects.destroy(id).is_err() {
+            // The device object goes with its binding, before the device
+            // (it gives back the device's DMA ownership): once the commands
+            // using it are over.
+            if self.ctx.objects.remove_owned(id).is_err() {
                 pr_err!("mock device: device object {id} still in use\n");
             }
         }

@@ -1,0 +1,751 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Lifetimes and races: objects destroyed while other threads' ioctls use
+ * them, creates that fail after the object was built, IOMMU_IOAS_CHANGE_PROCESS
+ * racing pins and unpins, close() of /dev/iommu racing ioctls, fork, and
+ * access unmap notifications racing the access's destruction.  Each test
+ * runs its threads for a bounded time (RACE_MS) and then asserts what
+ * upstream guarantees; every test passes on the stock C iommufd.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/capability.h>
+#include <linux/iommufd.h>
+
+#include "kselftest_harness.h"
+#include "iommufd_rs_utils.h"
+
+#define PAGE 4096UL
+/* Inside the mock IOMMU's aperture. */
+#define BASE_IOVA 0x1000000UL
+/* How long each test lets its threads race. */
+#define RACE_MS 1500
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000ULL + ts.tv_nsec / 1000000;
+}
+
+static int get_hw_info(int fd, __u32 dev_id)
+{
+	struct iommu_test_hw_info info;
+	struct iommu_hw_info cmd = {
+		.size = sizeof(cmd),
+		.dev_id = dev_id,
+		.data_len = sizeof(info),
+		.data_uptr = (uintptr_t)&info,
+	};
+
+	return ioctl(fd, IOMMU_GET_HW_INFO, &cmd);
+}
+
+static int map_file(int fd, __u32 ioas_id, int mfd, __u64 start, __u64 length,
+		    __u64 iova)
+{
+	struct iommu_ioas_map_file cmd = {
+		.size = sizeof(cmd),
+		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | RW,
+		.ioas_id = ioas_id,
+		.fd = mfd,
+		.start = start,
+		.length = length,
+		.iova = iova,
+	};
+
+	return ioctl(fd, IOMMU_IOAS_MAP_FILE, &cmd);
+}
+
+static int change_process(int fd)
+{
+	struct iommu_ioas_change_process cmd = { .size = sizeof(cmd) };
+
+	return ioctl(fd, IOMMU_IOAS_CHANGE_PROCESS, &cmd);
+}
+
+static int set_rlimit_mode(int fd, int mm_mode)
+{
+	struct iommu_option cmd = {
+		.size = sizeof(cmd),
+		.option_id = IOMMU_OPTION_RLIMIT_MODE,
+		.op = IOMMU_OPTION_OP_SET,
+		.val64 = mm_mode,
+	};
+
+	return ioctl(fd, IOMMU_OPTION, &cmd);
+}
+
+/* Returns the access file descriptor, or -1 with errno. */
+static int create_access(int fd, __u32 ioas_id, __u32 flags)
+{
+	struct iommu_test_cmd cmd = {
+		.size = sizeof(cmd),
+		.op = IOMMU_TEST_OP_CREATE_ACCESS,
+		.id = ioas_id,
+		.create_access = { .flags = flags },
+	};
+
+	if (ioctl(fd, IOMMU_TEST_CMD, &cmd))
+		return -1;
+	return cmd.create_access.out_access_fd;
+}
+
+static int access_pages(int fd, int access, __u64 iova, __u64 length)
+{
+	struct iommu_test_cmd cmd = {
+		.size = sizeof(cmd),
+		.op = IOMMU_TEST_OP_ACCESS_PAGES,
+		.id = access,
+		.access_pages = { .iova = iova, .length = length },
+	};
+
+	return ioctl(fd, IOMMU_TEST_CMD, &cmd);
+}
+
+/* Charges go against RLIMIT_MEMLOCK only without CAP_IPC_LOCK. */
+static int drop_cap_ipc_lock(void)
+{
+	struct __user_cap_header_struct hdr = {
+		.version = _LINUX_CAPABILITY_VERSION_3,
+	};
+	struct __user_cap_data_struct data[2] = {};
+
+	if (syscall(SYS_capget, &hdr, data))
+		return -1;
+	data[0].effective &= ~(1U << CAP_IPC_LOCK);
+	data[0].permitted &= ~(1U << CAP_IPC_LOCK);
+	return syscall(SYS_capset, &hdr, data);
+}
+
+static int memfd_of(size_t size)
+{
+	int mfd = memfd_create("iommufd_race", 0);
+
+	if (mfd < 0 || ftruncate(mfd, size))
+		return -1;
+	return mfd;
+}
+
+/* Runs @child in a new process and returns its exit status (0: passed). */
+static int in_child(void (*child)(struct __test_metadata *, void *),
+		    struct __test_metadata *_metadata, void *arg)
+{
+	int status;
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return -1;
+	if (!pid) {
+		child(_metadata, arg);
+		_exit(_metadata->exit_code ? 1 : 0);
+	}
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+		return -1;
+	return WEXITSTATUS(status);
+}
+
+/*
+ * Holds a device with slow IOMMU_GET_HW_INFO calls (each clears a large
+ * user buffer), back to back, for at most a second or until told to stop.
+ */
+#define HOLD_BYTES (16UL << 20)
+
+struct holder {
+	int fd;
+	__u32 dev_id;
+	void *buf;
+	atomic_bool stop;
+	atomic_ulong calls;
+};
+
+static void *hw_info_holder(void *arg)
+{
+	struct holder *h = arg;
+	uint64_t end = now_ms() + 1000;
+
+	while (!h->stop && now_ms() < end) {
+		struct iommu_hw_info cmd = {
+			.size = sizeof(cmd),
+			.dev_id = h->dev_id,
+			.data_len = HOLD_BYTES,
+			.data_uptr = (uintptr_t)h->buf,
+		};
+
+		if (ioctl(h->fd, IOMMU_GET_HW_INFO, &cmd))
+			break;
+		h->calls++;
+	}
+	return NULL;
+}
+
+FIXTURE(race) {};
+FIXTURE_SETUP(race) {}
+FIXTURE_TEARDOWN(race) {}
+
+/*
+ * Destroying a mock device unbinds its device object although another
+ * thread's ioctl holds that object: the unbind waits for the ioctl to end,
+ * and the device's ID is gone once IOMMU_DESTROY returns.  (Upstream wakes
+ * the waiter only on its 60 s timeout, hence the long timeout here.)
+ */
+TEST_F_TIMEOUT(race, device_destroy_waits_for_users, 150)
+{
+	struct holder h = { .fd = open("/dev/iommu", O_RDWR) };
+	__u32 ioas_id, stdev_id;
+	pthread_t thread;
+
+	ASSERT_LE(0, h.fd);
+	h.buf = mmap(NULL, HOLD_BYTES, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	ASSERT_NE(MAP_FAILED, h.buf);
+	ASSERT_EQ(0, ioas_alloc(h.fd, &ioas_id));
+	ASSERT_EQ(0, mock_domain(h.fd, ioas_id, &stdev_id, NULL, &h.dev_id));
+	ASSERT_EQ(0, pthread_create(&thread, NULL, hw_info_holder, &h));
+	/* Once one call went through, the next one is under way. */
+	while (!h.calls)
+		usleep(1000);
+	ASSERT_EQ(0, destroy(h.fd, stdev_id));
+	/* The device object went with its binding. */
+	EXPECT_ERRNO(ENOENT, get_hw_info(h.fd, h.dev_id));
+	EXPECT_ERRNO(ENOENT, destroy(h.fd, h.dev_id));
+	h.stop = true;
+	pthread_join(thread, NULL);
+	TH_LOG("%lu slow GET_HW_INFO calls", h.calls);
+	/* Nothing is left but the IOAS. */
+	EXPECT_EQ(0, destroy(h.fd, ioas_id));
+	munmap(h.buf, HOLD_BYTES);
+	close(h.fd);
+}
+
+/* Destroys the IDs [first, first + 4) until told to stop. */
+struct destroyer {
+	int fd;
+	__u32 first;
+	atomic_bool stop;
+	unsigned long destroyed;
+};
+
+static void *destroy_hammer(void *arg)
+{
+	struct destroyer *d = arg;
+
+	while (!d->stop) {
+		for (__u32 id = d->first; id < d->first + 4; id++)
+			if (!destroy(d->fd, id))
+				d->destroyed++;
+	}
+	return NULL;
+}
+
+/*
+ * An IOMMU_HWPT_ALLOC that fails (here: its answer cannot be copied out) is
+ * never seen by other threads: its HWPT is published only once the ioctl
+ * cannot fail any more, so nobody can destroy, or hold, a HWPT whose
+ * creation failed.
+ */
+TEST(failed_hwpt_alloc_is_never_visible)
+{
+	struct iommu_hwpt_selftest data = { .iotlb = IOMMU_TEST_IOTLB_DEFAULT };
+	struct destroyer d = { .fd = open("/dev/iommu", O_RDWR) };
+	struct iommu_hwpt_alloc *cmd;
+	unsigned long rounds = 0, efault = 0;
+	__u32 ioas_id, idev_id, parent_id;
+	pthread_t thread;
+	uint64_t end;
+
+	ASSERT_LE(0, d.fd);
+	ASSERT_EQ(0, ioas_alloc(d.fd, &ioas_id));
+	ASSERT_EQ(0, mock_domain(d.fd, ioas_id, NULL, NULL, &idev_id));
+	ASSERT_EQ(0, hwpt_alloc(d.fd, idev_id, ioas_id,
+				IOMMU_HWPT_ALLOC_NEST_PARENT, &parent_id));
+	/* IOAS, mock device, device, automatic HWPT, the parent: IDs 1-5. */
+	d.first = 6;
+
+	/* Readable, so the command is read; read-only, so the answer fails. */
+	cmd = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, cmd);
+	ASSERT_EQ(0, pthread_create(&thread, NULL, destroy_hammer, &d));
+	end = now_ms() + RACE_MS;
+	while (now_ms() < end && rounds < 4000) {
+		ASSERT_EQ(0, mprotect(cmd, PAGE, PROT_READ | PROT_WRITE));
+		memset(cmd, 0, sizeof(*cmd));
+		cmd->size = sizeof(*cmd);
+		cmd->dev_id = idev_id;
+		if (rounds % 2) {
+			/* A nested HWPT on the parent. */
+			cmd->pt_id = parent_id;
+			cmd->data_type = IOMMU_HWPT_DATA_SELFTEST;
+			cmd->data_len = sizeof(data);
+			cmd->data_uptr = (uintptr_t)&data;
+		} else {
+			cmd->pt_id = ioas_id;
+		}
+		ASSERT_EQ(0, mprotect(cmd, PAGE, PROT_READ));
+		if (ioctl(d.fd, IOMMU_HWPT_ALLOC, cmd) == -1 && errno == EFAULT)
+			efault++;
+		rounds++;
+	}
+	d.stop = true;
+	pthread_join(thread, NULL);
+	EXPECT_EQ(rounds, efault);
+	EXPECT_EQ(0, d.destroyed);
+	/* No HWPT was left behind either. */
+	for (__u32 id = d.first; id < d.first + 4; id++)
+		EXPECT_ERRNO(ENOENT, destroy(d.fd, id));
+	munmap(cmd, PAGE);
+	close(d.fd);
+}
+
+/*
+ * IOMMU_IOAS_CHANGE_PROCESS by the process that already owns the pins
+ * changes nothing and charges nothing: it succeeds even when the pins use
+ * all of RLIMIT_MEMLOCK, and the counters stay as they were.
+ */
+static void change_process_owner(struct __test_metadata *_metadata, void *arg)
+{
+	int mm_mode = *(int *)arg;
+	const size_t npages = 8;
+	/* Room for the pins, not for twice as many. */
+	struct rlimit lim = { (npages + npages / 2) * PAGE, RLIM_INFINITY };
+	__u32 ioas_id;
+	int fd, mfd;
+
+	fd = open("/dev/iommu", O_RDWR);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, set_rlimit_mode(fd, mm_mode));
+	ASSERT_EQ(0, drop_cap_ipc_lock());
+	ASSERT_EQ(0, setrlimit(RLIMIT_MEMLOCK, &lim));
+	mfd = memfd_of(npages * PAGE);
+	ASSERT_LE(0, mfd);
+	ASSERT_EQ(0, ioas_alloc(fd, &ioas_id));
+	ASSERT_EQ(0, mock_domain(fd, ioas_id, NULL, NULL, NULL));
+	ASSERT_EQ(0, map_file(fd, ioas_id, mfd, 0, npages * PAGE, BASE_IOVA));
+	ASSERT_EQ(npages * 4, status_kb("VmPin"));
+	ASSERT_EQ(mm_mode ? npages * 4 : 0, status_kb("VmLck"));
+
+	for (int i = 0; i < 3; i++) {
+		ASSERT_EQ(0, change_process(fd));
+		EXPECT_EQ(npages * 4, status_kb("VmPin"));
+		EXPECT_EQ(mm_mode ? npages * 4 : 0, status_kb("VmLck"));
+	}
+	ASSERT_EQ(0, unmap(fd, ioas_id, BASE_IOVA, npages * PAGE, NULL));
+	EXPECT_EQ(0, status_kb("VmPin"));
+	EXPECT_EQ(0, status_kb("VmLck"));
+	close(fd);
+	close(mfd);
+}
+
+TEST(change_process_by_owner_user)
+{
+	int mm_mode = 0;
+
+	EXPECT_EQ(0, in_child(change_process_owner, _metadata, &mm_mode));
+}
+
+TEST(change_process_by_owner_mm)
+{
+	int mm_mode = 1;
+
+	EXPECT_EQ(0, in_child(change_process_owner, _metadata, &mm_mode));
+}
+
+/*
+ * The pins of an IOAS come and go while two processes take them over from
+ * each other with IOMMU_IOAS_CHANGE_PROCESS: each pin is charged once, to
+ * one process, and given back once, so that when everything is unpinned
+ * both processes' VmPin and VmLck are back to 0.
+ */
+#define CP_PAGES 16
+
+struct pinner {
+	int fd;
+	__u32 ioas_id;
+	int mfd;
+	atomic_bool stop;
+	unsigned long rounds;
+	int err;
+};
+
+/* Pins and unpins a standing mapping: a device comes and goes. */
+static void *attach_loop(void *arg)
+{
+	struct pinner *p = arg;
+	__u32 stdev_id;
+
+	while (!p->stop) {
+		if (mock_domain(p->fd, p->ioas_id, &stdev_id, NULL, NULL) ||
+		    destroy(p->fd, stdev_id)) {
+			p->err = errno;
+			return NULL;
+		}
+		p->rounds++;
+	}
+	return NULL;
+}
+
+/* Maps and unmaps, in an IOAS with a domain: pins and unpins. */
+static void *map_loop(void *arg)
+{
+	struct pinner *p = arg;
+
+	while (!p->stop) {
+		if (map_file(p->fd, p->ioas_id, p->mfd, 0, CP_PAGES * PAGE,
+			     BASE_IOVA) ||
+		    unmap(p->fd, p->ioas_id, BASE_IOVA, CP_PAGES * PAGE,
+			  NULL)) {
+			p->err = errno;
+			return NULL;
+		}
+		p->rounds++;
+	}
+	return NULL;
+}
+
+static void change_process_race(struct __test_metadata *_metadata, void *arg)
+{
+	struct pinner a = {}, b = {};
+	pthread_t ta, tb;
+	int to_child[2], to_parent[2];
+	unsigned long changes = 0, busy = 0;
+	char c;
+	pid_t child;
+	int fd, mfd, status;
+	uint64_t end;
+
+	fd = open("/dev/iommu", O_RDWR);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, set_rlimit_mode(fd, 1));
+	ASSERT_EQ(0, drop_cap_ipc_lock());
+	mfd = memfd_of(CP_PAGES * PAGE);
+	ASSERT_LE(0, mfd);
+	a = (struct pinner){ .fd = fd, .mfd = mfd };
+	b = a;
+	/* A: a standing mapping, pinned while a device is attached. */
+	ASSERT_EQ(0, ioas_alloc(fd, &a.ioas_id));
+	ASSERT_EQ(0, map_file(fd, a.ioas_id, mfd, 0, CP_PAGES * PAGE,
+			      BASE_IOVA));
+	/* B: a device always attached, mappings that come and go. */
+	ASSERT_EQ(0, ioas_alloc(fd, &b.ioas_id));
+	ASSERT_EQ(0, mock_domain(fd, b.ioas_id, NULL, NULL, NULL));
+
+	ASSERT_EQ(0, pipe(to_child));
+	ASSERT_EQ(0, pipe(to_parent));
+	child = fork();
+	ASSERT_LE(0, child);
+	if (!child) {
+		unsigned long n = 0;
+		int rc = 0;
+
+		/*
+		 * Takes the pins over until told to stop; EBUSY is a mapping
+		 * being made or unmade at that instant.
+		 */
+		fcntl(to_child[0], F_SETFL, O_NONBLOCK);
+		while (read(to_child[0], &c, 1) != 1) {
+			if (!change_process(fd))
+				n++;
+			else if (errno != EBUSY)
+				rc = 2;
+		}
+		(void)!write(to_parent[1], "s", 1);
+		/* Then waits for everything to be unpinned, and checks. */
+		fcntl(to_child[0], F_SETFL, 0);
+		(void)!read(to_child[0], &c, 1);
+		if (status_kb("VmPin") != 0 || status_kb("VmLck") != 0)
+			rc = 3;
+		_exit(rc ? rc : n ? 0 : 4);
+	}
+
+	ASSERT_EQ(0, pthread_create(&ta, NULL, attach_loop, &a));
+	ASSERT_EQ(0, pthread_create(&tb, NULL, map_loop, &b));
+	end = now_ms() + 2 * RACE_MS;
+	while (now_ms() < end) {
+		if (!change_process(fd))
+			changes++;
+		else if (errno == EBUSY)
+			busy++;
+		else
+			EXPECT_EQ(0, errno);
+	}
+	a.stop = true;
+	b.stop = true;
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	ASSERT_EQ(1, write(to_child[1], "s", 1));
+	ASSERT_EQ(1, read(to_parent[0], &c, 1));
+	EXPECT_EQ(0, a.err);
+	EXPECT_EQ(0, b.err);
+	TH_LOG("%lu changes (%lu EBUSY), %lu attach and %lu map rounds",
+	       changes, busy, a.rounds, b.rounds);
+	EXPECT_LT(0, changes);
+
+	/* Unpin everything: the device of B goes with the context. */
+	ASSERT_EQ(0, unmap(fd, a.ioas_id, BASE_IOVA, CP_PAGES * PAGE, NULL));
+	close(fd);
+	EXPECT_EQ(0, status_kb("VmPin"));
+	EXPECT_EQ(0, status_kb("VmLck"));
+	ASSERT_EQ(1, write(to_child[1], "c", 1));
+	ASSERT_EQ(child, waitpid(child, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	EXPECT_EQ(0, WEXITSTATUS(status));
+	close(mfd);
+}
+
+TEST(change_process_vs_pins)
+{
+	EXPECT_EQ(0, in_child(change_process_race, _metadata, NULL));
+}
+
+/*
+ * close() of /dev/iommu while other threads run ioctls on it: the context
+ * goes once the last ioctl is over, and with it every pin.
+ */
+struct closer {
+	int fd;
+	void *buf;
+	unsigned long ok;
+	int err;
+};
+
+static void *ioctl_loop(void *arg)
+{
+	struct closer *c = arg;
+	__u32 ioas_id;
+
+	for (;;) {
+		if (ioas_alloc(c->fd, &ioas_id))
+			break;
+		if (mock_domain(c->fd, ioas_id, NULL, NULL, NULL))
+			break;
+		if (map_fixed(c->fd, ioas_id, c->buf, 4 * PAGE, BASE_IOVA, RW))
+			break;
+		c->ok++;
+	}
+	c->err = errno;
+	return NULL;
+}
+
+TEST(close_while_ioctls_run)
+{
+	int checker = open("/dev/iommu", O_RDWR);
+	struct closer c[2];
+	pthread_t t[2];
+	void *buf;
+
+	ASSERT_LE(0, checker);
+	buf = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	ASSERT_NE(MAP_FAILED, buf);
+	for (int round = 0; round < 20; round++) {
+		int fd = open("/dev/iommu", O_RDWR);
+
+		ASSERT_LE(0, fd);
+		for (int i = 0; i < 2; i++) {
+			c[i] = (struct closer){ .fd = fd, .buf = buf };
+			ASSERT_EQ(0, pthread_create(&t[i], NULL, ioctl_loop,
+						    &c[i]));
+		}
+		usleep(20000 + round * 2000);
+		ASSERT_EQ(0, close(fd));
+		for (int i = 0; i < 2; i++) {
+			pthread_join(t[i], NULL);
+			/* They stop when the descriptor is gone. */
+			EXPECT_EQ(EBADF, c[i].err);
+		}
+		/* The context is gone, and its pins with it. */
+		EXPECT_EQ(0, status_kb("VmPin"));
+		EXPECT_EQ(0, check_refs(checker, buf, 4 * PAGE, 0));
+	}
+	munmap(buf, 4 * PAGE);
+	close(checker);
+}
+
+/*
+ * A child inherits the descriptor, maps its own memory and exits without
+ * unmapping; the parent unmaps it.  The pins are given back once, to whom
+ * they were charged: the parent's own counters never move.
+ */
+TEST(fork_child_maps_and_exits)
+{
+	__u32 ioas_id;
+	pid_t child;
+	int fd, status;
+
+	fd = open("/dev/iommu", O_RDWR);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, ioas_alloc(fd, &ioas_id));
+	ASSERT_EQ(0, mock_domain(fd, ioas_id, NULL, NULL, NULL));
+	for (int round = 0; round < 10; round++) {
+		child = fork();
+		ASSERT_LE(0, child);
+		if (!child) {
+			void *buf = mmap(NULL, 8 * PAGE, PROT_READ | PROT_WRITE,
+					 MAP_PRIVATE | MAP_ANONYMOUS |
+						 MAP_POPULATE,
+					 -1, 0);
+
+			if (buf == MAP_FAILED ||
+			    map_fixed(fd, ioas_id, buf, 8 * PAGE, BASE_IOVA,
+				      RW) ||
+			    status_kb("VmPin") != 32)
+				_exit(1);
+			_exit(0);
+		}
+		ASSERT_EQ(child, waitpid(child, &status, 0));
+		ASSERT_TRUE(WIFEXITED(status));
+		ASSERT_EQ(0, WEXITSTATUS(status));
+		EXPECT_EQ(0, status_kb("VmPin"));
+		ASSERT_EQ(0, unmap(fd, ioas_id, BASE_IOVA, 8 * PAGE, NULL));
+		EXPECT_EQ(0, status_kb("VmPin"));
+	}
+	close(fd);
+}
+
+/*
+ * Accesses pin pages and are closed while another thread unmaps what they
+ * pinned: every unmap succeeds (the access is told, or is gone), and no pin
+ * outlives it.  (Upstream's close waits out its 60 s timeout when it finds
+ * a notification in flight, hence the long timeout.)
+ */
+struct unmapper {
+	int fd;
+	__u32 ioas_id;
+	void *buf;
+	atomic_bool stop;
+	unsigned long rounds;
+	int err;
+};
+
+static void *unmap_loop(void *arg)
+{
+	struct unmapper *u = arg;
+
+	while (!u->stop) {
+		if (unmap(u->fd, u->ioas_id, BASE_IOVA, 4 * PAGE, NULL) ||
+		    map_fixed(u->fd, u->ioas_id, u->buf, 4 * PAGE, BASE_IOVA,
+			      RW)) {
+			u->err = errno;
+			return NULL;
+		}
+		u->rounds++;
+	}
+	return NULL;
+}
+
+TEST_F_TIMEOUT(race, access_unmap_vs_close, 150)
+{
+	struct unmapper u = { .fd = open("/dev/iommu", O_RDWR) };
+	unsigned long pinned = 0, rounds = 0;
+	pthread_t thread;
+	uint64_t end;
+
+	ASSERT_LE(0, u.fd);
+	u.buf = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	ASSERT_NE(MAP_FAILED, u.buf);
+	ASSERT_EQ(0, ioas_alloc(u.fd, &u.ioas_id));
+	ASSERT_EQ(0, map_fixed(u.fd, u.ioas_id, u.buf, 4 * PAGE, BASE_IOVA,
+			       RW));
+	ASSERT_EQ(0, pthread_create(&thread, NULL, unmap_loop, &u));
+	end = now_ms() + RACE_MS;
+	while (now_ms() < end) {
+		int access = create_access(u.fd, u.ioas_id,
+					   MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES);
+
+		ASSERT_LE(0, access);
+		/* Nothing mapped at that instant is fine. */
+		if (!access_pages(u.fd, access, BASE_IOVA, 4 * PAGE))
+			pinned++;
+		close(access);
+		rounds++;
+	}
+	u.stop = true;
+	pthread_join(thread, NULL);
+	TH_LOG("%lu accesses (%lu pinned), %lu unmaps", rounds, pinned,
+	       u.rounds);
+	EXPECT_EQ(0, u.err);
+	/* Every access is gone, and all its pins: only the mapping is left. */
+	EXPECT_EQ(0, status_kb("VmPin"));
+	EXPECT_EQ(0, check_refs(u.fd, u.buf, 4 * PAGE, 0));
+	close(u.fd);
+}
+
+/*
+ * An access's descriptor is closed while another thread pins through it:
+ * a pin is either refused (the descriptor is gone) or unpinned when the
+ * access goes, so that the IOAS can be unmapped afterwards and no page
+ * stays pinned.
+ */
+struct pinning {
+	int fd;
+	int access;
+	atomic_bool stop;
+	unsigned long pinned;
+};
+
+static void *pin_loop(void *arg)
+{
+	struct pinning *p = arg;
+
+	while (!p->stop)
+		if (!access_pages(p->fd, p->access, BASE_IOVA, 4 * PAGE))
+			p->pinned++;
+	return NULL;
+}
+
+TEST(access_close_while_pinning)
+{
+	int fd = open("/dev/iommu", O_RDWR);
+	unsigned long rounds = 0, pinned = 0;
+	__u32 ioas_id;
+	uint64_t end;
+	void *buf;
+
+	ASSERT_LE(0, fd);
+	buf = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	ASSERT_NE(MAP_FAILED, buf);
+	ASSERT_EQ(0, ioas_alloc(fd, &ioas_id));
+	ASSERT_EQ(0, map_fixed(fd, ioas_id, buf, 4 * PAGE, BASE_IOVA, RW));
+	end = now_ms() + RACE_MS;
+	while (now_ms() < end && rounds < 200) {
+		struct pinning p = { .fd = fd };
+		pthread_t thread;
+
+		p.access = create_access(fd, ioas_id,
+					 MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES);
+		ASSERT_LE(0, p.access);
+		ASSERT_EQ(0, pthread_create(&thread, NULL, pin_loop, &p));
+		usleep(1000 + rounds % 7 * 300);
+		close(p.access);
+		p.stop = true;
+		pthread_join(thread, NULL);
+		pinned += p.pinned;
+		rounds++;
+	}
+	TH_LOG("%lu accesses, %lu pins", rounds, pinned);
+	/* No access holds a pin: the unmap goes through at once. */
+	EXPECT_EQ(0, check_refs(fd, buf, 4 * PAGE, 0));
+	EXPECT_EQ(0, unmap(fd, ioas_id, BASE_IOVA, 4 * PAGE, NULL));
+	EXPECT_EQ(0, status_kb("VmPin"));
+	close(fd);
+}
+
+TEST_HARNESS_MAIN
