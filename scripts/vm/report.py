@@ -21,7 +21,7 @@ import re
 import sys
 from collections import OrderedDict, defaultdict
 
-OURS = ("kunit", "iommufd_base", "iommufd_pages", "iommufd_domain", "iommufd_nested", "iommufd_dirty", "accounting_after")
+OURS = ("kunit", "iommufd_base", "iommufd_pages", "iommufd_domain", "iommufd_nested", "iommufd_dirty", "iommufd_adversarial", "accounting_after")
 
 SPLAT = re.compile(
     r"(WARNING:|BUG:|Oops|general protection fault|Kernel panic|KASAN:|UBSAN:"
