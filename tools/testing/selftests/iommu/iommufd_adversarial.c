@@ -662,7 +662,8 @@ FIXTURE_TEARDOWN(adv)
 
 /*
  * One object of every type a user can name, in a second IOAS with the mock
- * device attached (so that the fixture's IOAS stays free of domains).
+ * device attached (so that the fixture's IOAS stays free of domains); the
+ * vIOMMU and what hangs off it only where a test asks for them.
  */
 struct objs {
 	__u32 ioas;
@@ -687,10 +688,16 @@ static int make_objs(int fd, struct objs *o)
 		       &o->parent) ||
 	    hwpt_alloc_data(fd, o->idev, o->parent, 0, 0, &data, sizeof(data),
 			    &o->nested) ||
-	    viommu_alloc(fd, o->idev, o->parent, IOMMU_VIOMMU_TYPE_SELFTEST,
+	    fault_alloc(fd, &o->fault, &o->fault_fd))
+		return -1;
+	return 0;
+}
+
+static int make_viommu_objs(int fd, struct objs *o)
+{
+	if (viommu_alloc(fd, o->idev, o->parent, IOMMU_VIOMMU_TYPE_SELFTEST,
 			 NULL, 0, &o->viommu) ||
 	    vdevice_alloc(fd, o->viommu, o->idev, 0x99, &o->vdev) ||
-	    fault_alloc(fd, &o->fault, &o->fault_fd) ||
 	    veventq_alloc(fd, o->viommu, IOMMU_VEVENTQ_TYPE_SELFTEST, 4,
 			  &o->veventq, &o->veventq_fd))
 		return -1;
@@ -701,6 +708,14 @@ static int make_objs(int fd, struct objs *o)
 	do {                                                 \
 		int __rc = make_objs(self->fd, o);           \
 		keep_fd(self, (o)->fault_fd);                \
+		ASSERT_EQ(0, __rc);                          \
+	} while (0)
+
+#define MAKE_VIOMMU_OBJS(o)                                  \
+	do {                                                 \
+		int __rc;                                    \
+		MAKE_OBJS(o);                                \
+		__rc = make_viommu_objs(self->fd, o);        \
 		keep_fd(self, (o)->veventq_fd);              \
 		ASSERT_EQ(0, __rc);                          \
 	} while (0)
@@ -866,7 +881,8 @@ TEST_F(adv, unknown_numbers)
  * upstream does (mostly ENOENT), the rest of the command being valid.
  */
 static void bad_id_checks(struct __test_metadata *_metadata,
-			  FIXTURE_DATA(adv) *self, struct objs *o, __u32 bad)
+			  FIXTURE_DATA(adv) *self, struct objs *o, __u32 bad,
+			  bool viommu)
 {
 	struct iommu_option opt = {
 		.size = sizeof(opt),
@@ -882,6 +898,14 @@ static void bad_id_checks(struct __test_metadata *_metadata,
 
 	ASSERT_LE(0, mfd);
 #define BAD(expected, cmd) EXPECT_ERRNO_CASE(expected, cmd, "id %u", bad)
+	if (viommu) {
+		/* What takes a vIOMMU's ID with another bad one. */
+		BAD(ENOENT, viommu_alloc(self->fd, o->idev, bad,
+					 IOMMU_VIOMMU_TYPE_SELFTEST, NULL, 0,
+					 &out));
+		BAD(ENOENT, vdevice_alloc(self->fd, o->viommu, bad, 1, &out));
+		goto out;
+	}
 	BAD(ENOENT, destroy(self->fd, bad));
 	num = 1;
 	BAD(ENOENT, iova_ranges(self->fd, bad, &num, 0));
@@ -923,11 +947,7 @@ static void bad_id_checks(struct __test_metadata *_metadata,
 	BAD(ENOENT, viommu_alloc(self->fd, bad, o->parent,
 					  IOMMU_VIOMMU_TYPE_SELFTEST, NULL, 0,
 					  &out));
-	BAD(ENOENT, viommu_alloc(self->fd, o->idev, bad,
-					  IOMMU_VIOMMU_TYPE_SELFTEST, NULL, 0,
-					  &out));
 	BAD(ENOENT, vdevice_alloc(self->fd, bad, o->idev, 1, &out));
-	BAD(ENOENT, vdevice_alloc(self->fd, o->viommu, bad, 1, &out));
 	BAD(ENOENT, veventq_alloc(self->fd, bad,
 					   IOMMU_VEVENTQ_TYPE_SELFTEST, 1,
 					   &out, &qfd));
@@ -982,6 +1002,7 @@ static void bad_id_checks(struct __test_metadata *_metadata,
 	tc.op = IOMMU_TEST_OP_PASID_DETACH;
 	tc.id = bad;
 	BAD(ENOENT, test_cmd(self->fd, &tc));
+out:
 #undef BAD
 	close(mfd);
 }
@@ -992,23 +1013,50 @@ TEST_F(adv, ids_that_name_nothing)
 	__u32 stale;
 
 	MAKE_OBJS(&o);
-	bad_id_checks(_metadata, self, &o, 0);
-	bad_id_checks(_metadata, self, &o, U32MAX);
-	bad_id_checks(_metadata, self, &o, 1U << 31);
-	bad_id_checks(_metadata, self, &o, INT32_MAX);
+	bad_id_checks(_metadata, self, &o, 0, false);
+	bad_id_checks(_metadata, self, &o, U32MAX, false);
+	bad_id_checks(_metadata, self, &o, 1U << 31, false);
+	bad_id_checks(_metadata, self, &o, INT32_MAX, false);
 
 	/* A destroyed ID is the lowest free one until something takes it. */
 	ASSERT_EQ(0, ioas_alloc(self->fd, &stale));
 	ASSERT_EQ(0, destroy(self->fd, stale));
-	bad_id_checks(_metadata, self, &o, stale);
+	bad_id_checks(_metadata, self, &o, stale, false);
+	EXPECT_EQ(stale, next_id(self->fd));
+}
+
+TEST_F(adv, ids_that_name_nothing_viommu)
+{
+	struct objs o;
+	__u32 stale;
+
+	__u32 out;
+	int qfd;
+
+	MAKE_VIOMMU_OBJS(&o);
+	bad_id_checks(_metadata, self, &o, 0, true);
+	bad_id_checks(_metadata, self, &o, U32MAX, true);
+	ASSERT_EQ(0, viommu_alloc(self->fd, o.idev, o.parent,
+				  IOMMU_VIOMMU_TYPE_SELFTEST, NULL, 0, &stale));
+	ASSERT_EQ(0, destroy(self->fd, stale));
+	EXPECT_ERRNO(ENOENT, vdevice_alloc(self->fd, stale, o.idev, 1, NULL));
+	EXPECT_ERRNO(ENOENT, veventq_alloc(self->fd, stale,
+					   IOMMU_VEVENTQ_TYPE_SELFTEST, 1, &out,
+					   &qfd));
+	EXPECT_ERRNO(ENOENT, hw_queue_alloc(self->fd, stale,
+					    IOMMU_HW_QUEUE_TYPE_SELFTEST, 0,
+					    BASE, PAGE, NULL));
+	bad_id_checks(_metadata, self, &o, stale, true);
 	EXPECT_EQ(stale, next_id(self->fd));
 }
 
 /*
  * Every command that names an object, given the ID of an object of each
- * other type.
+ * other type: without the vIOMMU family, and (a test of its own) with it.
  */
-TEST_F(adv, ids_of_other_types)
+static void other_type_checks(struct __test_metadata *_metadata,
+			      FIXTURE_DATA(adv) *self, struct objs *o,
+			      bool viommu)
 {
 	struct iommu_option opt = {
 		.size = sizeof(opt),
@@ -1016,237 +1064,191 @@ TEST_F(adv, ids_of_other_types)
 		.op = IOMMU_OPTION_OP_GET,
 	};
 	struct iommu_hw_info info = { .size = sizeof(info) };
+	struct iommu_hwpt_selftest data = { .iotlb = IOMMU_TEST_IOTLB_DEFAULT };
 	struct iommu_test_cmd tc;
-	struct objs o;
-	__u32 not_ioas[9], not_dev[9], out, num;
-	__u32 before;
-	size_t i;
-	int mfd = make_memfd(1);
+	__u32 all[16], n = 0, before, out, num, id;
+	int mfd = make_memfd(1), qfd;
 	__u64 iova;
+	size_t i;
 
 	ASSERT_LE(0, mfd);
-	keep_fd(self, mfd);
-#define OTHER(expected, cmd) EXPECT_ERRNO_CASE(expected, cmd, "case %zu", i)
-	MAKE_OBJS(&o);
-	before = next_id(self->fd);
-	{
-		__u32 a[] = { o.stdev, o.hwpt, o.idev, o.parent, o.nested,
-			      o.viommu, o.vdev, o.fault, o.veventq };
-		__u32 d[] = { o.ioas, o.stdev, o.hwpt, o.parent, o.nested,
-			      o.viommu, o.vdev, o.fault, o.veventq };
-
-		memcpy(not_ioas, a, sizeof(a));
-		memcpy(not_dev, d, sizeof(d));
+	all[n++] = o->ioas;
+	all[n++] = o->stdev;
+	all[n++] = o->hwpt;
+	all[n++] = o->idev;
+	all[n++] = o->parent;
+	all[n++] = o->nested;
+	all[n++] = o->fault;
+	if (viommu) {
+		all[n++] = o->viommu;
+		all[n++] = o->vdev;
+		all[n++] = o->veventq;
 	}
+	before = next_id(self->fd);
 	ASSERT_EQ(0, map_at(self->fd, self->ioas, BUF(0), PAGE, BASE));
 
-	for (i = 0; i != ARRAY_SIZE(not_ioas); i++) {
-		__u32 id = not_ioas[i];
-
-		num = 0;
-		OTHER(ENOENT, iova_ranges(self->fd, id, &num, 0));
-		OTHER(ENOENT, allow_iovas(self->fd, id, 0, 0));
-		OTHER(ENOENT, map_at(self->fd, id, BUF(0), PAGE, BASE));
-		iova = BASE;
-		OTHER(ENOENT, map_file(self->fd, id, COPY_FIXED, mfd, 0,
-					      PAGE, &iova));
-		OTHER(ENOENT, unmap(self->fd, id, BASE, PAGE, NULL));
-		OTHER(ENOENT, copy_iova(self->fd, COPY_FIXED,
-					       self->ioas, &iova, id, BASE,
-					       PAGE));
-		OTHER(ENOENT, copy_iova(self->fd, COPY_FIXED, id, &iova,
-					       self->ioas, BASE, PAGE));
-		opt.object_id = id;
-		OTHER(ENOENT, ioctl(self->fd, IOMMU_OPTION, &opt));
-		out = id;
-		OTHER(ENOENT,
-			     vfio_ioas(self->fd, IOMMU_VFIO_IOAS_SET, &out));
-		OTHER(ENOENT, add_reserved(self->fd, id, TOP, PAGE));
-		OTHER(ENOENT, create_access(self->fd, id, 0));
-	}
-
-	for (i = 0; i != ARRAY_SIZE(not_dev); i++) {
-		__u32 id = not_dev[i];
-
-		OTHER(ENOENT, hwpt_alloc(self->fd, id, o.ioas, 0, &out));
-		info.dev_id = id;
-		OTHER(ENOENT, ioctl(self->fd, IOMMU_GET_HW_INFO, &info));
-		OTHER(ENOENT, viommu_alloc(self->fd, id, o.parent,
-						  IOMMU_VIOMMU_TYPE_SELFTEST,
-						  NULL, 0, &out));
-		OTHER(ENOENT,
-			     vdevice_alloc(self->fd, o.viommu, id, 7, &out));
-		memset(&tc, 0, sizeof(tc));
-		tc.op = IOMMU_TEST_OP_TRIGGER_IOPF;
-		tc.trigger_iopf.dev_id = id;
-		OTHER(ENOENT, test_cmd(self->fd, &tc));
-		memset(&tc, 0, sizeof(tc));
-		tc.op = IOMMU_TEST_OP_DEV_CHECK_CACHE;
-		tc.id = id;
-		OTHER(ENOENT, test_cmd(self->fd, &tc));
-	}
-
-	/* HWPT_ALLOC takes an IOAS, a paging HWPT or a vIOMMU as pt_id. */
-	{
-		__u32 bad_pt[] = { o.stdev, o.idev, o.nested, o.vdev, o.fault,
-				   o.veventq };
-
-		for (i = 0; i != ARRAY_SIZE(bad_pt); i++)
-			OTHER(EINVAL, hwpt_alloc(self->fd, o.idev,
-							bad_pt[i], 0, &out));
-	}
-	/* A nested HWPT's parent must be a nesting parent. */
-	{
-		struct iommu_hwpt_selftest data = {
-			.iotlb = IOMMU_TEST_IOTLB_DEFAULT,
-		};
-
-		OTHER(EINVAL,
-			     hwpt_alloc_data(self->fd, o.idev, o.hwpt, 0, 0,
-					     &data, sizeof(data), &out));
-	}
-
-	/* The fault queue of a HWPT must be a fault queue. */
-	{
-		__u32 bad_fault[] = { o.ioas, o.stdev, o.hwpt, o.idev,
-				      o.nested, o.viommu, o.veventq };
-
-		for (i = 0; i != ARRAY_SIZE(bad_fault); i++)
+#define OTHER(expected, cmd) \
+	EXPECT_ERRNO_CASE(expected, cmd, "id %u, vIOMMU %d", id, viommu)
+	for (i = 0; i != n; i++) {
+		id = all[i];
+		if (id != o->ioas) {
+			num = 0;
+			OTHER(ENOENT, iova_ranges(self->fd, id, &num, 0));
+			OTHER(ENOENT, allow_iovas(self->fd, id, 0, 0));
+			OTHER(ENOENT, map_at(self->fd, id, BUF(0), PAGE, BASE));
+			iova = BASE;
+			OTHER(ENOENT, map_file(self->fd, id, COPY_FIXED, mfd, 0,
+					       PAGE, &iova));
+			OTHER(ENOENT, unmap(self->fd, id, BASE, PAGE, NULL));
+			OTHER(ENOENT, copy_iova(self->fd, COPY_FIXED,
+						self->ioas, &iova, id, BASE,
+						PAGE));
+			OTHER(ENOENT, copy_iova(self->fd, COPY_FIXED, id, &iova,
+						self->ioas, BASE, PAGE));
+			opt.object_id = id;
+			OTHER(ENOENT, ioctl(self->fd, IOMMU_OPTION, &opt));
+			out = id;
 			OTHER(ENOENT,
-				     hwpt_alloc_data(self->fd, o.idev, o.ioas,
-						     IOMMU_HWPT_FAULT_ID_VALID,
-						     bad_fault[i], NULL, 0,
-						     &out));
-	}
-
-	/* Dirty tracking is of paging HWPTs. */
-	{
-		__u32 bad_hwpt[] = { o.ioas, o.stdev, o.idev, o.nested,
-				     o.viommu, o.vdev, o.fault, o.veventq };
-
-		for (i = 0; i != ARRAY_SIZE(bad_hwpt); i++) {
-			OTHER(ENOENT, set_dirty_tracking(self->fd,
-								bad_hwpt[i],
-								0));
-			OTHER(ENOENT,
-				     get_dirty(self->fd, bad_hwpt[i], 0, BASE,
-					       PAGE, PAGE, BUF(0)));
-			OTHER(ENOENT, check_map(self->fd, bad_hwpt[i],
-						       BASE, BUF(0), PAGE));
-			OTHER(ENOENT,
-				     test_dirty(self->fd, bad_hwpt[i], BASE,
-						PAGE, PAGE, BUF(0), NULL));
+			      vfio_ioas(self->fd, IOMMU_VFIO_IOAS_SET, &out));
+			OTHER(ENOENT, add_reserved(self->fd, id, TOP, PAGE));
+			OTHER(ENOENT, create_access(self->fd, id, 0));
 		}
-	}
-
-	/* Invalidation is of a nested HWPT or a vIOMMU: others are EINVAL. */
-	{
-		__u32 bad_inv[] = { o.ioas, o.stdev, o.hwpt, o.idev, o.parent,
-				    o.vdev, o.fault, o.veventq };
-
-		for (i = 0; i != ARRAY_SIZE(bad_inv); i++) {
+		if (id != o->idev) {
+			OTHER(ENOENT, hwpt_alloc(self->fd, id, o->ioas, 0,
+						 &out));
+			info.dev_id = id;
+			OTHER(ENOENT, ioctl(self->fd, IOMMU_GET_HW_INFO, &info));
+			OTHER(ENOENT, viommu_alloc(self->fd, id, o->parent,
+						   IOMMU_VIOMMU_TYPE_SELFTEST,
+						   NULL, 0, &out));
+			memset(&tc, 0, sizeof(tc));
+			tc.op = IOMMU_TEST_OP_TRIGGER_IOPF;
+			tc.trigger_iopf.dev_id = id;
+			OTHER(ENOENT, test_cmd(self->fd, &tc));
+			memset(&tc, 0, sizeof(tc));
+			tc.op = IOMMU_TEST_OP_TRIGGER_VEVENT;
+			tc.trigger_vevent.dev_id = id;
+			OTHER(ENOENT, test_cmd(self->fd, &tc));
+			memset(&tc, 0, sizeof(tc));
+			tc.op = IOMMU_TEST_OP_DEV_CHECK_CACHE;
+			tc.id = id;
+			OTHER(ENOENT, test_cmd(self->fd, &tc));
+			if (viommu)
+				OTHER(ENOENT, vdevice_alloc(self->fd, o->viommu,
+							    id, 7, &out));
+		}
+		/* HWPT_ALLOC's pt_id: an IOAS, a paging HWPT, a vIOMMU. */
+		if (id != o->ioas && id != o->hwpt && id != o->parent &&
+		    (!viommu || id != o->viommu))
+			OTHER(EINVAL, hwpt_alloc(self->fd, o->idev, id, 0, &out));
+		/* The fault queue of a HWPT. */
+		if (id != o->fault)
+			OTHER(ENOENT,
+			      hwpt_alloc_data(self->fd, o->idev, o->ioas,
+					      IOMMU_HWPT_FAULT_ID_VALID, id,
+					      NULL, 0, &out));
+		/* Paging HWPTs: dirty tracking, the mock's page table. */
+		if (id != o->hwpt && id != o->parent) {
+			OTHER(ENOENT, set_dirty_tracking(self->fd, id, 0));
+			OTHER(ENOENT, get_dirty(self->fd, id, 0, BASE, PAGE,
+						PAGE, BUF(0)));
+			OTHER(ENOENT, check_map(self->fd, id, BASE, BUF(0),
+						PAGE));
+			OTHER(ENOENT, test_dirty(self->fd, id, BASE, PAGE, PAGE,
+						 BUF(0), NULL));
+			if (viommu && id != o->viommu)
+				OTHER(ENOENT, viommu_alloc(self->fd, o->idev,
+						id, IOMMU_VIOMMU_TYPE_SELFTEST,
+						NULL, 0, &out));
+		}
+		/* Invalidation: of a nested HWPT or a vIOMMU. */
+		if (id != o->nested && (!viommu || id != o->viommu)) {
 			num = 0;
 			OTHER(EINVAL,
-				     invalidate(self->fd, bad_inv[i],
-					IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, 0,
-					0, &num));
+			      invalidate(self->fd, id,
+					 IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, 0,
+					 0, &num));
 		}
-	}
-
-	/* vIOMMU IDs. */
-	{
-		__u32 bad_viommu[] = { o.ioas, o.stdev, o.hwpt, o.idev,
-				       o.parent, o.nested, o.vdev, o.fault,
-				       o.veventq };
-
-		for (i = 0; i != ARRAY_SIZE(bad_viommu); i++) {
-			int qfd;
-
-			OTHER(ENOENT, vdevice_alloc(self->fd,
-							   bad_viommu[i],
-							   o.idev, 7, &out));
-			OTHER(ENOENT,
-				     veventq_alloc(self->fd, bad_viommu[i],
+		/* What takes a vIOMMU. */
+		if (!viommu || id != o->viommu) {
+			OTHER(ENOENT, vdevice_alloc(self->fd, id, o->idev, 7,
+						    &out));
+			OTHER(ENOENT, veventq_alloc(self->fd, id,
 					IOMMU_VEVENTQ_TYPE_SELFTEST + 1, 1,
 					&out, &qfd));
-			OTHER(ENOENT,
-				     hw_queue_alloc(self->fd, bad_viommu[i],
-						IOMMU_HW_QUEUE_TYPE_SELFTEST,
-						0, BASE, PAGE, &out));
+			OTHER(ENOENT, hw_queue_alloc(self->fd, id,
+					IOMMU_HW_QUEUE_TYPE_SELFTEST, 0, BASE,
+					PAGE, &out));
 		}
-	}
-	/* A vIOMMU's HWPT must be a paging one, and a nesting parent. */
-	{
-		__u32 bad_s2[] = { o.ioas, o.stdev, o.idev, o.nested, o.viommu,
-				   o.fault };
-
-		for (i = 0; i != ARRAY_SIZE(bad_s2); i++)
-			OTHER(ENOENT, viommu_alloc(self->fd, o.idev,
-						bad_s2[i],
-						IOMMU_VIOMMU_TYPE_SELFTEST,
-						NULL, 0, &out));
-		OTHER(EINVAL, viommu_alloc(self->fd, o.idev, o.hwpt,
-						  IOMMU_VIOMMU_TYPE_SELFTEST,
-						  NULL, 0, &out));
-	}
-
-	/* A device attaches to an IOAS or a HWPT: other objects are EINVAL. */
-	{
-		__u32 bad_att[] = { o.stdev, o.idev, o.viommu, o.vdev, o.fault,
-				    o.veventq };
-
-		for (i = 0; i != ARRAY_SIZE(bad_att); i++) {
-			OTHER(EINVAL, mock_domain(self->fd, bad_att[i],
-							 NULL, NULL, NULL));
+		/* A device attaches to an IOAS or a HWPT. */
+		if (id != o->ioas && id != o->hwpt && id != o->parent &&
+		    id != o->nested) {
+			OTHER(EINVAL, mock_domain(self->fd, id, NULL, NULL,
+						  NULL));
 			memset(&tc, 0, sizeof(tc));
 			tc.op = IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE;
-			tc.id = o.stdev;
-			tc.mock_domain_replace.pt_id = bad_att[i];
+			tc.id = o->stdev;
+			tc.mock_domain_replace.pt_id = id;
 			OTHER(EINVAL, test_cmd(self->fd, &tc));
 		}
-	}
-	/* The selftest device ops take the selftest object, no other. */
-	{
-		__u32 bad_st[] = { o.ioas, o.hwpt, o.idev, o.parent, o.nested,
-				   o.viommu, o.vdev, o.fault, o.veventq };
-
-		for (i = 0; i != ARRAY_SIZE(bad_st); i++) {
+		/* The selftest device ops take the selftest object. */
+		if (id != o->stdev) {
 			memset(&tc, 0, sizeof(tc));
 			tc.op = IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE;
-			tc.id = bad_st[i];
-			tc.mock_domain_replace.pt_id = o.hwpt;
+			tc.id = id;
+			tc.mock_domain_replace.pt_id = o->hwpt;
 			OTHER(ENOENT, test_cmd(self->fd, &tc));
 			memset(&tc, 0, sizeof(tc));
 			tc.op = IOMMU_TEST_OP_PASID_DETACH;
-			tc.id = bad_st[i];
+			tc.id = id;
 			tc.pasid_detach.pasid = 1;
 			OTHER(ENOENT, test_cmd(self->fd, &tc));
 		}
-	}
-	/* The IOTLB of a nested HWPT, no other. */
-	{
-		__u32 bad_iotlb[] = { o.ioas, o.stdev, o.hwpt, o.idev,
-				      o.parent, o.viommu, o.vdev, o.fault };
-
-		for (i = 0; i != ARRAY_SIZE(bad_iotlb); i++) {
+		/* The IOTLB of a nested HWPT. */
+		if (id != o->nested) {
 			memset(&tc, 0, sizeof(tc));
 			tc.op = IOMMU_TEST_OP_MD_CHECK_IOTLB;
-			tc.id = bad_iotlb[i];
+			tc.id = id;
 			tc.check_iotlb.iotlb = IOMMU_TEST_IOTLB_DEFAULT;
 			OTHER(ENOENT, test_cmd(self->fd, &tc));
 		}
 	}
+#undef OTHER
+	/* A nested HWPT's parent must be a nesting parent. */
+	EXPECT_ERRNO(EINVAL, hwpt_alloc_data(self->fd, o->idev, o->hwpt, 0, 0,
+					     &data, sizeof(data), &out));
+	if (viommu)
+		EXPECT_ERRNO(EINVAL,
+			     viommu_alloc(self->fd, o->idev, o->hwpt,
+					  IOMMU_VIOMMU_TYPE_SELFTEST, NULL, 0,
+					  &out));
 
 	/* None of that made or lost an object: the objects still work. */
 	EXPECT_EQ(before, next_id(self->fd));
 	EXPECT_EQ(PAGE, unmap_everything(self->fd, self->ioas));
 	memset(&tc, 0, sizeof(tc));
 	tc.op = IOMMU_TEST_OP_MD_CHECK_IOTLB;
-	tc.id = o.nested;
+	tc.id = o->nested;
 	tc.check_iotlb.iotlb = IOMMU_TEST_IOTLB_DEFAULT;
 	EXPECT_EQ(0, test_cmd(self->fd, &tc));
-	EXPECT_ERRNO(EBUSY, destroy(self->fd, o.ioas));
-#undef OTHER
+	EXPECT_ERRNO(EBUSY, destroy(self->fd, o->ioas));
+	close(mfd);
+}
+
+TEST_F(adv, ids_of_other_types)
+{
+	struct objs o;
+
+	MAKE_OBJS(&o);
+	other_type_checks(_metadata, self, &o, false);
+}
+
+TEST_F(adv, ids_of_other_types_viommu)
+{
+	struct objs o;
+
+	MAKE_VIOMMU_OBJS(&o);
+	other_type_checks(_metadata, self, &o, true);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -2958,47 +2960,81 @@ TEST_F(adv, invalidate_bounds)
 	reqs[2].flags = 0;
 	INV(0, o.nested, T, reqs, sizeof(*reqs), per_page, per_page);
 
-	/*
-	 * The vIOMMU's: copied whole first, so a fault means none done;
-	 * shorter entries are zero-extended, longer ones must be zero past
-	 * what it knows.
-	 */
-	{
-		struct iommu_viommu_invalidate_selftest *v = (void *)reqs;
-		const __u32 VT = IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST;
-		size_t vper = PAGE / sizeof(*v);
+	/* The answer cannot be written: EFAULT, the work is done. */
+	cmd.__reserved = 0;
+	cmd.data_uptr = (uintptr_t)reqs;
+	cmd.data_type = T;
+	cmd.entry_len = sizeof(*reqs);
+	cmd.entry_num = 1;
+	ro = ro_copy(&cmd, sizeof(cmd));
+	ASSERT_NE(NULL, ro);
+	EXPECT_ERRNO(EFAULT, ioctl(self->fd, IOMMU_HWPT_INVALIDATE, ro));
+	munmap(ro, PAGE);
+#undef INV
+	munmap(reqs, 2 * PAGE);
+}
 
-		memset(reqs, 0, PAGE);
-		INV(0, o.viommu, VT, 0, 0, 0, 0);
-		INV(EINVAL, o.viommu, 0, 0, 0, 0, 0);
-		INV(EINVAL, o.viommu, VT, v, sizeof(*v), U32MAX, 0);
-		INV(EFAULT, o.viommu, VT, v, sizeof(*v), 1000, 0);
-		INV(EFAULT, o.viommu, VT, KADDR, sizeof(*v), 1, 0);
-		/* vdev_id 0 names no vDEVICE. */
-		INV(EINVAL, o.viommu, VT, v, sizeof(*v), 1, 0);
-		v[0].vdev_id = 0x99;
-		v[1].vdev_id = 0x99;
-		v[1].cache_id = MOCK_DEV_CACHE_ID_MAX + 1;
-		INV(EINVAL, o.viommu, VT, v, sizeof(*v), 2, 1);
-		v[1].cache_id = 0;
-		v[1].flags = 2;
-		INV(EOPNOTSUPP, o.viommu, VT, v, sizeof(*v), 2, 1);
-		v[1].flags = 0;
-		v[1].vdev_id = U32MAX;
-		INV(EINVAL, o.viommu, VT, v, sizeof(*v), 2, 1);
-		v[1].vdev_id = 0x99;
-		INV(0, o.viommu, VT, v, sizeof(*v), 2, 2);
-		v[vper - 1].vdev_id = 0x99;
-		INV(0, o.viommu, VT, v + vper - 1, sizeof(*v), 1, 1);
-		/* 8 bytes: vdev_id 0x99, cache_id zero-extended. */
-		INV(0, o.viommu, VT, v, 8, 1, 1);
-		((uint8_t *)reqs)[PAGE - 1] = 1;
-		INV(E2BIG, o.viommu, VT, (uint8_t *)reqs + PAGE - 16, 16, 1, 0);
-		((uint8_t *)reqs)[PAGE - 1] = 0;
-		INV(0, o.viommu, VT, (uint8_t *)reqs + PAGE - 16, 16, 1, 1);
-		INV(EFAULT, o.viommu, VT, (uint8_t *)reqs + PAGE - 16, 32, 1,
-		    0);
-	}
+/*
+ * The vIOMMU's invalidation: the array is copied whole first, so a fault
+ * means none done; shorter entries are zero-extended, longer ones must be
+ * zero past what it knows.
+ */
+TEST_F(adv, invalidate_viommu_bounds)
+{
+	struct iommu_viommu_invalidate_selftest *v = (void *)guarded_page();
+	const __u32 VT = IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST;
+	struct iommu_hwpt_invalidate cmd = { .size = sizeof(cmd) };
+	void *reqs = v;
+	size_t vper = PAGE / sizeof(*v);
+	struct objs o;
+	__u32 num;
+	void *ro;
+
+	ASSERT_NE(NULL, v);
+	MAKE_VIOMMU_OBJS(&o);
+#define INV(err, id, type, uptr, len, n, done)                               \
+	do {                                                                 \
+		num = (n);                                                   \
+		if (err)                                                     \
+			EXPECT_ERRNO(err, invalidate(self->fd, id, type,     \
+						     (uintptr_t)(uptr), len, \
+						     &num));                 \
+		else                                                         \
+			EXPECT_EQ(0, invalidate(self->fd, id, type,          \
+						(uintptr_t)(uptr), len,      \
+						&num));                      \
+		EXPECT_EQ(done, num);                                        \
+	} while (0)
+	memset(reqs, 0, PAGE);
+	INV(0, o.viommu, VT, 0, 0, 0, 0);
+	INV(EINVAL, o.viommu, 0, 0, 0, 0, 0);
+	INV(EINVAL, o.viommu, VT, v, sizeof(*v), U32MAX, 0);
+	INV(EFAULT, o.viommu, VT, v, sizeof(*v), 1000, 0);
+	INV(EFAULT, o.viommu, VT, KADDR, sizeof(*v), 1, 0);
+	/* vdev_id 0 names no vDEVICE. */
+	INV(EINVAL, o.viommu, VT, v, sizeof(*v), 1, 0);
+	v[0].vdev_id = 0x99;
+	v[1].vdev_id = 0x99;
+	v[1].cache_id = MOCK_DEV_CACHE_ID_MAX + 1;
+	INV(EINVAL, o.viommu, VT, v, sizeof(*v), 2, 1);
+	v[1].cache_id = 0;
+	v[1].flags = 2;
+	INV(EOPNOTSUPP, o.viommu, VT, v, sizeof(*v), 2, 1);
+	v[1].flags = 0;
+	v[1].vdev_id = U32MAX;
+	INV(EINVAL, o.viommu, VT, v, sizeof(*v), 2, 1);
+	v[1].vdev_id = 0x99;
+	INV(0, o.viommu, VT, v, sizeof(*v), 2, 2);
+	v[vper - 1].vdev_id = 0x99;
+	INV(0, o.viommu, VT, v + vper - 1, sizeof(*v), 1, 1);
+	/* 8 bytes: vdev_id 0x99, cache_id zero-extended. */
+	INV(0, o.viommu, VT, v, 8, 1, 1);
+	((uint8_t *)reqs)[PAGE - 1] = 1;
+	INV(E2BIG, o.viommu, VT, (uint8_t *)reqs + PAGE - 16, 16, 1, 0);
+	((uint8_t *)reqs)[PAGE - 1] = 0;
+	INV(0, o.viommu, VT, (uint8_t *)reqs + PAGE - 16, 16, 1, 1);
+	INV(EFAULT, o.viommu, VT, (uint8_t *)reqs + PAGE - 16, 32, 1,
+	    0);
 
 	/* The answer cannot be written: EFAULT, the work is done. */
 	cmd.__reserved = 0;
@@ -3123,7 +3159,7 @@ TEST_F(adv, vdevice_bounds)
 	struct objs o;
 	void *ro;
 
-	MAKE_OBJS(&o);
+	MAKE_VIOMMU_OBJS(&o);
 	ASSERT_EQ(0, mock_domain(self->fd, o.ioas, &stdev2, NULL, &idev2));
 	before = next_id(self->fd);
 	/* One vDEVICE per device, one device per virtual ID. */
@@ -3161,7 +3197,7 @@ TEST_F(adv, veventq_bounds)
 	struct objs o;
 	void *ro;
 
-	MAKE_OBJS(&o);
+	MAKE_VIOMMU_OBJS(&o);
 	before = next_id(self->fd);
 	fd_before = next_fd();
 	cmd.viommu_id = o.viommu;
@@ -3216,7 +3252,7 @@ TEST_F(adv, hw_queue_bounds)
 	struct objs o;
 	const __u32 T = IOMMU_HW_QUEUE_TYPE_SELFTEST;
 
-	MAKE_OBJS(&o);
+	MAKE_VIOMMU_OBJS(&o);
 	before = next_id(self->fd);
 	{
 		struct iommu_hw_queue_alloc cmd = {
@@ -3562,25 +3598,19 @@ TEST_F(adv, destroy_bounds)
 	EXPECT_ERRNO(EBUSY, destroy(self->fd, o.ioas));
 	EXPECT_ERRNO(EBUSY, destroy(self->fd, o.hwpt));
 	EXPECT_ERRNO(EBUSY, destroy(self->fd, o.parent));
-	EXPECT_ERRNO(EBUSY, destroy(self->fd, o.viommu));
 	EXPECT_ERRNO(EBUSY, destroy(self->fd, o.fault));
-	EXPECT_ERRNO(EBUSY, destroy(self->fd, o.veventq));
 	access = create_access(self->fd, self->ioas, 0);
 	ASSERT_LE(0, access);
 	keep_fd(self, access);
 	EXPECT_ERRNO(EBUSY, destroy(self->fd, self->ioas));
 	/* In the order they hold each other they go. */
-	EXPECT_EQ(0, destroy(self->fd, o.vdev));
-	EXPECT_ERRNO(ENOENT, destroy(self->fd, o.vdev));
 	EXPECT_EQ(0, destroy(self->fd, o.nested));
-	EXPECT_ERRNO(EBUSY, destroy(self->fd, o.viommu));
-	close_kept(self, o.veventq_fd);
-	EXPECT_EQ(0, destroy(self->fd, o.veventq));
-	EXPECT_EQ(0, destroy(self->fd, o.viommu));
+	EXPECT_ERRNO(ENOENT, destroy(self->fd, o.nested));
 	EXPECT_EQ(0, destroy(self->fd, o.parent));
 	EXPECT_EQ(0, destroy(self->fd, o.stdev));
 	EXPECT_ERRNO(ENOENT, destroy(self->fd, o.stdev));
 	EXPECT_ERRNO(ENOENT, destroy(self->fd, o.hwpt));
+	EXPECT_ERRNO(ENOENT, destroy(self->fd, o.idev));
 	EXPECT_EQ(0, destroy(self->fd, o.ioas));
 	close_kept(self, o.fault_fd);
 	EXPECT_EQ(0, destroy(self->fd, o.fault));
@@ -3588,6 +3618,25 @@ TEST_F(adv, destroy_bounds)
 	EXPECT_EQ(0, destroy(self->fd, self->ioas));
 	/* Everything is gone: the lowest ID is free again. */
 	EXPECT_EQ(1, next_id(self->fd));
+}
+
+TEST_F(adv, destroy_viommu_bounds)
+{
+	struct objs o;
+
+	MAKE_VIOMMU_OBJS(&o);
+	EXPECT_ERRNO(EBUSY, destroy(self->fd, o.parent));
+	EXPECT_ERRNO(EBUSY, destroy(self->fd, o.viommu));
+	EXPECT_ERRNO(EBUSY, destroy(self->fd, o.veventq));
+	EXPECT_EQ(0, destroy(self->fd, o.vdev));
+	EXPECT_ERRNO(ENOENT, destroy(self->fd, o.vdev));
+	EXPECT_ERRNO(EBUSY, destroy(self->fd, o.viommu));
+	close_kept(self, o.veventq_fd);
+	EXPECT_EQ(0, destroy(self->fd, o.veventq));
+	EXPECT_EQ(0, destroy(self->fd, o.viommu));
+	EXPECT_ERRNO(ENOENT, destroy(self->fd, o.viommu));
+	EXPECT_EQ(0, destroy(self->fd, o.nested));
+	EXPECT_EQ(0, destroy(self->fd, o.parent));
 }
 
 /* ---------------------------------------------------------------------- */
