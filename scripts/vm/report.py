@@ -31,6 +31,7 @@ OURS = (
     "iommufd_dirty",
     "iommufd_edges",
     "iommufd_race",
+    "iommufd_adversarial",
     "accounting_after",
 )
 
