@@ -22,7 +22,7 @@ import sys
 from collections import OrderedDict, defaultdict
 
 OURS_PROD = ("iommufd_base",)
-OURS = ("kunit", "iommufd_base", "iommufd_pages", "iommufd_domain", "iommufd_nested", "iommufd_dirty", "accounting_after")
+OURS = ("kunit", "iommufd_base", "iommufd_pages", "iommufd_domain", "iommufd_nested", "iommufd_dirty", "iommufd_fuzz", "accounting_after")
 
 # Harness steps that report through their exit status, not TAP.
 HARNESS = ("kmemleak",)

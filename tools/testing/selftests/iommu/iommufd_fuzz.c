@@ -1856,7 +1856,7 @@ static bool name_in(const char *name, const char *list)
 	const char *p = list;
 
 	while (p && *p) {
-		const char *e = strchr(p, ',');
+		const char *e = strpbrk(p, ",+");
 		size_t n = e ? (size_t)(e - p) : strlen(p);
 
 		if (n && p[n - 1] == '*' ? !strncmp(name, p, n - 1) :
@@ -2061,7 +2061,7 @@ static void usage(void)
 	       "  --memlock BYTES  RLIMIT_MEMLOCK for the run (default: as inherited)\n"
 	       "  --fail-nth PCT   inject an allocation failure into PCT%% of the ioctls (default 2)\n"
 	       "  --keep-ipc-lock  keep CAP_IPC_LOCK (pinning then goes unaccounted)\n"
-	       "  --skip CMD,...   never run these commands (NAME or PREFIX*)\n"
+	       "  --skip CMD,...   never run these commands (NAME or PREFIX*; ',' or '+' between)\n"
 	       "  --only CMD,...   run only these commands\n"
 	       "  --trace-from N   log every operation from the Nth on\n"
 	       "  --kmsg           log to /dev/kmsg (survives a panic) instead of stderr\n"
