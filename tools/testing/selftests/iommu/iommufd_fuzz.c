@@ -24,7 +24,11 @@
  *
  * usage: iommufd_fuzz [--seed S] [--ops N] [--seconds T] [--threads N]
  *        [--memlock BYTES] [--fail-nth PCT] [--keep-ipc-lock]
- *        [--skip CMD,..] [--only CMD,..] [--trace-from N] [--kmsg] [--list]
+ *        [--skip CMD,..] [--only CMD,..] [--no-wrap] [--trace-from N] [--kmsg]
+ *        [--hang S] [--list]
+ *
+ * --skip, --only and --no-wrap exist to get past a crash already known;
+ * the default run avoids nothing.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -87,7 +91,7 @@ static struct {
 	uint64_t seed, ops, trace_from, memlock;
 	double seconds;
 	int threads, fail_pct, hang;
-	bool keep_ipc_lock, kmsg, list;
+	bool keep_ipc_lock, kmsg, list, no_wrap;
 	const char *skip, *only;
 } opt = { .seed = 1, .ops = 10000, .threads = 4, .fail_pct = 2,
 	  .hang = 120, .trace_from = UINT64_MAX };
@@ -364,6 +368,11 @@ static void gen_range(struct thr *t, __u64 *iova, __u64 *len)
 		*iova = ~0ULL - below(t, *len | 1); /* wraps */
 	else
 		*iova = gen_iova(t);
+	/* --no-wrap: past a known crash, nothing reaches 2^64. */
+	if (opt.no_wrap && *iova + *len < *iova) {
+		*iova &= (1ULL << 62) - 1;
+		*len &= (1ULL << 62) - 1;
+	}
 }
 
 /* A user pointer to @len bytes: mostly mapped, sometimes anything but. */
@@ -494,7 +503,7 @@ static int gen_fd(struct thr *t, int kind)
 		return S.ctx;
 	else
 		return PICK(t, -1, 0, 1023, 0x7fffffff, -2);
-	return fd >= 0 ? fd : (int)below(t, 64);
+	return fd >= 0 ? fd : 3 + (int)below(t, 61);
 }
 
 /* Evicting an fd closes it: nothing leaks, and fd numbers get reused. */
@@ -1739,7 +1748,8 @@ static void *thread_main(void *p)
 
 	snprintf(path, sizeof(path), "/proc/thread-self/fail-nth");
 	t->failfd = opt.fail_pct ? open(path, O_RDWR | O_CLOEXEC) : -1;
-	if (pipe(t->pipe))
+	/* Non-blocking, as a random fd number may name it. */
+	if (pipe2(t->pipe, O_NONBLOCK | O_CLOEXEC))
 		abort();
 	while (!atomic_load(&G->stop)) {
 		uint64_t n = atomic_fetch_add(&G->started, 1);
@@ -2063,6 +2073,7 @@ static void usage(void)
 	       "  --keep-ipc-lock  keep CAP_IPC_LOCK (pinning then goes unaccounted)\n"
 	       "  --skip CMD,...   never run these commands (NAME or PREFIX*; ',' or '+' between)\n"
 	       "  --only CMD,...   run only these commands\n"
+	       "  --no-wrap        no IOVA range reaches 2^64 (to get past a known crash)\n"
 	       "  --trace-from N   log every operation from the Nth on\n"
 	       "  --kmsg           log to /dev/kmsg (survives a panic) instead of stderr\n"
 	       "  --hang S         fail if no operation completes for S seconds (default 120)\n"
@@ -2080,6 +2091,10 @@ static void parse_args(int argc, char **argv)
 		}
 		if (!strcmp(a, "--kmsg")) {
 			opt.kmsg = true;
+			continue;
+		}
+		if (!strcmp(a, "--no-wrap")) {
+			opt.no_wrap = true;
 			continue;
 		}
 		if (!strcmp(a, "--list")) {
@@ -2182,14 +2197,17 @@ int main(int argc, char **argv)
 	}
 	printf("TAP version 13\n1..1\n");
 	printf("# iommufd_fuzz: seed %#" PRIx64 ", %d thread(s), ops %" PRIu64
-	       ", seconds %g, fault injection %d%%, memlock %" PRIu64 "%s%s%s%s%s\n",
+	       ", seconds %g, fault injection %d%%, memlock %" PRIu64 "%s%s%s%s%s%s\n",
 	       opt.seed, opt.threads, opt.ops, opt.seconds, opt.fail_pct,
 	       opt.memlock, opt.only ? ", only " : "", opt.only ?: "",
 	       opt.skip ? ", skip " : "", opt.skip ?: "",
+	       opt.no_wrap ? ", no wrap" : "",
 	       opt.keep_ipc_lock ? ", CAP_IPC_LOCK kept" : "");
 	if (opt.kmsg)
 		kmsg_fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
 	signal(SIGPIPE, SIG_IGN);
+	/* Nothing may block on a read of standard input. */
+	dup2(open("/dev/null", O_RDONLY), 0);
 	rl.rlim_cur = rl.rlim_max = 65536;
 	setrlimit(RLIMIT_NOFILE, &rl);
 	getrlimit(RLIMIT_MEMLOCK, &rl);
