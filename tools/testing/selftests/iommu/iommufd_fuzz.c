@@ -137,8 +137,9 @@ static uint64_t rnd_raw(struct rng *r)
 
 /* ---- shared state ------------------------------------------------------- */
 
+/* O_PARENT: HWPTs allocated as nesting parents (also in O_HWPT) */
 enum obj { O_IOAS, O_HWPT, O_STDEV, O_IDEV, O_FAULT, O_VIOMMU, O_VDEV,
-	   O_VEVENTQ, O_HWQ, O_NR };
+	   O_VEVENTQ, O_HWQ, O_PARENT, O_NR };
 enum fdkind { F_ACCESS, F_FAULT, F_VEVENTQ, F_DMABUF, F_MEMFD, F_NR };
 #define POOL 16
 #define NAREAS 32
@@ -154,6 +155,8 @@ static struct {
 	_Atomic uint32_t stale[POOL];
 	_Atomic int fds[F_NR][POOL];
 	_Atomic uint64_t apages[POOL];	/* access fd << 32 | access pages id */
+	_Atomic uint64_t accesses[POOL];	/* access fd << 32 | its IOAS */
+	_Atomic uint64_t domains[POOL];	/* mock domain HWPT << 32 | IOAS */
 	struct area areas[NAREAS];
 	_Atomic uint32_t cookies[8];
 	_Atomic uint64_t mmap_off, mmap_len;
@@ -285,6 +288,25 @@ static bool area_pick(struct thr *t, struct area *out)
 		}
 	}
 	return false;
+}
+
+/* A mapping of @ioas if one is known, else any. */
+static bool area_pick_in(struct thr *t, uint32_t ioas, struct area *out)
+{
+	unsigned int i = below(t, NAREAS);
+
+	for (unsigned int n = 0; n < NAREAS; n++, i = (i + 1) % NAREAS) {
+		struct area *a = &S.areas[i];
+
+		if (atomic_load(&a->len) && atomic_load(&a->ioas) == ioas) {
+			out->ioas = ioas;
+			out->iova = atomic_load(&a->iova);
+			out->len = atomic_load(&a->len);
+			out->uptr = atomic_load(&a->uptr);
+			return true;
+		}
+	}
+	return area_pick(t, out);
 }
 
 static void area_add(struct thr *t, uint32_t ioas, uint64_t iova, uint64_t len,
@@ -707,35 +729,61 @@ POST(vfio_ioas)
 		id_add(t, O_IOAS, c->ioas_id);
 }
 
+/*
+ * Mostly one of the shapes that can work (a paging HWPT on an IOAS, a
+ * nested one on a parent or a vIOMMU, with selftest data), else anything.
+ */
 GEN(hwpt_alloc)
 {
 	struct iommu_hwpt_alloc *c = p;
 	struct iommu_hwpt_selftest *d = (void *)t->data;
+	unsigned int shape = below(t, 4);
 
-	c->flags = flags32(t, IOMMU_HWPT_ALLOC_NEST_PARENT |
-				      IOMMU_HWPT_ALLOC_DIRTY_TRACKING |
-				      IOMMU_HWPT_FAULT_ID_VALID |
-				      IOMMU_HWPT_ALLOC_PASID);
 	c->dev_id = gen_id(t, O_IDEV);
-	c->pt_id = gen_pt(t);
 	c->__reserved = reserved32(t);
 	c->__reserved2 = reserved32(t);
-	c->fault_id = gen_id(t, O_FAULT);
-	if (chance(t, 50))
-		return;
 	d->iotlb = chance(t, 80) ? IOMMU_TEST_IOTLB_DEFAULT : rnd(t);
 	d->pagetable_type = PICK(t, MOCK_IOMMUPT_DEFAULT, MOCK_IOMMUPT_HUGE, 2,
 				 rnd(t));
-	c->data_type = PICK(t, IOMMU_HWPT_DATA_SELFTEST, IOMMU_HWPT_DATA_SELFTEST,
-			    IOMMU_HWPT_DATA_NONE, IOMMU_HWPT_DATA_VTD_S1,
-			    IOMMU_HWPT_DATA_ARM_SMMUV3, IOMMU_HWPT_DATA_AMD_GUEST,
-			    rnd(t));
-	c->data_len = chance(t, 80) ? sizeof(*d) : count32(t);
-	c->data_uptr = gen_dptr(t, c->data_len);
+	if (shape == 0) {
+		c->pt_id = gen_id(t, O_IOAS);
+		c->flags = PICK(t, 0, IOMMU_HWPT_ALLOC_NEST_PARENT,
+				IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
+				IOMMU_HWPT_ALLOC_NEST_PARENT |
+					IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
+				IOMMU_HWPT_ALLOC_PASID);
+	} else if (shape == 1) {
+		c->pt_id = gen_id(t, PICK(t, O_PARENT, O_PARENT, O_VIOMMU));
+		c->data_type = IOMMU_HWPT_DATA_SELFTEST;
+		c->data_len = sizeof(*d);
+		c->data_uptr = (uint64_t)t->data;
+	} else {
+		c->flags = flags32(t, IOMMU_HWPT_ALLOC_NEST_PARENT |
+					      IOMMU_HWPT_ALLOC_DIRTY_TRACKING |
+					      IOMMU_HWPT_FAULT_ID_VALID |
+					      IOMMU_HWPT_ALLOC_PASID);
+		c->pt_id = gen_pt(t);
+		if (chance(t, 50)) {
+			c->data_type = PICK(t, IOMMU_HWPT_DATA_SELFTEST,
+					    IOMMU_HWPT_DATA_NONE,
+					    IOMMU_HWPT_DATA_VTD_S1,
+					    IOMMU_HWPT_DATA_ARM_SMMUV3,
+					    IOMMU_HWPT_DATA_AMD_GUEST, rnd(t));
+			c->data_len = chance(t, 80) ? sizeof(*d) : count32(t);
+			c->data_uptr = gen_dptr(t, c->data_len);
+		}
+	}
+	if (chance(t, 20))
+		c->flags |= IOMMU_HWPT_FAULT_ID_VALID;
+	c->fault_id = gen_id(t, O_FAULT);
 }
 POST(hwpt_alloc)
 {
-	id_add(t, O_HWPT, ((struct iommu_hwpt_alloc *)p)->out_hwpt_id);
+	struct iommu_hwpt_alloc *c = p;
+
+	id_add(t, O_HWPT, c->out_hwpt_id);
+	if (c->flags & IOMMU_HWPT_ALLOC_NEST_PARENT)
+		id_add(t, O_PARENT, c->out_hwpt_id);
 }
 
 GEN(get_hw_info)
@@ -756,7 +804,8 @@ GEN(set_dirty)
 {
 	struct iommu_hwpt_set_dirty_tracking *c = p;
 
-	c->flags = flags32(t, IOMMU_HWPT_DIRTY_TRACKING_ENABLE);
+	c->flags = chance(t, 80) ? below(t, 2) :
+				   flags32(t, IOMMU_HWPT_DIRTY_TRACKING_ENABLE);
 	c->hwpt_id = gen_id(t, O_HWPT);
 	c->__reserved = reserved32(t);
 }
@@ -767,15 +816,20 @@ static uint64_t gen_pgsize(struct thr *t)
 		    1ULL << below(t, 64), rnd(t));
 }
 
+static uint32_t gen_domain(struct thr *t, struct area *a);
+
 GEN(get_dirty)
 {
 	struct iommu_hwpt_get_dirty_bitmap *c = p;
+	struct area a;
 
-	c->hwpt_id = gen_id(t, O_HWPT);
+	c->hwpt_id = gen_domain(t, &a);
 	c->flags = flags32(t, IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR);
 	c->__reserved = reserved32(t);
 	gen_range(t, &c->iova, &c->length);
-	c->page_size = gen_pgsize(t);
+	if (chance(t, 70) && a.len)
+		c->iova = a.iova, c->length = a.len;
+	c->page_size = chance(t, 50) ? pg : gen_pgsize(t);
 	c->data = gen_dptr(t, DATA_SZ);
 }
 
@@ -793,10 +847,10 @@ GEN(invalidate)
 	c->entry_len = PICK(t, sizeof(struct iommu_hwpt_invalidate_selftest),
 			    sizeof(struct iommu_viommu_invalidate_selftest), 0,
 			    4, 16, pg, count32(t));
-	c->entry_num = count32(t);
+	c->entry_num = chance(t, 70) ? 1 + below(t, 4) : count32(t);
 	c->__reserved = reserved32(t);
 	for (unsigned int i = 0; i < 64; i++)	/* flags, ids, cache ids */
-		w[i] = chance(t, 70) ? below(t, 5) : rnd(t);
+		w[i] = chance(t, 85) ? below(t, 4) : rnd(t);
 	c->data_uptr = gen_dptr(t, (uint64_t)c->entry_len * c->entry_num);
 }
 
@@ -819,7 +873,7 @@ GEN(viommu_alloc)
 		       IOMMU_VIOMMU_TYPE_DEFAULT, IOMMU_VIOMMU_TYPE_ARM_SMMUV3,
 		       rnd(t));
 	c->dev_id = gen_id(t, O_IDEV);
-	c->hwpt_id = gen_id(t, O_HWPT);
+	c->hwpt_id = gen_id(t, PICK(t, O_PARENT, O_PARENT, O_HWPT));
 	c->__reserved = reserved32(t);
 	memset(d, 0, sizeof(*d));
 	d->in_data = rnd(t);
@@ -845,7 +899,7 @@ GEN(vdevice_alloc)
 
 	c->viommu_id = gen_id(t, O_VIOMMU);
 	c->dev_id = gen_id(t, O_IDEV);
-	c->virt_id = PICK(t, 0, 1, 2, 3, ~0ULL, 1ULL << 32, rnd(t));
+	c->virt_id = PICK(t, 0, 1, 2, 3, below(t, 8), ~0ULL, 1ULL << 32, rnd(t));
 }
 POST(vdevice_alloc)
 {
@@ -883,8 +937,10 @@ GEN(hw_queue_alloc)
 	c->type = PICK(t, IOMMU_HW_QUEUE_TYPE_SELFTEST,
 		       IOMMU_HW_QUEUE_TYPE_SELFTEST, IOMMU_HW_QUEUE_TYPE_DEFAULT,
 		       IOMMU_HW_QUEUE_TYPE_TEGRA241_CMDQV, rnd(t));
-	c->index = PICK(t, 0, 1, 2, count32(t));
+	c->index = PICK(t, 0, 0, 1, 2, count32(t));
 	gen_range(t, &c->nesting_parent_iova, &c->length);
+	if (chance(t, 50))
+		c->length = PICK(t, pg, 2 * pg, MOCK_PAGE_SIZE);
 }
 POST(hw_queue_alloc)
 {
@@ -994,6 +1050,20 @@ POST(t_mock_domain)
 	id_add(t, O_STDEV, c->mock_domain.out_stdev_id);
 	id_add(t, O_HWPT, c->mock_domain.out_hwpt_id);
 	id_add(t, O_IDEV, c->mock_domain.out_idev_id);
+	atomic_store(&S.domains[below(t, POOL)],
+		     (uint64_t)c->mock_domain.out_hwpt_id << 32 | c->id);
+}
+
+/* A mock domain's HWPT and a mapping of its IOAS, if any is known. */
+static uint32_t gen_domain(struct thr *t, struct area *a)
+{
+	uint64_t v = atomic_load(&S.domains[below(t, POOL)]);
+
+	if (v && chance(t, 70) && area_pick_in(t, (uint32_t)v, a) &&
+	    a->ioas == (uint32_t)v)
+		return v >> 32;
+	memset(a, 0, sizeof(*a));
+	return gen_id(t, O_HWPT);
 }
 
 GEN(t_check_map)
@@ -1001,10 +1071,10 @@ GEN(t_check_map)
 	TC;
 	struct area a;
 
-	c->id = gen_id(t, PICK(t, O_HWPT, O_IOAS));
+	c->id = gen_domain(t, &a);
 	gen_range(t, &c->check_map.iova, &c->check_map.length);
 	c->check_map.uptr = gen_uptr(t, c->check_map.length);
-	if (chance(t, 50) && area_pick(t, &a)) {
+	if (chance(t, 80) && a.len) {
 		c->check_map.iova = a.iova;
 		c->check_map.length = a.len;
 		c->check_map.uptr = a.uptr;
@@ -1029,7 +1099,22 @@ GEN(t_create_access)
 POST(t_create_access)
 {
 	TC;
+	uint64_t v = (uint64_t)c->create_access.out_access_fd << 32 | c->id;
+
 	fd_add(t, F_ACCESS, c->create_access.out_access_fd);
+	atomic_store(&S.accesses[below(t, POOL)], v);
+}
+
+/* An access fd, and a mapping of its IOAS to reach through it. */
+static int gen_access(struct thr *t, struct area *a)
+{
+	uint64_t v = atomic_load(&S.accesses[below(t, POOL)]);
+
+	if (v && chance(t, 80) && area_pick_in(t, (uint32_t)v, a))
+		return v >> 32;
+	if (!area_pick(t, a))
+		memset(a, 0, sizeof(*a));
+	return gen_fd(t, F_ACCESS);
 }
 
 GEN(t_destroy_access_pages)
@@ -1047,12 +1132,12 @@ GEN(t_access_pages)
 	TC;
 	struct area a;
 
-	c->id = gen_fd(t, F_ACCESS);
+	c->id = gen_access(t, &a);
 	c->access_pages.flags =
 		flags32(t, MOCK_FLAGS_ACCESS_WRITE | MOCK_FLAGS_ACCESS_SYZ);
 	gen_range(t, &c->access_pages.iova, &c->access_pages.length);
 	c->access_pages.uptr = gen_uptr(t, c->access_pages.length);
-	if (chance(t, 50) && area_pick(t, &a)) {
+	if (chance(t, 70) && a.len) {
 		uint64_t k = below(t, a.len / pg + 1) * pg;
 
 		c->access_pages.iova = a.iova + k;
@@ -1071,8 +1156,12 @@ POST(t_access_pages)
 GEN(t_access_rw)
 {
 	TC;
-	c->id = gen_fd(t, F_ACCESS);
+	struct area a;
+
+	c->id = gen_access(t, &a);
 	gen_range(t, &c->access_rw.iova, &c->access_rw.length);
+	if (chance(t, 60) && a.len)
+		c->access_rw.iova = a.iova + below(t, a.len);
 	if (chance(t, 70))
 		c->access_rw.length = below(t, 2 * pg + 2);
 	c->access_rw.uptr = gen_dptr(t, c->access_rw.length);
@@ -1103,10 +1192,14 @@ GEN(t_access_replace)
 GEN(t_dirty)
 {
 	TC;
-	c->id = gen_id(t, O_HWPT);
+	struct area a;
+
+	c->id = gen_domain(t, &a);
 	c->dirty.flags = flags32(t, 1);
 	gen_range(t, &c->dirty.iova, &c->dirty.length);
-	c->dirty.page_size = gen_pgsize(t);
+	if (chance(t, 70) && a.len)
+		c->dirty.iova = a.iova, c->dirty.length = a.len;
+	c->dirty.page_size = chance(t, 50) ? pg : gen_pgsize(t);
 	memset(t->data, 0xff, 256);
 	c->dirty.uptr = gen_dptr(t, DATA_SZ);
 }
