@@ -974,8 +974,8 @@ GEN(vfio_check_ext)
 
 GEN(vfio_set_iommu)
 {
-	*arg = PICK(t, VFIO_TYPE1_IOMMU, VFIO_TYPE1v2_IOMMU, VFIO_TYPE1v2_IOMMU,
-		    VFIO_NOIOMMU_IOMMU, 0, ~0UL, rnd(t));
+	*arg = chance(t, 75) ? PICK(t, VFIO_TYPE1_IOMMU, VFIO_TYPE1v2_IOMMU) :
+			       PICK(t, VFIO_NOIOMMU_IOMMU, 0, ~0UL, rnd(t));
 }
 
 GEN(vfio_get_info)
@@ -1012,11 +1012,20 @@ GEN(vfio_unmap)
 	struct vfio_iommu_type1_dma_unmap *c = p;
 	__u64 iova, len;
 
+	struct area a;
+
 	c->flags = chance(t, 70) ? 0 :
 		   flags32(t, VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP |
 				      VFIO_DMA_UNMAP_FLAG_ALL |
 				      VFIO_DMA_UNMAP_FLAG_VADDR);
 	gen_range(t, &iova, &len);
+	if (chance(t, 50) && area_pick_in(t, 0, &a) && !a.ioas && a.len > pg) {
+		/* a part of a type1 mapping: its head, tail or middle */
+		uint64_t np = a.len / pg, k = below(t, np);
+
+		iova = a.iova + k * pg;
+		len = (1 + below(t, np - k)) * pg;
+	}
 	c->iova = iova;
 	c->size = len;
 }
