@@ -24,10 +24,10 @@
  *
  * usage: iommufd_fuzz [--seed S] [--ops N] [--seconds T] [--threads N]
  *        [--memlock BYTES] [--fail-nth PCT] [--keep-ipc-lock]
- *        [--skip CMD,..] [--only CMD,..] [--no-wrap] [--trace-from N] [--kmsg]
- *        [--hang S] [--list]
+ *        [--skip CMD,..] [--only CMD,..] [--tame WHAT,..] [--trace-from N]
+ *        [--kmsg] [--hang S] [--list]
  *
- * --skip, --only and --no-wrap exist to get past a crash already known;
+ * --skip, --only and --tame exist to get past a bug already known;
  * the default run avoids nothing.
  */
 #include <errno.h>
@@ -91,7 +91,8 @@ static struct {
 	uint64_t seed, ops, trace_from, memlock;
 	double seconds;
 	int threads, fail_pct, hang;
-	bool keep_ipc_lock, kmsg, list, no_wrap;
+	bool keep_ipc_lock, kmsg, list;
+	bool tame_wrap, tame_mapfile;	/* --tame: past known crashes */
 	const char *skip, *only;
 } opt = { .seed = 1, .ops = 10000, .threads = 4, .fail_pct = 2,
 	  .hang = 120, .trace_from = UINT64_MAX };
@@ -171,6 +172,7 @@ struct stats {
 	_Atomic bool stop;
 };
 static struct stats *G;
+static int memfds[NMEMFD];
 
 struct thr {
 	int idx;
@@ -390,8 +392,8 @@ static void gen_range(struct thr *t, __u64 *iova, __u64 *len)
 		*iova = ~0ULL - below(t, *len | 1); /* wraps */
 	else
 		*iova = gen_iova(t);
-	/* --no-wrap: past a known crash, nothing reaches 2^64. */
-	if (opt.no_wrap && *iova + *len < *iova) {
+	/* --tame wrap: past a known crash, nothing reaches 2^64. */
+	if (opt.tame_wrap && *iova + *len < *iova) {
 		*iova &= (1ULL << 62) - 1;
 		*len &= (1ULL << 62) - 1;
 	}
@@ -653,6 +655,16 @@ GEN(map_file)
 		   (chance(t, 70) ? RW : 0);
 	c->ioas_id = gen_id(t, O_IOAS);
 	c->fd = chance(t, 75) ? gen_fd(t, F_MEMFD) : gen_fd(t, F_DMABUF);
+	/* --tame mapfile: no file that may hold the context (a cycle) */
+	if (opt.tame_mapfile) {
+		bool known = false;
+
+		for (int i = 0; i < POOL; i++)
+			known |= atomic_load(&S.fds[F_DMABUF][i]) == c->fd ||
+				 atomic_load(&S.fds[F_MEMFD][i]) == c->fd;
+		if (!known)
+			c->fd = memfds[below(t, NMEMFD)];
+	}
 	gen_range(t, &c->iova, &c->length);
 	c->start = chance(t, 70) ? below(t, MEMFD_SZ / pg) * pg :
 				   PICK(t, MEMFD_SZ, MEMFD_SZ - pg, 1, -pg,
@@ -1103,7 +1115,8 @@ GEN(t_create_access)
 	TC;
 	c->id = gen_id(t, O_IOAS);
 	c->create_access.flags =
-		flags32(t, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES);
+		chance(t, 70) ? MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES :
+				flags32(t, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES);
 }
 POST(t_create_access)
 {
@@ -1382,8 +1395,6 @@ static long run_mmap(struct thr *t)
 	munmap(m, len);
 	return 0;
 }
-
-static int memfds[NMEMFD];
 
 enum { SK_ANON, SK_SHARED, SK_MEMFD, SK_HUGE, SK_NR };
 
@@ -2175,7 +2186,8 @@ static void usage(void)
 	       "  --keep-ipc-lock  keep CAP_IPC_LOCK (pinning then goes unaccounted)\n"
 	       "  --skip CMD,...   never run these commands (NAME or PREFIX*; ',' or '+' between)\n"
 	       "  --only CMD,...   run only these commands\n"
-	       "  --no-wrap        no IOVA range reaches 2^64 (to get past a known crash)\n"
+	       "  --tame WHAT,...  get past known bugs: 'wrap', no IOVA range reaches 2^64;\n"
+	       "                   'mapfile', IOAS_MAP_FILE only of memfds and dma-bufs\n"
 	       "  --trace-from N   log every operation from the Nth on\n"
 	       "  --kmsg           log to /dev/kmsg (survives a panic) instead of stderr\n"
 	       "  --hang S         fail if no operation completes for S seconds (default 120)\n"
@@ -2193,10 +2205,6 @@ static void parse_args(int argc, char **argv)
 		}
 		if (!strcmp(a, "--kmsg")) {
 			opt.kmsg = true;
-			continue;
-		}
-		if (!strcmp(a, "--no-wrap")) {
-			opt.no_wrap = true;
 			continue;
 		}
 		if (!strcmp(a, "--list")) {
@@ -2226,7 +2234,10 @@ static void parse_args(int argc, char **argv)
 			opt.only = v;
 		else if (!strcmp(a, "--trace-from"))
 			opt.trace_from = strtoull(v, NULL, 0);
-		else if (!strcmp(a, "--hang"))
+		else if (!strcmp(a, "--tame")) {
+			opt.tame_wrap = name_in("wrap", v);
+			opt.tame_mapfile = name_in("mapfile", v);
+		} else if (!strcmp(a, "--hang"))
 			opt.hang = atoi(v);
 		else {
 			usage();
@@ -2299,11 +2310,12 @@ int main(int argc, char **argv)
 	}
 	printf("TAP version 13\n1..1\n");
 	printf("# iommufd_fuzz: seed %#" PRIx64 ", %d thread(s), ops %" PRIu64
-	       ", seconds %g, fault injection %d%%, memlock %" PRIu64 "%s%s%s%s%s%s\n",
+	       ", seconds %g, fault injection %d%%, memlock %" PRIu64 "%s%s%s%s%s%s%s\n",
 	       opt.seed, opt.threads, opt.ops, opt.seconds, opt.fail_pct,
 	       opt.memlock, opt.only ? ", only " : "", opt.only ?: "",
 	       opt.skip ? ", skip " : "", opt.skip ?: "",
-	       opt.no_wrap ? ", no wrap" : "",
+	       opt.tame_wrap ? ", tame wrap" : "",
+	       opt.tame_mapfile ? ", tame mapfile" : "",
 	       opt.keep_ipc_lock ? ", CAP_IPC_LOCK kept" : "");
 	if (opt.kmsg)
 		kmsg_fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
