@@ -92,7 +92,7 @@ static struct {
 	double seconds;
 	int threads, fail_pct, hang;
 	bool keep_ipc_lock, kmsg, list;
-	bool tame_wrap, tame_mapfile;	/* --tame: past known crashes */
+	bool tame_wrap, tame_mapfile, tame_devdestroy; /* past known bugs */
 	const char *skip, *only;
 } opt = { .seed = 1, .ops = 10000, .threads = 4, .fail_pct = 2,
 	  .hang = 120, .trace_from = UINT64_MAX };
@@ -580,6 +580,9 @@ GEN(destroy)
 	struct iommu_destroy *c = p;
 
 	c->id = gen_id(t, below(t, O_NR));
+	for (int i = 0; opt.tame_devdestroy && i < POOL; i++)
+		if (atomic_load(&S.ids[O_STDEV][i]) == c->id)
+			c->id = 0;
 }
 POST(destroy)
 {
@@ -2187,7 +2190,8 @@ static void usage(void)
 	       "  --skip CMD,...   never run these commands (NAME or PREFIX*; ',' or '+' between)\n"
 	       "  --only CMD,...   run only these commands\n"
 	       "  --tame WHAT,...  get past known bugs: 'wrap', no IOVA range reaches 2^64;\n"
-	       "                   'mapfile', IOAS_MAP_FILE only of memfds and dma-bufs\n"
+	       "                   'mapfile', IOAS_MAP_FILE only of memfds and dma-bufs;\n"
+	       "                   'devdestroy', DESTROY never names a known mock device\n"
 	       "  --trace-from N   log every operation from the Nth on\n"
 	       "  --kmsg           log to /dev/kmsg (survives a panic) instead of stderr\n"
 	       "  --hang S         fail if no operation completes for S seconds (default 120)\n"
@@ -2237,6 +2241,7 @@ static void parse_args(int argc, char **argv)
 		else if (!strcmp(a, "--tame")) {
 			opt.tame_wrap = name_in("wrap", v);
 			opt.tame_mapfile = name_in("mapfile", v);
+			opt.tame_devdestroy = name_in("devdestroy", v);
 		} else if (!strcmp(a, "--hang"))
 			opt.hang = atoi(v);
 		else {
@@ -2310,12 +2315,13 @@ int main(int argc, char **argv)
 	}
 	printf("TAP version 13\n1..1\n");
 	printf("# iommufd_fuzz: seed %#" PRIx64 ", %d thread(s), ops %" PRIu64
-	       ", seconds %g, fault injection %d%%, memlock %" PRIu64 "%s%s%s%s%s%s%s\n",
+	       ", seconds %g, fault injection %d%%, memlock %" PRIu64 "%s%s%s%s%s%s%s%s\n",
 	       opt.seed, opt.threads, opt.ops, opt.seconds, opt.fail_pct,
 	       opt.memlock, opt.only ? ", only " : "", opt.only ?: "",
 	       opt.skip ? ", skip " : "", opt.skip ?: "",
 	       opt.tame_wrap ? ", tame wrap" : "",
 	       opt.tame_mapfile ? ", tame mapfile" : "",
+	       opt.tame_devdestroy ? ", tame devdestroy" : "",
 	       opt.keep_ipc_lock ? ", CAP_IPC_LOCK kept" : "");
 	if (opt.kmsg)
 		kmsg_fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
