@@ -660,12 +660,12 @@ GEN(map_file)
 	c->fd = chance(t, 75) ? gen_fd(t, F_MEMFD) : gen_fd(t, F_DMABUF);
 	/* --tame mapfile: no file that may hold the context (a cycle) */
 	if (opt.tame_mapfile) {
-		bool known = false;
+		char path[32], link[64] = "";
 
-		for (int i = 0; i < POOL; i++)
-			known |= atomic_load(&S.fds[F_DMABUF][i]) == c->fd ||
-				 atomic_load(&S.fds[F_MEMFD][i]) == c->fd;
-		if (!known)
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", c->fd);
+		if (readlink(path, link, sizeof(link) - 1) < 0 ||
+		    (strncmp(link, "/memfd:", 7) &&
+		     strncmp(link, "anon_inode:dmabuf", 17)))
 			c->fd = memfds[below(t, NMEMFD)];
 	}
 	gen_range(t, &c->iova, &c->length);
