@@ -1943,9 +1943,9 @@ static int writefile(const char *path, const char *val)
 /* As the upstream fail_nth test: every allocation may fail, quietly. */
 static void setup_fault_injection(void)
 {
-	const char *const dirs[] = { "failslab", "fail_page_alloc",
-				     "fail_usercopy", "fail_futex" };
-	char path[128];
+	DIR *d;
+	struct dirent *e;
+	char path[300];
 
 	if (writefile("/sys/kernel/debug/failslab/ignore-gfp-wait", "N")) {
 		printf("# no failslab in debugfs: fault injection off\n");
@@ -1954,11 +1954,17 @@ static void setup_fault_injection(void)
 	}
 	writefile("/sys/kernel/debug/fail_page_alloc/ignore-gfp-wait", "N");
 	writefile("/sys/kernel/debug/fail_page_alloc/ignore-gfp-highmem", "N");
-	for (unsigned int i = 0; i < ARRAY_SIZE(dirs); i++) {
+	/* Every fail* attribute, the module's own fail_iommufd too. */
+	d = opendir("/sys/kernel/debug");
+	while (d && (e = readdir(d))) {
+		if (strncmp(e->d_name, "fail", 4))
+			continue;
 		snprintf(path, sizeof(path), "/sys/kernel/debug/%s/verbose",
-			 dirs[i]);
+			 e->d_name);
 		writefile(path, "0");
 	}
+	if (d)
+		closedir(d);
 }
 
 /* Pinning must be accounted: a process with CAP_IPC_LOCK is not. */
