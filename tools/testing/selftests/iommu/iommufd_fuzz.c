@@ -91,7 +91,7 @@ static struct {
 	uint64_t seed, ops, trace_from, memlock;
 	double seconds;
 	int threads, fail_pct, hang;
-	bool keep_ipc_lock, kmsg, list;
+	bool keep_ipc_lock, kmsg, list, fail_pages;
 	bool tame_wrap, tame_mapfile, tame_devdestroy; /* past known bugs */
 	const char *skip, *only;
 } opt = { .seed = 1, .ops = 10000, .threads = 4, .fail_pct = 2,
@@ -274,6 +274,12 @@ static uint64_t slot_addr(unsigned int s)
 	return ARENA + s * SLOT_STRIDE;
 }
 
+/* --tame wrap: past a known crash, no range reaches 2^64. */
+static bool wraps(uint64_t iova, uint64_t len)
+{
+	return iova + len < iova;
+}
+
 static bool area_pick(struct thr *t, struct area *out)
 {
 	unsigned int i = below(t, NAREAS);
@@ -316,7 +322,7 @@ static void area_add(struct thr *t, uint32_t ioas, uint64_t iova, uint64_t len,
 {
 	struct area *a = &S.areas[below(t, NAREAS)];
 
-	if (!len)
+	if (!len || (opt.tame_wrap && wraps(iova, len)))
 		return;
 	atomic_store(&a->ioas, ioas);
 	atomic_store(&a->iova, iova);
@@ -357,8 +363,24 @@ static uint64_t gen_len(struct thr *t)
 	}
 }
 
+static void tame_range(__u64 *iova, __u64 *len)
+{
+	if (opt.tame_wrap && wraps(*iova, *len)) {
+		*iova &= (1ULL << 62) - 1;
+		*len &= (1ULL << 62) - 1;
+	}
+}
+
+static void gen_range_any(struct thr *t, __u64 *iova, __u64 *len);
+
 /* An IOVA range: often a known mapping, whole or in part, else anything. */
 static void gen_range(struct thr *t, __u64 *iova, __u64 *len)
+{
+	gen_range_any(t, iova, len);
+	tame_range(iova, len);
+}
+
+static void gen_range_any(struct thr *t, __u64 *iova, __u64 *len)
 {
 	unsigned int r = below(t, 10);
 	struct area a;
@@ -392,11 +414,6 @@ static void gen_range(struct thr *t, __u64 *iova, __u64 *len)
 		*iova = ~0ULL - below(t, *len | 1); /* wraps */
 	else
 		*iova = gen_iova(t);
-	/* --tame wrap: past a known crash, nothing reaches 2^64. */
-	if (opt.tame_wrap && *iova + *len < *iova) {
-		*iova &= (1ULL << 62) - 1;
-		*len &= (1ULL << 62) - 1;
-	}
 }
 
 /* A user pointer to @len bytes: mostly mapped, sometimes anything but. */
@@ -1952,8 +1969,18 @@ static void setup_fault_injection(void)
 		opt.fail_pct = 0;
 		return;
 	}
-	writefile("/sys/kernel/debug/fail_page_alloc/ignore-gfp-wait", "N");
-	writefile("/sys/kernel/debug/fail_page_alloc/ignore-gfp-highmem", "N");
+	/*
+	 * Page allocations fail too only with --fail-pages: whether a kmalloc
+	 * needs a new slab page depends on what ran before, so counting them
+	 * makes the nth failure point, and the run, unrepeatable.
+	 */
+	if (opt.fail_pages) {
+		writefile("/sys/kernel/debug/fail_page_alloc/ignore-gfp-wait", "N");
+		writefile("/sys/kernel/debug/fail_page_alloc/ignore-gfp-highmem", "N");
+		writefile("/sys/kernel/debug/fail_page_alloc/min-order", "0");
+	} else {
+		writefile("/sys/kernel/debug/fail_page_alloc/min-order", "11");
+	}
 	/* Every fail* attribute, the module's own fail_iommufd too. */
 	d = opendir("/sys/kernel/debug");
 	while (d && (e = readdir(d))) {
@@ -2192,6 +2219,7 @@ static void usage(void)
 	       "  --threads N      threads on one context (default 4; 1 is reproducible)\n"
 	       "  --memlock BYTES  RLIMIT_MEMLOCK for the run (default: as inherited)\n"
 	       "  --fail-nth PCT   inject an allocation failure into PCT%% of the ioctls (default 2)\n"
+	       "  --fail-pages     page allocations too (then --threads 1 is not exactly repeatable)\n"
 	       "  --keep-ipc-lock  keep CAP_IPC_LOCK (pinning then goes unaccounted)\n"
 	       "  --skip CMD,...   never run these commands (NAME or PREFIX*; ',' or '+' between)\n"
 	       "  --only CMD,...   run only these commands\n"
@@ -2215,6 +2243,10 @@ static void parse_args(int argc, char **argv)
 		}
 		if (!strcmp(a, "--kmsg")) {
 			opt.kmsg = true;
+			continue;
+		}
+		if (!strcmp(a, "--fail-pages")) {
+			opt.fail_pages = true;
 			continue;
 		}
 		if (!strcmp(a, "--list")) {
