@@ -8,6 +8,8 @@
 #   make conformance  the upstream selftests on both modules, per fixture (no gate)
 #   make test-vfio the upstream VFIO selftests on the igb device (a report)
 #   make bench     micro-benchmarks, ours beside the stock C module
+#   make fuzz      the /dev/iommu fuzzer on each module (OPS= SEED= THREADS=
+#                  DURATION= MEMLOCK= FUZZ_ARGS=; see scripts/fuzz.sh)
 #   make all       build only
 #   make check     rustfmt, clippy and checkpatch
 #
@@ -42,6 +44,8 @@ test-vfio:
 	@$(S)/test-vfio.sh
 bench:
 	@$(S)/bench.sh
+fuzz:
+	@$(S)/fuzz.sh
 vm-test:
 	@$(S)/vm/run.sh test
 clean:
@@ -49,4 +53,4 @@ clean:
 distclean:
 	@. $(S)/lib.sh && rm -rf "$$CACHE"
 
-.PHONY: all run test conformance test-vfio bench deps kernel module tests initramfs check vm-test clean distclean
+.PHONY: all run test conformance test-vfio bench fuzz deps kernel module tests initramfs check vm-test clean distclean

@@ -32,6 +32,7 @@ OURS = (
     "iommufd_edges",
     "iommufd_race",
     "iommufd_adversarial",
+    "iommufd_fuzz",
     "accounting_after",
 )
 

@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 # Boot the test VM and run one job in it.
-#   run.sh JOB            JOB: demo | test | vfio | bench
+#   run.sh JOB            JOB: demo | test | vfio | bench | fuzz
 #   IMPL=rs|c|both        which iommufd the job loads (test default: both)
 #   IOMMU=intel|amd       the virtual IOMMU (default intel)
 #   VM_TIMEOUT=seconds    the whole run, boot to power-off (default 2400)
 #   SUITES=a,b            run only these suites of the job (a faster loop)
+#   VM_APPEND='a=b ...'   more kernel command line (the fuzz job's iommufd.fuzz=)
 # The console (kernel log, with the results in it) goes to $VM_DIR/JOB.console;
 # the results alone, extracted from it, to $VM_DIR/JOB.results.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 
-job=${1:?usage: run.sh demo|test|vfio|bench}
+job=${1:?usage: run.sh demo|test|vfio|bench|fuzz}
 case "$job" in
 demo) impl=${IMPL:-rs} ;;
-test | vfio | bench) impl=${IMPL:-both} ;;
-*) die "unknown job '$job' (demo, test, vfio or bench)" ;;
+test | vfio | bench | fuzz) impl=${IMPL:-both} ;;
+*) die "unknown job '$job' (demo, test, vfio, bench or fuzz)" ;;
 esac
 case "$impl" in rs | c | both) ;; *) die "IMPL must be rs, c or both" ;; esac
 iommu=${IOMMU:-intel}
@@ -50,6 +51,7 @@ res=$dir/$job.results
 cmdline="console=ttyS0 $iommu_arg iommu.strict=1 hugepages=128 panic=-1 oops=panic lpj=1000000"
 cmdline+=" printk.devkmsg=on loglevel=6 kunit.filter_glob=iommufd_rs_* iommufd.job=$job iommufd.impl=$impl iommufd.flavor=$KFLAVOR"
 [ -z "${SUITES:-}" ] || cmdline+=" iommufd.suites=$SUITES"
+[ -z "${VM_APPEND:-}" ] || cmdline+=" $VM_APPEND"
 
 log "booting the $KFLAVOR VM ($job, impl=$impl, $iommu IOMMU, timeout ${timeout_s}s)"
 set +e
