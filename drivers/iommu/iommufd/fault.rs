@@ -136,48 +136,33 @@ const RECORD_SIZE: usize = size_of::<uapi::iommu_hwpt_pgfault>();
 const RESPONSE_SIZE: usize = size_of::<uapi::iommu_hwpt_page_response>();
 
 impl Fault {
+    /// Answers "invalid" every group of `tag`, read or not.  Allocates
+    /// nothing, so that no group is left waiting for lack of memory.
     fn answer_tag(&self, tag: u64) {
-        let mut gone = KVec::<Pending>::new();
-        // Readers are excluded: no group of the tag is in flight.
+        // Readers are excluded: no group of the tag is in flight.  Groups
+        // are answered under this mutex, as `write` does, but never under
+        // the spinlock.
         let mut r = self.responses.lock();
         loop {
-            // Groups move to `gone` as far as its room goes (nothing is
-            // allocated, or answered, under the spinlock); then it grows.
-            let mut more = 0;
-            {
+            let p = {
                 let mut d = self.deliver.lock();
-                let mut i = 0;
-                while i < d.len() {
-                    if d[i].tag != tag {
-                        i += 1;
-                    } else if gone.len() < gone.capacity() {
-                        if let Ok(p) = d.remove(i) {
-                            let _ = gone.push_within_capacity(p);
-                        }
-                    } else {
-                        more += 1;
-                        i += 1;
-                    }
+                match d.iter().position(|p| p.tag == tag) {
+                    Some(i) => d.remove(i).ok(),
+                    None => None,
                 }
-            }
-            if more == 0 || gone.reserve(more, GFP_KERNEL).is_err() {
-                break;
-            }
-        }
-        let mut cookies = KVec::new();
-        for (&cookie, p) in r.map.iter() {
-            if p.tag == tag {
-                let _ = cookies.push(cookie, GFP_KERNEL);
+            };
+            match p {
+                Some(p) => drop(p),
+                None => break,
             }
         }
-        for cookie in cookies {
-            if let Some(p) = r.map.remove(&cookie) {
-                let _ = gone.push(p, GFP_KERNEL);
+        loop {
+            let cookie = r.map.iter().find(|(_, p)| p.tag == tag).map(|(&c, _)| c);
+            match cookie.and_then(|c| r.map.remove(&c)) {
+                Some(p) => drop(p),
+                None => break,
             }
         }
-        drop(r);
-        // Answered "invalid" as they drop, outside our locks.
-        drop(gone);
     }
 
     /// Takes the oldest group if its records fit in `room` bytes: `None` if
