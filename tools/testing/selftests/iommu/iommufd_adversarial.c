@@ -2784,6 +2784,7 @@ TEST_F(adv, dirty_bitmap_bounds)
 {
 	__u64 *bitmap = (__u64 *)guarded_page();
 	__u32 ioas2, stdev, hwpt;
+	int rc;
 
 	ASSERT_NE(NULL, bitmap);
 	ASSERT_EQ(0, dirty_setup(self->fd, self->buf, &ioas2, &stdev, &hwpt));
@@ -2829,13 +2830,10 @@ TEST_F(adv, dirty_bitmap_bounds)
 	 * test allows either, and checks that no bit is set.
 	 */
 	memset(bitmap, 0, PAGE);
-	{
-		int rc = get_dirty(self->fd, hwpt, 0, BASE - PAGE, 2 * PAGE,
-				   PAGE, (uintptr_t)bitmap);
-
-		EXPECT_TRUE(rc == 0 || errno == EINVAL);
-		EXPECT_EQ(0, bitmap[0]);
-	}
+	rc = get_dirty(self->fd, hwpt, 0, BASE - PAGE, 2 * PAGE, PAGE,
+		       (uintptr_t)bitmap);
+	EXPECT_TRUE(rc == 0 || errno == EINVAL);
+	EXPECT_EQ(0, bitmap[0]);
 	/* Mapped, nothing dirty yet: works, no bit. */
 	EXPECT_EQ(0, get_dirty(self->fd, hwpt, 0, BASE, 4 * PAGE, PAGE,
 			       (uintptr_t)bitmap));
@@ -2847,22 +2845,18 @@ TEST_F(adv, dirty_bitmap_bounds)
 			       4 * PAGE, PAGE, (uintptr_t)bitmap));
 	EXPECT_EQ(2, bitmap[0]);
 	/* A bitmap that cannot be written (see above). */
-	{
-		int rc = get_dirty(self->fd, hwpt,
-				   IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR, BASE,
-				   4 * PAGE, PAGE, KADDR);
-
-		EXPECT_TRUE(rc == 0 || errno == EFAULT);
-		rc = get_dirty(self->fd, hwpt,
-			       IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR, BASE,
-			       4 * PAGE, PAGE, 0);
-		EXPECT_TRUE(rc == 0 || errno == EFAULT);
-		rc = get_dirty(self->fd, hwpt,
-			       IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR, BASE,
-			       4 * PAGE, MOCK_PAGE_SIZE,
-			       (uintptr_t)bitmap + PAGE);
-		EXPECT_TRUE(rc == 0 || errno == EFAULT);
-	}
+	rc = get_dirty(self->fd, hwpt, IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR,
+		       BASE, 4 * PAGE, PAGE, KADDR);
+	EXPECT_TRUE(rc == 0 || errno == EFAULT);
+	rc = get_dirty(self->fd, hwpt,
+		       IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR, BASE,
+		       4 * PAGE, PAGE, 0);
+	EXPECT_TRUE(rc == 0 || errno == EFAULT);
+	rc = get_dirty(self->fd, hwpt,
+		       IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR, BASE,
+		       4 * PAGE, MOCK_PAGE_SIZE,
+		       (uintptr_t)bitmap + PAGE);
+	EXPECT_TRUE(rc == 0 || errno == EFAULT);
 	/* The bitmap may sit at the very end of its page. */
 	memset(bitmap, 0, PAGE);
 	EXPECT_EQ(0, get_dirty(self->fd, hwpt, 0, BASE, 4 * PAGE, PAGE,
@@ -2874,16 +2868,12 @@ TEST_F(adv, dirty_bitmap_bounds)
 	EXPECT_EQ(0, bitmap[0]);
 	/* Ranges that end at the top of the space (not mapped: see above). */
 	GD(EINVAL, 0, U64MAX, 1, PAGE, bitmap);
-	{
-		int rc = get_dirty(self->fd, hwpt, 0, TOP, PAGE, PAGE,
-				   (uintptr_t)bitmap);
-
-		EXPECT_TRUE(rc == 0 || errno == EINVAL);
-		rc = get_dirty(self->fd, hwpt, 0, TOP, PAGE, MOCK_PAGE_SIZE,
-			       (uintptr_t)bitmap);
-		EXPECT_TRUE(rc == 0 || errno == EINVAL);
-		EXPECT_EQ(0, bitmap[0]);
-	}
+	rc = get_dirty(self->fd, hwpt, 0, TOP, PAGE, PAGE, (uintptr_t)bitmap);
+	EXPECT_TRUE(rc == 0 || errno == EINVAL);
+	rc = get_dirty(self->fd, hwpt, 0, TOP, PAGE, MOCK_PAGE_SIZE,
+		       (uintptr_t)bitmap);
+	EXPECT_TRUE(rc == 0 || errno == EINVAL);
+	EXPECT_EQ(0, bitmap[0]);
 #undef GD
 	EXPECT_EQ(4 * PAGE, unmap_everything(self->fd, ioas2));
 	EXPECT_EQ(0, destroy(self->fd, hwpt));
