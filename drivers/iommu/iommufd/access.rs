@@ -20,8 +20,9 @@ use kernel::sync::{Arc, Mutex};
 
 use crate::ctx::{CtxHandle, CtxHold};
 use crate::interval::last_of;
+use crate::io_pagetable::UnmapListener;
 use crate::ioas::Ioas;
-use crate::object::Object;
+use crate::object::{Held, Object};
 
 /// `IOMMUFD_ACCESS_RW_WRITE`: copy into the IOAS.
 pub(crate) const RW_WRITE: u32 = 1 << 0;
@@ -44,9 +45,9 @@ pub(crate) trait AccessOps: Send + Sync {
 struct State {
     /// The IOAS new pins and copies go to; None while detached, or while
     /// the access is moving to another IOAS.
-    ioas: Option<Arc<Object<Ioas>>>,
+    ioas: Option<Held<Ioas>>,
     /// The IOAS unpins go to: the attached one, also while it is moving.
-    ioas_unpin: Option<Arc<Object<Ioas>>>,
+    ioas_unpin: Option<Held<Ioas>>,
 }
 
 /// An access object.
@@ -60,10 +61,10 @@ pub(crate) struct Access {
     state: Mutex<State>,
 }
 
-fn same(a: &Option<Arc<Object<Ioas>>>, b: &Option<Arc<Object<Ioas>>>) -> bool {
+fn same(a: &Option<Held<Ioas>>, b: &Option<Held<Ioas>>) -> bool {
     match (a, b) {
         (None, None) => true,
-        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (Some(a), Some(b)) => a.same(b.obj()),
         _ => false,
     }
 }
@@ -71,12 +72,12 @@ fn same(a: &Option<Arc<Object<Ioas>>>, b: &Option<Arc<Object<Ioas>>>) -> bool {
 impl Access {
     /// Creates an access in the context of `handle`, owned by `owner`.
     /// The owner holds a use of it until [`Access::destroy`].
-    pub(crate) fn create(
-        handle: CtxHandle<'_>,
-        owner: Arc<dyn AccessOps>,
-    ) -> Result<Arc<Object<Access>>> {
-        let slot = handle.ctx().objects.reserve()?;
-        let access = slot.new_object(try_pin_init!(Access {
+    pub(crate) fn create(handle: CtxHandle<'_>, owner: Arc<dyn AccessOps>) -> Result<Held<Access>> {
+        let access = handle
+            .ctx()
+            .objects
+            .reserve()?
+            .new_object(try_pin_init!(Access {
             pins: owner.needs_pin_pages(),
             ctx: handle.hold(),
             owner,
@@ -85,8 +86,7 @@ impl Access {
                 ioas_unpin: None,
             }),
         }? Error))?;
-        slot.finalize_held(access.clone());
-        Ok(access)
+        Ok(access.finalize_held())
     }
 
     /// Attaches a detached access to the IOAS `ioas_id`.
@@ -114,14 +114,13 @@ impl Access {
     }
 
     /// Detaches the access and destroys it; for its owner, once.
-    pub(crate) fn destroy(this: Arc<Object<Access>>) {
-        Self::detach(&this);
-        let id = this.id();
+    pub(crate) fn destroy(this: Held<Access>) {
+        Self::detach(this.obj());
+        // Keeps the access, hence its context, until it is removed.
+        let access = this.obj().clone();
         // Gives back the owner's use and waits for commands using it; a
-        // failure is another use that outlived its holder.
-        if this.ctx.objects.remove_owned(id).is_err() {
-            pr_err!("access {id}: still in use at destroy\n");
-        }
+        // failure is another use that outlived its holder (and warned).
+        let _ = access.ctx.objects.remove_owned(this);
     }
 
     /// Switches the access to the IOAS `new` (None: detached).  The owner
@@ -138,31 +137,19 @@ impl Access {
             None => None,
         };
         if same(&new_ioas, &st.ioas) {
-            if let Some(ioas) = new_ioas {
-                let id = ioas.id();
-                drop(ioas);
-                objects.put_long(id);
-            }
             return Ok(());
         }
         if let Some(ioas) = &new_ioas {
-            if let Err(e) = ioas.add_access(this) {
-                let id = ioas.id();
-                drop(new_ioas);
-                objects.put_long(id);
-                return Err(e);
-            }
+            ioas.add_access(this.id(), this.clone())?;
         }
         if let Some(cur) = st.ioas.take() {
             // No new pins from here on; the owner unpins without the lock.
             drop(st);
             this.owner.unmap(0, u64::MAX);
             st = this.state.lock();
-            cur.remove_access(this);
+            cur.remove_access(this.id());
             st.ioas_unpin = None;
-            let id = cur.id();
             drop(cur);
-            objects.put_long(id);
         }
         st.ioas_unpin = new_ioas.clone();
         st.ioas = new_ioas;
@@ -176,7 +163,8 @@ impl Access {
 
     /// The IOAS pins and copies go to: `ENOENT` when detached.
     fn ioas(&self) -> Result<Arc<Object<Ioas>>> {
-        self.state.lock().ioas.clone().ok_or(ENOENT)
+        let st = self.state.lock();
+        Ok(st.ioas.as_ref().ok_or(ENOENT)?.obj().clone())
     }
 
     /// Pins the memory mapped at `[iova, iova + length)` and appends the
@@ -230,9 +218,14 @@ impl Access {
         ioas.iopt
             .access_rw(iova, buf, flags & RW_WRITE != 0, direct)
     }
+}
 
-    /// Called by the IOAS when IOVA this access may hold pins in goes away.
-    pub(crate) fn notify_unmap(&self, iova: u64, length: u64) {
+impl UnmapListener for Object<Access> {
+    fn pins(&self) -> bool {
+        self.pins
+    }
+
+    fn unmapped(&self, iova: u64, length: u64) {
         self.owner.unmap(iova, length);
     }
 }

@@ -4,22 +4,84 @@
 
 use kernel::capability::{capable, Capability};
 use kernel::fs::File;
-use kernel::miscdevice::{MiscDevice, MiscDeviceRegistration};
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
 use kernel::sync::{Arc, ArcBorrow};
 
-use crate::ioas;
-use crate::object::{AccountMode, ObjectTable};
-use crate::uapi;
-use crate::ucmd::{self, Ucmd};
+use crate::object::{ObjectTable, Pending, TableState};
+use crate::pages::AccountMode;
+
+/// Context state that must change together with the set of objects: it is
+/// kept under the object table's lock.
+pub(crate) struct CtxState {
+    pub(crate) account_mode: AccountMode,
+    /// The IOAS the VFIO compatibility ioctls operate on.
+    pub(crate) compat_ioas: Option<u32>,
+}
+
+impl TableState for CtxState {
+    fn forget(&mut self, id: u32) {
+        if self.compat_ioas == Some(id) {
+            self.compat_ioas = None;
+        }
+    }
+}
+
+/// The object table of a context.
+pub(crate) type Objects = ObjectTable<CtxState>;
+
+/// An object of a context built and not published yet.
+pub(crate) type PendingObj<'a, T> = Pending<'a, CtxState, T>;
 
 #[pin_data]
 pub(crate) struct Ctx {
     #[pin]
-    pub(crate) objects: ObjectTable,
+    pub(crate) objects: Objects,
     /// `/dev/iommu` itself: the device dma-bufs are attached to.
     pub(crate) dev: ARef<kernel::device::Device>,
+}
+
+impl Ctx {
+    pub(crate) fn new(dev: ARef<kernel::device::Device>) -> impl PinInit<Self> {
+        pin_init!(Ctx {
+            objects <- ObjectTable::new(CtxState {
+                account_mode: AccountMode::User,
+                compat_ioas: None,
+            }),
+            dev,
+        })
+    }
+
+    /// The cookie DMA ownership of this context's devices is claimed with.
+    pub(crate) fn owner_cookie(&self) -> *mut core::ffi::c_void {
+        core::ptr::from_ref(self).cast_mut().cast()
+    }
+
+    /// How the pages this context pins are charged.
+    pub(crate) fn account_mode(&self) -> AccountMode {
+        self.objects.with_state(|s, _| s.account_mode)
+    }
+
+    /// Sets how pinned pages are charged from `IOMMU_OPTION_RLIMIT_MODE`'s
+    /// value (0: to the user, 1: to the process): needs `CAP_SYS_RESOURCE`
+    /// (`EPERM`) and a context with no object (`EBUSY`), checked in that
+    /// order and before the value (`EINVAL`), as upstream.
+    pub(crate) fn set_account_mode(&self, val: u64) -> Result {
+        if !capable(Capability::SYS_RESOURCE) {
+            return Err(EPERM);
+        }
+        self.objects.with_state(|s, empty| {
+            if !empty {
+                return Err(EBUSY);
+            }
+            s.account_mode = match val {
+                0 => AccountMode::User,
+                1 => AccountMode::Mm,
+                _ => return Err(EINVAL),
+            };
+            Ok(())
+        })
+    }
 }
 
 /// The context an ioctl runs in, from which in-kernel users (accesses) can
@@ -30,7 +92,11 @@ pub(crate) struct CtxHandle<'a> {
     file: &'a File,
 }
 
-impl CtxHandle<'_> {
+impl<'a> CtxHandle<'a> {
+    pub(crate) fn new(ctx: ArcBorrow<'a, Ctx>, file: &'a File) -> Self {
+        Self { ctx, file }
+    }
+
     pub(crate) fn ctx(&self) -> &Ctx {
         &self.ctx
     }
@@ -62,84 +128,5 @@ impl core::ops::Deref for CtxHold {
 
     fn deref(&self) -> &Ctx {
         &self.ctx
-    }
-}
-
-#[vtable]
-impl MiscDevice for Ctx {
-    type Ptr = Arc<Self>;
-
-    fn open(_file: &File, misc: &MiscDeviceRegistration<Self>) -> Result<Arc<Self>> {
-        Arc::pin_init(
-            try_pin_init!(Ctx {
-                objects <- ObjectTable::new(),
-                dev: misc.device().into(),
-            }),
-            GFP_KERNEL_ACCOUNT,
-        )
-    }
-
-    fn ioctl(me: ArcBorrow<'_, Ctx>, file: &File, cmd: u32, arg: usize) -> Result<isize> {
-        ucmd::dispatch(CtxHandle { ctx: me, file }, cmd, arg)
-    }
-
-    fn release(me: Arc<Ctx>, _file: &File) {
-        // Objects may hold references to the context (devices, HWPTs): they
-        // go here, with the file, rather than with the last reference.
-        me.objects.destroy_all();
-    }
-}
-
-impl Ctx {
-    /// The cookie DMA ownership of this context's devices is claimed with.
-    pub(crate) fn owner_cookie(&self) -> *mut core::ffi::c_void {
-        core::ptr::from_ref(self).cast_mut().cast()
-    }
-}
-
-/// `IOMMU_OPTION`
-pub(crate) fn option_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_option>) -> Result {
-    if ucmd.cmd.__reserved != 0 {
-        return Err(EOPNOTSUPP);
-    }
-    match ucmd.cmd.option_id {
-        uapi::IOMMU_OPTION_RLIMIT_MODE => rlimit_mode(ucmd)?,
-        uapi::IOMMU_OPTION_HUGE_PAGES => ioas::option(ucmd)?,
-        _ => return Err(EOPNOTSUPP),
-    }
-    ucmd.respond()
-}
-
-/// `IOMMU_OPTION_RLIMIT_MODE`: 0 charges pinned pages to the user, 1 to the
-/// process (as VFIO does).  Only a context with no object may change it, and
-/// only with `CAP_SYS_RESOURCE`.
-fn rlimit_mode(ucmd: &mut Ucmd<'_, uapi::iommu_option>) -> Result {
-    if ucmd.cmd.object_id != 0 {
-        return Err(EOPNOTSUPP);
-    }
-    match u32::from(ucmd.cmd.op) {
-        uapi::IOMMU_OPTION_OP_GET => {
-            let mode = ucmd.ctx.objects.with_shared(|s, _| s.account_mode);
-            ucmd.cmd.val64 = u64::from(mode == AccountMode::Mm);
-            Ok(())
-        }
-        uapi::IOMMU_OPTION_OP_SET => {
-            if !capable(Capability::SYS_RESOURCE) {
-                return Err(EPERM);
-            }
-            let mode = match ucmd.cmd.val64 {
-                0 => AccountMode::User,
-                1 => AccountMode::Mm,
-                _ => return Err(EINVAL),
-            };
-            ucmd.ctx.objects.with_shared(|s, empty| {
-                if !empty {
-                    return Err(EBUSY);
-                }
-                s.account_mode = mode;
-                Ok(())
-            })
-        }
-        _ => Err(EOPNOTSUPP),
     }
 }

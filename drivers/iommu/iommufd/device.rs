@@ -1,212 +1,32 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Devices bound to a context, and the paging HW page tables (HWPTs) they
-//! attach to: the Rust side of upstream's `iommufd_device_*` API.
+//! Devices bound to a context, attached to HW page tables (HWPTs): the Rust
+//! side of upstream's `iommufd_device_*` API.
 //!
 //! Binding claims the device's DMA for the context.  Attaching it to an
 //! IOAS finds an automatic HWPT of that IOAS the device can use, or makes
-//! one: a paging domain filled with the IOAS's mappings for as long as it
-//! exists.  An automatic HWPT goes away with its last device.
+//! one (see `hw_pagetable`); attaching to a HWPT uses that one.
 
 use kernel::bindings;
 use kernel::iommu::domain::{self as iommu, Attachment, DmaOwner, Domain, Group};
 use kernel::iommu::fault::FaultSink;
-use kernel::iommu::user_data::{UserData, UserDataArray};
+use kernel::iommu::user_data::UserData;
 use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
 use kernel::sync::{Arc, Mutex};
 use kernel::uaccess::{UserPtr, UserSlice};
 
-use crate::ctx::Ctx;
-use crate::fault::{Fault, Sink};
+use crate::ctx::{Ctx, PendingObj};
+use crate::fault::Sink;
+use crate::hw_pagetable::Hwpt;
 use crate::ioas::Ioas;
-use crate::object::{Held, Kind, Object, Reservation};
+use crate::object::Held;
 use crate::uapi;
 use crate::ucmd::Ucmd;
 
-/// A paging HWPT: an IOMMU domain that mirrors one IOAS.
-pub(crate) struct HwptPaging {
-    ctx: Arc<Ctx>,
-    id: u32,
-    /// The IOAS mirrored, with a use of it; None only during teardown.
-    ioas: Option<Arc<Object<Ioas>>>,
-    pub(crate) domain: Arc<Domain>,
-    /// Made by an attach to an IOAS, and destroyed with its last device.
-    auto: bool,
-    /// Nested HWPTs may be built on it (`IOMMU_HWPT_ALLOC_NEST_PARENT`).
-    nest_parent: bool,
-    /// PASIDs may be attached to it (`IOMMU_HWPT_ALLOC_PASID`).
-    pasid_compat: bool,
-    /// The queue the faults of its devices go to.
-    fault: Option<Held<Fault>>,
-}
-
-/// The fault queue `fault_id` for a new HWPT whose `domain` is not shared
-/// yet, which from now on takes faults; none for `None`.
-fn take_faults(
-    ctx: &Arc<Ctx>,
-    domain: &mut Domain,
-    fault_id: Option<u32>,
-) -> Result<Option<Held<Fault>>> {
-    let Some(id) = fault_id else {
-        return Ok(None);
-    };
-    let fault = Held::get(ctx, id)?;
-    domain.take_faults();
-    Ok(Some(fault))
-}
-
-impl HwptPaging {
-    /// A new HWPT of `ioas` for `dev`, with `IOMMU_HWPT_ALLOC_*` `flags`
-    /// (less `IOMMU_HWPT_FAULT_ID_VALID`) and the driver's `data` if any, its
-    /// faults going to the queue `fault_id`.  Not published yet: the caller
-    /// publishes it in `slot` once nothing can fail any more, or drops both.
-    fn alloc<'a>(
-        ctx: &'a Arc<Ctx>,
-        ioas: Held<Ioas>,
-        dev: &kernel::device::Device,
-        auto: bool,
-        flags: u32,
-        data: Option<&UserData>,
-        fault_id: Option<u32>,
-    ) -> Result<(Reservation<'a>, Arc<Object<HwptPaging>>)> {
-        if flags & uapi::IOMMU_HWPT_ALLOC_DIRTY_TRACKING != 0
-            && !iommu::capable(dev, bindings::iommu_cap_IOMMU_CAP_DIRTY_TRACKING)
-        {
-            return Err(EOPNOTSUPP);
-        }
-        let mut domain = if auto {
-            Domain::alloc_paging(dev, flags)?
-        } else {
-            Domain::alloc_paging_user(dev, flags, data)?
-        };
-        let fault = take_faults(ctx, &mut domain, fault_id)?;
-        let domain = Arc::new(domain, GFP_KERNEL_ACCOUNT)?;
-        let slot = ctx.objects.reserve()?;
-        ioas.iopt.add_domain(&domain)?;
-        // From here the HWPT value holds the IOAS use and the domain's place
-        // in the IOAS: dropping it, also when its allocation fails, gives
-        // both back.
-        let hwpt = slot.new_value(HwptPaging {
-            ctx: ctx.clone(),
-            id: slot.id(),
-            ioas: Some(ioas.into_long()),
-            domain,
-            auto,
-            nest_parent: flags & uapi::IOMMU_HWPT_ALLOC_NEST_PARENT != 0,
-            pasid_compat: flags & uapi::IOMMU_HWPT_ALLOC_PASID != 0,
-            fault,
-        })?;
-        if let (true, Some(ioas)) = (auto, &hwpt.ioas) {
-            ioas.add_auto_hwpt(hwpt.id())?;
-        }
-        Ok((slot, hwpt))
-    }
-}
-
-impl Drop for HwptPaging {
-    fn drop(&mut self) {
-        if let Some(ioas) = self.ioas.take() {
-            ioas.iopt.remove_domain(&self.domain);
-            if self.auto {
-                ioas.remove_auto_hwpt(self.id);
-            }
-            let id = ioas.id();
-            drop(ioas);
-            self.ctx.objects.put_long(id);
-        }
-    }
-}
-
-/// A nested HWPT: a domain that translates through a page table user space
-/// manages (a guest's), then through its paging parent.
-pub(crate) struct HwptNested {
-    pub(crate) domain: Arc<Domain>,
-    /// PASIDs may be attached to it (`IOMMU_HWPT_ALLOC_PASID`).
-    pasid_compat: bool,
-    /// The faults' queue; dropped before the parent, as upstream.
-    fault: Option<Held<Fault>>,
-    /// The parent, which cannot be destroyed while this lives.
-    _parent: Held<HwptPaging>,
-}
-
-impl HwptNested {
-    /// A new nested HWPT on `parent` for `dev`, described by the driver's
-    /// `data`, with its faults going to the queue `fault_id`; to be
-    /// published in the returned slot, as [`HwptPaging::alloc`]'s.
-    fn alloc<'a>(
-        ctx: &'a Arc<Ctx>,
-        parent: Held<HwptPaging>,
-        dev: &kernel::device::Device,
-        flags: u32,
-        data: &UserData,
-        fault_id: Option<u32>,
-    ) -> Result<(Reservation<'a>, Arc<Object<HwptNested>>)> {
-        if flags & !(uapi::IOMMU_HWPT_FAULT_ID_VALID | uapi::IOMMU_HWPT_ALLOC_PASID) != 0
-            || data.is_empty()
-        {
-            return Err(EOPNOTSUPP);
-        }
-        if parent.auto || !parent.nest_parent {
-            return Err(EINVAL);
-        }
-        let flags = flags & !uapi::IOMMU_HWPT_FAULT_ID_VALID;
-        let mut domain = Domain::alloc_nested(dev, &parent.domain, flags, data)?;
-        let fault = take_faults(ctx, &mut domain, fault_id)?;
-        let domain = Arc::new(domain, GFP_KERNEL_ACCOUNT)?;
-        let slot = ctx.objects.reserve()?;
-        let hwpt = slot.new_value(HwptNested {
-            domain,
-            pasid_compat: flags & uapi::IOMMU_HWPT_ALLOC_PASID != 0,
-            fault,
-            _parent: parent,
-        })?;
-        Ok((slot, hwpt))
-    }
-}
-
-/// A HWPT a device can attach to.  Where one is kept with a long-term use
-/// of it, that use is given back once (`Device::put_hwpt`), whatever the
-/// number of clones.
-#[derive(Clone)]
-pub(crate) enum Hwpt {
-    Paging(Arc<Object<HwptPaging>>),
-    Nested(Arc<Object<HwptNested>>),
-}
-
-impl Hwpt {
-    fn id(&self) -> u32 {
-        match self {
-            Hwpt::Paging(h) => h.id(),
-            Hwpt::Nested(h) => h.id(),
-        }
-    }
-
-    fn domain(&self) -> &Arc<Domain> {
-        match self {
-            Hwpt::Paging(h) => &h.domain,
-            Hwpt::Nested(h) => &h.domain,
-        }
-    }
-
-    fn fault(&self) -> Option<&Held<Fault>> {
-        match self {
-            Hwpt::Paging(h) => h.fault.as_ref(),
-            Hwpt::Nested(h) => h.fault.as_ref(),
-        }
-    }
-
-    fn pasid_compat(&self) -> bool {
-        match self {
-            Hwpt::Paging(h) => h.pasid_compat,
-            Hwpt::Nested(h) => h.pasid_compat,
-        }
-    }
-}
-
 struct Attached {
-    hwpt: Hwpt,
+    hwpt: Held<Hwpt>,
     attachment: Attachment,
     /// Where the device's faults go, if the HWPT takes faults.
     sink: Option<Arc<Sink>>,
@@ -246,10 +66,8 @@ impl Attachments {
     /// a PASID only to such a HWPT, and only if the RID's allows them too.
     fn compatible(&self, hwpt: &Hwpt, pasid: Option<u32>) -> Result {
         let ok = match pasid {
-            None => hwpt.pasid_compat() || self.pasids.is_empty(),
-            Some(_) => {
-                hwpt.pasid_compat() && self.rid.as_ref().is_none_or(|a| a.hwpt.pasid_compat())
-            }
+            None => hwpt.pasid_compat || self.pasids.is_empty(),
+            Some(_) => hwpt.pasid_compat && self.rid.as_ref().is_none_or(|a| a.hwpt.pasid_compat),
         };
         if ok {
             Ok(())
@@ -278,10 +96,7 @@ pub(crate) struct Device {
 impl Device {
     /// Binds `dev` to the context: claims its DMA for the context.
     /// `EINVAL` if it has no IOMMU group.
-    pub(crate) fn bind(
-        ctx: &Arc<Ctx>,
-        dev: &kernel::device::Device,
-    ) -> Result<Arc<Object<Device>>> {
+    pub(crate) fn bind(ctx: &Arc<Ctx>, dev: &kernel::device::Device) -> Result<Held<Device>> {
         let group = Group::of(dev).ok_or(EINVAL)?;
         let owner = DmaOwner::claim(dev, ctx.owner_cookie())?;
         let slot = ctx.objects.reserve()?;
@@ -297,8 +112,7 @@ impl Device {
             }),
             _owner: owner,
         }? Error))?;
-        slot.finalize_held(idev.clone());
-        Ok(idev)
+        Ok(idev.finalize_held())
     }
 
     /// The device.
@@ -314,18 +128,19 @@ impl Device {
 
     /// The sink for the device's faults on `hwpt`, if it takes faults.
     fn sink_for(&self, hwpt: &Hwpt) -> Result<Option<Arc<Sink>>> {
-        hwpt.fault()
+        hwpt.fault
+            .as_ref()
             .map(|f| Sink::new(f.obj(), self.id))
             .transpose()
     }
 
     /// Finishes leaving `hwpt`, whose attachment is gone: answers the faults
     /// still waiting from it and gives the HWPT's use back.
-    fn leave(&self, hwpt: Hwpt, sink: Option<Arc<Sink>>) {
+    fn leave(&self, hwpt: Held<Hwpt>, sink: Option<Arc<Sink>>) {
         if let Some(sink) = sink {
             sink.answer_left();
         }
-        self.put_hwpt(hwpt);
+        Hwpt::put(&self.ctx.objects, hwpt);
     }
 
     /// Attaches the device to `pt_id`, an IOAS (through an automatic HWPT)
@@ -346,24 +161,16 @@ impl Device {
             // So that recording the attachment below cannot fail.
             st.pasids.reserve(1, GFP_KERNEL_ACCOUNT)?;
         }
-        let hwpt = self.hwpt_for(pt_id, pasid)?;
-        let res = st.compatible(&hwpt, pasid).and_then(|()| {
-            let sink = self.sink_for(&hwpt)?;
+        let (hwpt, (attachment, sink)) = self.with_target(pt_id, pasid, |hwpt| {
+            st.compatible(hwpt, pasid)?;
+            let sink = self.sink_for(hwpt)?;
             let s = dyn_sink(&sink);
             let attachment = match pasid {
-                None => Attachment::attach(hwpt.domain(), &self.group, s)?,
-                Some(p) => Attachment::attach_pasid(hwpt.domain(), &self.dev, p, s)?,
+                None => Attachment::attach(&hwpt.domain, &self.group, s)?,
+                Some(p) => Attachment::attach_pasid(&hwpt.domain, &self.dev, p, s)?,
             };
             Ok((attachment, sink))
-        });
-        let (attachment, sink) = match res {
-            Ok(r) => r,
-            Err(e) => {
-                drop(st);
-                self.put_hwpt(hwpt);
-                return Err(e);
-            }
-        };
+        })?;
         let id = hwpt.id();
         let a = Attached {
             hwpt,
@@ -378,54 +185,33 @@ impl Device {
         Ok(id)
     }
 
-    /// The HWPT to attach to for `pt_id`, with a use for the caller: an
-    /// automatic one for an IOAS (not for a PASID: `EINVAL`), else the HWPT
-    /// `pt_id`.
-    fn hwpt_for(&self, pt_id: u32, pasid: Option<u32>) -> Result<Hwpt> {
+    /// Runs `f` on the HWPT to attach to for `pt_id`: for an IOAS (not for
+    /// a PASID: `EINVAL`) each automatic HWPT of it in turn, then a new one
+    /// (see [`Hwpt::attach_auto`]); else the HWPT `pt_id`.  Returns the
+    /// HWPT `f` accepted, with a use for the caller, and what `f` returned.
+    fn with_target<R>(
+        &self,
+        pt_id: u32,
+        pasid: Option<u32>,
+        mut f: impl FnMut(&Hwpt) -> Result<R>,
+    ) -> Result<(Held<Hwpt>, R)> {
         let objects = &self.ctx.objects;
-        if let Ok(ioas) = Held::<Ioas>::get(&self.ctx, pt_id) {
+        if let Ok(ioas) = objects.get_long::<Ioas>(pt_id) {
             if pasid.is_some() {
                 return Err(EINVAL);
             }
-            return self.auto_hwpt(ioas).map(Hwpt::Paging);
+            return Hwpt::attach_auto(&self.ctx, ioas, &self.dev, |h| f(h));
         }
-        if let Ok(h) = objects.get_long::<HwptPaging>(pt_id) {
-            return Ok(Hwpt::Paging(h));
-        }
-        match objects.get_long::<HwptNested>(pt_id) {
-            Ok(h) => Ok(Hwpt::Nested(h)),
-            Err(_) if objects.exists(pt_id) => Err(EINVAL),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// An automatic HWPT of `ioas` with a use for the caller.
-    fn auto_hwpt(&self, ioas: Held<Ioas>) -> Result<Arc<Object<HwptPaging>>> {
-        let objects = &self.ctx.objects;
-        // Every domain of the mock suits every device: reuse the first.
-        for id in ioas.auto_hwpts()? {
-            if let Ok(hwpt) = objects.get_long::<HwptPaging>(id) {
-                return Ok(hwpt);
-            }
-        }
-        let (slot, hwpt) = HwptPaging::alloc(&self.ctx, ioas, &self.dev, true, 0, None, None)?;
-        // Published with a use for the caller, which nobody can destroy
-        // before the caller's attach is through or undone.
-        slot.finalize_held(hwpt.clone());
-        Ok(hwpt)
-    }
-
-    /// Gives back a use of `hwpt`, destroying it if it was automatic and
-    /// this was its last device.
-    fn put_hwpt(&self, hwpt: Hwpt) {
-        match hwpt {
-            // In one step: between a put and a destroy by ID, the HWPT could
-            // be destroyed by the user and its ID given to a new object.
-            Hwpt::Paging(h) if h.auto => self.ctx.objects.put_and_try_destroy(h),
-            hwpt => {
-                let id = hwpt.id();
-                drop(hwpt);
-                self.ctx.objects.put_long(id);
+        let hwpt = match objects.get_long::<Hwpt>(pt_id) {
+            Ok(h) => h,
+            Err(_) if objects.exists(pt_id) => return Err(EINVAL),
+            Err(e) => return Err(e),
+        };
+        match f(&hwpt) {
+            Ok(r) => Ok((hwpt, r)),
+            Err(e) => {
+                Hwpt::put(objects, hwpt);
+                Err(e)
             }
         }
     }
@@ -458,7 +244,7 @@ impl Device {
         self.attached
             .lock()
             .get_mut(pasid)
-            .map(|a| a.hwpt.domain().clone())
+            .map(|a| a.hwpt.domain.clone())
     }
 
     /// Moves the attached device to `pt_id` (see [`Device::attach`]).
@@ -471,38 +257,47 @@ impl Device {
     pub(crate) fn replace_pasid(&self, pasid: Option<u32>, pt_id: u32) -> Result<u32> {
         let mut guard = self.attached.lock();
         let st = &mut *guard;
-        let Some(cur_id) = st.get_mut(pasid).map(|cur| cur.hwpt.id()) else {
+        let Some(cur) = st.get_mut(pasid).map(|cur| cur.hwpt.obj().clone()) else {
             return Err(EINVAL);
         };
-        let hwpt = self.hwpt_for(pt_id, pasid)?;
-        let id = hwpt.id();
-        if id == cur_id {
-            drop(guard);
-            self.put_hwpt(hwpt);
-            return Ok(id);
-        }
-        let res = st.compatible(&hwpt, pasid).and_then(|()| {
-            let sink = self.sink_for(&hwpt)?;
-            let cur = st.get_mut(pasid).ok_or(EINVAL)?;
-            cur.attachment.replace(hwpt.domain(), dyn_sink(&sink))?;
-            // The use taken on `hwpt` moves to the attachment.
-            let old = core::mem::replace(&mut cur.hwpt, hwpt.clone());
-            Ok((old, core::mem::replace(&mut cur.sink, sink)))
+        let mut old = None;
+        let res = self.with_target(pt_id, pasid, |hwpt| {
+            if core::ptr::eq(hwpt, &**cur) {
+                // Already there: nothing changes.
+                return Ok(());
+            }
+            st.compatible(hwpt, pasid)?;
+            let sink = self.sink_for(hwpt)?;
+            let a = st.get_mut(pasid).ok_or(EINVAL)?;
+            a.attachment.replace(&hwpt.domain, dyn_sink(&sink))?;
+            old = Some(core::mem::replace(&mut a.sink, sink));
+            Ok(())
         });
-        drop(guard);
-        match res {
-            Ok((old, old_sink)) => {
-                self.leave(old, old_sink);
-                Ok(id)
-            }
+        let (hwpt, ()) = match res {
+            Ok(r) => r,
             Err(e) => {
-                self.put_hwpt(hwpt);
-                Err(e)
+                drop(guard);
+                return Err(e);
             }
-        }
+        };
+        let id = hwpt.id();
+        let Some(old_sink) = old else {
+            // Attached there already: the new use goes back.
+            drop(guard);
+            Hwpt::put(&self.ctx.objects, hwpt);
+            return Ok(id);
+        };
+        let a = st.get_mut(pasid).ok_or(EINVAL)?;
+        // The use taken on `hwpt` moves to the attachment.
+        let old_hwpt = core::mem::replace(&mut a.hwpt, hwpt);
+        drop(guard);
+        self.leave(old_hwpt, old_sink);
+        Ok(id)
     }
 }
 
+// The macro's `unsafe impl` is sound: it only forwards `drop`.
+#[allow(unsafe_code)]
 #[pinned_drop]
 impl PinnedDrop for Device {
     fn drop(self: Pin<&mut Self>) {
@@ -539,13 +334,13 @@ pub(crate) fn hwpt_alloc_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_hwpt_alloc>) -> R
     if (c.data_type == uapi::IOMMU_HWPT_DATA_NONE) != (c.data_len == 0) {
         return Err(EINVAL);
     }
-    let ctx = ucmd.handle.arc();
+    let ctx = ucmd.ctx;
     let objects = &ctx.objects;
     let idev = objects.get::<Device>(c.dev_id)?;
     let flags = c.flags;
     let fault_id = (flags & uapi::IOMMU_HWPT_FAULT_ID_VALID != 0).then_some(c.fault_id);
     let data = UserData::new(c.data_type, c.data_uptr, c.data_len as usize);
-    if let Ok(ioas) = Held::<Ioas>::get(&ctx, c.pt_id) {
+    let hwpt = if let Ok(ioas) = objects.get_long::<Ioas>(c.pt_id) {
         if flags & !HWPT_ALLOC_FLAGS != 0
             || (fault_id.is_some() && flags & uapi::IOMMU_HWPT_ALLOC_NEST_PARENT != 0)
         {
@@ -553,97 +348,29 @@ pub(crate) fn hwpt_alloc_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_hwpt_alloc>) -> R
         }
         let flags = flags & !uapi::IOMMU_HWPT_FAULT_ID_VALID;
         let data = (!data.is_empty()).then_some(&data);
-        let (slot, hwpt) = HwptPaging::alloc(&ctx, ioas, &idev.dev, false, flags, data, fault_id)?;
-        respond_then_publish(ucmd, slot, hwpt)
-    } else if let Ok(parent) = Held::<HwptPaging>::get(&ctx, c.pt_id) {
-        let (slot, hwpt) = HwptNested::alloc(&ctx, parent, &idev.dev, flags, &data, fault_id)?;
-        respond_then_publish(ucmd, slot, hwpt)
+        Hwpt::alloc_paging(ctx, ioas, &idev.dev, false, flags, data, fault_id)?
+    } else if let Ok(parent) = objects.get_long::<Hwpt>(c.pt_id) {
+        if parent.paging().is_none() {
+            return Err(EINVAL);
+        }
+        Hwpt::alloc_nested(ctx, parent, &idev.dev, flags, &data, fault_id)?
     } else {
         // A vIOMMU (not implemented yet), another kind of object or none.
-        Err(EINVAL)
-    }
+        return Err(EINVAL);
+    };
+    respond_then_publish(ucmd, hwpt)
 }
 
 /// Tells the caller of `IOMMU_HWPT_ALLOC` the new HWPT's ID and only then
 /// publishes it: a failed copy-out drops it unseen.
-fn respond_then_publish<T: Kind>(
+fn respond_then_publish(
     ucmd: &mut Ucmd<'_, uapi::iommu_hwpt_alloc>,
-    slot: Reservation<'_>,
-    hwpt: Arc<Object<T>>,
+    hwpt: PendingObj<'_, Hwpt>,
 ) -> Result {
-    ucmd.cmd.out_hwpt_id = slot.id();
+    ucmd.cmd.out_hwpt_id = hwpt.id();
     ucmd.respond()?;
-    slot.finalize(hwpt);
+    hwpt.finalize();
     Ok(())
-}
-
-/// `IOMMU_HWPT_SET_DIRTY_TRACKING`: starts or stops dirty tracking of a
-/// paging HWPT.
-pub(crate) fn set_dirty_tracking_ioctl(
-    ucmd: &mut Ucmd<'_, uapi::iommu_hwpt_set_dirty_tracking>,
-) -> Result {
-    let c = &ucmd.cmd;
-    if c.flags & !uapi::IOMMU_HWPT_DIRTY_TRACKING_ENABLE != 0 {
-        return Err(EOPNOTSUPP);
-    }
-    let hwpt = ucmd.ctx.objects.get::<HwptPaging>(c.hwpt_id)?;
-    let ioas = hwpt.ioas.as_ref().ok_or(ENOENT)?;
-    let enable = c.flags & uapi::IOMMU_HWPT_DIRTY_TRACKING_ENABLE != 0;
-    ioas.iopt.set_dirty_tracking(&hwpt.domain, enable)
-}
-
-/// `IOMMU_HWPT_GET_DIRTY_BITMAP`: reads (and clears) what DMA wrote in a
-/// range of a paging HWPT into a bitmap in user memory.
-pub(crate) fn get_dirty_bitmap_ioctl(
-    ucmd: &mut Ucmd<'_, uapi::iommu_hwpt_get_dirty_bitmap>,
-) -> Result {
-    let c = &ucmd.cmd;
-    if c.flags & !uapi::IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR != 0 || c.__reserved != 0 {
-        return Err(EOPNOTSUPP);
-    }
-    let hwpt = ucmd.ctx.objects.get::<HwptPaging>(c.hwpt_id)?;
-    let ioas = hwpt.ioas.as_ref().ok_or(ENOENT)?;
-    ioas.iopt
-        .read_and_clear_dirty(&hwpt.domain, c.flags, c.iova, c.length, c.page_size, c.data)
-}
-
-/// `IOMMU_HWPT_INVALIDATE`'s bound on entries per call, as upstream.
-const INVALIDATE_ENTRY_NUM_MAX: u32 = 1 << 19;
-
-/// `IOMMU_HWPT_INVALIDATE`: has the driver invalidate its caches of the
-/// page table of a nested HWPT.  Tells user space how many entries were
-/// handled, also on failure.
-pub(crate) fn hwpt_invalidate_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_hwpt_invalidate>) -> Result {
-    let (done, res) = invalidate(ucmd);
-    ucmd.cmd.entry_num = done;
-    ucmd.respond()?;
-    res
-}
-
-/// Runs an invalidation: the entries handled, and how it ended.
-fn invalidate(ucmd: &Ucmd<'_, uapi::iommu_hwpt_invalidate>) -> (u32, Result) {
-    let c = &ucmd.cmd;
-    if c.__reserved != 0 {
-        return (0, Err(EOPNOTSUPP));
-    }
-    if c.entry_num != 0
-        && (c.data_uptr == 0
-            || c.entry_len == 0
-            || c.entry_len as usize > kernel::page::PAGE_SIZE
-            || c.entry_num > INVALIDATE_ENTRY_NUM_MAX)
-    {
-        return (0, Err(EINVAL));
-    }
-    let objects = &ucmd.ctx.objects;
-    let hwpt = match objects.get::<HwptNested>(c.hwpt_id) {
-        Ok(h) => h,
-        // A vIOMMU (not implemented yet) or another kind of object.
-        Err(_) if objects.exists(c.hwpt_id) => return (0, Err(EINVAL)),
-        Err(e) => return (0, Err(e)),
-    };
-    let mut array = UserDataArray::new(c.data_type, c.data_uptr, c.entry_len, c.entry_num);
-    let res = hwpt.domain.cache_invalidate_user(&mut array);
-    (array.entry_num(), res)
 }
 
 /// `IOMMU_GET_HW_INFO`: what the IOMMU of a device reports about itself.

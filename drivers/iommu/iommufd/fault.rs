@@ -10,27 +10,24 @@
 //! device leaves the HWPT or the queue is destroyed, so no device waits
 //! forever.
 
-use core::ffi::c_void;
 use core::mem::size_of;
 
 use kernel::alloc::kvec::{InsertError, PushError};
 use kernel::bindings;
-use kernel::error::from_err_ptr;
 use kernel::fs::file::{flags::O_CLOEXEC, File, FileDescriptorReservation};
 use kernel::iommu::fault::{FaultGroup, FaultSink, PageRequest, RESP_INVALID, RESP_SUCCESS};
 use kernel::new_poll_condvar;
 use kernel::prelude::*;
 use kernel::rbtree::{RBTree, RBTreeNodeReservation};
-use kernel::sync::aref::ARef;
 use kernel::sync::atomic::{Atomic, Relaxed};
 use kernel::sync::poll::{PollCondVar, PollTable};
-use kernel::sync::{Arc, Mutex, SpinLock};
-use kernel::types::ForeignOwnable;
+use kernel::sync::{Arc, Mutex, SetOnce, SpinLock};
 use kernel::uaccess::{UserPtr, UserSlice};
 use kernel::{new_mutex, new_spinlock};
 
 use crate::ctx::CtxHold;
-use crate::object::Object;
+use crate::ffi::{self, FileOps};
+use crate::object::{Held, Object};
 use crate::uapi::{self, Pod};
 use crate::ucmd::Ucmd;
 
@@ -301,19 +298,34 @@ impl Responses {
 const _: () = assert!(uapi::IOMMUFD_PAGE_RESP_SUCCESS == RESP_SUCCESS);
 const _: () = assert!(uapi::IOMMUFD_PAGE_RESP_INVALID == RESP_INVALID);
 
-/// What a fault queue's file owns: a use of the queue and the context.
+/// What a fault queue's file owns: the queue, and once it is published a
+/// use of it.
 struct FaultFile {
     fault: Arc<Object<Fault>>,
-    /// Whether the queue was published with the file's use.
-    published: Atomic<bool>,
+    /// The file's use of the queue, from its publication on.
+    held: SetOnce<Held<Fault>>,
     // Dropped last: the context stays while its object is used.
-    ctx: CtxHold,
+    _ctx: CtxHold,
 }
 
-extern "C" {
-    /// `iommufd_shim.c`: a fault queue file owning `data`, whose operations
-    /// call `iommufd_rs_fault_*`.
-    fn iommufd_shim_fault_file(data: *mut c_void) -> *mut c_void;
+impl FileOps for FaultFile {
+    fn read(&self, buf: usize, count: usize) -> Result<usize> {
+        self.fault.read(buf, count)
+    }
+
+    fn write(&self, buf: usize, count: usize) -> Result<usize> {
+        self.fault.write(buf, count)
+    }
+
+    /// Always writable, readable when a group waits.
+    fn poll(&self, file: &File, table: &PollTable<'_>) -> u32 {
+        table.register_wait(file, &self.fault.wait);
+        let mut mask = bindings::POLLOUT;
+        if self.fault.readable() {
+            mask |= bindings::POLLIN | bindings::POLLRDNORM;
+        }
+        mask
+    }
 }
 
 /// `IOMMU_FAULT_QUEUE_ALLOC`: a fault queue and the file to read it from.
@@ -321,9 +333,11 @@ pub(crate) fn alloc_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_fault_alloc>) -> Resul
     if ucmd.cmd.flags != 0 {
         return Err(EOPNOTSUPP);
     }
-    let objects = &ucmd.ctx.objects;
-    let slot = objects.reserve()?;
-    let fault = slot.new_object(try_pin_init!(Fault {
+    let fault = ucmd
+        .ctx
+        .objects
+        .reserve()?
+        .new_object(try_pin_init!(Fault {
         deliver <- new_spinlock!(KVec::new()),
         responses <- new_mutex!(Responses {
             map: RBTree::new(),
@@ -331,136 +345,28 @@ pub(crate) fn alloc_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_fault_alloc>) -> Resul
         }),
         wait <- new_poll_condvar!("iommufd_fault"),
     }? Error))?;
-    let id = fault.id();
     let fd = FileDescriptorReservation::get_unused_fd_flags(O_CLOEXEC)?;
-    let data = KBox::new(
+    let ops = KBox::new(
         FaultFile {
-            fault: fault.clone(),
-            published: Atomic::new(false),
-            ctx: ucmd.handle.hold(),
+            fault: fault.obj().clone(),
+            held: SetOnce::new(),
+            _ctx: ucmd.handle.hold(),
         },
         GFP_KERNEL_ACCOUNT,
-    )?
-    .into_foreign();
-    // SAFETY: `data` comes from `into_foreign`; the file owns it from here,
-    // or we take it back below if there is no file.
-    let raw = from_err_ptr(unsafe { iommufd_shim_fault_file(data) }.cast::<bindings::file>());
-    let raw = match raw {
-        Ok(raw) => raw,
-        Err(e) => {
-            // SAFETY: No file took `data`; it is turned back once, here.
-            drop(unsafe { <KBox<FaultFile> as ForeignOwnable>::from_foreign(data) });
-            return Err(e);
-        }
-    };
-    // SAFETY: `raw` is a new file on which we own the one reference, which
-    // the `ARef` takes over (`from_raw_file` borrows, `ARef::from` counts a
-    // new one: give the first back).
-    let file: ARef<File> = ARef::from(unsafe { File::from_raw_file(raw) });
-    // SAFETY: See above.
-    unsafe { bindings::fput(raw) };
-    ucmd.cmd.out_fault_id = id;
+    )?;
+    let file = ffi::anon_file(c"[iommufd-pgfault]", ops)?;
+    ucmd.cmd.out_fault_id = fault.id();
     ucmd.cmd.out_fault_fd = fd.reserved_fd();
     // On failure the file goes, with the queue, which nobody saw.
     ucmd.respond()?;
-    // SAFETY: The file is live while we hold it.
-    unsafe { file_data(data) }.published.store(true, Relaxed);
     // Published with the file's use.
-    slot.finalize_held(fault);
+    let held = fault.finalize_held();
+    match ffi::ops_of::<FaultFile>(&file) {
+        Some(ff) => {
+            ff.held.populate(held);
+        }
+        None => pr_err!("fault queue file without its queue\n"),
+    }
     fd.fd_install(file);
     Ok(())
-}
-
-/// Borrows what the file owns.
-///
-/// # Safety
-///
-/// `data` is the private data of a fault queue file, which is not
-/// released during `'a`.
-unsafe fn file_data<'a>(data: *mut c_void) -> &'a FaultFile {
-    // SAFETY: Per the function's requirements, `data` came from
-    // `into_foreign` and is turned back only at release.
-    unsafe { <KBox<FaultFile> as ForeignOwnable>::borrow(data) }
-}
-
-/// `read()` of a fault queue file (`*ppos` checked by the shim).
-///
-/// # Safety
-///
-/// `data` is the private data of a fault queue file being read.
-#[no_mangle]
-unsafe extern "C" fn iommufd_rs_fault_read(data: *mut c_void, buf: usize, count: usize) -> isize {
-    // SAFETY: The file is live during its `read()`.
-    let f = unsafe { file_data(data) };
-    match f.fault.read(buf, count) {
-        Ok(n) => n as isize,
-        Err(e) => e.to_errno() as isize,
-    }
-}
-
-/// `write()` of a fault queue file (`*ppos` checked by the shim).
-///
-/// # Safety
-///
-/// `data` is the private data of a fault queue file being written.
-#[no_mangle]
-unsafe extern "C" fn iommufd_rs_fault_write(data: *mut c_void, buf: usize, count: usize) -> isize {
-    // SAFETY: The file is live during its `write()`.
-    let f = unsafe { file_data(data) };
-    match f.fault.write(buf, count) {
-        Ok(n) => n as isize,
-        Err(e) => e.to_errno() as isize,
-    }
-}
-
-/// `poll()` of a fault queue file: always writable, readable when a group
-/// waits.
-///
-/// # Safety
-///
-/// `data` is the private data of `file`, a fault queue file being polled
-/// with `wait`.
-#[no_mangle]
-unsafe extern "C" fn iommufd_rs_fault_poll(
-    data: *mut c_void,
-    file: *mut bindings::file,
-    wait: *mut bindings::poll_table,
-) -> u32 {
-    // SAFETY: The file and the table are live during its `poll()`.
-    let (f, file, table) = unsafe {
-        (
-            file_data(data),
-            File::from_raw_file(file),
-            PollTable::from_raw(wait),
-        )
-    };
-    table.register_wait(file, &f.fault.wait);
-    let mut mask = bindings::POLLOUT;
-    if f.fault.readable() {
-        mask |= bindings::POLLIN | bindings::POLLRDNORM;
-    }
-    mask
-}
-
-/// Release of a fault queue file: gives back its use of the queue.
-///
-/// # Safety
-///
-/// `data` is the private data of a fault queue file, passed once, at its
-/// release.
-#[no_mangle]
-unsafe extern "C" fn iommufd_rs_fault_release(data: *mut c_void) {
-    // SAFETY: `data` came from `into_foreign`; released once.
-    let f = unsafe { <KBox<FaultFile> as ForeignOwnable>::from_foreign(data) };
-    let FaultFile {
-        fault,
-        published,
-        ctx,
-    } = KBox::into_inner(f);
-    let id = fault.id();
-    drop(fault);
-    if published.load(Relaxed) {
-        ctx.objects.put_long(id);
-    }
-    drop(ctx);
 }

@@ -18,8 +18,7 @@ use kernel::sync::aref::ARef;
 use kernel::sync::{Arc, Mutex};
 
 use crate::interval::{after, gaps, last_of, merge_sorted, range_aligned, IntervalMap, RangeList};
-use crate::object::AccountMode;
-use crate::pages::{Pages, PAGE};
+use crate::pages::{AccountMode, Pages, PAGE};
 
 /// The largest IOVA alignment automatic allocation asks for: a huge page,
 /// so that a THP can be mapped whole.
@@ -31,11 +30,23 @@ const UNMAP_TRIES: u32 = 100;
 /// Who reserved an IOVA range.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Reserver {
-    /// `IOMMU_TEST_OP_ADD_RESERVED`; never removed but with the IOAS.
+    /// For good: removed only with the IOAS (the selftest's
+    /// `IOMMU_TEST_OP_ADD_RESERVED`, as a device's reserved region).
     #[cfg_attr(not(CONFIG_IOMMUFD_TEST), allow(dead_code))]
-    Test,
+    Permanent,
     /// Outside the aperture of an attached domain (its address).
     Domain(usize),
+}
+
+/// An in-kernel user of the memory behind an I/O page table (an access),
+/// told when IOVA it may hold pins in is unmapped.
+pub(crate) trait UnmapListener: Send + Sync {
+    /// Whether it pins pages (and so needs page-aligned IOVAs).
+    fn pins(&self) -> bool;
+
+    /// `[iova, iova + length)` is being unmapped: the listener gives back
+    /// its pins there before it returns.  Called without the table's locks.
+    fn unmapped(&self, iova: u64, length: u64);
 }
 
 /// What devices may do with a mapping.
@@ -1191,7 +1202,7 @@ mod tests {
     #[test]
     fn auto_iova_avoids_reserved_and_honours_allowed() -> Result {
         let t = iopt()?;
-        t.reserve(0, 0xf_ffff, Reserver::Test)?;
+        t.reserve(0, 0xf_ffff, Reserver::Permanent)?;
         let a = t.map(&slice(0x1000, 0x1000, true)?, None, RW)?;
         assert_eq!(a, 0x10_0000);
 
@@ -1211,7 +1222,7 @@ mod tests {
     #[test]
     fn fixed_iova_checks() -> Result {
         let t = iopt()?;
-        t.reserve(0x1_0000, 0x1_ffff, Reserver::Test)?;
+        t.reserve(0x1_0000, 0x1_ffff, Reserver::Permanent)?;
         let s = slice(0x1000, 0x2000, true)?;
         assert_eq!(t.map(&s, Some(0x1_8000), RW), Err(EINVAL));
         assert_eq!(t.map(&s, Some(u64::MAX - 0xfff), RW), Err(EOVERFLOW));
@@ -1219,7 +1230,7 @@ mod tests {
         assert_eq!(t.map(&s, Some(0x3_1000), RW), Err(EEXIST));
         // A mapping is no place for a reservation.
         assert_eq!(
-            t.reserve(0x3_1000, 0x3_1000, Reserver::Test),
+            t.reserve(0x3_1000, 0x3_1000, Reserver::Permanent),
             Err(EADDRINUSE)
         );
         // Read-only memory is not mapped for device writes.

@@ -2,14 +2,13 @@
 
 //! I/O address spaces (IOAS): `IOMMU_IOAS_*`.
 
+use core::any::Any;
 use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
 
-use crate::access::Access;
 use crate::interval::{last_of, IntervalMap};
-use crate::io_pagetable::{IoPagetable, PagesSlice, Prot};
-use crate::object::Object;
+use crate::io_pagetable::{IoPagetable, PagesSlice, Prot, UnmapListener};
 use crate::uapi::{self, iommu_iova_range};
 use crate::ucmd::Ucmd;
 
@@ -18,13 +17,15 @@ use crate::ucmd::Ucmd;
 pub(crate) struct Ioas {
     #[pin]
     pub(crate) iopt: IoPagetable,
-    /// The accesses attached here, told about unmaps.  Each holds a use of
-    /// the IOAS, so the IOAS outlives them.
+    /// The accesses attached here, told about unmaps, by key.  Each holds
+    /// a use of the IOAS, so the IOAS outlives them.
     #[pin]
-    accesses: Mutex<KVec<Arc<Object<Access>>>>,
-    /// The IDs of the automatic HWPTs of this IOAS, for devices attaching.
+    accesses: Mutex<KVec<(u32, Arc<dyn UnmapListener>)>>,
+    /// The automatic HWPTs of this IOAS, oldest first, for devices
+    /// attaching: kept by `hw_pagetable`, which the IOAS does not know.
+    /// Also held while a device looks for one, or makes one.
     #[pin]
-    auto_hwpts: Mutex<KVec<u32>>,
+    pub(crate) auto_hwpts: Mutex<KVec<Arc<dyn Any + Send + Sync>>>,
 }
 
 impl Ioas {
@@ -34,25 +35,6 @@ impl Ioas {
             accesses <- new_mutex!(KVec::new()),
             auto_hwpts <- new_mutex!(KVec::new()),
         }? Error)
-    }
-
-    /// The IDs of the automatic HWPTs, oldest first.
-    pub(crate) fn auto_hwpts(&self) -> Result<KVec<u32>> {
-        let list = self.auto_hwpts.lock();
-        let mut out = KVec::with_capacity(list.len(), GFP_KERNEL_ACCOUNT)?;
-        for id in list.iter() {
-            out.push(*id, GFP_KERNEL_ACCOUNT)?;
-        }
-        Ok(out)
-    }
-
-    pub(crate) fn add_auto_hwpt(&self, id: u32) -> Result {
-        self.auto_hwpts.lock().push(id, GFP_KERNEL_ACCOUNT)?;
-        Ok(())
-    }
-
-    pub(crate) fn remove_auto_hwpt(&self, id: u32) {
-        self.auto_hwpts.lock().retain(|x| *x != id);
     }
 
     /// Unmaps the areas inside `[start, last]` (see [`IoPagetable::unmap`]),
@@ -72,44 +54,45 @@ impl Ioas {
         // One at a time, without the list lock: the owners unpin.
         let mut i = 0;
         loop {
-            let Some(access) = self.accesses.lock().get(i).cloned() else {
+            let Some((_, access)) = self.accesses.lock().get(i).cloned() else {
                 return;
             };
-            access.notify_unmap(iova, length);
+            access.unmapped(iova, length);
             i += 1;
         }
     }
 
-    /// Registers an access attaching here.
-    pub(crate) fn add_access(&self, access: &Arc<Object<Access>>) -> Result {
+    /// Registers an access attaching here, under `key` (unique among the
+    /// accesses of the IOAS).
+    pub(crate) fn add_access(&self, key: u32, access: Arc<dyn UnmapListener>) -> Result {
         let mut list = self.accesses.lock();
         list.reserve(1, GFP_KERNEL_ACCOUNT)?;
         self.iopt.add_access(access.pins())?;
-        list.push(access.clone(), GFP_KERNEL_ACCOUNT)?;
+        list.push((key, access), GFP_KERNEL_ACCOUNT)?;
         Ok(())
     }
 
     /// Undoes [`Ioas::add_access`].
-    pub(crate) fn remove_access(&self, access: &Arc<Object<Access>>) {
+    pub(crate) fn remove_access(&self, key: u32) {
         let mut list = self.accesses.lock();
-        if let Some(i) = list.iter().position(|a| Arc::ptr_eq(a, access)) {
-            let gone = list.remove(i);
-            self.iopt.remove_access(access.pins());
-            drop(list);
-            drop(gone);
+        if let Some(i) = list.iter().position(|(k, _)| *k == key) {
+            if let Ok((_, gone)) = list.remove(i) {
+                self.iopt.remove_access(gone.pins());
+                drop(list);
+                drop(gone);
+            }
         }
     }
 }
 
 /// `IOMMU_IOAS_ALLOC`
 pub(crate) fn alloc_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_alloc>) -> Result {
-    let slot = ucmd.ctx.objects.reserve()?;
-    let ioas = slot.new_object(Ioas::new())?;
-    ucmd.cmd.out_ioas_id = slot.id();
+    let ioas = ucmd.ctx.objects.reserve()?.new_object(Ioas::new())?;
+    ucmd.cmd.out_ioas_id = ioas.id();
     // Publish only once the caller has its ID: a failed copy-out leaves no
     // object behind for the caller to leak.
     ucmd.respond()?;
-    slot.finalize(ioas);
+    ioas.finalize();
     Ok(())
 }
 
@@ -140,23 +123,6 @@ pub(crate) fn iova_ranges_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_iova_ranges
         return Err(EMSGSIZE);
     }
     Ok(())
-}
-
-/// `IOMMU_OPTION` `IOMMU_OPTION_HUGE_PAGES`, on the IOAS `object_id`.
-pub(crate) fn option(ucmd: &mut Ucmd<'_, uapi::iommu_option>) -> Result {
-    let ioas = ucmd.ctx.objects.get::<Ioas>(ucmd.cmd.object_id)?;
-    match u32::from(ucmd.cmd.op) {
-        uapi::IOMMU_OPTION_OP_GET => {
-            ucmd.cmd.val64 = u64::from(ioas.iopt.large_pages());
-            Ok(())
-        }
-        uapi::IOMMU_OPTION_OP_SET => match ucmd.cmd.val64 {
-            0 => ioas.iopt.set_large_pages(false),
-            1 => ioas.iopt.set_large_pages(true),
-            _ => Err(EINVAL),
-        },
-        _ => Err(EOPNOTSUPP),
-    }
 }
 
 /// `IOMMU_IOAS_ALLOW_IOVAS`
@@ -212,7 +178,7 @@ pub(crate) fn map_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_map>) -> Result {
     }
     let (prot, iova) = map_args(ucmd.cmd.flags, ucmd.cmd.iova, ucmd.cmd.length)?;
     let ioas = ucmd.ctx.objects.get::<Ioas>(ucmd.cmd.ioas_id)?;
-    let mode = ucmd.ctx.objects.with_shared(|s, _| s.account_mode);
+    let mode = ucmd.ctx.account_mode();
     let slice = PagesSlice::user(ucmd.cmd.user_va, ucmd.cmd.length, prot.write, mode)?;
     ucmd.cmd.iova = ioas.iopt.map(&[slice], iova, prot)?;
     ucmd.respond()
@@ -238,7 +204,7 @@ pub(crate) fn map_file_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_map_file>) -> 
         _ => {
             let fd = u32::try_from(c.fd).map_err(|_| EBADF)?;
             let file = kernel::mm::pin::fget_for_pinning(fd)?;
-            let mode = ucmd.ctx.objects.with_shared(|s, _| s.account_mode);
+            let mode = ucmd.ctx.account_mode();
             PagesSlice::file(file, c.start, c.length, prot.write, mode)?
         }
     };

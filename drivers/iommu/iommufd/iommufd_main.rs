@@ -8,27 +8,39 @@
 // selftest and the in-kernel API VFIO uses, which is not exported yet.  The
 // prod kernel build proves the rest compiles and works there.
 #![cfg_attr(not(CONFIG_IOMMUFD_TEST), allow(dead_code))]
+// Unsafe code is confined to `ffi.rs`, the module's one boundary with C.
+#![deny(unsafe_code)]
 
-use kernel::miscdevice::{MiscDeviceOptions, MiscDeviceRegistration};
+use kernel::fs::File;
+use kernel::miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration};
 use kernel::prelude::*;
+use kernel::sync::{Arc, ArcBorrow};
 
-mod access;
+// The module's files, each importing only files listed before it (see
+// `Documentation/userspace-api/iommufd-rs.rst` and `scripts/check-layers.py`).
+// Foundations:
 mod ctx;
-mod device;
-mod fault;
+mod ffi;
 mod interval;
-mod io_pagetable;
-mod ioas;
-#[cfg(CONFIG_IOMMUFD_TEST)]
-mod mock;
 mod object;
 mod pages;
-#[cfg(CONFIG_IOMMUFD_TEST)]
-mod selftest;
 mod uapi;
 mod ucmd;
+// The core chain, each object kind built on the ones before it:
+mod access;
+mod device;
+mod fault;
+mod hw_pagetable;
+mod io_pagetable;
+mod ioas;
+// Commands that only combine the core:
 mod vfio_compat;
 mod viommu;
+// The selftest's plug-in, with its mock IOMMU:
+#[cfg(CONFIG_IOMMUFD_TEST)]
+mod mock;
+#[cfg(CONFIG_IOMMUFD_TEST)]
+mod selftest;
 
 module! {
     type: IommufdModule,
@@ -79,15 +91,136 @@ impl kernel::InPlaceModule for IommufdModule {
     }
 }
 
+use ctx::Ctx;
+use ucmd::{ioctl_table, Op, Ucmd};
+
+#[vtable]
+impl MiscDevice for Ctx {
+    type Ptr = Arc<Self>;
+
+    fn open(_file: &File, misc: &MiscDeviceRegistration<Self>) -> Result<Arc<Self>> {
+        Arc::pin_init(Ctx::new(misc.device().into()), GFP_KERNEL_ACCOUNT)
+    }
+
+    fn ioctl(me: ArcBorrow<'_, Ctx>, file: &File, cmd: u32, arg: usize) -> Result<isize> {
+        let handle = ctx::CtxHandle::new(me, file);
+        match ucmd::dispatch(handle, cmd, arg, all_ops()) {
+            Some(res) => res,
+            None => vfio_compat::vfio_ioctl(&me, cmd, arg),
+        }
+    }
+
+    fn release(me: Arc<Ctx>, _file: &File) {
+        // Objects may hold references to the context (devices, HWPTs): they
+        // go here, with the file, rather than with the last reference.
+        me.objects.destroy_all();
+    }
+}
+
+/// `IOMMU_DESTROY`
+fn destroy_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_destroy>) -> Result {
+    ucmd.ctx.objects.destroy(ucmd.cmd.id)
+}
+
+/// `IOMMU_OPTION`
+fn option_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_option>) -> Result {
+    let c = &ucmd.cmd;
+    if c.__reserved != 0 {
+        return Err(EOPNOTSUPP);
+    }
+    let op = u32::from(c.op);
+    let get = op == uapi::IOMMU_OPTION_OP_GET;
+    let known = get || op == uapi::IOMMU_OPTION_OP_SET;
+    // Each option checks its object, then the operation, as upstream.
+    match c.option_id {
+        // 0 charges pinned pages to the user, 1 to the process (as VFIO
+        // does); for the whole context.
+        uapi::IOMMU_OPTION_RLIMIT_MODE => {
+            if c.object_id != 0 || !known {
+                return Err(EOPNOTSUPP);
+            }
+            if get {
+                ucmd.cmd.val64 = u64::from(ucmd.ctx.account_mode() == pages::AccountMode::Mm);
+            } else {
+                ucmd.ctx.set_account_mode(c.val64)?;
+            }
+        }
+        uapi::IOMMU_OPTION_HUGE_PAGES => {
+            let ioas = ucmd.ctx.objects.get::<ioas::Ioas>(c.object_id)?;
+            if !known {
+                return Err(EOPNOTSUPP);
+            }
+            if get {
+                ucmd.cmd.val64 = u64::from(ioas.iopt.large_pages());
+            } else {
+                match c.val64 {
+                    0 => ioas.iopt.set_large_pages(false)?,
+                    1 => ioas.iopt.set_large_pages(true)?,
+                    _ => return Err(EINVAL),
+                }
+            }
+        }
+        _ => return Err(EOPNOTSUPP),
+    }
+    ucmd.respond()
+}
+
+use uapi::*;
+
+/// The ioctl table of `/dev/iommu`.
+#[rustfmt::skip]
+static OPS: [Op; 22] = ioctl_table! {
+    IOMMUFD_CMD_DESTROY => iommu_destroy, id, destroy_ioctl;
+    IOMMUFD_CMD_IOAS_ALLOC => iommu_ioas_alloc, out_ioas_id, ioas::alloc_ioctl, flags: 0;
+    IOMMUFD_CMD_IOAS_ALLOW_IOVAS => iommu_ioas_allow_iovas, allowed_iovas,
+        ioas::allow_iovas_ioctl;
+    IOMMUFD_CMD_IOAS_COPY => iommu_ioas_copy, src_iova, ioas::copy_ioctl,
+        flags: ioas::MAP_FLAGS;
+    IOMMUFD_CMD_IOAS_IOVA_RANGES => iommu_ioas_iova_ranges, out_iova_alignment,
+        ioas::iova_ranges_ioctl;
+    IOMMUFD_CMD_IOAS_MAP => iommu_ioas_map, iova, ioas::map_ioctl, flags: ioas::MAP_FLAGS;
+    IOMMUFD_CMD_IOAS_UNMAP => iommu_ioas_unmap, length, ioas::unmap_ioctl;
+    IOMMUFD_CMD_OPTION => iommu_option, val64, option_ioctl;
+    IOMMUFD_CMD_VFIO_IOAS => iommu_vfio_ioas, __reserved, vfio_compat::vfio_ioas_ioctl;
+    IOMMUFD_CMD_HWPT_ALLOC => iommu_hwpt_alloc, __reserved, device::hwpt_alloc_ioctl;
+    IOMMUFD_CMD_GET_HW_INFO => iommu_hw_info, __reserved, device::get_hw_info_ioctl;
+    IOMMUFD_CMD_HWPT_SET_DIRTY_TRACKING => iommu_hwpt_set_dirty_tracking, __reserved,
+        hw_pagetable::set_dirty_tracking_ioctl;
+    IOMMUFD_CMD_HWPT_GET_DIRTY_BITMAP => iommu_hwpt_get_dirty_bitmap, data,
+        hw_pagetable::get_dirty_bitmap_ioctl;
+    IOMMUFD_CMD_HWPT_INVALIDATE => iommu_hwpt_invalidate, __reserved,
+        hw_pagetable::hwpt_invalidate_ioctl;
+    IOMMUFD_CMD_FAULT_QUEUE_ALLOC => iommu_fault_alloc, out_fault_fd, fault::alloc_ioctl;
+    IOMMUFD_CMD_IOAS_MAP_FILE => iommu_ioas_map_file, iova, ioas::map_file_ioctl,
+        flags: ioas::MAP_FLAGS;
+    IOMMUFD_CMD_VIOMMU_ALLOC => iommu_viommu_alloc, out_viommu_id, viommu::alloc_ioctl;
+    IOMMUFD_CMD_VDEVICE_ALLOC => iommu_vdevice_alloc, virt_id, viommu::vdevice_alloc_ioctl;
+    IOMMUFD_CMD_IOAS_CHANGE_PROCESS => iommu_ioas_change_process, __reserved,
+        ioas::change_process_ioctl;
+    IOMMUFD_CMD_VEVENTQ_ALLOC => iommu_veventq_alloc, out_veventq_fd,
+        viommu::veventq_alloc_ioctl;
+    IOMMUFD_CMD_HW_QUEUE_ALLOC => iommu_hw_queue_alloc, length, viommu::hw_queue_alloc_ioctl;
+    IOMMUFD_CMD_IOAS_NOIOMMU_GET_PA => iommu_ioas_noiommu_get_pa, out_phys,
+        ucmd::not_implemented;
+};
+
+/// The selftests' private command, built with `CONFIG_IOMMUFD_TEST` as upstream.
+#[cfg(CONFIG_IOMMUFD_TEST)]
+#[rustfmt::skip]
+static TEST_OPS: [Op; 1] = ioctl_table! {
+    IOMMUFD_CMD_TEST => iommu_test_cmd, last, selftest::test_ioctl;
+};
+#[cfg(not(CONFIG_IOMMUFD_TEST))]
+static TEST_OPS: [Op; 0] = [];
+
+fn all_ops() -> impl Iterator<Item = &'static Op> {
+    Iterator::chain(OPS.iter(), TEST_OPS.iter())
+}
+
 #[kunit_tests(iommufd_rs_layout)]
-mod tests {
+mod layout_tests {
     use core::mem::offset_of;
     use kernel::bindings::{file, mm_struct, task_struct, user_struct};
-
-    extern "C" {
-        /// `iommufd_shim.c`: offsets of the same fields as C lays them out.
-        fn iommufd_shim_c_offset(which: u32) -> usize;
-    }
 
     /// The bindgen layouts of the fields this module and its kernel-crate
     /// abstractions reach into agree with C's.
@@ -103,8 +236,50 @@ mod tests {
             offset_of!(file, private_data),
         ];
         for (i, off) in rust.into_iter().enumerate() {
-            // SAFETY: The shim function only computes a constant.
-            assert_eq!(off, unsafe { iommufd_shim_c_offset(i as u32) });
+            assert_eq!(off, crate::ffi::c_offset(i as u32));
         }
+    }
+}
+
+#[kunit_tests(iommufd_rs_ucmd)]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+    use kernel::ioctl::_IOC_NR;
+
+    #[test]
+    fn table_is_consistent() {
+        for (i, a) in all_ops().enumerate() {
+            // Every entry is a distinct command of the iommufd ioctl type.
+            assert_eq!(
+                kernel::ioctl::_IOC_TYPE(a.cmd),
+                u32::from(uapi::IOMMUFD_TYPE)
+            );
+            for b in all_ops().skip(i + 1) {
+                assert_ne!(_IOC_NR(a.cmd), _IOC_NR(b.cmd));
+            }
+            // The mandatory part fits in the structure and covers `size`.
+            assert!(a.min_size >= size_of::<u32>());
+            assert!(a.min_size <= a.size);
+        }
+    }
+
+    #[test]
+    fn minimum_sizes_match_the_uapi() {
+        // offsetofend() of the last mandatory field, as the uAPI defines it.
+        use uapi::*;
+        let min = |nr| {
+            OPS.iter()
+                .find(|op| _IOC_NR(op.cmd) == nr)
+                .unwrap()
+                .min_size
+        };
+        assert_eq!(min(IOMMUFD_CMD_DESTROY), 8);
+        assert_eq!(min(IOMMUFD_CMD_IOAS_ALLOC), 12);
+        assert_eq!(min(IOMMUFD_CMD_IOAS_IOVA_RANGES), 32);
+        assert_eq!(min(IOMMUFD_CMD_IOAS_MAP), 40);
+        assert_eq!(min(IOMMUFD_CMD_IOAS_UNMAP), 24);
+        assert_eq!(min(IOMMUFD_CMD_OPTION), 24);
+        assert_eq!(min(IOMMUFD_CMD_VFIO_IOAS), 12);
     }
 }

@@ -8,7 +8,7 @@
 #include <linux/module.h>
 #include <linux/poll.h>
 
-#include "iommufd_shim.h"
+#include <iommufd_rs/shim.h>
 
 /* iommu_attach_group_handle() and friends, for attaching devices. */
 MODULE_IMPORT_NS("IOMMUFD_INTERNAL");
@@ -17,110 +17,70 @@ MODULE_IMPORT_NS("DMA_BUF");
 /* The IOVA bitmaps of IOMMU_HWPT_GET_DIRTY_BITMAP (iova_bitmap_*). */
 MODULE_IMPORT_NS("IOMMUFD");
 
-static ssize_t iommufd_shim_fault_read(struct file *file, char __user *buf,
-				       size_t count, loff_t *ppos)
+/*
+ * The module's anonymous-inode files (fault queues, selftest accesses) share
+ * these operations; what each file owns, and does, is on the Rust side
+ * (ffi.rs).
+ */
+static ssize_t iommufd_shim_file_read(struct file *file, char __user *buf,
+				      size_t count, loff_t *ppos)
 {
 	if (*ppos)
 		return -ESPIPE;
-	return iommufd_rs_fault_read(file->private_data, buf, count);
+	return iommufd_rs_file_read(file->private_data, buf, count);
 }
 
-static ssize_t iommufd_shim_fault_write(struct file *file,
-					const char __user *buf, size_t count,
-					loff_t *ppos)
+static ssize_t iommufd_shim_file_write(struct file *file,
+				       const char __user *buf, size_t count,
+				       loff_t *ppos)
 {
 	if (*ppos)
 		return -ESPIPE;
-	return iommufd_rs_fault_write(file->private_data, buf, count);
+	return iommufd_rs_file_write(file->private_data, buf, count);
 }
 
-static __poll_t iommufd_shim_fault_poll(struct file *file,
-					struct poll_table_struct *wait)
+static __poll_t iommufd_shim_file_poll(struct file *file,
+				       struct poll_table_struct *wait)
 {
-	return iommufd_rs_fault_poll(file->private_data, file, wait);
+	return iommufd_rs_file_poll(file->private_data, file, wait);
 }
 
-static int iommufd_shim_fault_release(struct inode *inode, struct file *file)
+static int iommufd_shim_file_release(struct inode *inode, struct file *file)
 {
-	iommufd_rs_fault_release(file->private_data);
+	iommufd_rs_file_release(file->private_data);
 	return 0;
 }
 
-static const struct file_operations iommufd_shim_fault_fops = {
+static const struct file_operations iommufd_shim_file_fops = {
 	.owner = THIS_MODULE,
-	.read = iommufd_shim_fault_read,
-	.write = iommufd_shim_fault_write,
-	.poll = iommufd_shim_fault_poll,
-	.release = iommufd_shim_fault_release,
+	.read = iommufd_shim_file_read,
+	.write = iommufd_shim_file_write,
+	.poll = iommufd_shim_file_poll,
+	.release = iommufd_shim_file_release,
 };
 
 /*
- * The file of a fault queue: @data is owned by the file and handed back to
- * Rust at release.
+ * A new file named @name owning @data, which is handed back to Rust at its
+ * release.
  */
-struct file *iommufd_shim_fault_file(void *data)
+struct file *iommufd_shim_file(const char *name, void *data)
 {
-	return anon_inode_getfile("[iommufd-pgfault]", &iommufd_shim_fault_fops,
-				  data, O_RDWR);
+	return anon_inode_getfile(name, &iommufd_shim_file_fops, data, O_RDWR);
 }
 
-#if IS_ENABLED(CONFIG_IOMMUFD_TEST)
-/* Rust: drops the selftest access the file owns (selftest.rs). */
-void iommufd_rs_staccess_release(void *data);
-/* Called from Rust (selftest.rs). */
-struct file *iommufd_shim_staccess_file(void *data);
-struct file *iommufd_shim_staccess_fget(int fd, void **data);
-
-static int iommufd_shim_staccess_release(struct inode *inode,
-					 struct file *file)
+/* What @file owns, if it is one of the module's files; else NULL. */
+void *iommufd_shim_file_data(struct file *file)
 {
-	iommufd_rs_staccess_release(file->private_data);
-	return 0;
-}
-
-static const struct file_operations iommufd_shim_staccess_fops = {
-	.owner = THIS_MODULE,
-	.release = iommufd_shim_staccess_release,
-};
-
-/*
- * The file of a selftest access: @data is owned by the file and handed
- * back to Rust at release.
- */
-struct file *iommufd_shim_staccess_file(void *data)
-{
-	return anon_inode_getfile("[iommufd_test_staccess]",
-				  &iommufd_shim_staccess_fops, data, O_RDWR);
-}
-
-/*
- * Looks up a selftest access by file descriptor: a reference on its file
- * (for fput()) and, in *data, what the file owns; NULL if @fd is not one.
- */
-struct file *iommufd_shim_staccess_fget(int fd, void **data)
-{
-	struct file *file = fget(fd);
-
-	if (!file)
+	if (file->f_op != &iommufd_shim_file_fops)
 		return NULL;
-	if (file->f_op != &iommufd_shim_staccess_fops) {
-		fput(file);
-		return NULL;
-	}
-	*data = file->private_data;
-	return file;
+	return file->private_data;
 }
-#endif
 
 #if IS_ENABLED(CONFIG_KUNIT)
 #include <linux/mm_types.h>
 #include <linux/shmem_fs.h>
 #include <linux/sched.h>
 #include <linux/sched/user.h>
-
-/* Called from Rust (iommufd_main.rs, pages.rs). */
-unsigned long iommufd_shim_c_offset(unsigned int which);
-struct file *iommufd_shim_kunit_memfd(size_t size);
 
 /* A shmem file, which pins like a memfd: the KUnit tests' memory. */
 struct file *iommufd_shim_kunit_memfd(size_t size)

@@ -2,25 +2,35 @@
 
 //! The objects a user holds by ID, and the per-context table of them.
 //!
+//! The table is generic: it stores any `Send + Sync` type as an object and
+//! names none of them.  A lookup asks for an ID *and* a type, and an object
+//! of another type under that ID is not found (`ENOENT`), as upstream's
+//! typed lookups fail.  Besides the objects the table keeps a value of
+//! context state `S` that must change together with the set of objects
+//! (see [`TableState`]).
+//!
 //! An object is created in two steps.  [`ObjectTable::reserve`] takes an ID
-//! that nobody can look up yet; the command builds the object, reports the ID
-//! to the caller, and only then [`Reservation::finalize`] publishes it.  A
-//! command that fails on the way drops the reservation, which gives the ID
-//! back: a half-built object is never visible.
+//! that nobody can look up yet; the command builds the object
+//! ([`Reservation::new_object`]), reports the ID to the caller, and only then
+//! [`Pending::finalize`] publishes it.  A command that fails on the way drops
+//! the pending object, which gives the ID back: a half-built object is never
+//! visible.
 //!
 //! Every entry counts its users: one for the table itself, one for every
 //! [`ObjRef`] (a command working on the object, a short-term use) and every
-//! in-kernel user (a long-term use).  `IOMMU_DESTROY` succeeds only while
-//! the table is the sole user and fails with `EBUSY` otherwise.  An
-//! [`ObjRef`] drops its reference to the object before it gives back its
-//! use, so when destroy finds one user the table holds the last reference
-//! and the object is torn down before the ioctl returns.
+//! [`Held`] (an in-kernel user keeping the object beyond a command, a
+//! long-term use).  `IOMMU_DESTROY` succeeds only while the table is the
+//! sole user and fails with `EBUSY` otherwise.  An [`ObjRef`] or a [`Held`]
+//! drops its reference to the object before it gives back its use, so when
+//! destroy finds one user the table holds the last reference and the object
+//! is torn down before the ioctl returns.
 //!
 //! An in-kernel owner that is done with its object (a device binding, an
 //! access) removes it with [`ObjectTable::remove_owned`]: lookups fail from
 //! then on, and the removal waits for the commands still using the object,
 //! so that the object is gone, not merely doomed, when its owner goes.
 
+use core::any::Any;
 use core::ops::Deref;
 use kernel::id_pool::IdPool;
 use kernel::prelude::*;
@@ -28,15 +38,12 @@ use kernel::rbtree::{RBTree, RBTreeNode, RBTreeNodeReservation};
 use kernel::sync::atomic::{Acquire, Atomic, Full, Relaxed, Release};
 use kernel::sync::{Arc, CondVar, CondVarTimeoutResult, Mutex};
 use kernel::time::{delay::fsleep, msecs_to_jiffies, Delta};
-use kernel::{new_condvar, new_mutex};
+use kernel::{new_condvar, new_mutex, warn_on};
 
-use crate::access::Access;
-use crate::ctx::Ctx;
-use crate::device::{Device, HwptNested, HwptPaging};
-use crate::fault::Fault;
-use crate::ioas::Ioas;
-use crate::uapi;
-use crate::ucmd::Ucmd;
+/// What can be an object: any type that may be shared between threads.
+pub(crate) trait Kind: Send + Sync + 'static {}
+
+impl<T: Send + Sync + 'static> Kind for T {}
 
 /// An object of kind `T` with its ID.
 #[pin_data]
@@ -60,56 +67,36 @@ impl<T> Deref for Object<T> {
     }
 }
 
-/// A kind of object that can live in the table.
-pub(crate) trait Kind: Sized + Send + Sync + 'static {
-    /// Wraps a typed object for the table.
-    fn wrap(obj: Arc<Object<Self>>) -> AnyObject;
-    /// The typed object, if `any` is of this kind.
-    fn peek(any: &AnyObject) -> Option<&Arc<Object<Self>>>;
+/// Context state kept with the table, under its lock.
+pub(crate) trait TableState: Send + Unpin {
+    /// The object `id` has just been removed.
+    fn forget(&mut self, id: u32);
 }
 
-macro_rules! object_kinds {
-    ($($(#[$m:meta])* $variant:ident($t:ty)),* $(,)?) => {
-        /// An object of any kind, as the table stores it.
-        pub(crate) enum AnyObject {
-            $($(#[$m])* $variant(Arc<Object<$t>>),)*
-        }
-
-        $($(#[$m])* impl Kind for $t {
-            fn wrap(obj: Arc<Object<Self>>) -> AnyObject {
-                AnyObject::$variant(obj)
-            }
-
-            fn peek(any: &AnyObject) -> Option<&Arc<Object<Self>>> {
-                #[allow(irrefutable_let_patterns)]
-                if let AnyObject::$variant(obj) = any {
-                    Some(obj)
-                } else {
-                    None
-                }
-            }
-        })*
-    };
-}
-
-object_kinds! {
-    Ioas(Ioas),
-    Access(Access),
-    Device(Device),
-    HwptPaging(HwptPaging),
-    HwptNested(HwptNested),
-    Fault(Fault),
-    #[cfg(CONFIG_IOMMUFD_TEST)]
-    MockDev(crate::selftest::MockDev),
-}
+/// A published object: the `Arc<Object<T>>` of some kind `T`, as `Any`.
+type Stored = KBox<dyn Any + Send + Sync>;
 
 struct Entry {
-    obj: AnyObject,
+    obj: Stored,
     uses: Arc<Uses>,
 }
 
+impl Entry {
+    /// The object, if it is of kind `T`.
+    fn peek<T: Kind>(&self) -> Option<&Arc<Object<T>>> {
+        self.obj.downcast_ref::<Arc<Object<T>>>()
+    }
+
+    /// Whether the entry stores exactly `obj`.
+    fn is<T: Kind>(&self, obj: &Object<T>) -> bool {
+        self.peek::<T>()
+            .is_some_and(|o| core::ptr::eq(Arc::as_ptr(o), obj))
+    }
+}
+
 /// The uses of one entry.  Atomics of their own, so that a use is given
-/// back without the table lock; uses are only taken under the lock.
+/// back without the table lock; uses are only taken under the lock, or from
+/// another use of the same kind.
 struct Uses {
     /// The table's own use plus every outstanding use, short or long.
     all: Atomic<u32>,
@@ -132,55 +119,53 @@ impl Uses {
             GFP_KERNEL_ACCOUNT,
         )?)
     }
+
+    /// Gives back one use (of object `id`, for the log).
+    fn put(&self, id: u32) {
+        // The table's own use is never given back this way.
+        let mut cur = self.all.load(Relaxed);
+        loop {
+            if cur <= 1 {
+                warn_on!(true);
+                pr_err!("object {id}: use given back twice\n");
+                return;
+            }
+            match self.all.cmpxchg(cur, cur - 1, Release) {
+                Ok(_) => return,
+                Err(now) => cur = now,
+            }
+        }
+    }
 }
 
-/// How the pages an IOAS pins are charged against `RLIMIT_MEMLOCK`.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum AccountMode {
-    /// To the user (`user_struct::locked_vm`), as `/dev/iommu` does by default.
-    User,
-    /// To the process (`mm_struct::pinned_vm` and `locked_vm`), as VFIO type1 does.
-    Mm,
-}
-
-/// Context state that must change together with the set of objects: it is
-/// kept under the table's lock.
-pub(crate) struct Shared {
-    pub(crate) account_mode: AccountMode,
-    /// The IOAS the VFIO compatibility ioctls operate on.
-    pub(crate) compat_ioas: Option<u32>,
-}
-
-struct Inner {
+struct Inner<S> {
     /// IDs in use, published or reserved.  ID 0 is never handed out.
     ids: IdPool,
     /// Published objects.
     map: RBTree<u32, Entry>,
     /// IDs reserved and not yet published or given back.
     reserved: u32,
-    shared: Shared,
+    state: S,
 }
 
-impl Inner {
+impl<S: TableState> Inner<S> {
     /// Unpublishes `id`: its ID is free again and nothing refers to it.
     fn remove(&mut self, id: u32) -> Option<RBTreeNode<u32, Entry>> {
         let node = self.map.remove_node(&id)?;
         self.ids.release_id(id as usize);
-        if self.shared.compat_ioas == Some(id) {
-            self.shared.compat_ioas = None;
-        }
+        self.state.forget(id);
         Some(node)
     }
 
     /// Counts a new use of the published object `id` of kind `T`, a
-    /// short-term one if `short`; returns the object and the entry's uses.
-    /// An object its owner is removing is not found.
-    fn get<T: Kind>(&mut self, id: u32, short: bool) -> Result<Counted<T>> {
-        let entry = self.map.get_mut(&id).ok_or(ENOENT)?;
+    /// short-term one if `short`.  An object its owner is removing is not
+    /// found.
+    fn get<T: Kind>(&self, id: u32, short: bool) -> Result<(Arc<Object<T>>, Arc<Uses>)> {
+        let entry = self.map.get(&id).ok_or(ENOENT)?;
         if entry.uses.dying.load(Relaxed) {
             return Err(ENOENT);
         }
-        let obj = T::peek(&entry.obj).ok_or(ENOENT)?.clone();
+        let obj = entry.peek::<T>().ok_or(ENOENT)?.clone();
         entry.uses.all.fetch_add(1, Relaxed);
         if short {
             entry.uses.short.fetch_add(1, Relaxed);
@@ -189,45 +174,51 @@ impl Inner {
     }
 }
 
-/// An object with the uses of its entry.
-type Counted<T> = (Arc<Object<T>>, Arc<Uses>);
-
 /// How long [`ObjectTable::remove_owned`] waits before saying that it
 /// still waits.
 const REMOVE_WARN_MS: u32 = 60_000;
 
-/// The objects of one iommufd context.
+/// Where an owner removing its object waits for the commands using it.
 #[pin_data]
-pub(crate) struct ObjectTable {
+struct Waiter {
     #[pin]
-    inner: Mutex<Inner>,
-    /// Woken, under the lock, when the last [`ObjRef`] of an object being
+    lock: Mutex<()>,
+    /// Woken, under `lock`, when the last [`ObjRef`] of an object being
     /// removed by its owner goes.
     #[pin]
     unused: CondVar,
 }
 
-impl ObjectTable {
-    pub(crate) fn new() -> impl PinInit<Self> {
+/// The objects of one iommufd context, and the state `S` kept with them.
+#[pin_data]
+pub(crate) struct ObjectTable<S> {
+    #[pin]
+    inner: Mutex<Inner<S>>,
+    #[pin]
+    waiter: Waiter,
+}
+
+impl<S: TableState> ObjectTable<S> {
+    pub(crate) fn new(state: S) -> impl PinInit<Self> {
         pin_init!(Self {
             inner <- new_mutex!(Inner {
                 ids: IdPool::new(),
                 map: RBTree::new(),
                 reserved: 0,
-                shared: Shared {
-                    account_mode: AccountMode::User,
-                    compat_ioas: None,
-                },
+                state,
             }),
-            unused <- new_condvar!("iommufd_object_unused"),
+            waiter <- pin_init!(Waiter {
+                lock <- new_mutex!(()),
+                unused <- new_condvar!("iommufd_object_unused"),
+            }),
         })
     }
 
     /// Takes the lowest free ID for an object under construction.
-    pub(crate) fn reserve(&self) -> Result<Reservation<'_>> {
+    pub(crate) fn reserve(&self) -> Result<Reservation<'_, S>> {
         // Allocated up front so that publishing cannot fail.
         let node = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
-        let users = Uses::new()?;
+        let uses = Uses::new()?;
         let mut inner = self.inner.lock();
         let id = loop {
             if let Some(unused) = inner.ids.find_unused_id(1) {
@@ -244,7 +235,7 @@ impl ObjectTable {
             // The pool hands out IDs below its maximum size, i32::MAX.
             id: id as u32,
             node: Some(node),
-            users: Some(users),
+            uses: Some(uses),
         })
     }
 
@@ -253,42 +244,74 @@ impl ObjectTable {
         self.get_by(|_| Ok(id))
     }
 
+    /// Looks up the object whose ID `f` picks from the state, or fails with
+    /// `f`'s error.
+    pub(crate) fn get_by<T: Kind>(
+        &self,
+        f: impl FnOnce(&S) -> Result<u32>,
+    ) -> Result<ObjRef<'_, T>> {
+        let inner = self.inner.lock();
+        let id = f(&inner.state)?;
+        let (obj, uses) = inner.get::<T>(id, true)?;
+        drop(inner);
+        Ok(ObjRef {
+            obj,
+            _use: Use {
+                uses,
+                id,
+                waiter: &self.waiter,
+            },
+        })
+    }
+
     /// Looks up a published object of kind `T` for an in-kernel user that
-    /// keeps it beyond the current command: the use lasts until
-    /// [`ObjectTable::put_long`].  The object cannot be destroyed meanwhile.
-    pub(crate) fn get_long<T: Kind>(&self, id: u32) -> Result<Arc<Object<T>>> {
-        Ok(self.inner.lock().get::<T>(id, false)?.0)
+    /// keeps it beyond the current command.  The object cannot be destroyed
+    /// while the [`Held`] lives.
+    pub(crate) fn get_long<T: Kind>(&self, id: u32) -> Result<Held<T>> {
+        let (obj, uses) = self.inner.lock().get::<T>(id, false)?;
+        Ok(Held {
+            obj: Some(obj),
+            uses,
+        })
     }
 
-    /// Gives back a use taken with [`ObjectTable::get_long`] (or kept from
-    /// creation); the caller drops its reference to the object first.
-    pub(crate) fn put_long(&self, id: u32) {
-        self.put_use(id);
+    /// A long-term use of `obj`, found by reference: `ENOENT` unless `obj`
+    /// itself is published (not merely an object under its ID).
+    pub(crate) fn hold<T: Kind>(&self, obj: &Object<T>) -> Result<Held<T>> {
+        let inner = self.inner.lock();
+        let id = obj.id();
+        if !inner.map.get(&id).is_some_and(|e| e.is(obj)) {
+            return Err(ENOENT);
+        }
+        let (obj, uses) = inner.get::<T>(id, false)?;
+        Ok(Held {
+            obj: Some(obj),
+            uses,
+        })
     }
 
-    /// Gives back a long-term use of `obj` and destroys it if only the table
-    /// uses it then (an automatic HWPT its last device leaves), in one step
-    /// under the lock.
-    pub(crate) fn put_and_try_destroy<T: Kind>(&self, obj: Arc<Object<T>>) {
+    /// Gives back the long-term use `held` and destroys its object if only
+    /// the table uses it then (an automatic HWPT its last device leaves), in
+    /// one step under the lock.  Returns whether it was destroyed.
+    pub(crate) fn put_and_try_destroy<T: Kind>(&self, mut held: Held<T>) -> bool {
+        let (obj, uses) = held.take();
         let id = obj.id();
         let mut inner = self.inner.lock();
-        let Some(entry) = inner.map.get(&id) else {
+        if !inner.map.get(&id).is_some_and(|e| e.is(&*obj)) {
             drop(inner);
-            pr_err!("object {id}: use given back twice\n");
-            return;
-        };
-        if !T::peek(&entry.obj).is_some_and(|o| Arc::ptr_eq(o, &obj)) {
-            drop(inner);
-            pr_err!("object {id}: use given back to another object\n");
-            return;
+            warn_on!(true);
+            pr_err!("object {id}: a use given back to an object not published\n");
+            return false;
         }
-        put_counter(&entry.uses.all, id);
-        let unused = entry.uses.all.load(Relaxed) == 1 && !entry.uses.dying.load(Relaxed);
+        // Given back under the lock, before the count is read.
+        uses.put(id);
+        let unused = uses.all.load(Relaxed) == 1 && !uses.dying.load(Relaxed);
         let node = if unused { inner.remove(id) } else { None };
         drop(inner);
-        // Torn down outside the lock, as in `destroy`, with our reference.
-        drop(node);
+        // Torn down outside the lock, as in `destroy`, after our reference.
         drop(obj);
+        drop(node);
+        unused
     }
 
     /// Whether an object (of any kind) is published as `id`, and not being
@@ -307,11 +330,11 @@ impl ObjectTable {
         // Declared before the guard: on an error it goes after the guard,
         // so that no use is given back under the lock.
         let mut out = KVec::new();
-        let mut inner = self.inner.lock();
+        let inner = self.inner.lock();
         let ids = {
             let mut ids = KVec::new();
             for (id, entry) in inner.map.iter() {
-                if T::peek(&entry.obj).is_some() {
+                if entry.peek::<T>().is_some() {
                     ids.push(*id, GFP_KERNEL_ACCOUNT)?;
                 }
             }
@@ -325,7 +348,7 @@ impl ObjectTable {
                     _use: Use {
                         uses,
                         id,
-                        table: self,
+                        waiter: &self.waiter,
                     },
                 };
                 // Room was reserved above.
@@ -340,32 +363,12 @@ impl ObjectTable {
         Ok(out)
     }
 
-    /// Looks up the object whose ID `f` picks from the shared state, or
-    /// fails with `f`'s error.
-    pub(crate) fn get_by<T: Kind>(
-        &self,
-        f: impl FnOnce(&Shared) -> Result<u32>,
-    ) -> Result<ObjRef<'_, T>> {
-        let mut inner = self.inner.lock();
-        let id = f(&inner.shared)?;
-        let (obj, uses) = inner.get::<T>(id, true)?;
-        drop(inner);
-        Ok(ObjRef {
-            obj,
-            _use: Use {
-                uses,
-                id,
-                table: self,
-            },
-        })
-    }
-
-    /// Runs `f` on the shared state; `f` is also told whether the table has
-    /// no object, published or reserved.
-    pub(crate) fn with_shared<R>(&self, f: impl FnOnce(&mut Shared, bool) -> R) -> R {
+    /// Runs `f` on the state; `f` is also told whether the table has no
+    /// object, published or reserved.
+    pub(crate) fn with_state<R>(&self, f: impl FnOnce(&mut S, bool) -> R) -> R {
         let mut inner = self.inner.lock();
         let empty = inner.map.is_empty() && inner.reserved == 0;
-        f(&mut inner.shared, empty)
+        f(&mut inner.state, empty)
     }
 
     /// Removes and destroys the object `id` unless something uses it.
@@ -384,46 +387,43 @@ impl ObjectTable {
         Ok(())
     }
 
-    /// Gives back the caller's long-term use of `id` and removes the
-    /// object, for its in-kernel owner that is done with it.  Lookups fail
-    /// from now on; the commands still using the object are waited for, and
-    /// the object is destroyed before this returns.  `EBUSY` if another
+    /// Gives back the owner's long-term use `held` and removes its object,
+    /// for the in-kernel owner that is done with it.  Lookups fail from now
+    /// on; the commands still using the object are waited for, and the
+    /// object is destroyed before this returns.  `EBUSY` if another
     /// long-term use remains (a refcounting bug): the object then stays,
-    /// without the caller's use, until the context goes.
-    pub(crate) fn remove_owned(&self, id: u32) -> Result {
-        let mut inner = self.inner.lock();
-        let uses = inner.map.get(&id).ok_or(ENOENT)?.uses.clone();
-        // Fully ordered before `short` is read, as the last `ObjRef`'s
-        // decrement of `short` is before its read of `dying` (see `Use`):
-        // either it sees `dying` and wakes us, or we see it gone.
-        if uses.dying.xchg(true, Full) {
-            pr_err!("object {id}: removed twice by its owner\n");
-            return Err(EBUSY);
-        }
-        let mut warned = false;
-        while uses.short.load(Acquire) != 0 {
-            let wait = msecs_to_jiffies(REMOVE_WARN_MS);
-            match self.unused.wait_interruptible_timeout(&mut inner, wait) {
-                CondVarTimeoutResult::Timeout if !warned => {
-                    pr_warn!("object {id}: its owner still waits for commands using it\n");
-                    warned = true;
-                }
-                CondVarTimeoutResult::Signal { .. } => {
-                    // A pending signal ends each interruptible sleep at once:
-                    // look again shortly, without the lock.
-                    drop(inner);
-                    fsleep(Delta::from_millis(1));
-                    inner = self.inner.lock();
-                }
-                _ => {}
+    /// without the owner's use, until the context goes.
+    pub(crate) fn remove_owned<T: Kind>(&self, mut held: Held<T>) -> Result {
+        let (obj, uses) = held.take();
+        let id = obj.id();
+        {
+            let inner = self.inner.lock();
+            if !inner.map.get(&id).is_some_and(|e| e.is(&*obj)) {
+                drop(inner);
+                warn_on!(true);
+                pr_err!("object {id}: removed by its owner but not published\n");
+                return Err(ENOENT);
+            }
+            // Fully ordered before `short` is read, as the last `ObjRef`'s
+            // decrement of `short` is before its read of `dying` (see
+            // `Use`): either it sees `dying` and wakes us, or we see it gone.
+            if uses.dying.xchg(true, Full) {
+                drop(inner);
+                warn_on!(true);
+                pr_err!("object {id}: removed twice by its owner\n");
+                return Err(EBUSY);
             }
         }
-        // Nobody can destroy the entry meanwhile: the caller's use is in it.
+        drop(obj);
+        self.wait_unused(id, &uses);
+        let mut inner = self.inner.lock();
+        // Nobody can destroy the entry meanwhile: the owner's use is in it.
         if uses.all.load(Acquire) != 2 {
             uses.dying.store(false, Relaxed);
             drop(inner);
+            warn_on!(true);
             pr_err!("object {id}: still in use when its owner removes it\n");
-            put_counter(&uses.all, id);
+            uses.put(id);
             return Err(EBUSY);
         }
         let node = inner.remove(id);
@@ -431,6 +431,30 @@ impl ObjectTable {
         // Torn down outside the lock, as in `destroy`.
         drop(node);
         Ok(())
+    }
+
+    /// Waits until no [`ObjRef`] of the dying object `id` is left.
+    fn wait_unused(&self, id: u32, uses: &Uses) {
+        let w = &self.waiter;
+        let mut guard = w.lock.lock();
+        let mut warned = false;
+        while uses.short.load(Acquire) != 0 {
+            let wait = msecs_to_jiffies(REMOVE_WARN_MS);
+            match w.unused.wait_interruptible_timeout(&mut guard, wait) {
+                CondVarTimeoutResult::Timeout if !warned => {
+                    pr_warn!("object {id}: its owner still waits for commands using it\n");
+                    warned = true;
+                }
+                CondVarTimeoutResult::Signal { .. } => {
+                    // A pending signal ends each interruptible sleep at once:
+                    // look again shortly, without the lock.
+                    drop(guard);
+                    fsleep(Delta::from_millis(1));
+                    guard = w.lock.lock();
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Destroys every object, leaves first, for the release of the context.
@@ -453,6 +477,7 @@ impl ObjectTable {
                 // A use that outlives every command is a refcounting bug.
                 // The table's references go with the table; an object still
                 // referenced elsewhere lives on until that reference goes.
+                warn_on!(true);
                 pr_err!("objects still in use at release: a refcounting bug\n");
                 return;
             }
@@ -472,14 +497,6 @@ impl ObjectTable {
         inner.remove(id)
     }
 
-    fn put_use(&self, id: u32) {
-        let uses = self.inner.lock().map.get(&id).map(|e| e.uses.clone());
-        match uses {
-            Some(uses) => put_counter(&uses.all, id),
-            None => pr_err!("object {id}: use given back twice\n"),
-        }
-    }
-
     #[cfg(CONFIG_KUNIT)]
     fn users(&self, id: u32) -> Option<u32> {
         self.inner
@@ -490,76 +507,55 @@ impl ObjectTable {
     }
 }
 
-/// An ID taken for an object that is not published yet.
+/// An ID taken for an object that is not built yet.
 ///
-/// Dropping it without [`Reservation::finalize`] gives the ID back.
-pub(crate) struct Reservation<'a> {
-    table: &'a ObjectTable,
+/// Dropping it gives the ID back.
+pub(crate) struct Reservation<'a, S: TableState> {
+    table: &'a ObjectTable<S>,
     id: u32,
     node: Option<RBTreeNodeReservation<u32, Entry>>,
-    users: Option<Arc<Uses>>,
+    uses: Option<Arc<Uses>>,
 }
 
-impl Reservation<'_> {
+impl<'a, S: TableState> Reservation<'a, S> {
     pub(crate) fn id(&self) -> u32 {
         self.id
     }
 
     /// Allocates the object that will be published under this ID.
     pub(crate) fn new_object<T: Kind>(
-        &self,
+        self,
         data: impl PinInit<T, Error>,
-    ) -> Result<Arc<Object<T>>> {
-        Arc::pin_init(
+    ) -> Result<Pending<'a, S, T>> {
+        let obj = Arc::pin_init(
             try_pin_init!(Object {
                 id: self.id,
                 data <- data,
             }? Error),
             GFP_KERNEL_ACCOUNT,
-        )
+        )?;
+        self.pending(obj)
     }
 
     /// Allocates the object that will be published under this ID, from a
     /// value that needs no pinned initialisation.
-    pub(crate) fn new_value<T: Kind>(&self, data: T) -> Result<Arc<Object<T>>> {
-        Ok(Arc::new(Object { id: self.id, data }, GFP_KERNEL_ACCOUNT)?)
+    pub(crate) fn new_value<T: Kind>(self, data: T) -> Result<Pending<'a, S, T>> {
+        let obj = Arc::new(Object { id: self.id, data }, GFP_KERNEL_ACCOUNT)?;
+        self.pending(obj)
     }
 
-    /// Publishes `obj`: from now on other threads can find it by ID.
-    pub(crate) fn finalize<T: Kind>(self, obj: Arc<Object<T>>) {
-        self.publish(obj, 1);
-    }
-
-    /// Publishes `obj` with a use for its creator, which keeps it from
-    /// `IOMMU_DESTROY` until given back with [`ObjectTable::put_long`].
-    pub(crate) fn finalize_held<T: Kind>(self, obj: Arc<Object<T>>) {
-        self.publish(obj, 2);
-    }
-
-    fn publish<T: Kind>(mut self, obj: Arc<Object<T>>, users: u32) {
-        if obj.id != self.id {
-            pr_err!("object {} published under ID {}\n", obj.id, self.id);
-            return;
-        }
-        let (Some(node), Some(counter)) = (self.node.take(), self.users.take()) else {
-            return;
-        };
-        counter.all.store(users, Relaxed);
-        let node = node.into_node(
-            self.id,
-            Entry {
-                obj: T::wrap(obj),
-                uses: counter,
-            },
-        );
-        let mut inner = self.table.inner.lock();
-        inner.reserved -= 1;
-        // The ID was free in `ids`, so the map has no entry for it.
-        let _ = inner.map.insert(node);
+    fn pending<T: Kind>(self, obj: Arc<Object<T>>) -> Result<Pending<'a, S, T>> {
+        // Boxed now, so that publishing cannot fail.
+        let stored: Stored = KBox::new(obj.clone(), GFP_KERNEL_ACCOUNT)?;
+        Ok(Pending {
+            slot: self,
+            obj,
+            stored: Some(stored),
+        })
     }
 }
 
-impl Drop for Reservation<'_> {
+impl<S: TableState> Drop for Reservation<'_, S> {
     fn drop(&mut self) {
         if self.node.is_some() {
             let mut inner = self.table.inner.lock();
@@ -569,40 +565,88 @@ impl Drop for Reservation<'_> {
     }
 }
 
-/// Gives back one use counted by `users` (of object `id`, for the log).
-fn put_counter(users: &Atomic<u32>, id: u32) {
-    // The table's own use is never given back this way.
-    let mut cur = users.load(Relaxed);
-    loop {
-        if cur <= 1 {
-            pr_err!("object {id}: use given back twice\n");
-            return;
+/// A built object not published yet: dropping it destroys the object and
+/// gives its ID back.
+pub(crate) struct Pending<'a, S: TableState, T: Kind> {
+    // Dropped after `obj`, `stored`: the object goes before its ID.
+    obj: Arc<Object<T>>,
+    stored: Option<Stored>,
+    slot: Reservation<'a, S>,
+}
+
+impl<S: TableState, T: Kind> Pending<'_, S, T> {
+    /// The object, for what the caller still does before publishing it.
+    pub(crate) fn obj(&self) -> &Arc<Object<T>> {
+        &self.obj
+    }
+
+    /// Publishes the object: from now on other threads can find it by ID.
+    pub(crate) fn finalize(self) -> Arc<Object<T>> {
+        self.publish(1).0
+    }
+
+    /// Publishes the object with a long-term use for its creator, which
+    /// keeps it from `IOMMU_DESTROY` until the [`Held`] goes.
+    pub(crate) fn finalize_held(self) -> Held<T> {
+        let (obj, uses) = self.publish(2);
+        Held {
+            obj: Some(obj),
+            uses,
         }
-        match users.cmpxchg(cur, cur - 1, Release) {
-            Ok(_) => return,
-            Err(now) => cur = now,
-        }
+    }
+
+    fn publish(mut self, users: u32) -> (Arc<Object<T>>, Arc<Uses>) {
+        let obj = self.obj.clone();
+        let slot = &mut self.slot;
+        let (Some(node), Some(uses), Some(stored)) =
+            (slot.node.take(), slot.uses.take(), self.stored.take())
+        else {
+            // Each is taken once, here: `self` is consumed.
+            unreachable!()
+        };
+        uses.all.store(users, Relaxed);
+        let node = node.into_node(
+            slot.id,
+            Entry {
+                obj: stored,
+                uses: uses.clone(),
+            },
+        );
+        let mut inner = slot.table.inner.lock();
+        inner.reserved -= 1;
+        // The ID was free in `ids`, so the map has no entry for it.
+        let _ = inner.map.insert(node);
+        drop(inner);
+        (obj, uses)
+    }
+}
+
+impl<S: TableState, T: Kind> Deref for Pending<'_, S, T> {
+    type Target = Object<T>;
+
+    fn deref(&self) -> &Object<T> {
+        &self.obj
     }
 }
 
 /// A command's use of an object, given back when dropped (without the table
-/// lock, unless the object's owner waits for it).
+/// lock).
 struct Use<'a> {
     uses: Arc<Uses>,
     id: u32,
-    table: &'a ObjectTable,
+    waiter: &'a Waiter,
 }
 
 impl Drop for Use<'_> {
     fn drop(&mut self) {
         // `all` first: once `short` is 0, `remove_owned` reads `all`.
-        put_counter(&self.uses.all, self.id);
+        self.uses.put(self.id);
         // Fully ordered before `dying` is read (see `remove_owned`).
         if self.uses.short.fetch_sub(1, Full) == 1 && self.uses.dying.load(Relaxed) {
-            // The owner looks at `short` and sleeps under the lock: holding
-            // it, the wake-up cannot come between the two.
-            let _guard = self.table.inner.lock();
-            self.table.unused.notify_all();
+            // The owner looks at `short` and sleeps under the waiter's lock:
+            // holding it, the wake-up cannot come between the two.
+            let _guard = self.waiter.lock.lock();
+            self.waiter.unused.notify_all();
         }
     }
 }
@@ -615,6 +659,18 @@ pub(crate) struct ObjRef<'a, T: Kind> {
     _use: Use<'a>,
 }
 
+impl<T: Kind> ObjRef<'_, T> {
+    /// A long-term use of the object, beside this short one.
+    pub(crate) fn hold(&self) -> Held<T> {
+        // The short use keeps the object published: no lock needed.
+        self._use.uses.all.fetch_add(1, Relaxed);
+        Held {
+            obj: Some(self.obj.clone()),
+            uses: self._use.uses.clone(),
+        }
+    }
+}
+
 impl<T: Kind> Deref for ObjRef<'_, T> {
     type Target = Object<T>;
 
@@ -623,39 +679,40 @@ impl<T: Kind> Deref for ObjRef<'_, T> {
     }
 }
 
-/// A long-term use of an object (see [`ObjectTable::get_long`]), given
-/// back when dropped: the object cannot be destroyed meanwhile.
+/// A long-term use of an object, given back when dropped: the object
+/// cannot be destroyed meanwhile.  Cloning takes another use.
 pub(crate) struct Held<T: Kind> {
-    ctx: Arc<Ctx>,
-    /// Always `Some` but in `drop`.
+    /// Always `Some` but after `take`.
     obj: Option<Arc<Object<T>>>,
+    uses: Arc<Uses>,
 }
 
 impl<T: Kind> Held<T> {
-    /// Takes a long-term use of object `id` of kind `T`.
-    pub(crate) fn get(ctx: &Arc<Ctx>, id: u32) -> Result<Self> {
-        let obj = ctx.objects.get_long::<T>(id)?;
-        Ok(Self::adopt(ctx, obj))
-    }
-
-    /// Takes over a use the caller took with [`ObjectTable::get_long`].
-    pub(crate) fn adopt(ctx: &Arc<Ctx>, obj: Arc<Object<T>>) -> Self {
-        Self {
-            ctx: ctx.clone(),
-            obj: Some(obj),
-        }
-    }
-
-    /// Gives up the guard, keeping the use: the caller gives it back.
-    pub(crate) fn into_long(mut self) -> Arc<Object<T>> {
-        let obj = self.obj.take();
-        // `drop` finds no object and gives nothing back.
-        obj.unwrap_or_else(|| unreachable!())
-    }
-
     pub(crate) fn obj(&self) -> &Arc<Object<T>> {
-        // `obj` is `None` only inside `drop`.
+        // `obj` is `None` only after `take`, which consumes the value.
         self.obj.as_ref().unwrap_or_else(|| unreachable!())
+    }
+
+    /// Whether `self` and `other` hold the same object.
+    pub(crate) fn same(&self, other: &Arc<Object<T>>) -> bool {
+        Arc::ptr_eq(self.obj(), other)
+    }
+
+    /// The object and the use, which the caller now gives back itself.
+    fn take(&mut self) -> (Arc<Object<T>>, Arc<Uses>) {
+        let obj = self.obj.take().unwrap_or_else(|| unreachable!());
+        (obj, self.uses.clone())
+    }
+}
+
+impl<T: Kind> Clone for Held<T> {
+    fn clone(&self) -> Self {
+        // Our use keeps the object published: no lock needed.
+        self.uses.all.fetch_add(1, Relaxed);
+        Held {
+            obj: self.obj.clone(),
+            uses: self.uses.clone(),
+        }
     }
 }
 
@@ -672,30 +729,37 @@ impl<T: Kind> Drop for Held<T> {
         if let Some(obj) = self.obj.take() {
             let id = obj.id();
             drop(obj);
-            self.ctx.objects.put_long(id);
+            self.uses.put(id);
         }
     }
-}
-
-/// `IOMMU_DESTROY`
-pub(crate) fn destroy_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_destroy>) -> Result {
-    ucmd.ctx.objects.destroy(ucmd.cmd.id)
 }
 
 #[kunit_tests(iommufd_rs_object)]
 mod tests {
     use super::*;
 
-    fn table() -> Result<Pin<KBox<ObjectTable>>> {
-        KBox::pin_init(ObjectTable::new(), GFP_KERNEL)
+    /// A state that remembers one ID, as the context's compat IOAS.
+    struct St(Option<u32>);
+
+    impl TableState for St {
+        fn forget(&mut self, id: u32) {
+            if self.0 == Some(id) {
+                self.0 = None;
+            }
+        }
     }
 
-    fn publish(t: &ObjectTable) -> Result<u32> {
-        let r = t.reserve()?;
-        let obj = r.new_object(Ioas::new())?;
-        let id = r.id();
-        r.finalize(obj);
-        Ok(id)
+    /// A kind for the tests, and another.
+    struct Thing;
+    struct Other;
+
+    fn table() -> Result<Pin<KBox<ObjectTable<St>>>> {
+        KBox::pin_init(ObjectTable::new(St(None)), GFP_KERNEL)
+    }
+
+    fn publish(t: &ObjectTable<St>) -> Result<u32> {
+        let obj = t.reserve()?.new_value(Thing)?;
+        Ok(obj.finalize().id())
     }
 
     #[test]
@@ -707,7 +771,20 @@ mod tests {
         t.destroy(2)?;
         assert_eq!(publish(&t)?, 2);
         t.destroy_all();
-        assert!(t.get::<Ioas>(1).is_err());
+        assert!(t.get::<Thing>(1).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn lookups_are_typed() -> Result {
+        let t = table()?;
+        let id = publish(&t)?;
+        assert!(t.get::<Thing>(id).is_ok());
+        assert_eq!(t.get::<Other>(id).err(), Some(ENOENT));
+        assert_eq!(t.get_long::<Other>(id).err(), Some(ENOENT));
+        assert!(t.exists(id));
+        assert_eq!(t.all::<Other>()?.len(), 0);
+        t.destroy(id)?;
         Ok(())
     }
 
@@ -716,11 +793,12 @@ mod tests {
         let t = table()?;
         let r = t.reserve()?;
         let id = r.id();
-        assert_eq!(t.get::<Ioas>(id).err(), Some(ENOENT));
+        assert_eq!(t.get::<Thing>(id).err(), Some(ENOENT));
         assert_eq!(t.destroy(id), Err(ENOENT));
-        let obj = r.new_object(Ioas::new())?;
-        r.finalize(obj);
-        assert!(t.get::<Ioas>(id).is_ok());
+        let obj = r.new_value(Thing)?;
+        assert_eq!(t.get::<Thing>(id).err(), Some(ENOENT));
+        obj.finalize();
+        assert!(t.get::<Thing>(id).is_ok());
         t.destroy(id)?;
         Ok(())
     }
@@ -731,7 +809,10 @@ mod tests {
         let r = t.reserve()?;
         let first = r.id();
         drop(r);
-        assert_eq!(t.get::<Ioas>(first).err(), Some(ENOENT));
+        assert_eq!(t.get::<Thing>(first).err(), Some(ENOENT));
+        let pending = t.reserve()?.new_value(Thing)?;
+        assert_eq!(pending.id(), first);
+        drop(pending);
         assert_eq!(publish(&t)?, first);
         t.destroy_all();
         Ok(())
@@ -741,8 +822,8 @@ mod tests {
     fn destroy_is_busy_while_in_use() -> Result {
         let t = table()?;
         let id = publish(&t)?;
-        let a = t.get::<Ioas>(id)?;
-        let b = t.get::<Ioas>(id)?;
+        let a = t.get::<Thing>(id)?;
+        let b = t.get::<Thing>(id)?;
         assert_eq!(t.users(id), Some(3));
         assert_eq!(t.destroy(id), Err(EBUSY));
         drop(a);
@@ -755,70 +836,70 @@ mod tests {
     }
 
     #[test]
-    fn shared_state_sees_reservations() -> Result {
+    fn state_sees_reservations_and_removals() -> Result {
         let t = table()?;
-        assert!(t.with_shared(|_, empty| empty));
+        assert!(t.with_state(|_, empty| empty));
         let r = t.reserve()?;
-        assert!(!t.with_shared(|_, empty| empty));
+        assert!(!t.with_state(|_, empty| empty));
         drop(r);
-        assert!(t.with_shared(|_, empty| empty));
+        assert!(t.with_state(|_, empty| empty));
         let id = publish(&t)?;
-        t.with_shared(|s, _| s.compat_ioas = Some(id));
-        assert_eq!(t.get_by::<Ioas>(|s| s.compat_ioas.ok_or(ENODEV))?.id(), id);
-        // Destroying the compat IOAS forgets it.
+        t.with_state(|s, _| s.0 = Some(id));
+        assert_eq!(t.get_by::<Thing>(|s| s.0.ok_or(ENODEV))?.id(), id);
+        // Destroying the remembered object forgets it.
         t.destroy(id)?;
-        assert_eq!(
-            t.with_shared(|s, empty| (s.compat_ioas, empty)),
-            (None, true)
-        );
+        assert_eq!(t.with_state(|s, empty| (s.0, empty)), (None, true));
+        Ok(())
+    }
+
+    #[test]
+    fn long_uses_block_destroy() -> Result {
+        let t = table()?;
+        let id = publish(&t)?;
+        let held = t.get_long::<Thing>(id)?;
+        let other = held.clone();
+        let short = t.get::<Thing>(id)?;
+        let third = short.hold();
+        drop(short);
+        assert_eq!(t.users(id), Some(4));
+        assert_eq!(t.destroy(id), Err(EBUSY));
+        drop((held, other, third));
+        t.destroy(id)?;
         Ok(())
     }
 
     #[test]
     fn owner_removal_gives_back_its_use() -> Result {
         let t = table()?;
-        let r = t.reserve()?;
-        let obj = r.new_object(Ioas::new())?;
-        let id = r.id();
-        r.finalize_held(obj);
+        let owner = t.reserve()?.new_value(Thing)?.finalize_held();
+        let id = owner.id();
         // The owner's use keeps IOMMU_DESTROY away.
         assert_eq!(t.destroy(id), Err(EBUSY));
-        // Another long-term use left is a bug: the object stays, without
-        // the owner's use.
-        let other = t.get_long::<Ioas>(id)?;
-        assert_eq!(t.remove_owned(id), Err(EBUSY));
         assert_eq!(t.users(id), Some(2));
-        drop(other);
-        t.put_long(id);
-        t.destroy(id)?;
         // With no command using it, the owner removes it at once.
-        let r = t.reserve()?;
-        let obj = r.new_object(Ioas::new())?;
-        let id = r.id();
-        r.finalize_held(obj);
-        t.remove_owned(id)?;
-        assert_eq!(t.get::<Ioas>(id).err(), Some(ENOENT));
-        assert_eq!(t.remove_owned(id), Err(ENOENT));
+        t.remove_owned(owner)?;
+        assert_eq!(t.get::<Thing>(id).err(), Some(ENOENT));
+        assert_eq!(t.users(id), None);
         Ok(())
     }
 
     #[test]
     fn put_and_try_destroy_checks_the_object() -> Result {
         let t = table()?;
-        let r = t.reserve()?;
-        let a = r.new_object(Ioas::new())?;
-        let id = r.id();
-        r.finalize_held(a.clone());
+        let a = t.reserve()?.new_value(Thing)?.finalize_held();
+        let id = a.id();
+        let obj = a.obj().clone();
         // A second long-term use: the put keeps the object.
-        let b = t.get_long::<Ioas>(id)?;
-        t.put_and_try_destroy(b);
+        let b = t.get_long::<Thing>(id)?;
+        assert!(!t.put_and_try_destroy(b));
         assert_eq!(t.users(id), Some(2));
         // The last one destroys it.
-        t.put_and_try_destroy(a.clone());
+        assert!(t.put_and_try_destroy(a));
         assert_eq!(t.users(id), None);
-        // Its ID now names another object, which a stale put leaves alone.
+        // Its ID now names another object, which a lookup by the old
+        // reference does not find.
         assert_eq!(publish(&t)?, id);
-        t.put_and_try_destroy(a);
+        assert_eq!(t.hold(&*obj).err(), Some(ENOENT));
         assert_eq!(t.users(id), Some(1));
         t.destroy(id)?;
         Ok(())
@@ -829,7 +910,7 @@ mod tests {
         let t = table()?;
         let a = publish(&t)?;
         let b = publish(&t)?;
-        let all = t.all::<Ioas>()?;
+        let all = t.all::<Thing>()?;
         assert_eq!(all.len(), 2);
         assert_eq!((t.users(a), t.users(b)), (Some(2), Some(2)));
         assert_eq!(t.destroy(a), Err(EBUSY));

@@ -37,7 +37,6 @@ use kernel::task::Task;
 use kernel::uaccess::{UserPtr, UserSlice};
 use kernel::{new_condvar, new_mutex};
 
-use crate::object::AccountMode;
 #[cfg(CONFIG_DMA_SHARED_BUFFER)]
 use kernel::dma_buf::{DmaBuf, Importer, PinnedAttachment};
 use kernel::iommu::domain::Domain;
@@ -48,7 +47,18 @@ const CHUNK: u64 = 64;
 /// The most pages pinned with one `pin_user_pages_remote()` call.
 const PIN_BATCH: u64 = 512;
 
-/// Where locked memory is charged (besides `pinned_vm`).
+/// How the pages a context pins are charged against `RLIMIT_MEMLOCK`
+/// (`IOMMU_OPTION_RLIMIT_MODE`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum AccountMode {
+    /// To the user (`user_struct::locked_vm`), as `/dev/iommu` does by default.
+    User,
+    /// To the process (`mm_struct::pinned_vm` and `locked_vm`), as VFIO type1 does.
+    Mm,
+}
+
+/// Where locked memory is charged (besides `pinned_vm`): the mode, or
+/// nowhere for a process with `CAP_IPC_LOCK`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Charge {
     /// Not charged: the mapping process had `CAP_IPC_LOCK`.
@@ -860,16 +870,7 @@ pub(crate) fn kunit_memfd_pages(npages: u64) -> Result<Arc<Pages>> {
 /// A new shmem file of `len` bytes, for KUnit tests.
 #[cfg(CONFIG_KUNIT)]
 fn kunit_memfd(len: u64) -> Result<ARef<File>> {
-    extern "C" {
-        /// `iommufd_shim.c`: a shmem file of `size` bytes.
-        fn iommufd_shim_kunit_memfd(size: usize) -> *mut core::ffi::c_void;
-    }
-    // SAFETY: Creates a new file whose reference we own.
-    let f = kernel::error::from_err_ptr(unsafe { iommufd_shim_kunit_memfd(len as usize) })?
-        .cast::<kernel::bindings::file>();
-    // SAFETY: `f` is a new file (not NULL) whose one reference the `ARef`
-    // takes over.
-    Ok(unsafe { ARef::from_raw(core::ptr::NonNull::new_unchecked(f).cast()) })
+    crate::ffi::kunit_memfd(usize::try_from(len).map_err(|_| EINVAL)?)
 }
 
 impl Pages {

@@ -4,12 +4,10 @@
 //! with `CONFIG_IOMMUFD_TEST` as upstream.  The operation numbers and
 //! argument layouts are those of `drivers/iommu/iommufd/iommufd_test.h`.
 
-use core::ffi::c_void;
 use core::mem::size_of;
 use kernel::bindings;
 use kernel::dma_buf::{self, DmaBuf};
-use kernel::error::from_err_ptr;
-use kernel::fs::file::{flags::O_CLOEXEC, File, FileDescriptorReservation};
+use kernel::fs::file::{flags::O_CLOEXEC, FileDescriptorReservation, LocalFile};
 use kernel::iommu::driver::BusDevice;
 use kernel::iommu::fault::{PageRequest, PAGE_REQUEST_LAST_PAGE, PAGE_REQUEST_PASID_VALID};
 use kernel::mm::gup::{UserPageRef, PIN_COUNTING_BIAS};
@@ -20,17 +18,18 @@ use kernel::str::{CStr, CString};
 use kernel::sync::aref::ARef;
 use kernel::sync::atomic::{Atomic, Relaxed};
 use kernel::sync::{Arc, Mutex};
-use kernel::types::ForeignOwnable;
 use kernel::uaccess::{UserPtr, UserSlice};
 
 use crate::access::{self, Access, AccessOps};
 use crate::ctx::Ctx;
-use crate::device::{Device, HwptNested, HwptPaging};
+use crate::device::Device;
+use crate::ffi::{self, FileOps};
+use crate::hw_pagetable::Hwpt;
 use crate::interval::last_of;
 use crate::io_pagetable::Reserver;
 use crate::ioas::Ioas;
 use crate::mock;
-use crate::object::Object;
+use crate::object::{Held, Object};
 use crate::uapi::iommu_test_cmd;
 use crate::ucmd::Ucmd;
 
@@ -185,10 +184,7 @@ pub(crate) fn test_ioctl(ucmd: &mut Ucmd<'_, iommu_test_cmd>) -> Result {
                     Ok(())
                 };
             }
-            let domain = match objects.get::<HwptPaging>(hwpt_id) {
-                Ok(h) => h.domain.clone(),
-                Err(_) => objects.get::<HwptNested>(hwpt_id)?.domain.clone(),
-            };
+            let domain = objects.get::<Hwpt>(hwpt_id)?.domain.clone();
             match attached {
                 Some(d) if Arc::ptr_eq(&d, &domain) => Ok(()),
                 _ => Err(EINVAL),
@@ -218,7 +214,7 @@ pub(crate) fn test_ioctl(ucmd: &mut Ucmd<'_, iommu_test_cmd>) -> Result {
         }
         // check_iotlb: { __u32 id; __u32 iotlb; }
         OP_MD_CHECK_IOTLB => {
-            let hwpt = ucmd.ctx.objects.get::<HwptNested>(cmd.id)?;
+            let hwpt = ucmd.ctx.objects.get::<Hwpt>(cmd.id)?;
             let nested = mock::MOCK.nested_data_of(&hwpt.domain).ok_or(EINVAL)?;
             let entry = nested.iotlb.get(arg_u32(cmd, 0) as usize).ok_or(EINVAL)?;
             if entry.load(Relaxed) != arg_u32(cmd, 4) {
@@ -288,7 +284,7 @@ pub(crate) fn test_ioctl(ucmd: &mut Ucmd<'_, iommu_test_cmd>) -> Result {
 fn add_reserved(ctx: &Ctx, ioas_id: u32, start: u64, length: u64) -> Result {
     let last = last_of(start, length)?;
     let ioas = ctx.objects.get::<Ioas>(ioas_id)?;
-    ioas.iopt.reserve(start, last, Reserver::Test)
+    ioas.iopt.reserve(start, last, Reserver::Permanent)
 }
 
 /// Checks that every small page of the user buffer `[uptr, uptr + length)`
@@ -311,13 +307,14 @@ fn md_check_refs(uptr: u64, length: u64, refs: u32) -> Result {
     Ok(())
 }
 
-extern "C" {
-    /// `iommufd_shim.c`: a file owning `data`, released through
-    /// [`iommufd_rs_staccess_release`].
-    fn iommufd_shim_staccess_file(data: *mut c_void) -> *mut c_void;
-    /// `iommufd_shim.c`: a reference on the selftest access file `fd` and
-    /// what it owns, or NULL.
-    fn iommufd_shim_staccess_fget(fd: c_int, data: *mut *mut c_void) -> *mut c_void;
+/// A paging HWPT, looked up for a test operation: `ENOENT` for any other
+/// object.
+fn paging_hwpt(ctx: &Ctx, id: u32) -> Result<crate::object::ObjRef<'_, Hwpt>> {
+    let hwpt = ctx.objects.get::<Hwpt>(id)?;
+    if hwpt.paging().is_none() {
+        return Err(ENOENT);
+    }
+    Ok(hwpt)
 }
 
 /// A range pinned with `IOMMU_TEST_OP_ACCESS_PAGES`.
@@ -340,7 +337,7 @@ pub(crate) struct StAccess {
     pins: bool,
     /// Set once the access is attached and its file installed.
     #[pin]
-    access: Mutex<Option<Arc<Object<Access>>>>,
+    access: Mutex<Option<Held<Access>>>,
     /// Held across pin and unpin, so that an unmap request waits for a pin
     /// in progress and then finds its item.
     #[pin]
@@ -349,7 +346,7 @@ pub(crate) struct StAccess {
 
 impl StAccess {
     fn access(&self) -> Result<Arc<Object<Access>>> {
-        self.access.lock().clone().ok_or(ENOENT)
+        Ok(self.access.lock().as_ref().ok_or(ENOENT)?.obj().clone())
     }
 }
 
@@ -376,21 +373,20 @@ impl AccessOps for StAccess {
     }
 }
 
-/// Called by the shim when the last reference to an access file goes.
-///
-/// # Safety
-///
-/// `data` is the private data of a file made by `create_access`, passed
-/// once, at its release.
-#[no_mangle]
-unsafe extern "C" fn iommufd_rs_staccess_release(data: *mut c_void) {
-    // SAFETY: `data` is what `create_access` gave the file, from
-    // `into_foreign`; the file is released once, so it is turned back once.
-    let st = unsafe { <Arc<StAccess> as ForeignOwnable>::from_foreign(data) };
-    st.unmap(0, u64::MAX);
-    let access = st.access.lock().take();
-    if let Some(access) = access {
-        Access::destroy(access);
+/// What a selftest access file owns; its release destroys the access.
+struct StAccessFile {
+    st: Arc<StAccess>,
+}
+
+impl FileOps for StAccessFile {}
+
+impl Drop for StAccessFile {
+    fn drop(&mut self) {
+        self.st.unmap(0, u64::MAX);
+        let access = self.st.access.lock().take();
+        if let Some(access) = access {
+            Access::destroy(access);
+        }
     }
 }
 
@@ -399,7 +395,7 @@ unsafe extern "C" fn iommufd_rs_staccess_release(data: *mut c_void) {
 /// destroyed) under it, as upstream's `iommufd_access_get()` holds it.
 struct StAccessRef {
     st: Arc<StAccess>,
-    _file: ARef<File>,
+    _file: ARef<LocalFile>,
 }
 
 impl core::ops::Deref for StAccessRef {
@@ -413,17 +409,8 @@ impl core::ops::Deref for StAccessRef {
 /// The selftest access of the file descriptor `fd`: `EBADFD` if `fd` is
 /// not one.
 fn staccess_get(fd: u32) -> Result<StAccessRef> {
-    let fd = c_int::try_from(fd).map_err(|_| EBADFD)?;
-    let mut data = core::ptr::null_mut();
-    // SAFETY: `data` is a valid place for the shim to store a pointer.
-    let file = unsafe { iommufd_shim_staccess_fget(fd, &mut data) };
-    let file = core::ptr::NonNull::new(file.cast::<File>()).ok_or(EBADFD)?;
-    // SAFETY: The shim returned a file on which it took a reference, which
-    // the `ARef` takes over.
-    let file: ARef<File> = unsafe { ARef::from_raw(file) };
-    // SAFETY: The file is a selftest access file, which owns `data` (from
-    // `into_foreign`) until its release, and our reference keeps it open.
-    let st: Arc<StAccess> = unsafe { <Arc<StAccess> as ForeignOwnable>::borrow(data) }.into();
+    let file = LocalFile::fget(fd).map_err(|_| EBADFD)?;
+    let st = ffi::ops_of::<StAccessFile>(&file).ok_or(EBADFD)?.st.clone();
     Ok(StAccessRef { st, _file: file })
 }
 
@@ -444,22 +431,12 @@ fn create_access(ucmd: &mut Ucmd<'_, iommu_test_cmd>, ioas_id: u32, flags: u32) 
         }),
         GFP_KERNEL_ACCOUNT,
     )?;
-    let data = st.clone().into_foreign();
-    // SAFETY: `data` comes from `into_foreign`; the file owns it from here.
-    let raw = from_err_ptr(unsafe { iommufd_shim_staccess_file(data) }.cast::<bindings::file>());
-    let raw = raw.inspect_err(|_| {
-        // SAFETY: No file took `data`; it is turned back once, here.
-        drop(unsafe { <Arc<StAccess> as ForeignOwnable>::from_foreign(data) });
-    })?;
-    // SAFETY: `raw` is a new file on which we own the one reference; the
-    // `ARef` takes a second one and the first is given back.
-    let file: ARef<File> = ARef::from(unsafe { File::from_raw_file(raw) });
-    // SAFETY: See above.
-    unsafe { bindings::fput(raw) };
+    let ops = KBox::new(StAccessFile { st: st.clone() }, GFP_KERNEL_ACCOUNT)?;
     // From here on, dropping `file` releases the access file and its data.
+    let file = ffi::anon_file(c"[iommufd_test_staccess]", ops)?;
     let fd = FileDescriptorReservation::get_unused_fd_flags(O_CLOEXEC)?;
     let access = Access::create(ucmd.handle, st.clone())?;
-    let res = Access::attach(&access, ioas_id).and_then(|()| {
+    let res = Access::attach(access.obj(), ioas_id).and_then(|()| {
         set_u32(&mut ucmd.cmd, 0, fd.reserved_fd());
         ucmd.respond()
     });
@@ -593,14 +570,14 @@ static MOCK_DEV_SEQ: Atomic<u32> = Atomic::new(0);
 /// destroying it detaches and unbinds the device and removes it.
 pub(crate) struct MockDev {
     ctx: Arc<Ctx>,
-    /// With a use of the device object; None only during teardown.
-    idev: Option<Arc<Object<Device>>>,
+    /// The binding's use of the device object; None only during teardown.
+    idev: Option<Held<Device>>,
     dev: Option<BusDevice>,
 }
 
 impl MockDev {
     fn idev(&self) -> Result<&Arc<Object<Device>>> {
-        self.idev.as_ref().ok_or(ENOENT)
+        Ok(self.idev.as_ref().ok_or(ENOENT)?.obj())
     }
 }
 
@@ -608,14 +585,10 @@ impl Drop for MockDev {
     fn drop(&mut self) {
         if let Some(idev) = self.idev.take() {
             idev.detach();
-            let id = idev.id();
-            drop(idev);
             // The device object goes with its binding, before the device
             // (it gives back the device's DMA ownership): once the commands
-            // using it are over.
-            if self.ctx.objects.remove_owned(id).is_err() {
-                pr_err!("mock device: device object {id} still in use\n");
-            }
+            // using it are over.  A failure has warned.
+            let _ = self.ctx.objects.remove_owned(idev);
         }
         drop(self.dev.take());
     }
@@ -669,12 +642,9 @@ fn mock_domain(ucmd: &mut Ucmd<'_, iommu_test_cmd>, dev_flags: u32) -> Result {
         set_u32(&mut ucmd.cmd, 8, idev_id);
         ucmd.respond()
     });
-    if let Err(e) = res {
-        // Unpublished: dropping tears the device down.
-        drop(mdev);
-        return Err(e);
-    }
-    slot.finalize(mdev);
+    // Unpublished on failure: dropping tears the device down.
+    res?;
+    mdev.finalize();
     Ok(())
 }
 
@@ -709,7 +679,7 @@ fn mock_dirty(
     if max > 16 * 1024 * 1024 * 8 {
         return Err(EOVERFLOW);
     }
-    let hwpt = ctx.objects.get::<HwptPaging>(hwpt_id)?;
+    let hwpt = paging_hwpt(ctx, hwpt_id)?;
     let mock = mock::MOCK.paging_data_of(&hwpt.domain).ok_or(EINVAL)?;
     if !mock.tracking() {
         return Err(EINVAL);
@@ -760,6 +730,7 @@ fn trigger_iopf(ctx: &Ctx, cmd: &iommu_test_cmd) -> Result {
     // As upstream, whether anyone takes the fault is not the trigger's
     // concern: unhandled, it is answered as failed.
     idev.with_attach_locked(|| {
+        #[allow(unsafe_code)] // Until the kernel crate offers a safe form.
         // SAFETY: The device's attach lock is held: its group is not
         // attached, replaced or detached meanwhile (only `Device` attaches
         // it, under that lock).
@@ -772,7 +743,7 @@ fn trigger_iopf(ctx: &Ctx, cmd: &iommu_test_cmd) -> Result {
 /// `hwpt_id` translates `[iova, iova + length)` to the user buffer `uptr`,
 /// one mock page at a time: `EINVAL` where it does not.
 fn md_check_map(ctx: &Ctx, hwpt_id: u32, iova: u64, length: u64, uptr: u64) -> Result {
-    let hwpt = ctx.objects.get::<HwptPaging>(hwpt_id)?;
+    let hwpt = paging_hwpt(ctx, hwpt_id)?;
     // The domain's smallest page, as upstream (4 KiB for a huge mock).
     let psize = match hwpt.domain.pgsize_bitmap() {
         0 => return Err(EINVAL),

@@ -63,89 +63,9 @@ pub(crate) use kernel::uapi::{
     iommufd_vfio_ioas_op_IOMMU_VFIO_IOAS_SET as IOMMU_VFIO_IOAS_SET,
 };
 
-/// A uAPI structure that can be copied from and to user memory as raw bytes.
-///
-/// # Safety
-///
-/// The implementor is a `#[repr(C)]` structure (or union) made only of
-/// integers and arrays of integers, with no implicit padding: every bit
-/// pattern is a valid value, and its bytes never carry uninitialised memory.
-/// The iommufd uAPI spells out all of its padding as `__reserved` fields,
-/// which is what makes the implementations below sound.
-pub(crate) unsafe trait Pod: Sized + 'static {
-    /// The all-zero value.
-    fn zeroed() -> Self {
-        // SAFETY: `Self: Pod`, so the all-zero bit pattern is a valid value.
-        // (Not `Default`: bindgen's `Default` for structures with unions is
-        // an out-of-line function of the uapi crate that modules cannot call.)
-        unsafe { core::mem::zeroed() }
-    }
-
-    /// The value as bytes.
-    fn as_bytes(&self) -> &[u8] {
-        // SAFETY: `Self: Pod`, so all `size_of::<Self>()` bytes behind `self`
-        // are initialised integer bytes; the slice borrows `self`.
-        unsafe {
-            core::slice::from_raw_parts(core::ptr::from_ref(self).cast::<u8>(), size_of::<Self>())
-        }
-    }
-
-    /// The value as mutable bytes.
-    fn as_bytes_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as in `as_bytes`, and any byte pattern written through the
-        // slice leaves a valid `Self` behind because `Self: Pod`.
-        unsafe {
-            core::slice::from_raw_parts_mut(
-                core::ptr::from_mut(self).cast::<u8>(),
-                size_of::<Self>(),
-            )
-        }
-    }
-}
-
-macro_rules! impl_pod {
-    ($($t:ty),* $(,)?) => {
-        // SAFETY: each of these is a bindgen-generated iommufd uAPI structure
-        // made of `__u8`/`__u16`/`__u32`/`__s32`/`__aligned_u64` fields with
-        // explicit reserved fields in place of padding (see the trait).
-        $(unsafe impl Pod for $t {})*
-    };
-}
-
-impl_pod!(
-    iommu_destroy,
-    iommu_fault_alloc,
-    iommu_hw_info,
-    iommu_hw_queue_alloc,
-    iommu_hwpt_alloc,
-    iommu_hwpt_get_dirty_bitmap,
-    iommu_hwpt_invalidate,
-    iommu_hwpt_page_response,
-    iommu_hwpt_pgfault,
-    iommu_hwpt_set_dirty_tracking,
-    iommu_ioas_alloc,
-    iommu_ioas_allow_iovas,
-    iommu_ioas_change_process,
-    iommu_ioas_copy,
-    iommu_ioas_iova_ranges,
-    iommu_ioas_map,
-    iommu_ioas_map_file,
-    iommu_ioas_noiommu_get_pa,
-    iommu_ioas_unmap,
-    iommu_iova_range,
-    iommu_option,
-    iommu_vdevice_alloc,
-    iommu_veventq_alloc,
-    iommu_vfio_ioas,
-    iommu_viommu_alloc,
-    vfio_info_cap_header,
-    vfio_iommu_type1_dma_map,
-    vfio_iommu_type1_dma_unmap,
-    vfio_iommu_type1_info,
-    vfio_iommu_type1_info_cap_iova_range,
-    vfio_iommu_type1_info_dma_avail,
-    vfio_iova_range,
-);
+/// A uAPI structure that can be copied from and to user memory as raw
+/// bytes (see `ffi.rs`).
+pub(crate) use crate::ffi::Pod;
 
 /// `IOMMU_TEST_CMD` is `IOMMUFD_CMD_BASE + 32`.
 #[cfg(CONFIG_IOMMUFD_TEST)]
@@ -178,9 +98,6 @@ const _: () = {
     assert!(core::mem::offset_of!(iommu_test_cmd, u) == 16);
     assert!(core::mem::offset_of!(iommu_test_cmd, last) == 64);
 };
-
-#[cfg(CONFIG_IOMMUFD_TEST)]
-impl_pod!(iommu_test_cmd);
 
 /// Reads the first `len` bytes of a `T` from user memory at `uptr`; the rest
 /// of the value is zero.

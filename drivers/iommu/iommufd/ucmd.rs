@@ -16,21 +16,18 @@
 //! caller's size, and answers through [`Ucmd::respond`], which copies back no
 //! more than the caller's size.
 
-use core::mem::{offset_of, size_of};
+use core::mem::size_of;
 use kernel::ioctl::{_IO, _IOC_NR};
 use kernel::prelude::*;
 use kernel::sync::atomic::{Atomic, Relaxed};
 use kernel::uaccess::{UserPtr, UserSlice};
 
-use crate::ctx::{self, CtxHandle};
-#[cfg(CONFIG_IOMMUFD_TEST)]
-use crate::selftest;
+use crate::ctx::{Ctx, CtxHandle};
 use crate::uapi::{self, Pod};
-use crate::{device, fault, ioas, object, vfio_compat, viommu};
 
 /// One command in flight: the caller's structure and where it came from.
 pub(crate) struct Ucmd<'a, T: Pod> {
-    pub(crate) ctx: &'a crate::ctx::Ctx,
+    pub(crate) ctx: &'a Ctx,
     /// The same context, for in-kernel users that need a long-term hold.
     pub(crate) handle: CtxHandle<'a>,
     op: &'a Op,
@@ -59,114 +56,70 @@ impl<T: Pod> Ucmd<'_, T> {
     }
 }
 
-type Exec = fn(CtxHandle<'_>, usize, usize, &Op) -> Result<isize>;
+pub(crate) type Exec = fn(CtxHandle<'_>, usize, usize, &Op) -> Result<isize>;
 
-/// An entry of the table.
+/// An entry of an ioctl table (see [`ioctl_table!`]).
 pub(crate) struct Op {
     /// The uAPI structure's name, for the kernel log.
-    name: &'static str,
+    pub(crate) name: &'static str,
     /// Whether the log has said that this command is not implemented.
-    warned: Atomic<bool>,
+    pub(crate) warned: Atomic<bool>,
     /// The full ioctl number, as `_IO(IOMMUFD_TYPE, nr)`.
-    cmd: u32,
+    pub(crate) cmd: u32,
     /// Size of the kernel's structure.
-    size: usize,
+    pub(crate) size: usize,
     /// End of the last field every caller must pass.
-    min_size: usize,
+    pub(crate) min_size: usize,
     /// For commands whose second `u32` is a flags word: the bits it knows.
-    flags: Option<u32>,
-    exec: Exec,
+    pub(crate) flags: Option<u32>,
+    pub(crate) exec: Exec,
 }
 
 /// `offsetofend()`: the end of a field, at compile time.
 macro_rules! offset_of_end {
     ($t:ty, $f:ident) => {{
         const fn field_size<T, F>(_: fn(&T) -> &F) -> usize {
-            size_of::<F>()
+            ::core::mem::size_of::<F>()
         }
-        offset_of!($t, $f) + field_size::<$t, _>(|s| &s.$f)
+        ::core::mem::offset_of!($t, $f) + field_size::<$t, _>(|s| &s.$f)
     }};
 }
+pub(crate) use offset_of_end;
 
-const fn iommufd_cmd(nr: u32) -> u32 {
+/// The full number of iommufd command `nr`.
+pub(crate) const fn iommufd_cmd(nr: u32) -> u32 {
     _IO(uapi::IOMMUFD_TYPE as u32, nr) // u32::from is not const
 }
 
-/// The table: `NR => struct, last mandatory field, handler [, flags: valid bits];`
+/// An ioctl table: `NR => struct, last mandatory field, handler [, flags:
+/// valid bits];`
 macro_rules! ioctl_table {
     (@flags $t:ty) => {
         None
     };
     (@flags $t:ty, $valid:expr) => {{
-        const _: () = assert!(offset_of!($t, flags) == 4);
+        const _: () = assert!(::core::mem::offset_of!($t, flags) == 4);
         Some($valid)
     }};
     ($($nr:ident => $t:ty, $last:ident, $handler:path $(, flags: $valid:expr)?;)*) => {
-        [$(Op {
+        [$($crate::ucmd::Op {
             name: stringify!($t),
-            warned: Atomic::new(false),
-            cmd: iommufd_cmd($nr),
-            size: size_of::<$t>(),
-            min_size: offset_of_end!($t, $last),
-            flags: ioctl_table!(@flags $t $(, $valid)?),
-            exec: |h, ubuf, user_size, op| run::<$t>(h, ubuf, user_size, op, $handler),
+            warned: ::kernel::sync::atomic::Atomic::new(false),
+            cmd: $crate::ucmd::iommufd_cmd($nr),
+            size: ::core::mem::size_of::<$t>(),
+            min_size: $crate::ucmd::offset_of_end!($t, $last),
+            flags: $crate::ucmd::ioctl_table!(@flags $t $(, $valid)?),
+            exec: |h, ubuf, user_size, op| {
+                $crate::ucmd::run::<$t>(h, ubuf, user_size, op, $handler)
+            },
         }),*]
     };
 }
+pub(crate) use ioctl_table;
 
 /// A command the module knows the layout of but does not implement yet.
-fn not_implemented<T: Pod>(ucmd: &mut Ucmd<'_, T>) -> Result {
+pub(crate) fn not_implemented<T: Pod>(ucmd: &mut Ucmd<'_, T>) -> Result {
     ucmd.not_implemented(ucmd.op.name)
-}
-
-use uapi::*;
-
-#[rustfmt::skip]
-static OPS: [Op; 22] = ioctl_table! {
-    IOMMUFD_CMD_DESTROY => iommu_destroy, id, object::destroy_ioctl;
-    IOMMUFD_CMD_IOAS_ALLOC => iommu_ioas_alloc, out_ioas_id, ioas::alloc_ioctl, flags: 0;
-    IOMMUFD_CMD_IOAS_ALLOW_IOVAS => iommu_ioas_allow_iovas, allowed_iovas,
-        ioas::allow_iovas_ioctl;
-    IOMMUFD_CMD_IOAS_COPY => iommu_ioas_copy, src_iova, ioas::copy_ioctl,
-        flags: ioas::MAP_FLAGS;
-    IOMMUFD_CMD_IOAS_IOVA_RANGES => iommu_ioas_iova_ranges, out_iova_alignment,
-        ioas::iova_ranges_ioctl;
-    IOMMUFD_CMD_IOAS_MAP => iommu_ioas_map, iova, ioas::map_ioctl, flags: ioas::MAP_FLAGS;
-    IOMMUFD_CMD_IOAS_UNMAP => iommu_ioas_unmap, length, ioas::unmap_ioctl;
-    IOMMUFD_CMD_OPTION => iommu_option, val64, ctx::option_ioctl;
-    IOMMUFD_CMD_VFIO_IOAS => iommu_vfio_ioas, __reserved, vfio_compat::vfio_ioas_ioctl;
-    IOMMUFD_CMD_HWPT_ALLOC => iommu_hwpt_alloc, __reserved, device::hwpt_alloc_ioctl;
-    IOMMUFD_CMD_GET_HW_INFO => iommu_hw_info, __reserved, device::get_hw_info_ioctl;
-    IOMMUFD_CMD_HWPT_SET_DIRTY_TRACKING => iommu_hwpt_set_dirty_tracking, __reserved,
-        device::set_dirty_tracking_ioctl;
-    IOMMUFD_CMD_HWPT_GET_DIRTY_BITMAP => iommu_hwpt_get_dirty_bitmap, data,
-        device::get_dirty_bitmap_ioctl;
-    IOMMUFD_CMD_HWPT_INVALIDATE => iommu_hwpt_invalidate, __reserved,
-        device::hwpt_invalidate_ioctl;
-    IOMMUFD_CMD_FAULT_QUEUE_ALLOC => iommu_fault_alloc, out_fault_fd, fault::alloc_ioctl;
-    IOMMUFD_CMD_IOAS_MAP_FILE => iommu_ioas_map_file, iova, ioas::map_file_ioctl,
-        flags: ioas::MAP_FLAGS;
-    IOMMUFD_CMD_VIOMMU_ALLOC => iommu_viommu_alloc, out_viommu_id, viommu::alloc_ioctl;
-    IOMMUFD_CMD_VDEVICE_ALLOC => iommu_vdevice_alloc, virt_id, viommu::vdevice_alloc_ioctl;
-    IOMMUFD_CMD_IOAS_CHANGE_PROCESS => iommu_ioas_change_process, __reserved,
-        ioas::change_process_ioctl;
-    IOMMUFD_CMD_VEVENTQ_ALLOC => iommu_veventq_alloc, out_veventq_fd,
-        viommu::veventq_alloc_ioctl;
-    IOMMUFD_CMD_HW_QUEUE_ALLOC => iommu_hw_queue_alloc, length, viommu::hw_queue_alloc_ioctl;
-    IOMMUFD_CMD_IOAS_NOIOMMU_GET_PA => iommu_ioas_noiommu_get_pa, out_phys, not_implemented;
-};
-
-/// The selftests' private command, built with `CONFIG_IOMMUFD_TEST` as upstream.
-#[cfg(CONFIG_IOMMUFD_TEST)]
-#[rustfmt::skip]
-static TEST_OPS: [Op; 1] = ioctl_table! {
-    IOMMUFD_CMD_TEST => iommu_test_cmd, last, selftest::test_ioctl;
-};
-#[cfg(not(CONFIG_IOMMUFD_TEST))]
-static TEST_OPS: [Op; 0] = [];
-
-fn all_ops() -> impl Iterator<Item = &'static Op> {
-    Iterator::chain(OPS.iter(), TEST_OPS.iter())
 }
 
 /// Checks that the `len` bytes at `uptr` are all zero: `E2BIG` if not.
@@ -185,7 +138,7 @@ fn check_zeroed_user(uptr: usize, len: usize) -> Result {
 
 /// Copies in the structure of `op`, applies the extensible-struct rules and
 /// runs `handler`.
-fn run<T: Pod>(
+pub(crate) fn run<T: Pod>(
     handle: CtxHandle<'_>,
     ubuf: usize,
     user_size: usize,
@@ -220,12 +173,20 @@ fn run<T: Pod>(
     Ok(ucmd.ret)
 }
 
-/// Entry point of `ioctl(2)` on `/dev/iommu`.
-pub(crate) fn dispatch(handle: CtxHandle<'_>, cmd: u32, arg: usize) -> Result<isize> {
+/// Runs command `cmd` from `table` on the argument at `arg`; `None` if the
+/// table has no command of that number.
+pub(crate) fn dispatch<'t>(
+    handle: CtxHandle<'_>,
+    cmd: u32,
+    arg: usize,
+    mut table: impl Iterator<Item = &'t Op>,
+) -> Option<Result<isize>> {
     let nr = _IOC_NR(cmd);
-    let Some(op) = all_ops().find(|op| _IOC_NR(op.cmd) == nr) else {
-        return vfio_compat::vfio_ioctl(handle.ctx(), cmd, arg);
-    };
+    let op = table.find(|op| _IOC_NR(op.cmd) == nr)?;
+    Some(exec(handle, op, cmd, arg))
+}
+
+fn exec(handle: CtxHandle<'_>, op: &Op, cmd: u32, arg: usize) -> Result<isize> {
     let user_size = UserSlice::new(UserPtr::from_addr(arg), size_of::<u32>())
         .reader()
         .read::<u32>()?;
@@ -233,45 +194,4 @@ pub(crate) fn dispatch(handle: CtxHandle<'_>, cmd: u32, arg: usize) -> Result<is
         return Err(ENOTTY);
     }
     (op.exec)(handle, arg, user_size as usize, op)
-}
-
-#[kunit_tests(iommufd_rs_ucmd)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn table_is_consistent() {
-        for (i, a) in all_ops().enumerate() {
-            // Every entry is a distinct command of the iommufd ioctl type.
-            assert_eq!(
-                kernel::ioctl::_IOC_TYPE(a.cmd),
-                u32::from(uapi::IOMMUFD_TYPE)
-            );
-            for b in all_ops().skip(i + 1) {
-                assert_ne!(_IOC_NR(a.cmd), _IOC_NR(b.cmd));
-            }
-            // The mandatory part fits in the structure and covers `size`.
-            assert!(a.min_size >= size_of::<u32>());
-            assert!(a.min_size <= a.size);
-        }
-    }
-
-    #[test]
-    fn minimum_sizes_match_the_uapi() {
-        // offsetofend() of the last mandatory field, as the uAPI defines it.
-        use uapi::*;
-        let min = |nr| {
-            OPS.iter()
-                .find(|op| _IOC_NR(op.cmd) == nr)
-                .unwrap()
-                .min_size
-        };
-        assert_eq!(min(IOMMUFD_CMD_DESTROY), 8);
-        assert_eq!(min(IOMMUFD_CMD_IOAS_ALLOC), 12);
-        assert_eq!(min(IOMMUFD_CMD_IOAS_IOVA_RANGES), 32);
-        assert_eq!(min(IOMMUFD_CMD_IOAS_MAP), 40);
-        assert_eq!(min(IOMMUFD_CMD_IOAS_UNMAP), 24);
-        assert_eq!(min(IOMMUFD_CMD_OPTION), 24);
-        assert_eq!(min(IOMMUFD_CMD_VFIO_IOAS), 12);
-    }
 }

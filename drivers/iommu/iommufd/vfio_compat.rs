@@ -36,11 +36,11 @@ pub(crate) fn vfio_ioas_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_vfio_ioas>) -> Res
         }
         uapi::IOMMU_VFIO_IOAS_SET => {
             let ioas = objects.get::<Ioas>(ucmd.cmd.ioas_id)?;
-            objects.with_shared(|s, _| s.compat_ioas = Some(ioas.id()));
+            objects.with_state(|s, _| s.compat_ioas = Some(ioas.id()));
             Ok(())
         }
         uapi::IOMMU_VFIO_IOAS_CLEAR => {
-            objects.with_shared(|s, _| s.compat_ioas = None);
+            objects.with_state(|s, _| s.compat_ioas = None);
             Ok(())
         }
         _ => Err(EOPNOTSUPP),
@@ -204,7 +204,7 @@ fn map_dma(ctx: &Ctx, arg: usize) -> Result {
         read: map.flags & uapi::VFIO_DMA_MAP_FLAG_READ != 0,
         write: map.flags & uapi::VFIO_DMA_MAP_FLAG_WRITE != 0,
     };
-    let mode = ctx.objects.with_shared(|s, _| s.account_mode);
+    let mode = ctx.objects.with_state(|s, _| s.account_mode);
     let slice = PagesSlice::user(map.vaddr, map.size, prot.write, mode)?;
     // Type1 always maps at the IOVA it is given.
     ioas.iopt.map(&[slice], Some(map.iova), prot).map(|_| ())

@@ -1,0 +1,341 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! HW page tables (HWPTs): the IOMMU domains devices attach to.
+//!
+//! A paging HWPT is a domain that mirrors one IOAS: the IOAS maps into it
+//! for as long as it exists.  A nested HWPT translates through a page table
+//! user space manages (a guest's), then through its paging parent.  Both are
+//! one object kind, [`Hwpt`], whose [`HwptKind`] says which.
+//!
+//! An automatic HWPT is made by attaching a device to an IOAS, and is
+//! destroyed when its last device leaves.  The IOAS lists its automatic
+//! HWPTs by reference, and a device attaching to the IOAS tries each in
+//! turn before it makes a new one, as upstream does: a domain that does
+//! not suit the device (`EINVAL` from the attach) is passed over.
+
+use core::any::Any;
+use kernel::bindings;
+use kernel::iommu::domain::{self as iommu, Domain};
+use kernel::iommu::user_data::{UserData, UserDataArray};
+use kernel::prelude::*;
+use kernel::sync::Arc;
+
+use crate::ctx::{Ctx, Objects, PendingObj};
+use crate::fault::Fault;
+use crate::ioas::Ioas;
+use crate::object::{Held, Object};
+use crate::uapi;
+use crate::ucmd::Ucmd;
+
+/// What is particular to a paging HWPT.
+pub(crate) struct Paging {
+    /// The IOAS mirrored, with a use of it.
+    pub(crate) ioas: Held<Ioas>,
+    /// Made by an attach to an IOAS, and destroyed with its last device.
+    pub(crate) auto: bool,
+    /// Nested HWPTs may be built on it (`IOMMU_HWPT_ALLOC_NEST_PARENT`).
+    nest_parent: bool,
+}
+
+/// What is particular to a nested HWPT.
+pub(crate) struct Nested {
+    /// The parent, a paging HWPT, which cannot be destroyed while this lives.
+    _parent: Held<Hwpt>,
+}
+
+/// Which kind of HWPT.
+pub(crate) enum HwptKind {
+    Paging(Paging),
+    /// Kept for what it holds, given back when the HWPT goes.
+    #[allow(dead_code)]
+    Nested(Nested),
+}
+
+/// A HWPT object.
+pub(crate) struct Hwpt {
+    pub(crate) domain: Arc<Domain>,
+    /// PASIDs may be attached to it (`IOMMU_HWPT_ALLOC_PASID`).
+    pub(crate) pasid_compat: bool,
+    /// The queue the faults of its devices go to; dropped before a nested
+    /// HWPT's parent, as upstream.
+    pub(crate) fault: Option<Held<Fault>>,
+    pub(crate) kind: HwptKind,
+}
+
+/// The fault queue `fault_id` for a new HWPT whose `domain` is not shared
+/// yet, which from now on takes faults; none for `None`.
+fn take_faults(
+    objects: &Objects,
+    domain: &mut Domain,
+    fault_id: Option<u32>,
+) -> Result<Option<Held<Fault>>> {
+    let Some(id) = fault_id else {
+        return Ok(None);
+    };
+    let fault = objects.get_long::<Fault>(id)?;
+    domain.take_faults();
+    Ok(Some(fault))
+}
+
+impl Hwpt {
+    /// A new paging HWPT of `ioas` for `dev`, with `IOMMU_HWPT_ALLOC_*`
+    /// `flags` (less `IOMMU_HWPT_FAULT_ID_VALID`) and the driver's `data` if
+    /// any, its faults going to the queue `fault_id`.  Not published yet:
+    /// the caller publishes it once nothing can fail any more, or drops it.
+    pub(crate) fn alloc_paging<'a>(
+        ctx: &'a Ctx,
+        ioas: Held<Ioas>,
+        dev: &kernel::device::Device,
+        auto: bool,
+        flags: u32,
+        data: Option<&UserData>,
+        fault_id: Option<u32>,
+    ) -> Result<PendingObj<'a, Hwpt>> {
+        if flags & uapi::IOMMU_HWPT_ALLOC_DIRTY_TRACKING != 0
+            && !iommu::capable(dev, bindings::iommu_cap_IOMMU_CAP_DIRTY_TRACKING)
+        {
+            return Err(EOPNOTSUPP);
+        }
+        let slot = ctx.objects.reserve()?;
+        let mut domain = if auto {
+            Domain::alloc_paging(dev, flags)?
+        } else {
+            Domain::alloc_paging_user(dev, flags, data)?
+        };
+        let fault = take_faults(&ctx.objects, &mut domain, fault_id)?;
+        let domain = Arc::new(domain, GFP_KERNEL_ACCOUNT)?;
+        ioas.iopt.add_domain(&domain)?;
+        // From here the HWPT holds the domain's place in the IOAS: dropping
+        // it, also when its allocation fails, takes the domain out again.
+        let hwpt = Hwpt {
+            domain,
+            pasid_compat: flags & uapi::IOMMU_HWPT_ALLOC_PASID != 0,
+            fault,
+            kind: HwptKind::Paging(Paging {
+                ioas,
+                auto,
+                nest_parent: flags & uapi::IOMMU_HWPT_ALLOC_NEST_PARENT != 0,
+            }),
+        };
+        slot.new_value(hwpt)
+    }
+
+    /// A new nested HWPT on `parent` for `dev`, described by the driver's
+    /// `data`, with its faults going to the queue `fault_id`; to be
+    /// published as [`Hwpt::alloc_paging`]'s.
+    pub(crate) fn alloc_nested<'a>(
+        ctx: &'a Ctx,
+        parent: Held<Hwpt>,
+        dev: &kernel::device::Device,
+        flags: u32,
+        data: &UserData,
+        fault_id: Option<u32>,
+    ) -> Result<PendingObj<'a, Hwpt>> {
+        if flags & !(uapi::IOMMU_HWPT_FAULT_ID_VALID | uapi::IOMMU_HWPT_ALLOC_PASID) != 0
+            || data.is_empty()
+        {
+            return Err(EOPNOTSUPP);
+        }
+        match parent.paging() {
+            Some(p) if !p.auto && p.nest_parent => {}
+            _ => return Err(EINVAL),
+        }
+        let slot = ctx.objects.reserve()?;
+        let flags = flags & !uapi::IOMMU_HWPT_FAULT_ID_VALID;
+        let mut domain = Domain::alloc_nested(dev, &parent.domain, flags, data)?;
+        let fault = take_faults(&ctx.objects, &mut domain, fault_id)?;
+        let domain = Arc::new(domain, GFP_KERNEL_ACCOUNT)?;
+        slot.new_value(Hwpt {
+            domain,
+            pasid_compat: flags & uapi::IOMMU_HWPT_ALLOC_PASID != 0,
+            fault,
+            kind: HwptKind::Nested(Nested { _parent: parent }),
+        })
+    }
+
+    /// The paging part, for a paging HWPT.
+    pub(crate) fn paging(&self) -> Option<&Paging> {
+        match &self.kind {
+            HwptKind::Paging(p) => Some(p),
+            HwptKind::Nested(_) => None,
+        }
+    }
+
+    /// Whether this is an automatic HWPT.
+    pub(crate) fn is_auto(&self) -> bool {
+        self.paging().is_some_and(|p| p.auto)
+    }
+
+    /// Finds an automatic HWPT of `ioas` that `try_attach` accepts, or makes
+    /// one for `dev` and has `try_attach` accept it.  `try_attach` refusing
+    /// a HWPT with `EINVAL` means that its domain does not suit the device:
+    /// the next one is tried; any other error ends the search.  Returns the
+    /// HWPT, with a use for the caller, and what `try_attach` returned.
+    ///
+    /// Runs under the IOAS's lock of its automatic HWPTs, so that two
+    /// devices attaching at once share a new HWPT rather than make two.
+    pub(crate) fn attach_auto<R>(
+        ctx: &Ctx,
+        ioas: Held<Ioas>,
+        dev: &kernel::device::Device,
+        mut try_attach: impl FnMut(&Object<Hwpt>) -> Result<R>,
+    ) -> Result<(Held<Hwpt>, R)> {
+        let mut list = ioas.auto_hwpts.lock();
+        let mut i = 0;
+        while let Some(any) = list.get(i).cloned() {
+            i += 1;
+            // Not found while it is being destroyed.
+            let held = match any.downcast_ref::<Object<Hwpt>>() {
+                Some(obj) => ctx.objects.hold(obj),
+                None => Err(ENOENT),
+            };
+            drop(any);
+            let Ok(held) = held else {
+                continue;
+            };
+            match try_attach(&held) {
+                Ok(r) => return Ok((held, r)),
+                Err(e) => {
+                    let listed = list.len();
+                    Self::put_locked(&ctx.objects, &mut list, held);
+                    // Destroyed: the next one took its place.
+                    if list.len() < listed {
+                        i -= 1;
+                    }
+                    if e != EINVAL {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        let pending = Hwpt::alloc_paging(ctx, ioas.clone(), dev, true, 0, None, None)?;
+        // Attached before it is published, as upstream; a failure drops it
+        // unseen.
+        let r = try_attach(&pending)?;
+        list.reserve(1, GFP_KERNEL_ACCOUNT)?;
+        let held = pending.finalize_held();
+        let any: Arc<dyn Any + Send + Sync> = held.obj().clone();
+        // Room was reserved above.
+        if list.push_within_capacity(any).is_err() {
+            pr_err!("automatic HWPT not listed\n");
+        }
+        Ok((held, r))
+    }
+
+    /// Gives back a use of `hwpt`, destroying it if it was automatic and
+    /// this was its last device.
+    pub(crate) fn put(objects: &Objects, hwpt: Held<Hwpt>) {
+        let Some(ioas) = hwpt.paging().filter(|p| p.auto).map(|p| p.ioas.clone()) else {
+            drop(hwpt);
+            return;
+        };
+        let mut list = ioas.auto_hwpts.lock();
+        Self::put_locked(objects, &mut list, hwpt);
+    }
+
+    /// [`Hwpt::put`] for an automatic HWPT of the IOAS whose list of them
+    /// is `list`, locked.
+    fn put_locked(
+        objects: &Objects,
+        list: &mut KVec<Arc<dyn Any + Send + Sync>>,
+        hwpt: Held<Hwpt>,
+    ) {
+        if !hwpt.is_auto() {
+            drop(hwpt);
+            return;
+        }
+        let obj = hwpt.obj().clone();
+        // In one step: between a put and a destroy by ID, the HWPT could be
+        // destroyed by the user and its ID given to a new object.
+        if objects.put_and_try_destroy(hwpt) {
+            // Off the list, whose reference is then the last.
+            let key = Arc::as_ptr(&obj).cast::<()>();
+            list.retain(|a| Arc::as_ptr(a).cast::<()>() != key);
+        }
+    }
+}
+
+impl Drop for Hwpt {
+    fn drop(&mut self) {
+        if let HwptKind::Paging(p) = &self.kind {
+            p.ioas.iopt.remove_domain(&self.domain);
+        }
+    }
+}
+
+/// `IOMMU_HWPT_SET_DIRTY_TRACKING`: starts or stops dirty tracking of a
+/// paging HWPT.
+pub(crate) fn set_dirty_tracking_ioctl(
+    ucmd: &mut Ucmd<'_, uapi::iommu_hwpt_set_dirty_tracking>,
+) -> Result {
+    let c = &ucmd.cmd;
+    if c.flags & !uapi::IOMMU_HWPT_DIRTY_TRACKING_ENABLE != 0 {
+        return Err(EOPNOTSUPP);
+    }
+    let hwpt = ucmd.ctx.objects.get::<Hwpt>(c.hwpt_id)?;
+    let paging = hwpt.paging().ok_or(ENOENT)?;
+    let enable = c.flags & uapi::IOMMU_HWPT_DIRTY_TRACKING_ENABLE != 0;
+    paging.ioas.iopt.set_dirty_tracking(&hwpt.domain, enable)
+}
+
+/// `IOMMU_HWPT_GET_DIRTY_BITMAP`: reads (and clears) what DMA wrote in a
+/// range of a paging HWPT into a bitmap in user memory.
+pub(crate) fn get_dirty_bitmap_ioctl(
+    ucmd: &mut Ucmd<'_, uapi::iommu_hwpt_get_dirty_bitmap>,
+) -> Result {
+    let c = &ucmd.cmd;
+    if c.flags & !uapi::IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR != 0 || c.__reserved != 0 {
+        return Err(EOPNOTSUPP);
+    }
+    let hwpt = ucmd.ctx.objects.get::<Hwpt>(c.hwpt_id)?;
+    let paging = hwpt.paging().ok_or(ENOENT)?;
+    paging.ioas.iopt.read_and_clear_dirty(
+        &hwpt.domain,
+        c.flags,
+        c.iova,
+        c.length,
+        c.page_size,
+        c.data,
+    )
+}
+
+/// `IOMMU_HWPT_INVALIDATE`'s bound on entries per call, as upstream.
+const INVALIDATE_ENTRY_NUM_MAX: u32 = 1 << 19;
+
+/// `IOMMU_HWPT_INVALIDATE`: has the driver invalidate its caches of the
+/// page table of a nested HWPT.  Tells user space how many entries were
+/// handled, also on failure.
+pub(crate) fn hwpt_invalidate_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_hwpt_invalidate>) -> Result {
+    let (done, res) = invalidate(ucmd);
+    ucmd.cmd.entry_num = done;
+    ucmd.respond()?;
+    res
+}
+
+/// Runs an invalidation: the entries handled, and how it ended.
+fn invalidate(ucmd: &Ucmd<'_, uapi::iommu_hwpt_invalidate>) -> (u32, Result) {
+    let c = &ucmd.cmd;
+    if c.__reserved != 0 {
+        return (0, Err(EOPNOTSUPP));
+    }
+    if c.entry_num != 0
+        && (c.data_uptr == 0
+            || c.entry_len == 0
+            || c.entry_len as usize > kernel::page::PAGE_SIZE
+            || c.entry_num > INVALIDATE_ENTRY_NUM_MAX)
+    {
+        return (0, Err(EINVAL));
+    }
+    let objects = &ucmd.ctx.objects;
+    let hwpt = match objects.get::<Hwpt>(c.hwpt_id) {
+        Ok(h) if h.paging().is_none() => h,
+        // A paging HWPT, a vIOMMU (not implemented yet) or another kind of
+        // object.
+        Ok(_) => return (0, Err(EINVAL)),
+        Err(_) if objects.exists(c.hwpt_id) => return (0, Err(EINVAL)),
+        Err(e) => return (0, Err(e)),
+    };
+    let mut array = UserDataArray::new(c.data_type, c.data_uptr, c.entry_len, c.entry_num);
+    let res = hwpt.domain.cache_invalidate_user(&mut array);
+    (array.entry_num(), res)
+}
