@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
-# Static checks: rustfmt, clippy (make CLIPPY=1) and checkpatch on the C shim.
+# Static checks: rustfmt, the module's layer and unsafe rules, clippy
+# (make CLIPPY=1) and checkpatch on the C shim and the shared header.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -8,6 +9,9 @@ rc=0
 log "rustfmt"
 mapfile -t rs < <(cd "$TOP" && git ls-files '*.rs')
 rustfmt --edition 2021 --config-path "$SRC/.rustfmt.toml" --check "${rs[@]/#/$TOP/}" || rc=1
+
+log "layers and unsafe (scripts/check-layers.py)"
+python3 "$TOP/scripts/check-layers.py" || rc=1
 
 # On both kernels: code only the selftest uses must not hide warnings
 # in the production build, and the other way round.
@@ -18,6 +22,6 @@ for f in debug prod; do
 done
 
 log "checkpatch (C shim)"
-mapfile -t cs < <(cd "$TOP" && git ls-files 'drivers/*.c' 'drivers/*.h')
+mapfile -t cs < <(cd "$TOP" && git ls-files 'drivers/*.c' 'drivers/*.h' 'include/*.h')
 "$SRC/scripts/checkpatch.pl" --no-tree --strict --terse -f "${cs[@]/#/$TOP/}" || rc=1
 exit $rc

@@ -237,42 +237,72 @@ macro_rules! plain_bytes {
     };
 }
 
-use crate::uapi::*;
+/// `struct iommu_test_cmd` of `drivers/iommu/iommufd/iommufd_test.h`, the
+/// selftests' private command.  It is not uAPI, so bindgen does not see it;
+/// the layout is spelled out here and checked against the C one below.
+/// The per-operation union is kept as bytes and read by `selftest.rs`.
+#[cfg(CONFIG_IOMMUFD_TEST)]
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+pub(crate) struct iommu_test_cmd {
+    pub(crate) size: u32,
+    pub(crate) op: u32,
+    pub(crate) id: u32,
+    pub(crate) __reserved: u32,
+    pub(crate) u: [u8; 48],
+    pub(crate) last: u32,
+    /// The C structure's tail padding, named so that no byte is implicit.
+    pub(crate) __pad: u32,
+}
 
-plain_bytes!(
-    iommu_destroy,
-    iommu_fault_alloc,
-    iommu_hw_info,
-    iommu_hw_queue_alloc,
-    iommu_hwpt_alloc,
-    iommu_hwpt_get_dirty_bitmap,
-    iommu_hwpt_invalidate,
-    iommu_hwpt_page_response,
-    iommu_hwpt_pgfault,
-    iommu_hwpt_set_dirty_tracking,
-    iommu_ioas_alloc,
-    iommu_ioas_allow_iovas,
-    iommu_ioas_change_process,
-    iommu_ioas_copy,
-    iommu_ioas_iova_ranges,
-    iommu_ioas_map,
-    iommu_ioas_map_file,
-    iommu_ioas_noiommu_get_pa,
-    iommu_ioas_unmap,
-    iommu_iova_range,
-    iommu_option,
-    iommu_vdevice_alloc,
-    iommu_veventq_alloc,
-    iommu_vfio_ioas,
-    iommu_viommu_alloc,
-    vfio_info_cap_header,
-    vfio_iommu_type1_dma_map,
-    vfio_iommu_type1_dma_unmap,
-    vfio_iommu_type1_info,
-    vfio_iommu_type1_info_cap_iova_range,
-    vfio_iommu_type1_info_dma_avail,
-    vfio_iova_range,
-);
+#[cfg(CONFIG_IOMMUFD_TEST)]
+const _: () = {
+    // sizeof(), offsetof(u) and offsetof(last) of the C structure.
+    assert!(core::mem::size_of::<iommu_test_cmd>() == 72);
+    assert!(core::mem::offset_of!(iommu_test_cmd, u) == 16);
+    assert!(core::mem::offset_of!(iommu_test_cmd, last) == 64);
+};
+
+/// The uAPI structures the module copies, as plain bytes.
+mod uapi_bytes {
+    use super::Pod;
+    use kernel::uapi::*;
+
+    plain_bytes!(
+        iommu_destroy,
+        iommu_fault_alloc,
+        iommu_hw_info,
+        iommu_hw_queue_alloc,
+        iommu_hwpt_alloc,
+        iommu_hwpt_get_dirty_bitmap,
+        iommu_hwpt_invalidate,
+        iommu_hwpt_page_response,
+        iommu_hwpt_pgfault,
+        iommu_hwpt_set_dirty_tracking,
+        iommu_ioas_alloc,
+        iommu_ioas_allow_iovas,
+        iommu_ioas_change_process,
+        iommu_ioas_copy,
+        iommu_ioas_iova_ranges,
+        iommu_ioas_map,
+        iommu_ioas_map_file,
+        iommu_ioas_noiommu_get_pa,
+        iommu_ioas_unmap,
+        iommu_iova_range,
+        iommu_option,
+        iommu_vdevice_alloc,
+        iommu_veventq_alloc,
+        iommu_vfio_ioas,
+        iommu_viommu_alloc,
+        vfio_info_cap_header,
+        vfio_iommu_type1_dma_map,
+        vfio_iommu_type1_dma_unmap,
+        vfio_iommu_type1_info,
+        vfio_iommu_type1_info_cap_iova_range,
+        vfio_iommu_type1_info_dma_avail,
+        vfio_iova_range,
+    );
+}
 
 #[cfg(CONFIG_IOMMUFD_TEST)]
 plain_bytes!(iommu_test_cmd);

@@ -184,8 +184,23 @@ pub(crate) fn map_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_map>) -> Result {
     ucmd.respond()
 }
 
-/// `IOMMU_IOAS_MAP_FILE`: maps a range of a memfd.
-pub(crate) fn map_file_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_map_file>) -> Result {
+/// Where a dma-buf's memory is, as `(physical address, length)`, from what
+/// its exporter tells: the exporters the module knows are the crate root's
+/// to say (only the selftest's so far).
+#[cfg(CONFIG_DMA_SHARED_BUFFER)]
+pub(crate) type DmabufLocator = fn(&kernel::dma_buf::DmaBuf) -> Result<(u64, u64)>;
+/// Without dma-bufs, nothing to locate.
+#[cfg(not(CONFIG_DMA_SHARED_BUFFER))]
+pub(crate) type DmabufLocator = ();
+
+/// `IOMMU_IOAS_MAP_FILE`: maps a range of a memfd, or of a dma-buf whose
+/// memory `locate` finds.
+pub(crate) fn map_file_ioctl(
+    ucmd: &mut Ucmd<'_, uapi::iommu_ioas_map_file>,
+    locate: DmabufLocator,
+) -> Result {
+    #[cfg(not(CONFIG_DMA_SHARED_BUFFER))]
+    let () = locate;
     let c = &ucmd.cmd;
     let (prot, iova) = map_args(c.flags, c.iova, c.length)?;
     // As upstream: the IOAS first, then the file range, then the file.
@@ -193,14 +208,7 @@ pub(crate) fn map_file_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_map_file>) -> 
     last_of(c.start, c.length)?;
     let slice = match dmabuf_of(c.fd) {
         #[cfg(CONFIG_DMA_SHARED_BUFFER)]
-        Some(buf) => PagesSlice::dmabuf(
-            buf,
-            &ucmd.ctx.dev,
-            c.start,
-            c.length,
-            prot.write,
-            locate_dmabuf,
-        )?,
+        Some(buf) => PagesSlice::dmabuf(buf, &ucmd.ctx.dev, c.start, c.length, prot.write, locate)?,
         _ => {
             let fd = u32::try_from(c.fd).map_err(|_| EBADF)?;
             let file = kernel::mm::pin::fget_for_pinning(fd)?;
@@ -236,19 +244,6 @@ fn dmabuf_of(fd: i32) -> Option<kernel::dma_buf::DmaBuf> {
 #[cfg(not(CONFIG_DMA_SHARED_BUFFER))]
 fn dmabuf_of(_fd: i32) -> Option<()> {
     None
-}
-
-/// Where a dma-buf's memory is, from its exporter, as `(physical address,
-/// length)`: only the selftest's exporter tells so far (VFIO's is not
-/// supported yet: `EOPNOTSUPP`).
-#[cfg(CONFIG_DMA_SHARED_BUFFER)]
-fn locate_dmabuf(buf: &kernel::dma_buf::DmaBuf) -> Result<(u64, u64)> {
-    #[cfg(CONFIG_IOMMUFD_TEST)]
-    if let Some(res) = crate::selftest::dmabuf_phys(buf) {
-        return res;
-    }
-    let _ = buf;
-    Err(EOPNOTSUPP)
 }
 
 /// `IOMMU_IOAS_UNMAP`: unmaps the areas inside a range (all of them for

@@ -38,9 +38,9 @@ mod vfio_compat;
 mod viommu;
 // The selftest's plug-in, with its mock IOMMU:
 #[cfg(CONFIG_IOMMUFD_TEST)]
-mod mock;
-#[cfg(CONFIG_IOMMUFD_TEST)]
 mod selftest;
+#[cfg(CONFIG_IOMMUFD_TEST)]
+use selftest::mock;
 
 module! {
     type: IommufdModule,
@@ -165,6 +165,28 @@ fn option_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_option>) -> Result {
     ucmd.respond()
 }
 
+/// `IOMMU_IOAS_MAP_FILE`, with the dma-buf exporters the module knows.
+fn map_file_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_map_file>) -> Result {
+    #[cfg(CONFIG_DMA_SHARED_BUFFER)]
+    let locate: ioas::DmabufLocator = locate_dmabuf;
+    #[cfg(not(CONFIG_DMA_SHARED_BUFFER))]
+    let locate = ();
+    ioas::map_file_ioctl(ucmd, locate)
+}
+
+/// Where a dma-buf's memory is, as `(physical address, length)`: only the
+/// selftest's exporter tells so far (VFIO's is not supported yet:
+/// `EOPNOTSUPP`).
+#[cfg(CONFIG_DMA_SHARED_BUFFER)]
+fn locate_dmabuf(buf: &kernel::dma_buf::DmaBuf) -> Result<(u64, u64)> {
+    #[cfg(CONFIG_IOMMUFD_TEST)]
+    if let Some(res) = selftest::dmabuf_phys(buf) {
+        return res;
+    }
+    let _ = buf;
+    Err(EOPNOTSUPP)
+}
+
 use uapi::*;
 
 /// The ioctl table of `/dev/iommu`.
@@ -191,7 +213,7 @@ static OPS: [Op; 22] = ioctl_table! {
     IOMMUFD_CMD_HWPT_INVALIDATE => iommu_hwpt_invalidate, __reserved,
         hw_pagetable::hwpt_invalidate_ioctl;
     IOMMUFD_CMD_FAULT_QUEUE_ALLOC => iommu_fault_alloc, out_fault_fd, fault::alloc_ioctl;
-    IOMMUFD_CMD_IOAS_MAP_FILE => iommu_ioas_map_file, iova, ioas::map_file_ioctl,
+    IOMMUFD_CMD_IOAS_MAP_FILE => iommu_ioas_map_file, iova, map_file_ioctl,
         flags: ioas::MAP_FLAGS;
     IOMMUFD_CMD_VIOMMU_ALLOC => iommu_viommu_alloc, out_viommu_id, viommu::alloc_ioctl;
     IOMMUFD_CMD_VDEVICE_ALLOC => iommu_vdevice_alloc, virt_id, viommu::vdevice_alloc_ioctl;

@@ -73,31 +73,9 @@ pub(crate) const IOMMUFD_CMD_TEST: u32 = IOMMUFD_CMD_BASE + 32;
 #[cfg(CONFIG_IOMMUFD_TEST)]
 use kernel::uapi::IOMMUFD_CMD_BASE;
 
-/// `struct iommu_test_cmd` of `drivers/iommu/iommufd/iommufd_test.h`, the
-/// selftests' private command.  It is not uAPI, so bindgen does not see it;
-/// the layout is spelled out here and checked against the C one below.
-/// The per-operation union is kept as bytes and read by `selftest.rs`.
+/// The selftests' private command structure, laid out as C's (`ffi.rs`).
 #[cfg(CONFIG_IOMMUFD_TEST)]
-#[repr(C, align(8))]
-#[derive(Clone, Copy)]
-pub(crate) struct iommu_test_cmd {
-    pub(crate) size: u32,
-    pub(crate) op: u32,
-    pub(crate) id: u32,
-    pub(crate) __reserved: u32,
-    pub(crate) u: [u8; 48],
-    pub(crate) last: u32,
-    /// The C structure's tail padding, named so that no byte is implicit.
-    pub(crate) __pad: u32,
-}
-
-#[cfg(CONFIG_IOMMUFD_TEST)]
-const _: () = {
-    // sizeof(), offsetof(u) and offsetof(last) of the C structure.
-    assert!(size_of::<iommu_test_cmd>() == 72);
-    assert!(core::mem::offset_of!(iommu_test_cmd, u) == 16);
-    assert!(core::mem::offset_of!(iommu_test_cmd, last) == 64);
-};
+pub(crate) use crate::ffi::iommu_test_cmd;
 
 /// Reads the first `len` bytes of a `T` from user memory at `uptr`; the rest
 /// of the value is zero.

@@ -1,0 +1,91 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The selftest's mock devices (`IOMMU_TEST_OP_MOCK_DOMAIN`): devices of
+//! the mock IOMMU bound to a context.
+
+use super::*;
+
+/// Numbers the mock devices (`iommufd_mock<N>`).
+static MOCK_DEV_SEQ: Atomic<u32> = Atomic::new(0);
+
+/// A mock device bound to a context (the selftest's "stdev" object):
+/// destroying it detaches and unbinds the device and removes it.
+pub(crate) struct MockDev {
+    ctx: Arc<Ctx>,
+    /// The binding's use of the device object; None only during teardown.
+    idev: Option<Held<Device>>,
+    dev: Option<BusDevice>,
+}
+
+impl MockDev {
+    pub(super) fn idev(&self) -> Result<&Arc<Object<Device>>> {
+        Ok(self.idev.as_ref().ok_or(ENOENT)?.obj())
+    }
+}
+
+impl Drop for MockDev {
+    fn drop(&mut self) {
+        if let Some(idev) = self.idev.take() {
+            idev.detach();
+            // The device object goes with its binding, before the device
+            // (it gives back the device's DMA ownership): once the commands
+            // using it are over.  A failure has warned.
+            let _ = self.ctx.objects.remove_owned(idev);
+        }
+        drop(self.dev.take());
+    }
+}
+
+/// `IOMMU_TEST_OP_MOCK_DOMAIN(_FLAGS)`: a mock device bound to the context
+/// and attached to `cmd.id` (an IOAS or a HWPT).
+pub(super) fn mock_domain(ucmd: &mut Ucmd<'_, iommu_test_cmd>, dev_flags: u32) -> Result {
+    if dev_flags & !(MOCK_FLAGS_DEVICE_NO_DIRTY | MOCK_FLAGS_DEVICE_PASID) != 0 {
+        return Err(EINVAL);
+    }
+    // PASID attachment itself (IOMMU_TEST_OP_PASID_*) is not implemented
+    // yet.
+    let ctx = ucmd.handle.arc();
+    let seq = MOCK_DEV_SEQ.fetch_add(1, Relaxed);
+    let name = CString::try_from_fmt(fmt!("iommufd_mock{seq}"))?;
+    // A PASID-capable device says so in firmware, as upstream's mock does.
+    let props: &[(&'static CStr, u32)] = if dev_flags & MOCK_FLAGS_DEVICE_PASID != 0 {
+        &[(c"pasid-num-bits", mock::MOCK_PASID_WIDTH)]
+    } else {
+        &[(c"pasid-num-bits", 0)]
+    };
+    let bus_dev = mock::MOCK.add_device(
+        &name,
+        mock::MockDevData::new(dev_flags & MOCK_FLAGS_DEVICE_NO_DIRTY != 0),
+        props,
+    )?;
+    let idev = Device::bind(&ctx, bus_dev.device())?;
+    let slot = match ctx.objects.reserve() {
+        Ok(slot) => slot,
+        Err(e) => {
+            drop(MockDev {
+                ctx: ctx.clone(),
+                idev: Some(idev),
+                dev: Some(bus_dev),
+            });
+            return Err(e);
+        }
+    };
+    let stdev_id = slot.id();
+    let idev_id = idev.id();
+    let hwpt_id = idev.attach(ucmd.cmd.id);
+    let mdev = slot.new_value(MockDev {
+        ctx: ctx.clone(),
+        idev: Some(idev),
+        dev: Some(bus_dev),
+    })?;
+    let res = hwpt_id.and_then(|hwpt_id| {
+        set_u32(&mut ucmd.cmd, 0, stdev_id);
+        set_u32(&mut ucmd.cmd, 4, hwpt_id);
+        set_u32(&mut ucmd.cmd, 8, idev_id);
+        ucmd.respond()
+    });
+    // Unpublished on failure: dropping tears the device down.
+    res?;
+    mdev.finalize();
+    Ok(())
+}
