@@ -12,10 +12,10 @@ use kernel::bindings;
 use kernel::fs::File;
 use kernel::iommu::dirty::{DirtyRecord, IovaBitmap, NO_CLEAR};
 use kernel::iommu::domain::{self as iommu, Domain};
-use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
-use kernel::sync::{Arc, Mutex};
+use kernel::sync::{Arc, CondVar, Mutex, MutexGuard};
+use kernel::{new_condvar, new_mutex};
 
 use crate::interval::{after, gaps, last_of, merge_sorted, range_aligned, IntervalMap, RangeList};
 use crate::pages::{AccountMode, Pages, PAGE};
@@ -66,6 +66,9 @@ struct Area {
     num_accesses: u32,
     /// Set while an unmap waits for accesses to let go: no new pins.
     prevent_access: bool,
+    /// Copies of accesses running through this area without the lock
+    /// (`IoPagetable::access_rw`): the area stays, whole, until they end.
+    copying: u32,
 }
 
 impl Area {
@@ -76,6 +79,7 @@ impl Area {
             prot,
             num_accesses: 0,
             prevent_access: false,
+            copying: 0,
         }
     }
 
@@ -371,6 +375,9 @@ impl Inner {
 pub(crate) struct IoPagetable {
     #[pin]
     inner: Mutex<Inner>,
+    /// Woken, under `inner`, when the copies through an area are over.
+    #[pin]
+    copied: CondVar,
 }
 
 impl IoPagetable {
@@ -385,7 +392,22 @@ impl IoPagetable {
                 domains: KVec::new(),
                 iova_alignment: 1,
             }),
+            copied <- new_condvar!("iommufd_iopt_copied"),
         })
+    }
+
+    /// Locks the table once no copy runs through the area holding `iova`,
+    /// for a change that removes or splits that area.
+    fn lock_idle_at(&self, iova: u64) -> MutexGuard<'_, Inner> {
+        let mut inner = self.inner.lock();
+        while inner
+            .areas
+            .first_overlap(iova, iova)
+            .is_some_and(|(_, _, a)| a.copying != 0)
+        {
+            self.copied.wait(&mut inner);
+        }
+        inner
     }
 
     /// The alignment every mapped IOVA and length must have.
@@ -404,10 +426,16 @@ impl IoPagetable {
         (sizes, inner.iova_alignment)
     }
 
-    /// Calls `f(start, last)` for each maximal usable IOVA range, in order:
-    /// the complement of the reserved ranges.
-    pub(crate) fn for_each_usable_range(&self, f: impl FnMut(u64, u64) -> Result) -> Result {
-        self.inner.lock().reserved.for_each_hole(f)
+    /// The maximal usable IOVA ranges `(start, last)`, in order: the
+    /// complement of the reserved ranges.  Collected under the lock, for
+    /// the caller to copy to user memory without it.
+    pub(crate) fn usable_ranges(&self) -> Result<KVec<(u64, u64)>> {
+        let mut out = KVec::new();
+        self.inner.lock().reserved.for_each_hole(|start, last| {
+            out.push((start, last), GFP_KERNEL)?;
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     /// Replaces the allowed ranges: `EADDRINUSE`, and no change, if one of
@@ -714,6 +742,12 @@ impl IoPagetable {
             let Some((s, l, _)) = inner.areas.first_overlap(from, last) else {
                 return (unmapped, Ok(()));
             };
+            if inner.areas.get_mut(s).is_some_and(|(_, a)| a.copying != 0) {
+                // A copy through the area runs without the lock: wait for
+                // it, then look again.
+                self.copied.wait(&mut inner);
+                continue;
+            }
             if s < start || l > last {
                 return (unmapped, Err(ENOENT));
             }
@@ -755,7 +789,7 @@ impl IoPagetable {
     /// `EOPNOTSUPP` for a dma-buf, `EINVAL` off the IOVA alignment, with
     /// pins of accesses in it, or while a domain may map it with huge IOPTEs.
     pub(crate) fn cut(&self, iova: u64) -> Result {
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock_idle_at(iova);
         let align = inner.iova_alignment;
         let huge = !inner.disable_large_pages && !inner.domains.is_empty();
         let Some((s, l, area)) = inner.areas.first_overlap(iova, iova) else {
@@ -988,21 +1022,45 @@ impl IoPagetable {
     /// [`IoPagetable::access_pin`], at any alignment.
     pub(crate) fn access_rw(&self, iova: u64, buf: &mut [u8], write: bool, direct: bool) -> Result {
         let last = last_of(iova, buf.len() as u64)?;
-        let mut inner = self.inner.lock();
+        // Under the lock, the pieces to copy, each with its area marked as
+        // being copied through, so that no unmap removes it meanwhile.
+        let mut pieces: KVec<(u64, Arc<Pages>, u64, usize)> = KVec::new();
+        let res = self.inner.lock().walk(iova, last, |cur, end, s, area| {
+            if area.prevent_access || area.pages.is_dmabuf() {
+                return Err(EINVAL);
+            }
+            area.check_access(write)?;
+            let n = (end - cur + 1) as usize;
+            pieces.push((s, area.pages.clone(), area.byte(s, cur), n), GFP_KERNEL)?;
+            area.copying += 1;
+            Ok(())
+        });
+        // Then the copies without it: a fault on user memory (userfaultfd,
+        // say) stalls this copy only, not every operation on the IOAS.
+        let mut res = res.1;
         let mut done = 0usize;
-        inner
-            .walk(iova, last, |cur, end, s, area| {
-                if area.prevent_access || area.pages.is_dmabuf() {
-                    return Err(EINVAL);
+        if res.is_ok() {
+            for (_, pages, byte, n) in pieces.iter() {
+                res = pages.rw(*byte, &mut buf[done..done + n], write, direct);
+                if res.is_err() {
+                    break;
                 }
-                area.check_access(write)?;
-                let n = (end - cur + 1) as usize;
-                area.pages
-                    .rw(area.byte(s, cur), &mut buf[done..done + n], write, direct)?;
                 done += n;
-                Ok(())
-            })
-            .1
+            }
+        }
+        let mut inner = self.inner.lock();
+        let mut wake = false;
+        for (s, ..) in pieces.iter() {
+            if let Some((_, area)) = inner.areas.get_mut(*s) {
+                area.copying -= 1;
+                wake |= area.copying == 0;
+            }
+        }
+        if wake {
+            self.copied.notify_all();
+        }
+        drop(inner);
+        res
     }
 }
 

@@ -108,14 +108,11 @@ pub(crate) fn iova_ranges_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_iova_ranges
     let ioas = ucmd.ctx.objects.get::<Ioas>(ucmd.cmd.ioas_id)?;
     let room = ucmd.cmd.num_iovas as usize;
     let uptr = ucmd.cmd.allowed_iovas;
-    let mut count = 0usize;
-    ioas.iopt.for_each_usable_range(|start, last| {
-        if count < room {
-            uapi::copy_elem_to_user(uptr, count, &iommu_iova_range { start, last })?;
-        }
-        count += 1;
-        Ok(())
-    })?;
+    let ranges = ioas.iopt.usable_ranges()?;
+    let count = ranges.len();
+    for (i, &(start, last)) in ranges.iter().take(room).enumerate() {
+        uapi::copy_elem_to_user(uptr, i, &iommu_iova_range { start, last })?;
+    }
     ucmd.cmd.num_iovas = u32::try_from(count).map_err(|_| EOVERFLOW)?;
     ucmd.cmd.out_iova_alignment = ioas.iopt.iova_alignment();
     ucmd.respond()?;

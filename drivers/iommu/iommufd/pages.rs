@@ -47,6 +47,26 @@ const CHUNK: u64 = 64;
 /// The most pages pinned with one `pin_user_pages_remote()` call.
 const PIN_BATCH: u64 = 512;
 
+/// The most temporary memory, in bytes, one batch of pinning may use (a
+/// page pointer per page): a knob for the selftest
+/// (`IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT`), which shrinks it to exercise
+/// many small batches, as upstream's.
+#[cfg(CONFIG_IOMMUFD_TEST)]
+pub(crate) static BATCH_MEMORY_LIMIT: kernel::sync::atomic::Atomic<u32> =
+    kernel::sync::atomic::Atomic::new(65536);
+
+/// The most pages pinned in one batch.
+fn pin_batch() -> u64 {
+    #[cfg(CONFIG_IOMMUFD_TEST)]
+    {
+        let limit = BATCH_MEMORY_LIMIT.load(kernel::sync::atomic::Relaxed);
+        let pages = u64::from(limit) / core::mem::size_of::<usize>() as u64;
+        pages.clamp(1, PIN_BATCH)
+    }
+    #[cfg(not(CONFIG_IOMMUFD_TEST))]
+    PIN_BATCH
+}
+
 /// How the pages a context pins are charged against `RLIMIT_MEMLOCK`
 /// (`IOMMU_OPTION_RLIMIT_MODE`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -568,6 +588,7 @@ impl Pages {
         let flags = PinFlags::LONGTERM | self.flags(self.writable);
         let mut st = self.lock_settled();
         st.prepare(first, last)?;
+        let batch = pin_batch();
         let mut idx = first;
         let res = (|| -> Result {
             while idx <= last {
@@ -577,7 +598,7 @@ impl Pages {
                     continue;
                 }
                 let mut end = idx;
-                while end < last && end - idx + 1 < PIN_BATCH && st.users(end + 1) == 0 {
+                while end < last && end - idx + 1 < batch && st.users(end + 1) == 0 {
                     end += 1;
                 }
                 let mut batch = KVec::new();
@@ -725,7 +746,7 @@ impl Pages {
             // Pin the run of pages up to the next stored one.
             let remaining = (in_page + buf.len() - done).div_ceil(PAGE_SIZE) as u64;
             let mut n = 1;
-            while n < remaining.min(PIN_BATCH) && st.page(idx + n).is_none() {
+            while n < remaining.min(pin_batch()) && st.page(idx + n).is_none() {
                 n += 1;
             }
             let mut tmp = KVec::new();

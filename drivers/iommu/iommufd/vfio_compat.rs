@@ -164,16 +164,15 @@ fn get_info(ctx: &Ctx, arg: usize) -> Result {
 
     let head = size_of::<vfio_iommu_type1_info_cap_iova_range>();
     let elem = size_of::<vfio_iova_range>();
-    let mut nr = 0usize;
-    ioas.iopt.for_each_usable_range(|start, last| {
-        let at = iova_off + head + nr * elem;
+    let ranges = ioas.iopt.usable_ranges()?;
+    let nr = ranges.len();
+    for (i, &(start, last)) in ranges.iter().enumerate() {
+        let at = iova_off + head + i * elem;
         if fits(at, elem) {
             let range = vfio_iova_range { start, end: last };
             uapi::write_prefix(arg + at, &range, elem)?;
         }
-        nr += 1;
-        Ok(())
-    })?;
+    }
     let iova_size = head + nr * elem;
     let mut cap = vfio_iommu_type1_info_cap_iova_range::zeroed();
     cap.header.id = uapi::VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE as u16;

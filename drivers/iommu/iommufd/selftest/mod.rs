@@ -107,9 +107,6 @@ const _: () = assert!(MOCK_ACCESS_RW_SLOW_PATH == access::RW_SLOW_PATH);
 /// The largest buffer the access ops take, as upstream.
 const MAX_ACCESS_LENGTH: u64 = 16 * 1024 * 1024;
 
-/// The most temporary memory, in bytes, one batch of page pinning may use.
-/// A test knob: shrinking it makes the selftests exercise many small batches.
-pub(crate) static TEMP_MEMORY_LIMIT: Atomic<u32> = Atomic::new(65536);
 /// A batch entry (a PFN and a count) must fit, whatever the limit.
 const MIN_TEMP_MEMORY_LIMIT: u32 = (size_of::<usize>() + size_of::<u32>()) as u32;
 /// One past the last operation of `enum iommufd_test_op` in 7.3.
@@ -270,7 +267,7 @@ pub(crate) fn test_ioctl(ucmd: &mut Ucmd<'_, iommu_test_cmd>) -> Result {
             if limit < MIN_TEMP_MEMORY_LIMIT {
                 return Err(EINVAL);
             }
-            TEMP_MEMORY_LIMIT.store(limit, Relaxed);
+            crate::pages::BATCH_MEMORY_LIMIT.store(limit, Relaxed);
             Ok(())
         }
         op if (1..OP_END as u32).contains(&op) => {
