@@ -365,7 +365,10 @@ pub(crate) fn alloc_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_fault_alloc>) -> Resul
         Some(ff) => {
             ff.held.populate(held);
         }
-        None => pr_err!("fault queue file without its queue\n"),
+        None => {
+            kernel::warn_on!(true);
+            pr_err!("fault queue file without its queue\n");
+        }
     }
     fd.fd_install(file);
     Ok(())

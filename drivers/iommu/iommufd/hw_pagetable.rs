@@ -217,6 +217,7 @@ impl Hwpt {
         let any: Arc<dyn Any + Send + Sync> = held.obj().clone();
         // Room was reserved above.
         if list.push_within_capacity(any).is_err() {
+            kernel::warn_on!(true);
             pr_err!("automatic HWPT not listed\n");
         }
         Ok((held, r))

@@ -658,6 +658,7 @@ impl IoPagetable {
     pub(crate) fn remove_domain(&self, domain: &Arc<Domain>) {
         let mut inner = self.inner.lock();
         let Some(i) = inner.domains.iter().position(|d| Arc::ptr_eq(d, domain)) else {
+            kernel::warn_on!(true);
             pr_warn!("removing a domain that is not attached\n");
             return;
         };

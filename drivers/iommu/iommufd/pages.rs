@@ -230,6 +230,7 @@ impl State {
     fn store(&mut self, idx: u64, page: PinnedPage) {
         let Some(c) = self.chunks.get_mut(&(idx / CHUNK)) else {
             // `prepare` ran first; dropping unpins, which is all we can do.
+            kernel::warn_on!(true);
             pr_err!("pin stored in a chunk that was not prepared\n");
             return;
         };
@@ -252,6 +253,7 @@ impl State {
         let i = (idx % CHUNK) as usize;
         match c.users[i] {
             0 => {
+                kernel::warn_on!(true);
                 pr_err!("page {idx} unpinned more often than pinned\n");
                 None
             }
@@ -543,6 +545,7 @@ impl Pages {
         }
         let done = domain.unmap(iova, len as usize);
         if done as u64 != len {
+            kernel::warn_on!(true);
             pr_warn!("IOVA {iova:#x}: domain unmapped {done:#x} of {len:#x} bytes\n");
         }
     }
@@ -874,6 +877,7 @@ impl Drop for State {
             // Every user gives its pins back before the last reference to
             // the pages goes; this is a refcounting bug.  The pins are still
             // given back as the chunks go.
+            kernel::warn_on!(true);
             pr_err!("{} pages still pinned at teardown\n", self.npinned);
             self.source.uncharge(self.npinned as usize);
         }

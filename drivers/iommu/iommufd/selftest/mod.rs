@@ -221,6 +221,10 @@ pub(crate) fn test_ioctl(ucmd: &mut Ucmd<'_, iommu_test_cmd>) -> Result {
         // check_iotlb: { __u32 id; __u32 iotlb; }
         OP_MD_CHECK_IOTLB => {
             let hwpt = ucmd.ctx.objects.get::<Hwpt>(cmd.id)?;
+            // A nested HWPT's: another kind is not found, as upstream.
+            if hwpt.paging().is_some() {
+                return Err(ENOENT);
+            }
             let nested = mock::MOCK.nested_data_of(&hwpt.domain).ok_or(EINVAL)?;
             let entry = nested.iotlb.get(arg_u32(cmd, 0) as usize).ok_or(EINVAL)?;
             if entry.load(Relaxed) != arg_u32(cmd, 4) {
