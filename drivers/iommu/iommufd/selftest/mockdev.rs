@@ -79,9 +79,11 @@ pub(super) fn mock_domain(ucmd: &mut Ucmd<'_, iommu_test_cmd>, dev_flags: u32) -
         dev: Some(bus_dev),
     })?;
     let res = hwpt_id.and_then(|hwpt_id| {
-        set_u32(&mut ucmd.cmd, 0, stdev_id);
-        set_u32(&mut ucmd.cmd, 4, hwpt_id);
-        set_u32(&mut ucmd.cmd, 8, idev_id);
+        let mut a = MockDomain::read(&ucmd.cmd.u);
+        a.out_stdev_id = stdev_id;
+        a.out_hwpt_id = hwpt_id;
+        a.out_idev_id = idev_id;
+        a.write(&mut ucmd.cmd.u);
         ucmd.respond()
     });
     // Unpublished on failure: dropping tears the device down.

@@ -32,11 +32,13 @@ use crate::object::{Held, Object};
 use crate::uapi::iommu_test_cmd;
 use crate::ucmd::Ucmd;
 
+mod args;
 mod dmabuf;
 pub(crate) mod mock;
 mod mockdev;
 mod staccess;
 
+use args::*;
 pub(crate) use dmabuf::dmabuf_phys;
 use dmabuf::{dmabuf_get, dmabuf_revoke};
 use mockdev::{mock_domain, MockDev};
@@ -115,74 +117,56 @@ const OP_END: usize = 24;
 /// Whether the log has said that an operation is not implemented yet.
 static WARNED: [Atomic<bool>; OP_END] = [const { Atomic::new(false) }; OP_END];
 
-/// Reads the `u64` at byte `off` of the command's argument union.
-fn arg_u64(cmd: &iommu_test_cmd, off: usize) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&cmd.u[off..off + 8]);
-    u64::from_ne_bytes(b)
-}
-
-/// Writes the `u32` at byte `off` of the command's argument union.
-fn set_u32(cmd: &mut iommu_test_cmd, off: usize, v: u32) {
-    cmd.u[off..off + 4].copy_from_slice(&v.to_ne_bytes());
-}
-
-/// Reads the `u32` at byte `off` of the command's argument union.
-fn arg_u32(cmd: &iommu_test_cmd, off: usize) -> u32 {
-    let mut b = [0u8; 4];
-    b.copy_from_slice(&cmd.u[off..off + 4]);
-    u32::from_ne_bytes(b)
-}
-
 /// `IOMMU_TEST_CMD`
 pub(crate) fn test_ioctl(ucmd: &mut Ucmd<'_, iommu_test_cmd>) -> Result {
     let cmd = &ucmd.cmd;
     match cmd.op {
-        // add_reserved: { __aligned_u64 start; __aligned_u64 length; }
-        OP_ADD_RESERVED => add_reserved(ucmd.ctx, cmd.id, arg_u64(cmd, 0), arg_u64(cmd, 8)),
-        // mock_domain: { __u32 out_stdev_id, out_hwpt_id, out_idev_id; }
+        OP_ADD_RESERVED => {
+            let a = AddReserved::read(&cmd.u);
+            add_reserved(ucmd.ctx, cmd.id, a.start, a.length)
+        }
         OP_MOCK_DOMAIN => mock_domain(ucmd, 0),
-        // mock_domain_flags: { __u32 out_stdev_id, out_hwpt_id, out_idev_id,
-        //                      dev_flags; }
-        OP_MOCK_DOMAIN_FLAGS => mock_domain(ucmd, arg_u32(cmd, 12)),
-        // mock_domain_replace: { __u32 pt_id; }
+        OP_MOCK_DOMAIN_FLAGS => mock_domain(ucmd, MockDomain::read(&cmd.u).dev_flags),
         OP_MOCK_DOMAIN_REPLACE => {
             let mdev = ucmd.ctx.objects.get::<MockDev>(cmd.id)?;
-            let id = mdev.idev()?.replace(arg_u32(cmd, 0))?;
+            let pt_id = mdev
+                .idev()?
+                .replace(MockDomainReplace::read(&cmd.u).pt_id)?;
             drop(mdev);
-            set_u32(&mut ucmd.cmd, 0, id);
+            MockDomainReplace { pt_id }.write(&mut ucmd.cmd.u);
             ucmd.respond()
         }
-        // pasid_attach, pasid_replace: { __u32 pasid; __u32 pt_id; }
         OP_PASID_ATTACH | OP_PASID_REPLACE => {
             let mdev = ucmd.ctx.objects.get::<MockDev>(cmd.id)?;
             let idev = mdev.idev()?;
-            let pasid = pasid_arg(arg_u32(cmd, 0));
-            let pt_id = arg_u32(cmd, 4);
+            let mut a = Pasid::read(&cmd.u);
+            let pasid = pasid_arg(a.pasid);
+            let pt_id = a.pt_id;
             let id = if cmd.op == OP_PASID_ATTACH {
                 idev.attach_pasid(pasid, pt_id)?
             } else {
                 idev.replace_pasid(pasid, pt_id)?
             };
-            set_u32(&mut ucmd.cmd, 4, id);
+            a.pt_id = id;
+            a.write(&mut ucmd.cmd.u);
             let res = ucmd.respond();
             if res.is_err() && ucmd.cmd.op == OP_PASID_ATTACH {
                 idev.detach_pasid(pasid);
             }
             res
         }
-        // pasid_detach: { __u32 pasid; }
         OP_PASID_DETACH => {
             let mdev = ucmd.ctx.objects.get::<MockDev>(cmd.id)?;
-            mdev.idev()?.detach_pasid(pasid_arg(arg_u32(cmd, 0)));
+            mdev.idev()?
+                .detach_pasid(pasid_arg(Pasid::read(&cmd.u).pasid));
             Ok(())
         }
-        // pasid_check: { __u32 pasid; __u32 hwpt_id; }
         OP_PASID_CHECK_HWPT => {
             let objects = &ucmd.ctx.objects;
             let mdev = objects.get::<MockDev>(cmd.id)?;
-            let attached = mdev.idev()?.attached_domain(pasid_arg(arg_u32(cmd, 0)));
-            let hwpt_id = arg_u32(cmd, 4);
+            let a = Pasid::read(&cmd.u);
+            let attached = mdev.idev()?.attached_domain(pasid_arg(a.pasid));
+            let hwpt_id = a.pt_id;
             if hwpt_id == 0 {
                 return if attached.is_some() {
                     Err(EINVAL)
@@ -196,29 +180,22 @@ pub(crate) fn test_ioctl(ucmd: &mut Ucmd<'_, iommu_test_cmd>) -> Result {
                 _ => Err(EINVAL),
             }
         }
-        // dmabuf_get: { __u32 length; __u32 open_flags; }; returns the fd.
         OP_DMABUF_GET => {
-            let fd = dmabuf_get(arg_u32(cmd, 0), arg_u32(cmd, 4))?;
+            let a = DmabufGet::read(&cmd.u);
+            let fd = dmabuf_get(a.length, a.open_flags)?;
             ucmd.ret = fd as isize;
             Ok(())
         }
-        // dmabuf_revoke: { __s32 dmabuf_fd; __u32 revoked; }
-        OP_DMABUF_REVOKE => dmabuf_revoke(arg_u32(cmd, 0) as i32, arg_u32(cmd, 4) != 0),
-        // dirty: { __u32 flags; __aligned_u64 iova, length, page_size, uptr,
-        //          out_nr_dirty; }
+        OP_DMABUF_REVOKE => {
+            let a = DmabufRevoke::read(&cmd.u);
+            dmabuf_revoke(a.dmabuf_fd, a.revoked != 0)
+        }
         OP_DIRTY => {
-            let n = mock_dirty(
-                ucmd.ctx,
-                cmd.id,
-                arg_u64(cmd, 8),
-                arg_u64(cmd, 16),
-                arg_u64(cmd, 24),
-                arg_u64(cmd, 32),
-            )?;
-            ucmd.cmd.u[40..48].copy_from_slice(&n.to_ne_bytes());
+            let mut a = Dirty::read(&cmd.u);
+            a.out_nr_dirty = mock_dirty(ucmd.ctx, cmd.id, a.iova, a.length, a.page_size, a.uptr)?;
+            a.write(&mut ucmd.cmd.u);
             ucmd.respond()
         }
-        // check_iotlb: { __u32 id; __u32 iotlb; }
         OP_MD_CHECK_IOTLB => {
             let hwpt = ucmd.ctx.objects.get::<Hwpt>(cmd.id)?;
             // A nested HWPT's: another kind is not found, as upstream.
@@ -226,48 +203,43 @@ pub(crate) fn test_ioctl(ucmd: &mut Ucmd<'_, iommu_test_cmd>) -> Result {
                 return Err(ENOENT);
             }
             let nested = mock::MOCK.nested_data_of(&hwpt.domain).ok_or(EINVAL)?;
-            let entry = nested.iotlb.get(arg_u32(cmd, 0) as usize).ok_or(EINVAL)?;
-            if entry.load(Relaxed) != arg_u32(cmd, 4) {
+            let a = CheckEntry::read(&cmd.u);
+            let entry = nested.iotlb.get(a.index as usize).ok_or(EINVAL)?;
+            if entry.load(Relaxed) != a.value {
                 return Err(EINVAL);
             }
             Ok(())
         }
-        // trigger_iopf: { __u32 dev_id, pasid, grpid, perm; __u64 addr; }
         OP_TRIGGER_IOPF => trigger_iopf(ucmd.ctx, cmd),
-        // check_dev_cache: { __u32 id; __u32 cache; }
         OP_DEV_CHECK_CACHE => {
             let idev = ucmd.ctx.objects.get::<Device>(cmd.id)?;
             let data = mock::MOCK.data_of(idev.dev()).ok_or(EINVAL)?;
-            let entry = data.cache.get(arg_u32(cmd, 0) as usize).ok_or(EINVAL)?;
-            if entry.load(Relaxed) != arg_u32(cmd, 4) {
+            let a = CheckEntry::read(&cmd.u);
+            let entry = data.cache.get(a.index as usize).ok_or(EINVAL)?;
+            if entry.load(Relaxed) != a.value {
                 return Err(EINVAL);
             }
             Ok(())
         }
-        // check_map: { __aligned_u64 iova, length, uptr; }
-        OP_MD_CHECK_MAP => md_check_map(
-            ucmd.ctx,
-            cmd.id,
-            arg_u64(cmd, 0),
-            arg_u64(cmd, 8),
-            arg_u64(cmd, 16),
-        ),
-        // check_refs: { __aligned_u64 length; __aligned_u64 uptr; __u32 refs; }
-        OP_MD_CHECK_REFS => md_check_refs(arg_u64(cmd, 8), arg_u64(cmd, 0), arg_u32(cmd, 16)),
-        // create_access: { __u32 out_access_fd; __u32 flags; }
-        OP_CREATE_ACCESS => create_access(ucmd, cmd.id, arg_u32(cmd, 4)),
-        // destroy_access_pages: { __u32 access_pages_id; }
-        OP_DESTROY_ACCESS_PAGES => destroy_access_pages(cmd.id, arg_u32(cmd, 0)),
-        // access_pages: { __u32 flags; __u32 out_access_pages_id;
-        //                 __aligned_u64 iova, length, uptr; }
+        OP_MD_CHECK_MAP => {
+            let a = CheckMap::read(&cmd.u);
+            md_check_map(ucmd.ctx, cmd.id, a.iova, a.length, a.uptr)
+        }
+        OP_MD_CHECK_REFS => {
+            let a = CheckRefs::read(&cmd.u);
+            md_check_refs(a.uptr, a.length, a.refs)
+        }
+        OP_CREATE_ACCESS => create_access(ucmd, cmd.id, CreateAccess::read(&cmd.u).flags),
+        OP_DESTROY_ACCESS_PAGES => {
+            destroy_access_pages(cmd.id, DestroyAccessPages::read(&cmd.u).access_pages_id)
+        }
         OP_ACCESS_PAGES => access_pages(ucmd),
-        // access_rw: { __aligned_u64 iova, length, uptr; __u32 flags; }
         OP_ACCESS_RW => access_rw(cmd),
-        // access_replace_ioas: { __u32 ioas_id; }
-        OP_ACCESS_REPLACE_IOAS => access_replace_ioas(cmd.id, arg_u32(cmd, 0)),
-        // memory_limit: { __u32 limit; }
+        OP_ACCESS_REPLACE_IOAS => {
+            access_replace_ioas(cmd.id, AccessReplaceIoas::read(&cmd.u).ioas_id)
+        }
         OP_SET_TEMP_MEMORY_LIMIT => {
-            let limit = arg_u32(cmd, 0);
+            let limit = MemoryLimit::read(&cmd.u).limit;
             if limit < MIN_TEMP_MEMORY_LIMIT {
                 return Err(EINVAL);
             }
@@ -386,8 +358,9 @@ fn mock_dirty(
 /// `IOMMU_TEST_OP_TRIGGER_IOPF`: the mock device `dev_id` raises a page
 /// request, the last of its group, as hardware would.
 fn trigger_iopf(ctx: &Ctx, cmd: &iommu_test_cmd) -> Result {
-    let idev = ctx.objects.get::<Device>(arg_u32(cmd, 0))?;
-    let pasid = arg_u32(cmd, 4);
+    let a = TriggerIopf::read(&cmd.u);
+    let idev = ctx.objects.get::<Device>(a.dev_id)?;
+    let pasid = a.pasid;
     let mut flags = PAGE_REQUEST_LAST_PAGE;
     if pasid != 0 {
         // IOMMU_NO_PASID is 0.
@@ -396,9 +369,9 @@ fn trigger_iopf(ctx: &Ctx, cmd: &iommu_test_cmd) -> Result {
     let req = PageRequest {
         flags,
         pasid,
-        grpid: arg_u32(cmd, 8),
-        perm: arg_u32(cmd, 12),
-        addr: arg_u64(cmd, 16),
+        grpid: a.grpid,
+        perm: a.perm,
+        addr: a.addr,
     };
     if mock::MOCK.data_of(idev.dev()).is_none() {
         return Err(EINVAL);

@@ -130,7 +130,9 @@ pub(super) fn create_access(
     let fd = FileDescriptorReservation::get_unused_fd_flags(O_CLOEXEC)?;
     let access = Access::create(ucmd.handle, st.clone())?;
     let res = Access::attach(access.obj(), ioas_id).and_then(|()| {
-        set_u32(&mut ucmd.cmd, 0, fd.reserved_fd());
+        let mut a = CreateAccess::read(&ucmd.cmd.u);
+        a.out_access_fd = fd.reserved_fd();
+        a.write(&mut ucmd.cmd.u);
         ucmd.respond()
     });
     if let Err(e) = res {
@@ -147,8 +149,8 @@ pub(super) fn create_access(
 /// an item.
 pub(super) fn access_pages(ucmd: &mut Ucmd<'_, iommu_test_cmd>) -> Result {
     let cmd = &ucmd.cmd;
-    let (flags, iova) = (arg_u32(cmd, 0), arg_u64(cmd, 8));
-    let (length, uptr) = (arg_u64(cmd, 16), arg_u64(cmd, 24));
+    let mut a = AccessPages::read(&cmd.u);
+    let (flags, iova, length, uptr) = (a.flags, a.iova, a.length, a.uptr);
     if length > MAX_ACCESS_LENGTH {
         return Err(ENOMEM);
     }
@@ -182,7 +184,8 @@ pub(super) fn access_pages(ucmd: &mut Ucmd<'_, iommu_test_cmd>) -> Result {
             .list
             .push(Item { iova, length, id }, GFP_KERNEL_ACCOUNT)?;
         items.next_id = id.wrapping_add(1);
-        set_u32(&mut ucmd.cmd, 4, id);
+        a.out_access_pages_id = id;
+        a.write(&mut ucmd.cmd.u);
         if let Err(e) = ucmd.respond() {
             items.list.pop();
             return Err(e);
@@ -229,8 +232,8 @@ pub(super) fn destroy_access_pages(fd: u32, item_id: u32) -> Result {
 /// `IOMMU_TEST_OP_ACCESS_RW`: copies between a user buffer and the IOAS
 /// through the access `cmd.id`.
 pub(super) fn access_rw(cmd: &iommu_test_cmd) -> Result {
-    let (iova, length) = (arg_u64(cmd, 0), arg_u64(cmd, 8));
-    let (uptr, flags) = (arg_u64(cmd, 16), arg_u32(cmd, 24));
+    let a = AccessRw::read(&cmd.u);
+    let (iova, length, uptr, flags) = (a.iova, a.length, a.uptr, a.flags);
     if length > MAX_ACCESS_LENGTH {
         return Err(ENOMEM);
     }
