@@ -5,6 +5,7 @@
 //! `ACCESS_PAGES`, `ACCESS_RW`, ...).
 
 use super::*;
+use kernel::pr_notice_once;
 
 /// A range pinned with `IOMMU_TEST_OP_ACCESS_PAGES`.
 struct Item {
@@ -158,7 +159,7 @@ pub(super) fn access_pages(ucmd: &mut Ucmd<'_, iommu_test_cmd>) -> Result {
         return Err(EOPNOTSUPP);
     }
     if flags & MOCK_FLAGS_ACCESS_SYZ != 0 {
-        pr_notice!("IOMMU_TEST_OP_ACCESS_PAGES: syzkaller IOVAs are not supported\n");
+        pr_notice_once!("IOMMU_TEST_OP_ACCESS_PAGES: syzkaller IOVAs are not supported\n");
         return Err(EOPNOTSUPP);
     }
     let st = staccess_get(cmd.id)?;
@@ -241,7 +242,7 @@ pub(super) fn access_rw(cmd: &iommu_test_cmd) -> Result {
         return Err(EOPNOTSUPP);
     }
     if flags & MOCK_FLAGS_ACCESS_SYZ != 0 {
-        pr_notice!("IOMMU_TEST_OP_ACCESS_RW: syzkaller IOVAs are not supported\n");
+        pr_notice_once!("IOMMU_TEST_OP_ACCESS_RW: syzkaller IOVAs are not supported\n");
         return Err(EOPNOTSUPP);
     }
     let st = staccess_get(cmd.id)?;
