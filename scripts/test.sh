@@ -6,10 +6,14 @@
 #   --no-gate   report only (the conformance figures), exit 0
 #
 # Two kernels, their VMs side by side: debug (every suite, under KASAN,
-# lockdep, kmemleak and UBSAN) and prod (as distributions ship it, no
-# IOMMUFD_TEST: the module builds, loads, and passes what needs no mock).
+# lockdep and UBSAN) and prod (as distributions ship it, no IOMMUFD_TEST:
+# the module builds, loads, and passes what needs no mock).  The debug kernel
+# boots twice: the main run without kmemleak, and the "leaks" run with it
+# (kmemleak=on), every suite but fail_nth (which kmemleak slows past its
+# time limit), with a kmemleak scan after each module's suites.
 #   TEST_FLAVORS="debug prod"   which of them (default both; with SUITES=,
-#                               only debug)
+#                               only debug, and no leaks run)
+#   LEAKS=0                     no leaks run
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -21,22 +25,47 @@ fi
 for f in $flavors; do
 	KFLAVOR=$f "$TOP/scripts/build.sh"
 done
-pids=()
+# The runs: flavor:name; each has its own console and results.
+runs=()
 for f in $flavors; do
-	KFLAVOR=$f "$TOP/scripts/vm/run.sh" test &
+	runs+=("$f:test")
+done
+leak_suites=kunit,iommufd_base,iommufd_pages,iommufd_domain,iommufd_nested
+leak_suites+=,iommufd_dirty,iommufd_edges,iommufd_race,iommufd,iommufd_fuzz
+leak_suites+=,iommufd_adversarial,accounting_after,kmemleak
+case " $flavors " in
+*" debug "*) [ -n "${SUITES:-}" ] || [ "${LEAKS:-1}" = 0 ] || runs+=("debug:leaks") ;;
+esac
+pids=()
+for r in "${runs[@]}"; do
+	f=${r%%:*} name=${r#*:}
+	if [ "$name" = leaks ]; then
+		KFLAVOR=$f RUN_NAME=leaks SUITES=$leak_suites VM_APPEND=kmemleak=on \
+			"$TOP/scripts/vm/run.sh" test &
+	else
+		KFLAVOR=$f "$TOP/scripts/vm/run.sh" test &
+	fi
 	pids+=($!)
 done
 for p in "${pids[@]}"; do wait "$p"; done
 
 total_pass=0 total_fail=0 rc=0
-for f in $flavors; do
+for r in "${runs[@]}"; do
+	f=${r%%:*} name=${r#*:}
 	vm=$CACHE/vm/$f
 	echo
-	echo "######## the $f kernel"
+	if [ "$name" = leaks ]; then
+		echo "######## the $f kernel, with kmemleak"
+	else
+		echo "######## the $f kernel"
+	fi
 	out=$(mktemp)
+	extra=
+	# The leaks run repeats gated suites: its gate is the harness's checks.
+	[ "$name" = leaks ] && extra=--checks-only
 	set +e
-	python3 "$TOP/scripts/vm/report.py" "$vm/test.results" "$vm/test.console" \
-		"$TOP/tools/testing/selftests/iommu/must-pass.txt" --flavor=$f | tee "$out"
+	python3 "$TOP/scripts/vm/report.py" "$vm/$name.results" "$vm/$name.console" \
+		"$TOP/tools/testing/selftests/iommu/must-pass.txt" --flavor=$f $extra | tee "$out"
 	frc=${PIPESTATUS[0]}
 	set -e
 	[ "$frc" -eq 0 ] || rc=1
@@ -51,7 +80,7 @@ for f in $flavors; do
 	total_fail=$((total_fail + fl))
 done
 echo
-echo "######## all kernels ($flavors)"
+echo "######## all runs (${runs[*]})"
 echo "$total_pass passed, $total_fail failed"
 if [ "${1:-}" = --no-gate ]; then
 	exit 0

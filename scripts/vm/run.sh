@@ -41,8 +41,9 @@ esac
 
 dir=$VM_DIR
 mkdir -p "$dir"
-con=$dir/$job.console
-res=$dir/$job.results
+# RUN_NAME: another name for this run's files (a second run of a job).
+con=$dir/${RUN_NAME:-$job}.console
+res=$dir/${RUN_NAME:-$job}.results
 : >"$con"
 : >"$res"
 
