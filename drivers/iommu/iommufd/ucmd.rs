@@ -171,14 +171,34 @@ fn all_ops() -> impl Iterator<Item = &'static Op> {
 
 /// Checks that the `len` bytes at `uptr` are all zero: `E2BIG` if not.
 fn check_zeroed_user(uptr: usize, len: usize) -> Result {
-    let mut reader = UserSlice::new(UserPtr::from_addr(uptr), len).reader();
+    // As upstream's check_zeroed_user(): a range that is not all user
+    // memory is EFAULT before anything is read ...
+    let end = uptr.checked_add(len).ok_or(EFAULT)?;
+    #[cfg(CONFIG_X86_64)]
+    {
+        // SAFETY: `USER_PTR_MAX` is set once during boot, before any
+        // module can load, and only read after.
+        let max = unsafe { kernel::bindings::USER_PTR_MAX };
+        if end > max {
+            return Err(EFAULT);
+        }
+    }
+    // ... then the bytes are read in order: E2BIG at the first non-zero one,
+    // EFAULT at the first that cannot be read.  No read crosses a page, so
+    // a fault is seen where upstream's word reads see it.
     let mut chunk = [0u8; 64];
-    while !reader.is_empty() {
-        let n = reader.len().min(chunk.len());
-        reader.read_slice(&mut chunk[..n])?;
+    let mut addr = uptr;
+    while addr < end {
+        let n = (end - addr)
+            .min(chunk.len())
+            .min(kernel::page::PAGE_SIZE - addr % kernel::page::PAGE_SIZE);
+        UserSlice::new(UserPtr::from_addr(addr), n)
+            .reader()
+            .read_slice(&mut chunk[..n])?;
         if chunk[..n].iter().any(|&b| b != 0) {
             return Err(E2BIG);
         }
+        addr += n;
     }
     Ok(())
 }

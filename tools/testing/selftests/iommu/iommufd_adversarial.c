@@ -813,6 +813,55 @@ TEST_F(adv, struct_sizes)
 	munmap(page, 2 * PAGE);
 }
 
+/*
+ * A structure in the last page of user memory: the tail past the known
+ * structure must be user memory as a whole (EFAULT if it runs past the top,
+ * even with a non-zero byte before that); inside, a non-zero byte is E2BIG.
+ */
+TEST_F(adv, struct_size_top_of_user)
+{
+	/* The top of user memory with 5-level, then 4-level page tables. */
+	const uintptr_t tops[] = { 1UL << 56, 1UL << 47 };
+	uint8_t *page = NULL;
+	size_t i;
+
+	for (i = 0; i != ARRAY_SIZE(tops) && !page; i++) {
+		/* The last page below the top is never mapped. */
+		void *want = (void *)(tops[i] - 2 * PAGE);
+		void *p = mmap(want, PAGE, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS |
+			       MAP_FIXED_NOREPLACE, -1, 0);
+
+		if (p == want)
+			page = p;
+		else if (p != MAP_FAILED)
+			munmap(p, PAGE);
+	}
+	if (!page)
+		SKIP(return, "the last page of user memory is taken");
+	for (i = 0; i != ARRAY_SIZE(cmds); i++) {
+		__u32 *size = (__u32 *)page;
+
+		memset(page, 0, PAGE);
+		page[PAGE - 1] = 1;
+		*size = PAGE;
+		EXPECT_ERRNO_CASE(E2BIG, ioctl(self->fd, cmds[i].nr, page),
+				  "%s", cmds[i].name);
+		/* To the top exactly: past the last user address. */
+		*size = 2 * PAGE;
+		EXPECT_ERRNO_CASE(EFAULT, ioctl(self->fd, cmds[i].nr, page),
+				  "%s", cmds[i].name);
+		*size = U32MAX;
+		EXPECT_ERRNO_CASE(EFAULT, ioctl(self->fd, cmds[i].nr, page),
+				  "%s", cmds[i].name);
+		page[PAGE - 1] = 0;
+		page[cmds[i].min_size + 64] = 1;
+		EXPECT_ERRNO_CASE(EFAULT, ioctl(self->fd, cmds[i].nr, page),
+				  "%s", cmds[i].name);
+	}
+	munmap(page, PAGE);
+}
+
 /* The argument of every command, NULL, unmapped or in kernel space. */
 TEST_F(adv, bad_arg_pointers)
 {
