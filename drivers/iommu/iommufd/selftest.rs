@@ -66,6 +66,8 @@ const OP_MD_CHECK_IOTLB: u32 = 14;
 const OP_TRIGGER_IOPF: u32 = 15;
 /// `IOMMU_TEST_OP_DEV_CHECK_CACHE`
 const OP_DEV_CHECK_CACHE: u32 = 16;
+/// `IOMMU_TEST_OP_TRIGGER_VEVENT`
+const OP_TRIGGER_VEVENT: u32 = 17;
 /// `IOMMU_TEST_OP_PASID_ATTACH`
 const OP_PASID_ATTACH: u32 = 18;
 /// `IOMMU_TEST_OP_PASID_REPLACE`
@@ -228,6 +230,13 @@ pub(crate) fn test_ioctl(ucmd: &mut Ucmd<'_, iommu_test_cmd>) -> Result {
         }
         // trigger_iopf: { __u32 dev_id, pasid, grpid, perm; __u64 addr; }
         OP_TRIGGER_IOPF => trigger_iopf(ucmd.ctx, cmd),
+        // trigger_vevent: { __u32 dev_id; }.  As upstream, the device must
+        // exist; then no vIOMMU gave it a virtual ID (none can be allocated
+        // yet), so there is no event to report: ENOENT.
+        OP_TRIGGER_VEVENT => {
+            let _idev = ucmd.ctx.objects.get::<Device>(arg_u32(cmd, 0))?;
+            Err(ENOENT)
+        }
         // check_dev_cache: { __u32 id; __u32 cache; }
         OP_DEV_CHECK_CACHE => {
             let idev = ucmd.ctx.objects.get::<Device>(cmd.id)?;
