@@ -2293,6 +2293,8 @@ TEST_F(adv, vfio_set_iommu_bounds)
 				   VFIO_NOIOMMU_IOMMU));
 	EXPECT_ERRNO(EINVAL, ioctl(self->fd, VFIO_SET_IOMMU,
 				   (1ULL << 32) | VFIO_TYPE1v2_IOMMU));
+	/* No domain: nothing that does not enforce cache coherency. */
+	EXPECT_EQ(1, ioctl(self->fd, VFIO_CHECK_EXTENSION, VFIO_DMA_CC_IOMMU));
 	ASSERT_EQ(0, mock_domain(self->fd, self->ioas, &stdev, NULL, NULL));
 	ASSERT_EQ(0, vfio_map(self->fd, VRW, BUF(0), BASE, PAGE));
 	EXPECT_ERRNO(EINVAL, ioctl(self->fd, VFIO_SET_IOMMU,
@@ -2304,6 +2306,7 @@ TEST_F(adv, vfio_set_iommu_bounds)
 	EXPECT_EQ(PAGE, unmap_everything(self->fd, self->ioas));
 	EXPECT_EQ(0, ioctl(self->fd, VFIO_SET_IOMMU, VFIO_TYPE1_IOMMU));
 	EXPECT_EQ(0, destroy(self->fd, stdev));
+	EXPECT_EQ(1, ioctl(self->fd, VFIO_CHECK_EXTENSION, VFIO_DMA_CC_IOMMU));
 }
 
 TEST_F(adv, vfio_get_info_bounds)
