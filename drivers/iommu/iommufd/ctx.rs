@@ -127,16 +127,17 @@ fn rlimit_mode(ucmd: &mut Ucmd<'_, uapi::iommu_option>) -> Result {
             if !capable(Capability::SYS_RESOURCE) {
                 return Err(EPERM);
             }
-            let mode = match ucmd.cmd.val64 {
-                0 => AccountMode::User,
-                1 => AccountMode::Mm,
-                _ => return Err(EINVAL),
-            };
+            let val = ucmd.cmd.val64;
+            // As upstream: EBUSY while there are objects, whatever the value.
             ucmd.ctx.objects.with_shared(|s, empty| {
                 if !empty {
                     return Err(EBUSY);
                 }
-                s.account_mode = mode;
+                s.account_mode = match val {
+                    0 => AccountMode::User,
+                    1 => AccountMode::Mm,
+                    _ => return Err(EINVAL),
+                };
                 Ok(())
             })
         }
