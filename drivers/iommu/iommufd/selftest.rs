@@ -308,11 +308,12 @@ fn md_check_refs(uptr: u64, length: u64, refs: u32) -> Result {
     if length % page != 0 || uptr % page != 0 || uptr.checked_add(length).is_none() {
         return Err(EINVAL);
     }
-    let refs = i32::try_from(refs).map_err(|_| EIO)?;
     let mut addr = uptr;
     while addr < uptr + length {
         let p = UserPageRef::get_fast(usize::try_from(addr).map_err(|_| EFAULT)?, false)?;
-        if !p.is_compound() && p.ref_count() / PIN_COUNTING_BIAS != refs {
+        // As upstream: unsigned, and only per page (a zero length checks
+        // nothing, whatever `refs`).
+        if !p.is_compound() && (p.ref_count() as u32) / (PIN_COUNTING_BIAS as u32) != refs {
             return Err(EIO);
         }
         addr += page;
