@@ -2066,6 +2066,42 @@ TEST_F(adv, vfio_map_bounds)
 	EXPECT_EQ(3 * PAGE, unmap_everything(self->fd, self->ioas));
 }
 
+/*
+ * A VFIO map without READ or WRITE is an area a domain cannot map: with a
+ * domain attached it is EINVAL and leaves nothing; mapped before, the
+ * domain cannot attach (EINVAL) while it is there.  (Upstream's mock, a
+ * generic page table, also WARNs there.)
+ */
+TEST_F(adv, vfio_map_no_prot)
+{
+	__u32 stdev, before;
+
+	ASSERT_EQ(0, set_compat(self->fd, self->ioas));
+	ASSERT_EQ(0, vfio_map(self->fd, 0, BUF(0), BASE, PAGE));
+	before = next_id(self->fd);
+	EXPECT_ERRNO(EINVAL, mock_domain(self->fd, self->ioas, NULL, NULL,
+					 NULL));
+	EXPECT_EQ(before, next_id(self->fd));
+	EXPECT_EQ(PAGE, unmap_everything(self->fd, self->ioas));
+
+	ASSERT_EQ(0, mock_domain(self->fd, self->ioas, &stdev, NULL, NULL));
+	before = next_id(self->fd);
+	EXPECT_ERRNO(EINVAL, vfio_map(self->fd, 0, BUF(0), BASE, PAGE));
+	EXPECT_ERRNO(EINVAL, vfio_map(self->fd, 0, BUF(0), BASE + PAGE,
+				      4 * PAGE));
+	EXPECT_EQ(before, next_id(self->fd));
+	EXPECT_EQ(0, check_refs(self->fd, self->buf, 5 * PAGE, 0));
+	EXPECT_EQ(0, unmap_everything(self->fd, self->ioas));
+	/* With READ or WRITE alone it maps. */
+	EXPECT_EQ(0, vfio_map(self->fd, VFIO_DMA_MAP_FLAG_READ, BUF(0), BASE,
+			      PAGE));
+	EXPECT_EQ(0, vfio_map(self->fd, VFIO_DMA_MAP_FLAG_WRITE, BUF(PAGE),
+			      BASE + PAGE, PAGE));
+	EXPECT_EQ(0, check_refs(self->fd, self->buf, 2 * PAGE, 1));
+	EXPECT_EQ(2 * PAGE, unmap_everything(self->fd, self->ioas));
+	EXPECT_EQ(0, destroy(self->fd, stdev));
+}
+
 /* User memory VFIO_IOMMU_MAP_DMA cannot pin, with a domain attached. */
 TEST_F(adv, vfio_map_bad_user_memory)
 {
