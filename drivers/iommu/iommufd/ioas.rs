@@ -238,6 +238,18 @@ pub(crate) fn map_file_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_map_file>) -> 
         _ => {
             let fd = u32::try_from(c.fd).map_err(|_| EBADF)?;
             let file = kernel::mm::pin::fget_for_pinning(fd)?;
+            extern "C" {
+                /// `iommufd_shim.c`: whether `memfd_pin_folios()` can pin
+                /// the pages of `file`.
+                fn iommufd_shim_file_pins_like_memfd(file: *mut core::ffi::c_void) -> bool;
+            }
+            // Upstream takes any file and fails (EINVAL) only once it pins
+            // one that is no memfd: one that holds this context, such as
+            // /dev/iommu itself, would keep it alive forever.  Refused here.
+            // SAFETY: `file` is a reference on a live file.
+            if !unsafe { iommufd_shim_file_pins_like_memfd(file.as_ptr().cast()) } {
+                return Err(EINVAL);
+            }
             let mode = ucmd.ctx.objects.with_shared(|s, _| s.account_mode);
             PagesSlice::file(file, c.start, c.length, prot.write, mode)?
         }

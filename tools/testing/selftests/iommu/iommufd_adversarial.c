@@ -1705,6 +1705,75 @@ TEST_F(adv, map_file_bounds)
 #undef MF
 }
 
+/* Module references of iommufd (one per open context), or -1. */
+static long module_refs(void)
+{
+	FILE *f = fopen("/sys/module/iommufd/refcnt", "r");
+	long n = -1;
+
+	if (!f)
+		return -1;
+	if (fscanf(f, "%ld", &n) != 1)
+		n = -1;
+	fclose(f);
+	return n;
+}
+
+/*
+ * IOMMU_IOAS_MAP_FILE of files that hold the context: its own /dev/iommu
+ * file, a fault queue's.  Upstream takes any file and fails only when it
+ * pins one that is no memfd (EINVAL), so without a domain it maps them,
+ * and the context then holds itself: it is never released.  Ours refuses
+ * such files at once, with the same EINVAL.  (Where a map works, the test
+ * unmaps it at once, which breaks the cycle.)
+ */
+TEST_F(adv, map_file_not_memfd)
+{
+	int qfd, fd2, mfd = make_memfd(1);
+	long refs, now = -1;
+	__u32 fault, ioas2, before;
+	__u64 iova;
+	int i;
+
+	ASSERT_LE(0, mfd);
+	keep_fd(self, mfd);
+	ASSERT_EQ(0, fault_alloc(self->fd, &fault, &qfd));
+	keep_fd(self, qfd);
+	before = next_id(self->fd);
+#define NOT_MEMFD(ctx, ioas, file)                                           \
+	do {                                                                 \
+		iova = BASE;                                                 \
+		EXPECT_ERRNO_CASE(EINVAL, map_file(ctx, ioas, COPY_FIXED,    \
+						   file, 0, PAGE, &iova),    \
+				  "fd %d", file);                            \
+		EXPECT_EQ(0, unmap_everything(ctx, ioas));                   \
+	} while (0)
+	NOT_MEMFD(self->fd, self->ioas, self->fd);
+	NOT_MEMFD(self->fd, self->ioas, qfd);
+	EXPECT_EQ(before, next_id(self->fd));
+	/* A memfd still maps. */
+	iova = BASE;
+	EXPECT_EQ(0, map_file(self->fd, self->ioas, COPY_FIXED, mfd, 0, PAGE,
+			      &iova));
+	EXPECT_EQ(PAGE, unmap_everything(self->fd, self->ioas));
+
+	/* A context that maps itself still goes when it is closed. */
+	refs = module_refs();
+	fd2 = open("/dev/iommu", O_RDWR);
+	ASSERT_LE(0, fd2);
+	ASSERT_EQ(0, ioas_alloc(fd2, &ioas2));
+	NOT_MEMFD(fd2, ioas2, fd2);
+	NOT_MEMFD(fd2, ioas2, self->fd);
+	close(fd2);
+	if (refs >= 0) {
+		/* A released file's context may go a little later. */
+		for (i = 0; i != 100 && (now = module_refs()) != refs; i++)
+			usleep(10000);
+		EXPECT_EQ(refs, now);
+	}
+#undef NOT_MEMFD
+}
+
 /* ---- COPY ---- */
 
 TEST_F(adv, copy_top)
