@@ -21,6 +21,9 @@ void iommufd_rs_file_release(void *data);
 struct file *iommufd_shim_file(const char *name, void *data);
 void *iommufd_shim_file_data(struct file *file);
 
+/* C, called from Rust: whether memfd_pin_folios() can pin @file's pages. */
+bool iommufd_shim_file_pins_like_memfd(struct file *file);
+
 #if IS_ENABLED(CONFIG_KUNIT)
 /* C, called from Rust's KUnit tests. */
 unsigned long iommufd_shim_c_offset(unsigned int which);

@@ -182,6 +182,29 @@ unsafe extern "C" fn iommufd_rs_file_release(data: *mut c_void) {
     drop(unsafe { <KBox<Private> as ForeignOwnable>::from_foreign(data) });
 }
 
+/// Whether the pages of `file` can be pinned as a memfd's (`memfd_pin_folios()`):
+/// those of shmem (memfd, tmpfs) and hugetlbfs files.
+pub(crate) fn pins_like_memfd(file: &File) -> bool {
+    extern "C" {
+        fn iommufd_shim_file_pins_like_memfd(file: *mut c_void) -> bool;
+    }
+    // SAFETY: `file` is a live file; the shim only looks at its inode.
+    unsafe { iommufd_shim_file_pins_like_memfd(file.as_ptr().cast()) }
+}
+
+/// `USER_PTR_MAX`: the highest address `access_ok()` lets a user range
+/// reach (its start plus its size, for ranges of unknown size).
+pub(crate) fn user_ptr_max() -> usize {
+    #[cfg(CONFIG_X86_64)]
+    {
+        // SAFETY: `USER_PTR_MAX` is set once during boot, before any module
+        // can load, and only read after.
+        unsafe { bindings::USER_PTR_MAX }
+    }
+    #[cfg(not(CONFIG_X86_64))]
+    usize::MAX
+}
+
 /// A uAPI structure that can be copied from and to user memory as raw bytes.
 ///
 /// # Safety

@@ -209,6 +209,12 @@ pub(crate) fn map_file_ioctl(
         _ => {
             let fd = u32::try_from(c.fd).map_err(|_| EBADF)?;
             let file = kernel::mm::pin::fget_for_pinning(fd)?;
+            // Upstream takes any file and fails (EINVAL) only once it pins
+            // one that is no memfd: one that holds this context, such as
+            // /dev/iommu itself, would keep it alive forever.  Refused here.
+            if !crate::ffi::pins_like_memfd(&file) {
+                return Err(EINVAL);
+            }
             let mode = ucmd.ctx.account_mode();
             PagesSlice::file(file, c.start, c.length, prot.write, mode)?
         }

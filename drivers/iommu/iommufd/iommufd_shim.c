@@ -5,8 +5,10 @@
 #include <linux/anon_inodes.h>
 #include <linux/file.h>
 #include <linux/fs.h>
+#include <linux/hugetlb.h>
 #include <linux/module.h>
 #include <linux/poll.h>
+#include <linux/shmem_fs.h>
 
 #include <iommufd_rs/shim.h>
 
@@ -76,9 +78,17 @@ void *iommufd_shim_file_data(struct file *file)
 	return file->private_data;
 }
 
+/*
+ * Whether memfd_pin_folios() can pin the pages of @file: those of shmem
+ * (memfd, tmpfs) and hugetlbfs files.
+ */
+bool iommufd_shim_file_pins_like_memfd(struct file *file)
+{
+	return shmem_file(file) || is_file_hugepages(file);
+}
+
 #if IS_ENABLED(CONFIG_KUNIT)
 #include <linux/mm_types.h>
-#include <linux/shmem_fs.h>
 #include <linux/sched.h>
 #include <linux/sched/user.h>
 

@@ -124,14 +124,28 @@ pub(crate) fn not_implemented<T: Pod>(ucmd: &mut Ucmd<'_, T>) -> Result {
 
 /// Checks that the `len` bytes at `uptr` are all zero: `E2BIG` if not.
 fn check_zeroed_user(uptr: usize, len: usize) -> Result {
-    let mut reader = UserSlice::new(UserPtr::from_addr(uptr), len).reader();
+    // As upstream's check_zeroed_user(): a range that is not all user
+    // memory is EFAULT before anything is read ...
+    let end = uptr.checked_add(len).ok_or(EFAULT)?;
+    if end > crate::ffi::user_ptr_max() {
+        return Err(EFAULT);
+    }
+    // ... then the bytes are read in order: E2BIG at the first non-zero one,
+    // EFAULT at the first that cannot be read.  No read crosses a page, so
+    // a fault is seen where upstream's word reads see it.
     let mut chunk = [0u8; 64];
-    while !reader.is_empty() {
-        let n = reader.len().min(chunk.len());
-        reader.read_slice(&mut chunk[..n])?;
+    let mut addr = uptr;
+    while addr < end {
+        let n = (end - addr)
+            .min(chunk.len())
+            .min(kernel::page::PAGE_SIZE - addr % kernel::page::PAGE_SIZE);
+        UserSlice::new(UserPtr::from_addr(addr), n)
+            .reader()
+            .read_slice(&mut chunk[..n])?;
         if chunk[..n].iter().any(|&b| b != 0) {
             return Err(E2BIG);
         }
+        addr += n;
     }
     Ok(())
 }

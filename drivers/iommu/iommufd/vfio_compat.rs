@@ -90,8 +90,14 @@ fn check_extension(ctx: &Ctx, ext: usize) -> Result<isize> {
             isize::from(!NO_IOMMU_MODE)
         }
         uapi::VFIO_NOIOMMU_IOMMU => isize::from(cfg!(CONFIG_VFIO_NOIOMMU)),
-        // Every domain enforces cache coherency while no domain exists.
-        uapi::VFIO_DMA_CC_IOMMU => compat_ioas(ctx).map(|_| 1)?,
+        // As upstream: 1 unless a paging HWPT of the IOAS does not enforce
+        // cache coherency.  This module never has a domain enforce it, so
+        // 1 only while the IOAS has no domain (then its page sizes are all
+        // of them).
+        uapi::VFIO_DMA_CC_IOMMU => {
+            let ioas = compat_ioas(ctx)?;
+            isize::from(ioas.iopt.pgsizes_and_alignment().0 == u64::MAX)
+        }
         _ => 0,
     })
 }

@@ -77,6 +77,8 @@ test_args! {
     struct CheckEntry { index: u32, value: u32 }
     /// `IOMMU_TEST_OP_TRIGGER_IOPF`
     struct TriggerIopf { dev_id: u32, pasid: u32, grpid: u32, perm: u32, addr: u64 }
+    /// `IOMMU_TEST_OP_TRIGGER_VEVENT`
+    struct TriggerVevent { dev_id: u32 }
     /// `IOMMU_TEST_OP_MD_CHECK_MAP`
     struct CheckMap { iova: u64, length: u64, uptr: u64 }
     /// `IOMMU_TEST_OP_MD_CHECK_REFS`

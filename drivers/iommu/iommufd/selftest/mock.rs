@@ -134,10 +134,14 @@ impl PagingDomain for MockDomain {
         paddr: u64,
         pgsize: usize,
         pgcount: usize,
-        _prot: u32,
+        prot: u32,
     ) -> (usize, Result) {
+        use kernel::iommu::domain::{READ, WRITE};
         let total = (pgsize * pgcount) as u64;
-        if iova % MOCK_PAGE_SIZE != 0
+        // As upstream's mock (a generic page table): an IOPTE that allows
+        // neither reading nor writing is refused.
+        if prot & (READ | WRITE) == 0
+            || iova % MOCK_PAGE_SIZE != 0
             || paddr % MOCK_PAGE_SIZE != 0
             || paddr == 0
             || !pgsize.is_power_of_two()
@@ -453,6 +457,8 @@ mod tests {
         read: true,
         write: true,
     };
+    /// The IOMMU_READ | IOMMU_WRITE of an IOPTE.
+    const IOPTE_RW: u32 = kernel::iommu::domain::READ | kernel::iommu::domain::WRITE;
 
     /// An IOAS and a mock domain: the domain takes in what is mapped, keeps
     /// following it, bounds the IOVA and sets its alignment, and gives it
@@ -585,7 +591,7 @@ mod tests {
         let d = domain()?;
         // Two 4 KiB pages at IOVA 1 MiB: four mock pages.
         assert_eq!(
-            d.map_pages(0x10_0000, 0x8000_0000, 4096, 2, 0),
+            d.map_pages(0x10_0000, 0x8000_0000, 4096, 2, IOPTE_RW),
             (8192, Ok(()))
         );
         assert_eq!(d.iova_to_phys(0x10_0000), 0x8000_0000);
@@ -594,12 +600,18 @@ mod tests {
         assert_eq!(d.iova_to_phys(0xf_ffff), 0);
         // Mapping over a mapping fails where it starts to overlap.
         assert_eq!(
-            d.map_pages(0x10_1000, 0x9000_0000, 4096, 1, 0),
+            d.map_pages(0x10_1000, 0x9000_0000, 4096, 1, IOPTE_RW),
             (0, Err(EEXIST))
         );
+        // Neither readable nor writable: refused, as upstream's mock does.
+        assert_eq!(
+            d.map_pages(0x20_0000, 0x9000_0000, 4096, 1, 0),
+            (0, Err(EINVAL))
+        );
+        assert_eq!(d.iova_to_phys(0x20_0000), 0);
         // Unaligned to the mock page: refused.
         assert_eq!(
-            d.map_pages(0x10_0400, 0x9000_0000, 2048, 1, 0),
+            d.map_pages(0x10_0400, 0x9000_0000, 2048, 1, IOPTE_RW),
             (0, Err(EINVAL))
         );
         // Unmap stops at the first hole.
@@ -628,11 +640,11 @@ mod tests {
         // A 4 KiB PTE at 1 MiB and a 1 MiB PTE at 2 MiB (it spans half a
         // leaf table).
         assert_eq!(
-            d.map_pages(0x10_0000, 0x8000_0000, 4096, 1, 0),
+            d.map_pages(0x10_0000, 0x8000_0000, 4096, 1, IOPTE_RW),
             (4096, Ok(()))
         );
         assert_eq!(
-            d.map_pages(0x20_0000, 0x9000_0000, 1 << 20, 1, 0),
+            d.map_pages(0x20_0000, 0x9000_0000, 1 << 20, 1, IOPTE_RW),
             (1 << 20, Ok(()))
         );
         assert!(!d.set_dirty(0x30_0000));
@@ -647,7 +659,7 @@ mod tests {
         // Unmapping takes the dirty bit with the PTE.
         assert_eq!(d.unmap_pages(0x10_0000, 4096, 1), 4096);
         assert_eq!(
-            d.map_pages(0x10_0000, 0x8000_0000, 2048, 2, 0),
+            d.map_pages(0x10_0000, 0x8000_0000, 2048, 2, IOPTE_RW),
             (4096, Ok(()))
         );
         assert!(!is_dirty(&d, 0x10_0000));

@@ -45,6 +45,10 @@ pub(super) fn mock_domain(ucmd: &mut Ucmd<'_, iommu_test_cmd>, dev_flags: u32) -
     // PASID attachment itself (IOMMU_TEST_OP_PASID_*) is not implemented
     // yet.
     let ctx = ucmd.handle.arc();
+    // As upstream, the selftest object takes its ID before the device is
+    // bound (which takes the next one) and attached.
+    let slot = ctx.objects.reserve()?;
+    let stdev_id = slot.id();
     let seq = MOCK_DEV_SEQ.fetch_add(1, Relaxed);
     let name = CString::try_from_fmt(fmt!("iommufd_mock{seq}"))?;
     // A PASID-capable device says so in firmware, as upstream's mock does.
@@ -59,18 +63,6 @@ pub(super) fn mock_domain(ucmd: &mut Ucmd<'_, iommu_test_cmd>, dev_flags: u32) -
         props,
     )?;
     let idev = Device::bind(&ctx, bus_dev.device())?;
-    let slot = match ctx.objects.reserve() {
-        Ok(slot) => slot,
-        Err(e) => {
-            drop(MockDev {
-                ctx: ctx.clone(),
-                idev: Some(idev),
-                dev: Some(bus_dev),
-            });
-            return Err(e);
-        }
-    };
-    let stdev_id = slot.id();
     let idev_id = idev.id();
     let hwpt_id = idev.attach(ucmd.cmd.id);
     let mdev = slot.new_value(MockDev {

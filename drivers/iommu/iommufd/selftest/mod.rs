@@ -76,6 +76,8 @@ const OP_MD_CHECK_IOTLB: u32 = 14;
 const OP_TRIGGER_IOPF: u32 = 15;
 /// `IOMMU_TEST_OP_DEV_CHECK_CACHE`
 const OP_DEV_CHECK_CACHE: u32 = 16;
+/// `IOMMU_TEST_OP_TRIGGER_VEVENT`
+const OP_TRIGGER_VEVENT: u32 = 17;
 /// `IOMMU_TEST_OP_PASID_ATTACH`
 const OP_PASID_ATTACH: u32 = 18;
 /// `IOMMU_TEST_OP_PASID_REPLACE`
@@ -211,6 +213,16 @@ pub(crate) fn test_ioctl(ucmd: &mut Ucmd<'_, iommu_test_cmd>) -> Result {
             Ok(())
         }
         OP_TRIGGER_IOPF => trigger_iopf(ucmd.ctx, cmd),
+        // As upstream, the device must exist; then no vIOMMU gave it a
+        // virtual ID (none can be allocated yet), so there is no event to
+        // report: ENOENT.
+        OP_TRIGGER_VEVENT => {
+            let _idev = ucmd
+                .ctx
+                .objects
+                .get::<Device>(TriggerVevent::read(&cmd.u).dev_id)?;
+            Err(ENOENT)
+        }
         OP_DEV_CHECK_CACHE => {
             let idev = ucmd.ctx.objects.get::<Device>(cmd.id)?;
             let data = mock::MOCK.data_of(idev.dev()).ok_or(EINVAL)?;
@@ -274,11 +286,12 @@ fn md_check_refs(uptr: u64, length: u64, refs: u32) -> Result {
     if length % page != 0 || uptr % page != 0 || uptr.checked_add(length).is_none() {
         return Err(EINVAL);
     }
-    let refs = i32::try_from(refs).map_err(|_| EIO)?;
     let mut addr = uptr;
     while addr < uptr + length {
         let p = UserPageRef::get_fast(usize::try_from(addr).map_err(|_| EFAULT)?, false)?;
-        if !p.is_compound() && p.ref_count() / PIN_COUNTING_BIAS != refs {
+        // As upstream: unsigned, and only per page (a zero length checks
+        // nothing, whatever `refs`).
+        if !p.is_compound() && (p.ref_count() as u32) / (PIN_COUNTING_BIAS as u32) != refs {
             return Err(EIO);
         }
         addr += page;

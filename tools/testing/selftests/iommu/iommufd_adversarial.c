@@ -813,6 +813,55 @@ TEST_F(adv, struct_sizes)
 	munmap(page, 2 * PAGE);
 }
 
+/*
+ * A structure in the last page of user memory: the tail past the known
+ * structure must be user memory as a whole (EFAULT if it runs past the top,
+ * even with a non-zero byte before that); inside, a non-zero byte is E2BIG.
+ */
+TEST_F(adv, struct_size_top_of_user)
+{
+	/* The top of user memory with 5-level, then 4-level page tables. */
+	const uintptr_t tops[] = { 1UL << 56, 1UL << 47 };
+	uint8_t *page = NULL;
+	size_t i;
+
+	for (i = 0; i != ARRAY_SIZE(tops) && !page; i++) {
+		/* The last page below the top is never mapped. */
+		void *want = (void *)(tops[i] - 2 * PAGE);
+		void *p = mmap(want, PAGE, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS |
+			       MAP_FIXED_NOREPLACE, -1, 0);
+
+		if (p == want)
+			page = p;
+		else if (p != MAP_FAILED)
+			munmap(p, PAGE);
+	}
+	if (!page)
+		SKIP(return, "the last page of user memory is taken");
+	for (i = 0; i != ARRAY_SIZE(cmds); i++) {
+		__u32 *size = (__u32 *)page;
+
+		memset(page, 0, PAGE);
+		page[PAGE - 1] = 1;
+		*size = PAGE;
+		EXPECT_ERRNO_CASE(E2BIG, ioctl(self->fd, cmds[i].nr, page),
+				  "%s", cmds[i].name);
+		/* To the top exactly: past the last user address. */
+		*size = 2 * PAGE;
+		EXPECT_ERRNO_CASE(EFAULT, ioctl(self->fd, cmds[i].nr, page),
+				  "%s", cmds[i].name);
+		*size = U32MAX;
+		EXPECT_ERRNO_CASE(EFAULT, ioctl(self->fd, cmds[i].nr, page),
+				  "%s", cmds[i].name);
+		page[PAGE - 1] = 0;
+		page[cmds[i].min_size + 64] = 1;
+		EXPECT_ERRNO_CASE(EFAULT, ioctl(self->fd, cmds[i].nr, page),
+				  "%s", cmds[i].name);
+	}
+	munmap(page, PAGE);
+}
+
 /* The argument of every command, NULL, unmapped or in kernel space. */
 TEST_F(adv, bad_arg_pointers)
 {
@@ -1656,6 +1705,75 @@ TEST_F(adv, map_file_bounds)
 #undef MF
 }
 
+/* Module references of iommufd (one per open context), or -1. */
+static long module_refs(void)
+{
+	FILE *f = fopen("/sys/module/iommufd/refcnt", "r");
+	long n = -1;
+
+	if (!f)
+		return -1;
+	if (fscanf(f, "%ld", &n) != 1)
+		n = -1;
+	fclose(f);
+	return n;
+}
+
+/*
+ * IOMMU_IOAS_MAP_FILE of files that hold the context: its own /dev/iommu
+ * file, a fault queue's.  Upstream takes any file and fails only when it
+ * pins one that is no memfd (EINVAL), so without a domain it maps them,
+ * and the context then holds itself: it is never released.  Ours refuses
+ * such files at once, with the same EINVAL.  (Where a map works, the test
+ * unmaps it at once, which breaks the cycle.)
+ */
+TEST_F(adv, map_file_not_memfd)
+{
+	int qfd, fd2, mfd = make_memfd(1);
+	long refs, now = -1;
+	__u32 fault, ioas2, before;
+	__u64 iova;
+	int i;
+
+	ASSERT_LE(0, mfd);
+	keep_fd(self, mfd);
+	ASSERT_EQ(0, fault_alloc(self->fd, &fault, &qfd));
+	keep_fd(self, qfd);
+	before = next_id(self->fd);
+#define NOT_MEMFD(ctx, ioas, file)                                           \
+	do {                                                                 \
+		iova = BASE;                                                 \
+		EXPECT_ERRNO_CASE(EINVAL, map_file(ctx, ioas, COPY_FIXED,    \
+						   file, 0, PAGE, &iova),    \
+				  "fd %d", file);                            \
+		EXPECT_EQ(0, unmap_everything(ctx, ioas));                   \
+	} while (0)
+	NOT_MEMFD(self->fd, self->ioas, self->fd);
+	NOT_MEMFD(self->fd, self->ioas, qfd);
+	EXPECT_EQ(before, next_id(self->fd));
+	/* A memfd still maps. */
+	iova = BASE;
+	EXPECT_EQ(0, map_file(self->fd, self->ioas, COPY_FIXED, mfd, 0, PAGE,
+			      &iova));
+	EXPECT_EQ(PAGE, unmap_everything(self->fd, self->ioas));
+
+	/* A context that maps itself still goes when it is closed. */
+	refs = module_refs();
+	fd2 = open("/dev/iommu", O_RDWR);
+	ASSERT_LE(0, fd2);
+	ASSERT_EQ(0, ioas_alloc(fd2, &ioas2));
+	NOT_MEMFD(fd2, ioas2, fd2);
+	NOT_MEMFD(fd2, ioas2, self->fd);
+	close(fd2);
+	if (refs >= 0) {
+		/* A released file's context may go a little later. */
+		for (i = 0; i != 100 && (now = module_refs()) != refs; i++)
+			usleep(10000);
+		EXPECT_EQ(refs, now);
+	}
+#undef NOT_MEMFD
+}
+
 /* ---- COPY ---- */
 
 TEST_F(adv, copy_top)
@@ -2017,6 +2135,42 @@ TEST_F(adv, vfio_map_bounds)
 	EXPECT_EQ(3 * PAGE, unmap_everything(self->fd, self->ioas));
 }
 
+/*
+ * A VFIO map without READ or WRITE is an area a domain cannot map: with a
+ * domain attached it is EINVAL and leaves nothing; mapped before, the
+ * domain cannot attach (EINVAL) while it is there.  (Upstream's mock, a
+ * generic page table, also WARNs there.)
+ */
+TEST_F(adv, vfio_map_no_prot)
+{
+	__u32 stdev, before;
+
+	ASSERT_EQ(0, set_compat(self->fd, self->ioas));
+	ASSERT_EQ(0, vfio_map(self->fd, 0, BUF(0), BASE, PAGE));
+	before = next_id(self->fd);
+	EXPECT_ERRNO(EINVAL, mock_domain(self->fd, self->ioas, NULL, NULL,
+					 NULL));
+	EXPECT_EQ(before, next_id(self->fd));
+	EXPECT_EQ(PAGE, unmap_everything(self->fd, self->ioas));
+
+	ASSERT_EQ(0, mock_domain(self->fd, self->ioas, &stdev, NULL, NULL));
+	before = next_id(self->fd);
+	EXPECT_ERRNO(EINVAL, vfio_map(self->fd, 0, BUF(0), BASE, PAGE));
+	EXPECT_ERRNO(EINVAL, vfio_map(self->fd, 0, BUF(0), BASE + PAGE,
+				      4 * PAGE));
+	EXPECT_EQ(before, next_id(self->fd));
+	EXPECT_EQ(0, check_refs(self->fd, self->buf, 5 * PAGE, 0));
+	EXPECT_EQ(0, unmap_everything(self->fd, self->ioas));
+	/* With READ or WRITE alone it maps. */
+	EXPECT_EQ(0, vfio_map(self->fd, VFIO_DMA_MAP_FLAG_READ, BUF(0), BASE,
+			      PAGE));
+	EXPECT_EQ(0, vfio_map(self->fd, VFIO_DMA_MAP_FLAG_WRITE, BUF(PAGE),
+			      BASE + PAGE, PAGE));
+	EXPECT_EQ(0, check_refs(self->fd, self->buf, 2 * PAGE, 1));
+	EXPECT_EQ(2 * PAGE, unmap_everything(self->fd, self->ioas));
+	EXPECT_EQ(0, destroy(self->fd, stdev));
+}
+
 /* User memory VFIO_IOMMU_MAP_DMA cannot pin, with a domain attached. */
 TEST_F(adv, vfio_map_bad_user_memory)
 {
@@ -2244,6 +2398,8 @@ TEST_F(adv, vfio_set_iommu_bounds)
 				   VFIO_NOIOMMU_IOMMU));
 	EXPECT_ERRNO(EINVAL, ioctl(self->fd, VFIO_SET_IOMMU,
 				   (1ULL << 32) | VFIO_TYPE1v2_IOMMU));
+	/* No domain: nothing that does not enforce cache coherency. */
+	EXPECT_EQ(1, ioctl(self->fd, VFIO_CHECK_EXTENSION, VFIO_DMA_CC_IOMMU));
 	ASSERT_EQ(0, mock_domain(self->fd, self->ioas, &stdev, NULL, NULL));
 	ASSERT_EQ(0, vfio_map(self->fd, VRW, BUF(0), BASE, PAGE));
 	EXPECT_ERRNO(EINVAL, ioctl(self->fd, VFIO_SET_IOMMU,
@@ -2255,6 +2411,7 @@ TEST_F(adv, vfio_set_iommu_bounds)
 	EXPECT_EQ(PAGE, unmap_everything(self->fd, self->ioas));
 	EXPECT_EQ(0, ioctl(self->fd, VFIO_SET_IOMMU, VFIO_TYPE1_IOMMU));
 	EXPECT_EQ(0, destroy(self->fd, stdev));
+	EXPECT_EQ(1, ioctl(self->fd, VFIO_CHECK_EXTENSION, VFIO_DMA_CC_IOMMU));
 }
 
 TEST_F(adv, vfio_get_info_bounds)
