@@ -1023,45 +1023,44 @@ impl IoPagetable {
     /// [`IoPagetable::access_pin`], at any alignment.
     pub(crate) fn access_rw(&self, iova: u64, buf: &mut [u8], write: bool, direct: bool) -> Result {
         let last = last_of(iova, buf.len() as u64)?;
-        // Under the lock, the pieces to copy, each with its area marked as
-        // being copied through, so that no unmap removes it meanwhile.
-        let mut pieces: KVec<(u64, Arc<Pages>, u64, usize)> = KVec::new();
-        let res = self.inner.lock().walk(iova, last, |cur, end, s, area| {
-            if area.prevent_access || area.pages.is_dmabuf() {
-                return Err(EINVAL);
-            }
-            area.check_access(write)?;
-            let n = (end - cur + 1) as usize;
-            pieces.push((s, area.pages.clone(), area.byte(s, cur), n), GFP_KERNEL)?;
-            area.copying += 1;
-            Ok(())
-        });
-        // Then the copies without it: a fault on user memory (userfaultfd,
-        // say) stalls this copy only, not every operation on the IOAS.
-        let mut res = res.1;
+        // Area by area, as upstream (a gap after some areas is ENOENT, with
+        // what came before copied): under the lock, the area is checked and
+        // marked as being copied through, so that no unmap or cut changes
+        // it; then the copy runs without the lock, so that a fault on user
+        // memory (userfaultfd, say) stalls this copy only, not every
+        // operation on the IOAS.
+        let mut cur = iova;
         let mut done = 0usize;
-        if res.is_ok() {
-            for (_, pages, byte, n) in pieces.iter() {
-                res = pages.rw(*byte, &mut buf[done..done + n], write, direct);
-                if res.is_err() {
-                    break;
+        loop {
+            let (start, end, pages, byte) = {
+                let mut inner = self.inner.lock();
+                let (s, l, _) = inner.areas.first_overlap(cur, cur).ok_or(ENOENT)?;
+                let (_, area) = inner.areas.get_mut(s).ok_or(ENOENT)?;
+                if area.prevent_access || area.pages.is_dmabuf() {
+                    return Err(EINVAL);
                 }
-                done += n;
-            }
-        }
-        let mut inner = self.inner.lock();
-        let mut wake = false;
-        for (s, ..) in pieces.iter() {
-            if let Some((_, area)) = inner.areas.get_mut(*s) {
+                area.check_access(write)?;
+                area.copying += 1;
+                (s, l.min(last), area.pages.clone(), area.byte(s, cur))
+            };
+            let n = (end - cur + 1) as usize;
+            let res = pages.rw(byte, &mut buf[done..done + n], write, direct);
+            drop(pages);
+            let mut inner = self.inner.lock();
+            if let Some((_, area)) = inner.areas.get_mut(start) {
                 area.copying -= 1;
-                wake |= area.copying == 0;
+                if area.copying == 0 {
+                    self.copied.notify_all();
+                }
             }
+            drop(inner);
+            res?;
+            done += n;
+            if end == last {
+                return Ok(());
+            }
+            cur = end + 1;
         }
-        if wake {
-            self.copied.notify_all();
-        }
-        drop(inner);
-        res
     }
 }
 

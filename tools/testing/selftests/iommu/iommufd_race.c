@@ -3,9 +3,12 @@
  * Lifetimes and races: objects destroyed while other threads' ioctls use
  * them, creates that fail after the object was built, IOMMU_IOAS_CHANGE_PROCESS
  * racing pins and unpins, close() of /dev/iommu racing ioctls, fork, and
- * access unmap notifications racing the access's destruction.  Each test
- * runs its threads for a bounded time (RACE_MS) and then asserts what
- * upstream guarantees; every test passes on the stock C iommufd.
+ * access unmap notifications racing the access's destruction, and an
+ * access copy stalled on a user page fault.  Each test runs its threads for
+ * a bounded time (RACE_MS) and then asserts what upstream guarantees; every
+ * test passes on the stock C iommufd but access_copy_stall_spares_map:
+ * upstream copies under the IOAS's IOVA rwsem, so a map waits for a copy
+ * that waits for a user page fault (userfaultfd: indefinitely).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +28,7 @@
 #include <unistd.h>
 #include <linux/capability.h>
 #include <linux/iommufd.h>
+#include <linux/userfaultfd.h>
 
 #include "kselftest_harness.h"
 #include "iommufd_rs_utils.h"
@@ -746,6 +750,173 @@ TEST(access_close_while_pinning)
 	EXPECT_EQ(0, unmap(fd, ioas_id, BASE_IOVA, 4 * PAGE, NULL));
 	EXPECT_EQ(0, status_kb("VmPin"));
 	close(fd);
+}
+
+/*
+ * An access copy (IOMMU_TEST_OP_ACCESS_RW, the direct path: the mapping is
+ * the caller's own memory) stalled on a page fault that userfaultfd holds,
+ * and what the IOAS still does meanwhile.
+ */
+struct stall {
+	int fd, access, uffd;
+	__u32 ioas_id;
+	char *area;		/* mapped at BASE_IOVA, registered with uffd */
+	char buf[64];
+	int rc, err;
+	atomic_bool done;
+};
+
+static void *stalled_copy(void *arg)
+{
+	struct stall *st = arg;
+	struct iommu_test_cmd cmd = {
+		.size = sizeof(cmd),
+		.op = IOMMU_TEST_OP_ACCESS_RW,
+		.id = st->access,
+		.access_rw = { .iova = BASE_IOVA, .length = sizeof(st->buf),
+			       .uptr = (uintptr_t)st->buf },
+	};
+
+	st->rc = ioctl(st->fd, IOMMU_TEST_CMD, &cmd);
+	st->err = errno;
+	atomic_store(&st->done, true);
+	return NULL;
+}
+
+/* Sets up the stalled copy; 0, or -1 with errno (ENOSYS: no userfaultfd). */
+static int stall_start(struct stall *st, pthread_t *t)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_MISSING };
+
+	memset(st, 0, sizeof(*st));
+	st->fd = open("/dev/iommu", O_RDWR);
+	if (st->fd < 0 || ioas_alloc(st->fd, &st->ioas_id))
+		return -1;
+	st->area = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (st->area == MAP_FAILED)
+		return -1;
+	st->uffd = syscall(__NR_userfaultfd, O_CLOEXEC);
+	if (st->uffd < 0 || ioctl(st->uffd, UFFDIO_API, &api))
+		return -1;
+	reg.range.start = (uintptr_t)st->area;
+	reg.range.len = PAGE;
+	if (ioctl(st->uffd, UFFDIO_REGISTER, &reg))
+		return -1;
+	/* No domain: nothing is pinned, so the page stays missing. */
+	if (map_fixed(st->fd, st->ioas_id, st->area, PAGE, BASE_IOVA, RW))
+		return -1;
+	st->access = create_access(st->fd, st->ioas_id, 0);
+	if (st->access < 0)
+		return -1;
+	return pthread_create(t, NULL, stalled_copy, st) ? -1 : 0;
+}
+
+/* Resolves the fault with a zero page. */
+static void stall_resolve(struct stall *st)
+{
+	struct uffdio_zeropage zp = {
+		.range = { .start = (uintptr_t)st->area, .len = PAGE },
+	};
+
+	ioctl(st->uffd, UFFDIO_ZEROPAGE, &zp);
+}
+
+/* Resolves the fault after a while, should the op wait for the copy. */
+static void *late_resolver(void *arg)
+{
+	usleep(3000 * 1000);
+	stall_resolve(arg);
+	return NULL;
+}
+
+static void stall_end(struct stall *st, pthread_t t)
+{
+	stall_resolve(st);
+	pthread_join(t, NULL);
+	close(st->access);
+	close(st->uffd);
+	munmap(st->area, PAGE);
+	close(st->fd);
+}
+
+/*
+ * Runs @op on the IOAS of the stalled copy: whether it returned while the
+ * copy still waited for its page (a resolver frees the copy after 3 s, so
+ * an op that waits for it still ends).
+ */
+static bool returns_while_stalled(struct stall *st, int (*op)(struct stall *),
+				  int *rc)
+{
+	pthread_t resolver;
+	bool stalled;
+
+	/* Let the copy reach the fault. */
+	usleep(200 * 1000);
+	if (atomic_load(&st->done))
+		return false;
+	if (pthread_create(&resolver, NULL, late_resolver, st))
+		return false;
+	*rc = op(st);
+	stalled = !atomic_load(&st->done);
+	pthread_join(resolver, NULL);
+	return stalled;
+}
+
+static int op_iova_ranges(struct stall *st)
+{
+	struct iommu_iova_range ranges[4];
+	struct iommu_ioas_iova_ranges cmd = {
+		.size = sizeof(cmd),
+		.ioas_id = st->ioas_id,
+		.num_iovas = 4,
+		.allowed_iovas = (uintptr_t)ranges,
+	};
+
+	return ioctl(st->fd, IOMMU_IOAS_IOVA_RANGES, &cmd);
+}
+
+static int op_map(struct stall *st)
+{
+	static char other[PAGE] __attribute__((aligned(PAGE)));
+
+	return map_fixed(st->fd, st->ioas_id, other, PAGE, BASE_IOVA + 16 * PAGE,
+			 RW);
+}
+
+static void stall_test(struct __test_metadata *_metadata,
+		       int (*op)(struct stall *))
+{
+	struct stall st;
+	pthread_t t;
+	bool in_time;
+	int rc = -2;
+
+	if (stall_start(&st, &t)) {
+		if (errno == ENOSYS || errno == EPERM)
+			SKIP(return, "no userfaultfd here");
+		ASSERT_EQ(0, -errno);
+	}
+	in_time = returns_while_stalled(&st, op, &rc);
+	stall_end(&st, t);
+	/* The copy went on once the fault was resolved. */
+	EXPECT_EQ(0, st.rc);
+	EXPECT_EQ(0, st.buf[0]);
+	EXPECT_EQ(0, rc);
+	EXPECT_TRUE(in_time);
+}
+
+/* IOMMU_IOAS_IOVA_RANGES of the IOAS does not wait for the stalled copy. */
+TEST(access_copy_stall_spares_ranges)
+{
+	stall_test(_metadata, op_iova_ranges);
+}
+
+/* Nor does a map into another part of it (upstream's does: see above). */
+TEST(access_copy_stall_spares_map)
+{
+	stall_test(_metadata, op_map);
 }
 
 TEST_HARNESS_MAIN
