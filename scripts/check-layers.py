@@ -37,6 +37,15 @@ LAYERS = [
 ]
 ROOT = "iommufd_main"
 
+# Known exceptions to the unsafe rule, each with its reason; the list only
+# shrinks.  (file, a string on the unsafe line)
+UNSAFE_EXCEPTIONS = [
+    # The kernel crate's Registration::report_fault is an unsafe fn (its
+    # caller must keep the device's attachments still); it needs a safe form
+    # in the kernel crate first.
+    ("selftest/mod.rs", "report_fault"),
+]
+
 USE_RE = re.compile(r"\bcrate::([a-z_]+)")
 UNSAFE_RE = re.compile(r"\bunsafe\b")
 
@@ -86,20 +95,25 @@ def main():
                     errors.append(f"{rel}:{n}: {me} names {dep}, a layer above it")
         if me == "ffi":
             continue
+        excepted = [w for f, w in UNSAFE_EXCEPTIONS if f == str(rel)]
         for i, (n, line) in enumerate(lines):
             if "allow(unsafe_code)" in line:
-                nxt = lines[i + 1][1] if i + 1 < len(lines) else ""
-                if "#[pinned_drop]" not in nxt:
-                    errors.append(f"{rel}:{n}: allow(unsafe_code) outside ffi.rs")
+                nxt = " ".join(l for _, l in lines[i + 1:i + 6])
+                if "#[pinned_drop]" in nxt.split("{")[0]:
+                    continue
+                if any(w in nxt for w in excepted):
+                    continue
+                errors.append(f"{rel}:{n}: allow(unsafe_code) outside ffi.rs")
                 continue
-            if UNSAFE_RE.search(line):
+            if UNSAFE_RE.search(line) and not any(w in line for w in excepted):
                 errors.append(f"{rel}:{n}: unsafe code outside ffi.rs")
     for e in errors:
         print(e)
     if errors:
         print(f"{len(errors)} layer or unsafe violation(s)")
         return 1
-    print(f"layers: {len(files)} files, rule kept; unsafe only in ffi.rs")
+    print(f"layers: {len(files)} files, rule kept; unsafe only in ffi.rs "
+          f"(and {len(UNSAFE_EXCEPTIONS)} listed exception(s))")
     return 0
 
 
