@@ -15,9 +15,14 @@ set -euo pipefail
 if [ ! -f "$SRC/Makefile" ]; then
 	log "creating the working tree $SRC"
 	rm -rf "$SRC"
-	cp -al "$PRISTINE" "$SRC"
+	# "/.": when $PRISTINE is a symlink (a cache sharing another's
+	# pristine tree), `cp -al` of the link itself would make $SRC a link to
+	# the pristine tree, and the patches would be written into it.
+	cp -al "$PRISTINE/." "$SRC"
 	rm -f "$CACHE/patches.applied"
 fi
+
+[ ! -L "$SRC" ] || die "$SRC is a symlink: patching it would change what it points to"
 
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
