@@ -237,7 +237,9 @@ pub(crate) fn map_file_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_map_file>) -> 
         )?,
         _ => {
             let fd = u32::try_from(c.fd).map_err(|_| EBADF)?;
-            let file = kernel::mm::pin::fget_for_pinning(fd)?;
+            let file = kernel::fs::LocalFile::fget(fd).map_err(|_| EBADF)?;
+            // SAFETY: An ioctl holds no `fdget_pos()` on any file.
+            let file = unsafe { kernel::fs::LocalFile::assume_no_fdget_pos(file) };
             let mode = ucmd.ctx.objects.with_shared(|s, _| s.account_mode);
             PagesSlice::file(file, c.start, c.length, prot.write, mode)?
         }
