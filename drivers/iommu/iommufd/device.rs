@@ -8,8 +8,7 @@
 //! one: a paging domain filled with the IOAS's mappings for as long as it
 //! exists.  An automatic HWPT goes away with its last device.
 
-use kernel::bindings;
-use kernel::iommu::domain::{self as iommu, Attachment, DmaOwner, Domain, Group};
+use kernel::iommu::domain::{self as iommu, AllocFlags, Attachment, Cap, DmaOwner, Domain, Group};
 use kernel::iommu::fault::FaultSink;
 use kernel::iommu::user_data::{UserData, UserDataArray};
 use kernel::new_mutex;
@@ -72,14 +71,14 @@ impl HwptPaging {
         fault_id: Option<u32>,
     ) -> Result<(Reservation<'a>, Arc<Object<HwptPaging>>)> {
         if flags & uapi::IOMMU_HWPT_ALLOC_DIRTY_TRACKING != 0
-            && !iommu::capable(dev, bindings::iommu_cap_IOMMU_CAP_DIRTY_TRACKING)
+            && !iommu::capable(dev, Cap::DirtyTracking)
         {
             return Err(EOPNOTSUPP);
         }
         let mut domain = if auto {
-            Domain::alloc_paging(dev, flags)?
+            Domain::alloc_paging(dev, AllocFlags::from_bits_retain(flags))?
         } else {
-            Domain::alloc_paging_user(dev, flags, data)?
+            Domain::alloc_paging_user(dev, AllocFlags::from_bits_retain(flags), data)?
         };
         let fault = take_faults(ctx, &mut domain, fault_id)?;
         let domain = Arc::new(domain, GFP_KERNEL_ACCOUNT)?;
@@ -152,7 +151,8 @@ impl HwptNested {
             return Err(EINVAL);
         }
         let flags = flags & !uapi::IOMMU_HWPT_FAULT_ID_VALID;
-        let mut domain = Domain::alloc_nested(dev, &parent.domain, flags, data)?;
+        let alloc_flags = AllocFlags::from_bits_retain(flags);
+        let mut domain = Domain::alloc_nested(dev, &parent.domain, alloc_flags, data)?;
         let fault = take_faults(ctx, &mut domain, fault_id)?;
         let domain = Arc::new(domain, GFP_KERNEL_ACCOUNT)?;
         let slot = ctx.objects.reserve()?;
@@ -266,13 +266,13 @@ pub(crate) struct Device {
     /// The device's object ID, which faults are reported with.
     id: u32,
     dev: ARef<kernel::device::Device>,
-    group: ARef<Group>,
     /// Held across attach, replace and detach, and by whoever raises faults
     /// on the device (see `kernel::iommu::driver::Registration::report_fault`).
     #[pin]
     attached: Mutex<Attachments>,
-    // Dropped last: the device is detached before its DMA is given back.
-    _owner: DmaOwner,
+    /// The device's DMA ownership, which attaching takes (and each
+    /// attachment holds).
+    owner: Arc<DmaOwner>,
 }
 
 impl Device {
@@ -282,7 +282,7 @@ impl Device {
         ctx: &Arc<Ctx>,
         dev: &kernel::device::Device,
     ) -> Result<Arc<Object<Device>>> {
-        let group = Group::of(dev).ok_or(EINVAL)?;
+        Group::of(dev).ok_or(EINVAL)?;
         let owner = DmaOwner::claim(dev, ctx.owner_cookie())?;
         let slot = ctx.objects.reserve()?;
         let id = slot.id();
@@ -290,12 +290,11 @@ impl Device {
             ctx: ctx.clone(),
             id,
             dev: dev.into(),
-            group,
             attached <- new_mutex!(Attachments {
                 rid: None,
                 pasids: KVec::new(),
             }),
-            _owner: owner,
+            owner,
         }? Error))?;
         slot.finalize_held(idev.clone());
         Ok(idev)
@@ -351,8 +350,8 @@ impl Device {
             let sink = self.sink_for(&hwpt)?;
             let s = dyn_sink(&sink);
             let attachment = match pasid {
-                None => Attachment::attach(hwpt.domain(), &self.group, s)?,
-                Some(p) => Attachment::attach_pasid(hwpt.domain(), &self.dev, p, s)?,
+                None => Attachment::attach(hwpt.domain(), &self.owner, s)?,
+                Some(p) => Attachment::attach_pasid(hwpt.domain(), &self.owner, p, s)?,
             };
             Ok((attachment, sink))
         });
@@ -672,10 +671,10 @@ pub(crate) fn get_hw_info_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_hw_info>) -> Res
         left -= n;
     }
     let mut caps = 0u64;
-    if iommu::capable(&idev.dev, bindings::iommu_cap_IOMMU_CAP_DIRTY_TRACKING) {
+    if iommu::capable(&idev.dev, Cap::DirtyTracking) {
         caps |= u64::from(uapi::IOMMU_HW_CAP_DIRTY_TRACKING);
     }
-    if !iommu::capable(&idev.dev, bindings::iommu_cap_IOMMU_CAP_PCI_ATS_SUPPORTED) {
+    if !iommu::capable(&idev.dev, Cap::PciAtsSupported) {
         caps |= u64::from(uapi::IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED);
     }
     let pasid_log2 = iommu::max_pasid_log2(&idev.dev);

@@ -44,7 +44,7 @@ struct MockGuard;
 impl MockGuard {
     fn new(module: &'static ThisModule) -> Result<Self> {
         #[cfg(CONFIG_IOMMUFD_TEST)]
-        mock::MOCK.register(c"iommufd_mock", module, 1 << mock::MOCK_PASID_WIDTH)?;
+        mock::register(module)?;
         #[cfg(not(CONFIG_IOMMUFD_TEST))]
         let _ = module;
         Ok(Self)
@@ -55,7 +55,7 @@ impl Drop for MockGuard {
     fn drop(&mut self) {
         // No context, hence no mock device, outlives the module.
         #[cfg(CONFIG_IOMMUFD_TEST)]
-        mock::MOCK.unregister();
+        mock::unregister();
     }
 }
 

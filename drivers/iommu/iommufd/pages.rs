@@ -40,7 +40,7 @@ use kernel::{new_condvar, new_mutex};
 use crate::object::AccountMode;
 #[cfg(CONFIG_DMA_SHARED_BUFFER)]
 use kernel::dma_buf::{DmaBuf, Importer, PinnedAttachment};
-use kernel::iommu::domain::Domain;
+use kernel::iommu::domain::{Domain, Prot};
 
 pub(crate) const PAGE: u64 = PAGE_SIZE as u64;
 /// Page indexes per storage chunk.
@@ -445,7 +445,7 @@ impl Pages {
         iova: u64,
         first_byte: u64,
         last_byte: u64,
-        prot: u32,
+        prot: Prot,
         small: bool,
     ) -> Result {
         #[cfg(CONFIG_DMA_SHARED_BUFFER)]
@@ -460,7 +460,10 @@ impl Pages {
                 return Err(EINVAL);
             }
             st.mapped.reserve(1, GFP_KERNEL_ACCOUNT)?;
-            domain.map(iova, st.phys + start + first_byte, len as usize, prot)?;
+            // SAFETY: The buffer's memory, pinned by the attachment; its
+            // exporter revokes it under the reservation lock, and
+            // `invalidate` unmaps all of `mapped` then.
+            unsafe { domain.map(iova, st.phys + start + first_byte, len as usize, prot)? };
             st.mapped
                 .push((domain.clone(), iova, len), GFP_KERNEL_ACCOUNT)?;
             return Ok(());
@@ -480,7 +483,10 @@ impl Pages {
                 Some((ri, rp, rl)) if !small && *ri + *rl == at && *rp + *rl == paddr => *rl += len,
                 _ => {
                     if let Some((ri, rp, rl)) = run.replace((at, paddr, len)) {
-                        domain.map(ri, rp, rl as usize, prot)?;
+                        // SAFETY: Pinned pages, which stay pinned while
+                        // mapped: the caller holds a user on them until
+                        // `unmap_range`.
+                        unsafe { domain.map(ri, rp, rl as usize, prot)? };
                         mapped += rl;
                     }
                 }
@@ -488,7 +494,8 @@ impl Pages {
             Ok(())
         });
         let res = res.and_then(|()| match run {
-            Some((ri, rp, rl)) => domain.map(ri, rp, rl as usize, prot),
+            // SAFETY: As above.
+            Some((ri, rp, rl)) => unsafe { domain.map(ri, rp, rl as usize, prot) },
             None => Ok(()),
         });
         if res.is_err() && mapped != 0 {

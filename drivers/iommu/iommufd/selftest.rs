@@ -10,8 +10,8 @@ use kernel::bindings;
 use kernel::dma_buf::{self, DmaBuf};
 use kernel::error::from_err_ptr;
 use kernel::fs::file::{flags::O_CLOEXEC, File, FileDescriptorReservation};
-use kernel::iommu::driver::BusDevice;
-use kernel::iommu::fault::{PageRequest, PAGE_REQUEST_LAST_PAGE, PAGE_REQUEST_PASID_VALID};
+use kernel::iommu::driver::{BusDevice, Registration};
+use kernel::iommu::fault::{FaultPerm, PageRequest, PageRequestFlag, PageRequestFlags};
 use kernel::mm::gup::{UserPageRef, PIN_COUNTING_BIAS};
 use kernel::new_mutex;
 use kernel::page::PAGE_SIZE;
@@ -219,7 +219,9 @@ pub(crate) fn test_ioctl(ucmd: &mut Ucmd<'_, iommu_test_cmd>) -> Result {
         // check_iotlb: { __u32 id; __u32 iotlb; }
         OP_MD_CHECK_IOTLB => {
             let hwpt = ucmd.ctx.objects.get::<HwptNested>(cmd.id)?;
-            let nested = mock::MOCK.nested_data_of(&hwpt.domain).ok_or(EINVAL)?;
+            let nested = mock::registration()?
+                .nested_data_of(&hwpt.domain)
+                .ok_or(EINVAL)?;
             let entry = nested.iotlb.get(arg_u32(cmd, 0) as usize).ok_or(EINVAL)?;
             if entry.load(Relaxed) != arg_u32(cmd, 4) {
                 return Err(EINVAL);
@@ -231,7 +233,7 @@ pub(crate) fn test_ioctl(ucmd: &mut Ucmd<'_, iommu_test_cmd>) -> Result {
         // check_dev_cache: { __u32 id; __u32 cache; }
         OP_DEV_CHECK_CACHE => {
             let idev = ucmd.ctx.objects.get::<Device>(cmd.id)?;
-            let data = mock::MOCK.data_of(idev.dev()).ok_or(EINVAL)?;
+            let data = Registration::<mock::MockIommu>::data_of(idev.dev()).ok_or(EINVAL)?;
             let entry = data.cache.get(arg_u32(cmd, 0) as usize).ok_or(EINVAL)?;
             if entry.load(Relaxed) != arg_u32(cmd, 4) {
                 return Err(EINVAL);
@@ -638,7 +640,7 @@ fn mock_domain(ucmd: &mut Ucmd<'_, iommu_test_cmd>, dev_flags: u32) -> Result {
     } else {
         &[(c"pasid-num-bits", 0)]
     };
-    let bus_dev = mock::MOCK.add_device(
+    let bus_dev = mock::registration()?.add_device(
         &name,
         mock::MockDevData::new(dev_flags & MOCK_FLAGS_DEVICE_NO_DIRTY != 0),
         props,
@@ -710,7 +712,9 @@ fn mock_dirty(
         return Err(EOVERFLOW);
     }
     let hwpt = ctx.objects.get::<HwptPaging>(hwpt_id)?;
-    let mock = mock::MOCK.paging_data_of(&hwpt.domain).ok_or(EINVAL)?;
+    let mock = mock::registration()?
+        .paging_data_of(&hwpt.domain)
+        .ok_or(EINVAL)?;
     if !mock.tracking() {
         return Err(EINVAL);
     }
@@ -742,19 +746,20 @@ fn mock_dirty(
 fn trigger_iopf(ctx: &Ctx, cmd: &iommu_test_cmd) -> Result {
     let idev = ctx.objects.get::<Device>(arg_u32(cmd, 0))?;
     let pasid = arg_u32(cmd, 4);
-    let mut flags = PAGE_REQUEST_LAST_PAGE;
+    let mut flags = PageRequestFlags::from(PageRequestFlag::LastPage);
     if pasid != 0 {
         // IOMMU_NO_PASID is 0.
-        flags |= PAGE_REQUEST_PASID_VALID;
+        flags |= PageRequestFlag::PasidValid;
     }
     let req = PageRequest {
         flags,
         pasid,
         grpid: arg_u32(cmd, 8),
-        perm: arg_u32(cmd, 12),
+        perm: FaultPerm::from_bits_retain(arg_u32(cmd, 12)),
         addr: arg_u64(cmd, 16),
     };
-    if mock::MOCK.data_of(idev.dev()).is_none() {
+    let reg = mock::registration()?;
+    if Registration::<mock::MockIommu>::data_of(idev.dev()).is_none() {
         return Err(EINVAL);
     }
     // As upstream, whether anyone takes the fault is not the trigger's
@@ -763,7 +768,7 @@ fn trigger_iopf(ctx: &Ctx, cmd: &iommu_test_cmd) -> Result {
         // SAFETY: The device's attach lock is held: its group is not
         // attached, replaced or detached meanwhile (only `Device` attaches
         // it, under that lock).
-        let _ = unsafe { mock::MOCK.report_fault(idev.dev(), &req) };
+        let _ = unsafe { reg.report_fault(idev.dev(), &req) };
     });
     Ok(())
 }

@@ -56,7 +56,7 @@ impl UserData {
     /// # Safety
     ///
     /// `ptr` is valid for reads for `'a`.
-    pub(crate) unsafe fn from_raw<'a>(ptr: *const bindings::iommu_user_data) -> &'a Self {
+    pub unsafe fn from_raw<'a>(ptr: *const bindings::iommu_user_data) -> &'a Self {
         // SAFETY: `Self` is a transparent wrapper; the caller guarantees
         // validity.
         unsafe { &*ptr.cast() }
@@ -117,7 +117,7 @@ impl UserDataArray {
     ///
     /// `ptr` is valid for reads and writes, and not otherwise used, for
     /// `'a`.
-    pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::iommu_user_data_array) -> &'a mut Self {
+    pub unsafe fn from_raw<'a>(ptr: *mut bindings::iommu_user_data_array) -> &'a mut Self {
         // SAFETY: `Self` is a transparent wrapper; the caller guarantees
         // validity and exclusivity.
         unsafe { &mut *ptr.cast() }
