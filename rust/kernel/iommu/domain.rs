@@ -269,6 +269,9 @@ impl DmaOwner {
     /// driver uses the DMA API on the group, `EPERM` if another owner has
     /// it, `ENODEV` if `dev` has no IOMMU group, `EINVAL` if `owner` is
     /// NULL.
+    // The core compares `owner` with the cookies of other claims, never
+    // dereferences it.
+    #[allow(clippy::not_unsafe_ptr_arg_deref)]
     pub fn claim(dev: &Device, owner: *mut c_void) -> Result<Arc<Self>> {
         if owner.is_null() {
             // The core would warn.

@@ -382,7 +382,7 @@ impl<T: Driver> Registration<T> {
                 iommu,
                 core::ptr::null_mut(),
                 core::ptr::null_mut(),
-                c"%s".as_ptr().cast(),
+                c"%s".as_char_ptr(),
                 name.as_char_ptr(),
             );
             if rc != 0 {
@@ -518,7 +518,7 @@ impl<T: Driver> Registration<T> {
             (*dev).release = Some(release_device::<T>);
         }
         // SAFETY: `dev` is initialised; the format takes one C string.
-        let rc = unsafe { bindings::dev_set_name(dev, c"%s".as_ptr().cast(), name.as_char_ptr()) };
+        let rc = unsafe { bindings::dev_set_name(dev, c"%s".as_char_ptr(), name.as_char_ptr()) };
         let rc = if rc == 0 && !u32_props.is_empty() {
             // SAFETY: `dev` is initialised; `props` is a terminated list,
             // which the core copies.
