@@ -23,22 +23,6 @@
 #define PAGE 4096UL
 #define BASE MOCK_APERTURE_START
 
-static int map_file(int fd, __u32 ioas_id, int mfd, __u64 start,
-		    __u64 length, __u64 iova)
-{
-	struct iommu_ioas_map_file cmd = {
-		.size = sizeof(cmd),
-		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | RW,
-		.ioas_id = ioas_id,
-		.fd = mfd,
-		.start = start,
-		.length = length,
-		.iova = iova,
-	};
-
-	return ioctl(fd, IOMMU_IOAS_MAP_FILE, &cmd);
-}
-
 static int unmap_all(int fd, __u32 ioas_id)
 {
 	struct iommu_ioas_unmap cmd = {

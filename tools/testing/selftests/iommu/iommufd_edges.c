@@ -64,22 +64,6 @@ static int copy(int fd, __u32 src, __u64 src_iova, __u32 dst, __u64 dst_iova,
 	return ioctl(fd, IOMMU_IOAS_COPY, &cmd);
 }
 
-static int map_file(int fd, __u32 ioas, int mfd, __u64 start, __u64 length,
-		    __u64 iova)
-{
-	struct iommu_ioas_map_file cmd = {
-		.size = sizeof(cmd),
-		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | RW,
-		.ioas_id = ioas,
-		.fd = mfd,
-		.start = start,
-		.length = length,
-		.iova = iova,
-	};
-
-	return ioctl(fd, IOMMU_IOAS_MAP_FILE, &cmd);
-}
-
 static int set_compat_ioas(int fd, __u32 ioas)
 {
 	struct iommu_vfio_ioas cmd = {
@@ -147,21 +131,6 @@ static int get_bitmap(int fd, __u32 hwpt, __u64 iova, __u64 length,
 }
 
 /* Returns the access file descriptor, or -1 with errno. */
-static int create_access(int fd, __u32 ioas)
-{
-	struct iommu_test_cmd cmd = {
-		.size = sizeof(cmd),
-		.op = IOMMU_TEST_OP_CREATE_ACCESS,
-		.id = ioas,
-		.create_access = {
-			.flags = MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES },
-	};
-
-	if (ioctl(fd, IOMMU_TEST_CMD, &cmd))
-		return -1;
-	return cmd.create_access.out_access_fd;
-}
-
 static int access_pages(int fd, int access, __u64 iova, __u64 length,
 			void *uptr)
 {
@@ -352,7 +321,8 @@ TEST_F(edges, access_at_the_top)
 {
 	unsigned char *b = self->buf;
 	unsigned char tmp[16];
-	int access = create_access(self->fd, self->ioas);
+	int access = create_access(self->fd, self->ioas,
+				   MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES);
 
 	ASSERT_LE(0, access);
 	/* Nothing mapped there: ENOENT, before the page alignment. */

@@ -26,21 +26,6 @@
 #define PAGE 4096UL
 #define BASE_IOVA 0x100000UL
 
-/* Returns the access file descriptor, or -1 with errno. */
-static int create_access(int fd, __u32 ioas_id, __u32 flags)
-{
-	struct iommu_test_cmd cmd = {
-		.size = sizeof(cmd),
-		.op = IOMMU_TEST_OP_CREATE_ACCESS,
-		.id = ioas_id,
-		.create_access = { .flags = flags },
-	};
-
-	if (ioctl(fd, IOMMU_TEST_CMD, &cmd))
-		return -1;
-	return cmd.create_access.out_access_fd;
-}
-
 static int access_pages(int fd, int access, __u64 iova, __u64 length,
 			void *uptr, __u32 flags, __u32 *item)
 {

@@ -60,22 +60,6 @@ static int get_hw_info(int fd, __u32 dev_id)
 	return ioctl(fd, IOMMU_GET_HW_INFO, &cmd);
 }
 
-static int map_file(int fd, __u32 ioas_id, int mfd, __u64 start, __u64 length,
-		    __u64 iova)
-{
-	struct iommu_ioas_map_file cmd = {
-		.size = sizeof(cmd),
-		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | RW,
-		.ioas_id = ioas_id,
-		.fd = mfd,
-		.start = start,
-		.length = length,
-		.iova = iova,
-	};
-
-	return ioctl(fd, IOMMU_IOAS_MAP_FILE, &cmd);
-}
-
 static int change_process(int fd)
 {
 	struct iommu_ioas_change_process cmd = { .size = sizeof(cmd) };
@@ -93,21 +77,6 @@ static int set_rlimit_mode(int fd, int mm_mode)
 	};
 
 	return ioctl(fd, IOMMU_OPTION, &cmd);
-}
-
-/* Returns the access file descriptor, or -1 with errno. */
-static int create_access(int fd, __u32 ioas_id, __u32 flags)
-{
-	struct iommu_test_cmd cmd = {
-		.size = sizeof(cmd),
-		.op = IOMMU_TEST_OP_CREATE_ACCESS,
-		.id = ioas_id,
-		.create_access = { .flags = flags },
-	};
-
-	if (ioctl(fd, IOMMU_TEST_CMD, &cmd))
-		return -1;
-	return cmd.create_access.out_access_fd;
 }
 
 static int access_pages(int fd, int access, __u64 iova, __u64 length)

@@ -184,4 +184,39 @@ static inline long status_kb(const char *key)
 	return val;
 }
 
+/*
+ * An access to @ioas_id (IOMMU_TEST_OP_CREATE_ACCESS): its file descriptor,
+ * or -1 with errno.
+ */
+static inline int create_access(int fd, __u32 ioas_id, __u32 flags)
+{
+	struct iommu_test_cmd cmd = {
+		.size = sizeof(cmd),
+		.op = IOMMU_TEST_OP_CREATE_ACCESS,
+		.id = ioas_id,
+		.create_access = { .flags = flags },
+	};
+
+	if (ioctl(fd, IOMMU_TEST_CMD, &cmd))
+		return -1;
+	return cmd.create_access.out_access_fd;
+}
+
+/* Maps [start, start + length) of the memfd @mfd read-write at @iova. */
+static inline int map_file(int fd, __u32 ioas_id, int mfd, __u64 start,
+			   __u64 length, __u64 iova)
+{
+	struct iommu_ioas_map_file cmd = {
+		.size = sizeof(cmd),
+		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | RW,
+		.ioas_id = ioas_id,
+		.fd = mfd,
+		.start = start,
+		.length = length,
+		.iova = iova,
+	};
+
+	return ioctl(fd, IOMMU_IOAS_MAP_FILE, &cmd);
+}
+
 #endif
