@@ -258,19 +258,6 @@ static int check_refs64(int fd, __u64 uptr, __u64 length, __u32 refs)
 }
 
 /* Returns the access file descriptor, or -1 with errno. */
-static int create_access(int fd, __u32 ioas, __u32 flags)
-{
-	struct iommu_test_cmd cmd = {
-		.op = IOMMU_TEST_OP_CREATE_ACCESS,
-		.id = ioas,
-		.create_access = { .flags = flags },
-	};
-
-	if (test_cmd(fd, &cmd))
-		return -1;
-	return cmd.create_access.out_access_fd;
-}
-
 static int access_pages(int fd, int access, __u64 iova, __u64 length,
 			__u64 uptr, __u32 flags, __u32 *item)
 {

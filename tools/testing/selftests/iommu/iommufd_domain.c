@@ -231,11 +231,11 @@ TEST_F(domain, map_file_and_change_process)
 	ASSERT_EQ(0, mock_domain(self->fd, self->ioas_id, &stdev, &hwpt,
 				 NULL));
 
-	EXPECT_ERRNO(EBADF, map_file(self->fd, self->ioas_id, 1000, 0, PAGE,
+	EXPECT_ERRNO(EBADF, map_file_fixed(self->fd, self->ioas_id, 1000, 0, PAGE,
 				     BASE));
-	EXPECT_ERRNO(EINVAL, map_file(self->fd, self->ioas_id, mfd, 0, 0,
+	EXPECT_ERRNO(EINVAL, map_file_fixed(self->fd, self->ioas_id, mfd, 0, 0,
 				      BASE));
-	ASSERT_EQ(0, map_file(self->fd, self->ioas_id, mfd, 0, 4 * PAGE,
+	ASSERT_EQ(0, map_file_fixed(self->fd, self->ioas_id, mfd, 0, 4 * PAGE,
 			      BASE));
 	EXPECT_EQ(16, status_kb("VmPin"));
 	ASSERT_EQ(0, ioctl(self->fd, IOMMU_IOAS_CHANGE_PROCESS, &cp));

@@ -247,16 +247,16 @@ TEST_F(edges, map_file_offsets_at_the_top)
 
 	ASSERT_LE(0, mfd);
 	ASSERT_EQ(0, ftruncate(mfd, PAGE));
-	EXPECT_ERRNO(ENOENT, map_file(self->fd, self->ioas + 100, mfd, 0, 0,
+	EXPECT_ERRNO(ENOENT, map_file_fixed(self->fd, self->ioas + 100, mfd, 0, 0,
 				      0x100000));
-	EXPECT_ERRNO(EINVAL, map_file(self->fd, self->ioas, mfd, 0, 0,
+	EXPECT_ERRNO(EINVAL, map_file_fixed(self->fd, self->ioas, mfd, 0, 0,
 				      0x100000));
-	EXPECT_ERRNO(EOVERFLOW, map_file(self->fd, self->ioas, mfd, TOP(PAGE),
+	EXPECT_ERRNO(EOVERFLOW, map_file_fixed(self->fd, self->ioas, mfd, TOP(PAGE),
 					 PAGE + 1, 0x100000));
 	/* Nothing pins the pages without a domain: the map succeeds. */
-	ASSERT_EQ(0, map_file(self->fd, self->ioas, mfd, TOP(PAGE), PAGE,
+	ASSERT_EQ(0, map_file_fixed(self->fd, self->ioas, mfd, TOP(PAGE), PAGE,
 			      0x100000));
-	ASSERT_EQ(0, map_file(self->fd, self->ioas, mfd, UINT64_MAX, 1,
+	ASSERT_EQ(0, map_file_fixed(self->fd, self->ioas, mfd, UINT64_MAX, 1,
 			      TOP(PAGE)));
 	ASSERT_EQ(0, unmap(self->fd, self->ioas, 0, UINT64_MAX, &n));
 	EXPECT_EQ(PAGE + 1, n);

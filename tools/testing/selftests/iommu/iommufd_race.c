@@ -309,7 +309,7 @@ static void change_process_owner(struct __test_metadata *_metadata, void *arg)
 	ASSERT_LE(0, mfd);
 	ASSERT_EQ(0, ioas_alloc(fd, &ioas_id));
 	ASSERT_EQ(0, mock_domain(fd, ioas_id, NULL, NULL, NULL));
-	ASSERT_EQ(0, map_file(fd, ioas_id, mfd, 0, npages * PAGE, BASE_IOVA));
+	ASSERT_EQ(0, map_file_fixed(fd, ioas_id, mfd, 0, npages * PAGE, BASE_IOVA));
 	ASSERT_EQ(npages * 4, status_kb("VmPin"));
 	ASSERT_EQ(mm_mode ? npages * 4 : 0, status_kb("VmLck"));
 
@@ -379,7 +379,7 @@ static void *map_loop(void *arg)
 	struct pinner *p = arg;
 
 	while (!p->stop) {
-		if (map_file(p->fd, p->ioas_id, p->mfd, 0, CP_PAGES * PAGE,
+		if (map_file_fixed(p->fd, p->ioas_id, p->mfd, 0, CP_PAGES * PAGE,
 			     BASE_IOVA) ||
 		    unmap(p->fd, p->ioas_id, BASE_IOVA, CP_PAGES * PAGE,
 			  NULL)) {
@@ -412,7 +412,7 @@ static void change_process_race(struct __test_metadata *_metadata, void *arg)
 	b = a;
 	/* A: a standing mapping, pinned while a device is attached. */
 	ASSERT_EQ(0, ioas_alloc(fd, &a.ioas_id));
-	ASSERT_EQ(0, map_file(fd, a.ioas_id, mfd, 0, CP_PAGES * PAGE,
+	ASSERT_EQ(0, map_file_fixed(fd, a.ioas_id, mfd, 0, CP_PAGES * PAGE,
 			      BASE_IOVA));
 	/* B: a device always attached, mappings that come and go. */
 	ASSERT_EQ(0, ioas_alloc(fd, &b.ioas_id));

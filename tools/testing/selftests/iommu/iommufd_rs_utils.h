@@ -203,8 +203,8 @@ static inline int create_access(int fd, __u32 ioas_id, __u32 flags)
 }
 
 /* Maps [start, start + length) of the memfd @mfd read-write at @iova. */
-static inline int map_file(int fd, __u32 ioas_id, int mfd, __u64 start,
-			   __u64 length, __u64 iova)
+static inline int map_file_fixed(int fd, __u32 ioas_id, int mfd,
+				 __u64 start, __u64 length, __u64 iova)
 {
 	struct iommu_ioas_map_file cmd = {
 		.size = sizeof(cmd),
