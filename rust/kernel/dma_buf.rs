@@ -16,7 +16,7 @@ use crate::{
     str::CStr,
     types::Opaque,
 };
-use core::ptr::NonNull;
+use core::{any::TypeId, ptr::NonNull};
 
 /// A reference to a DMA buffer (`dma_buf_get()`/`dma_buf_put()`).
 ///
@@ -159,6 +159,12 @@ impl<T: Importer> PinnedAttachment<T> {
         &self.buf
     }
 
+    /// `dma_buf_attach_ops::invalidate_mappings`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the core, with the reservation lock held, for an
+    /// attachment made by [`Self::new`] that is not detached yet.
     unsafe extern "C" fn invalidate(attach: *mut bindings::dma_buf_attachment) {
         // SAFETY: The core passes our attachment, whose `importer_priv` is
         // the pinned `ImportBox<T>` that outlives it.
@@ -181,15 +187,24 @@ impl<T: Importer> Drop for PinnedAttachment<T> {
 /// What an exporter made with [`export`] keeps with its buffer.
 pub trait Exporter: Send + Sync + 'static {}
 
+/// What every buffer of [`export`] points to first, whatever its exporter.
+#[repr(C)]
+struct ExportHeader {
+    ops: Opaque<bindings::dma_buf_ops>,
+    /// The exporter type, checked by [`exporter_data`].
+    exporter: TypeId,
+}
+
 /// The exporter's ops table and data, which the buffer points to.
 #[repr(C)]
 struct ExportBox<T: Exporter> {
-    ops: Opaque<bindings::dma_buf_ops>,
+    header: ExportHeader,
     data: T,
 }
 
 /// Exports a buffer of `size` bytes described by `data`, named `name`, and
-/// returns a new file descriptor for it (opened with the `O_*` `flags`).
+/// returns a new file descriptor for it, opened with `flags` (the
+/// [`O_*` flags](crate::fs::file::flags) of a file, such as `O_CLOEXEC`).
 ///
 /// Importers cannot map it (`map_dma_buf` fails with `EOPNOTSUPP`): they
 /// learn its memory from the exporter through [`exporter_data`].
@@ -202,14 +217,17 @@ pub fn export<T: Exporter>(
 ) -> Result<i32> {
     let b = KBox::new(
         ExportBox {
-            ops: Opaque::zeroed(),
+            header: ExportHeader {
+                ops: Opaque::zeroed(),
+                exporter: TypeId::of::<T>(),
+            },
             data,
         },
         GFP_KERNEL,
     )?;
     // SAFETY: The ops are ours and zeroed.
     unsafe {
-        let ops = b.ops.get();
+        let ops = b.header.ops.get();
         (*ops).attach = Some(export_attach);
         (*ops).detach = Some(export_detach);
         (*ops).map_dma_buf = Some(export_map);
@@ -222,7 +240,7 @@ pub fn export<T: Exporter>(
     info.exp_name = name.as_char_ptr();
     info.owner = module.as_ptr();
     // SAFETY: `b` is valid; the box lives until `release`.
-    info.ops = unsafe { (*b).ops.get() };
+    info.ops = unsafe { (*b).header.ops.get() };
     info.size = size;
     info.flags = flags as c_int;
     info.priv_ = b.cast();
@@ -245,18 +263,24 @@ pub fn export<T: Exporter>(
     Ok(fd)
 }
 
-/// The data of a buffer exported by [`export`] under `name` (compared by
-/// address, so the same `'static` name), if `buf` is one.
+/// The data of a buffer exported by [`export::<T>`](export) under `name`
+/// (compared by address, so the same `'static` name), if `buf` is one.
 pub fn exporter_data<'a, T: Exporter>(buf: &'a DmaBuf, name: &'static CStr) -> Option<&'a T> {
-    // SAFETY: The buffer is valid; `exp_name` is immutable.
-    let exp_name = unsafe { (*buf.as_ptr()).exp_name };
+    // SAFETY: The buffer is valid; `exp_name` and `priv_` are immutable.
+    let (exp_name, priv_) = unsafe { ((*buf.as_ptr()).exp_name, (*buf.as_ptr()).priv_) };
+    // Our name, which only `export` gives buffers.
     if exp_name != name.as_char_ptr() {
         return None;
     }
-    // SAFETY: Buffers exported under `name` by `export::<T>` carry an
-    // `ExportBox<T>` as private data until released, which our reference
-    // prevents.
-    Some(unsafe { &(*(*buf.as_ptr()).priv_.cast::<ExportBox<T>>()).data })
+    // SAFETY: Buffers exported under `name` by `export::<U>` (for some `U`)
+    // carry an `ExportBox<U>` as private data until released, which our
+    // reference prevents; its header comes first (`repr(C)`).
+    let exporter = unsafe { (*priv_.cast::<ExportHeader>()).exporter };
+    if exporter != TypeId::of::<T>() {
+        return None;
+    }
+    // SAFETY: As above, with `U` = `T`.
+    Some(unsafe { &(*priv_.cast::<ExportBox<T>>()).data })
 }
 
 /// Tells the importers of `buf` that its memory moves or goes
@@ -270,6 +294,11 @@ pub fn invalidate(buf: &DmaBuf, update: impl FnOnce()) {
     });
 }
 
+/// `dma_buf_ops::attach` of [`export`]'s buffers: anyone may attach.
+///
+/// # Safety
+///
+/// Called by the core; touches nothing.
 unsafe extern "C" fn export_attach(
     _buf: *mut bindings::dma_buf,
     _attach: *mut bindings::dma_buf_attachment,
@@ -277,12 +306,23 @@ unsafe extern "C" fn export_attach(
     0
 }
 
+/// `dma_buf_ops::detach` of [`export`]'s buffers.
+///
+/// # Safety
+///
+/// Called by the core; touches nothing.
 unsafe extern "C" fn export_detach(
     _buf: *mut bindings::dma_buf,
     _attach: *mut bindings::dma_buf_attachment,
 ) {
 }
 
+/// `dma_buf_ops::map_dma_buf` of [`export`]'s buffers: they have no
+/// scatterlist.
+///
+/// # Safety
+///
+/// Called by the core; touches nothing.
 unsafe extern "C" fn export_map(
     _attach: *mut bindings::dma_buf_attachment,
     _dir: bindings::dma_data_direction,
@@ -290,6 +330,11 @@ unsafe extern "C" fn export_map(
     EOPNOTSUPP.to_ptr()
 }
 
+/// `dma_buf_ops::unmap_dma_buf` of [`export`]'s buffers (never mapped).
+///
+/// # Safety
+///
+/// Called by the core; touches nothing.
 unsafe extern "C" fn export_unmap(
     _attach: *mut bindings::dma_buf_attachment,
     _sgt: *mut bindings::sg_table,
@@ -297,15 +342,26 @@ unsafe extern "C" fn export_unmap(
 ) {
 }
 
+/// `dma_buf_ops::release` of [`export`]'s buffers: frees the exporter's
+/// data.
+///
+/// # Safety
+///
+/// Called by the core, once, for a buffer exported by `export::<T>`.
 unsafe extern "C" fn export_release<T: Exporter>(buf: *mut bindings::dma_buf) {
     // SAFETY: The buffer's private data is the box `export` leaked; the core
     // releases a buffer once.
     drop(unsafe { KBox::from_raw((*buf).priv_.cast::<ExportBox<T>>()) });
 }
 
-/// The physical address of a `kmalloc()`ed buffer (physically contiguous),
-/// for exporters that describe their buffer by address.
+/// The physical address of the `kmalloc()`ed buffer of `mem` (physically
+/// contiguous), for exporters that describe their buffer by address; 0 if
+/// it has none (no capacity).
 pub fn kmalloc_phys_addr(mem: &KVec<u8>) -> bindings::phys_addr_t {
+    if mem.capacity() == 0 {
+        // No allocation: the pointer is dangling, not in the direct map.
+        return 0;
+    }
     // SAFETY: `KVec` allocates with `kmalloc()`, whose memory is in the
     // direct map, where `virt_to_phys()` is valid.
     unsafe { bindings::virt_to_phys(mem.as_ptr().cast_mut().cast()) }

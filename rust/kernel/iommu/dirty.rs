@@ -12,11 +12,29 @@
 //! C headers: [`include/linux/iommu.h`](srctree/include/linux/iommu.h),
 //! [`include/linux/iova_bitmap.h`](srctree/include/linux/iova_bitmap.h)
 
-use crate::{bindings, error::to_result, prelude::*, types::Opaque};
+use crate::{bindings, error::to_result, impl_flags, prelude::*, types::Opaque};
 use core::{marker::PhantomData, ptr::NonNull};
 
-/// `IOMMU_DIRTY_NO_CLEAR`: read the dirty bits but leave them set.
-pub const NO_CLEAR: u32 = bindings::IOMMU_DIRTY_NO_CLEAR;
+impl_flags!(
+    /// How dirty bits are read (`IOMMU_DIRTY_*` flags).
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct DirtyFlags(u32);
+
+    /// One way of reading dirty bits.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum DirtyFlag {
+        /// `IOMMU_DIRTY_NO_CLEAR`: read the dirty bits but leave them set.
+        NoClear = bindings::IOMMU_DIRTY_NO_CLEAR,
+    }
+);
+
+impl DirtyFlags {
+    /// The flags in `raw` (as the core passes them to drivers); bits that
+    /// are no `IOMMU_DIRTY_*` flag are dropped.
+    pub fn from_bits_truncate(raw: u32) -> Self {
+        Self(raw & Self::all_bits())
+    }
+}
 
 /// A bitmap of IOVA in user memory (`struct iova_bitmap`), freed when
 /// dropped.
@@ -32,7 +50,9 @@ impl IovaBitmap {
     /// The bitmap at the user address `uptr` for `[iova, iova + length)`,
     /// one bit per `page_size` bytes.
     pub fn new(iova: u64, length: u64, page_size: u64, uptr: u64) -> Result<Self> {
-        // SAFETY: The core checks and pins the user memory itself.
+        // SAFETY: Any values may be passed: the core checks them, and pins
+        // the user memory itself (the pointer is a user address, never
+        // dereferenced by the kernel directly).
         let p = unsafe {
             bindings::iova_bitmap_alloc(
                 iova as c_ulong,
@@ -53,6 +73,11 @@ impl IovaBitmap {
     /// stops at the first error.
     pub fn for_each(&self, mut f: impl FnMut(u64, usize) -> Result) -> Result {
         type F<'a> = &'a mut dyn FnMut(u64, usize) -> Result;
+        /// Runs the closure of `for_each` on one chunk.
+        ///
+        /// # Safety
+        ///
+        /// `opaque` is the `F` `for_each` passes, live for the call.
         unsafe extern "C" fn step(
             _bitmap: *mut bindings::iova_bitmap,
             iova: c_ulong,
@@ -151,13 +176,13 @@ pub struct DirtyBitmap<'a> {
     _p: PhantomData<&'a mut bindings::iommu_dirty_bitmap>,
 }
 
-impl DirtyBitmap<'_> {
+impl<'a> DirtyBitmap<'a> {
     /// Wraps the core's record.
     ///
     /// # Safety
     ///
     /// `ptr` is a valid record, not otherwise used for `'a`.
-    pub(crate) unsafe fn from_raw(ptr: *mut bindings::iommu_dirty_bitmap) -> Self {
+    pub unsafe fn from_raw(ptr: *mut bindings::iommu_dirty_bitmap) -> Self {
         Self {
             ptr,
             _p: PhantomData,

@@ -4,7 +4,10 @@
 //! ownership, paging domains and attaching groups to them - what iommufd
 //! does with a device.
 //!
-//! C header: [`include/linux/iommu.h`](srctree/include/linux/iommu.h)
+//! C headers: [`include/linux/iommu.h`](srctree/include/linux/iommu.h),
+//! [`drivers/iommu/iommu-priv.h`](srctree/drivers/iommu/iommu-priv.h)
+//! (the `IOMMUFD_INTERNAL` entry points: a module using them imports that
+//! namespace).
 
 use super::fault::FaultSink;
 use super::user_data::{UserData, UserDataArray};
@@ -12,6 +15,7 @@ use crate::{
     bindings,
     device::Device,
     error::{from_err_ptr, to_result},
+    impl_flags,
     prelude::*,
     sync::aref::{ARef, AlwaysRefCounted},
     sync::Arc,
@@ -19,40 +23,110 @@ use crate::{
 };
 use core::ptr::NonNull;
 
-// From `drivers/iommu/iommu-priv.h`, exported to iommufd
-// (`IOMMUFD_INTERNAL`): the caller's module imports that namespace.
-// Only pointers cross: the lint looks into the structures, which bindgen
-// could not complete for Rust (the `bindings` crate allows it too).
-#[allow(improper_ctypes)]
-extern "C" {
-    fn iommu_attach_group_handle(
-        domain: *mut bindings::iommu_domain,
-        group: *mut bindings::iommu_group,
-        handle: *mut bindings::iommu_attach_handle,
-    ) -> c_int;
-    fn iommu_detach_group_handle(
-        domain: *mut bindings::iommu_domain,
-        group: *mut bindings::iommu_group,
-    );
-    fn iommu_replace_group_handle(
-        group: *mut bindings::iommu_group,
-        new_domain: *mut bindings::iommu_domain,
-        handle: *mut bindings::iommu_attach_handle,
-    ) -> c_int;
-    fn iommu_replace_device_pasid(
-        domain: *mut bindings::iommu_domain,
-        dev: *mut bindings::device,
-        pasid: bindings::ioasid_t,
-        handle: *mut bindings::iommu_attach_handle,
-    ) -> c_int;
+impl_flags!(
+    /// What the devices behind a domain may do with a mapping (`IOMMU_*`
+    /// protection flags).
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Prot(u32);
+
+    /// One permission or attribute of a mapping.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum ProtFlag {
+        /// `IOMMU_READ`: devices may read.
+        Read = bindings::IOMMU_READ,
+        /// `IOMMU_WRITE`: devices may write.
+        Write = bindings::IOMMU_WRITE,
+        /// `IOMMU_CACHE`: DMA is cache coherent.
+        Cache = bindings::IOMMU_CACHE,
+        /// `IOMMU_NOEXEC`: devices may not execute from the mapping.
+        NoExec = bindings::IOMMU_NOEXEC,
+        /// `IOMMU_MMIO`: the mapping is of device memory (an MSI doorbell).
+        Mmio = bindings::IOMMU_MMIO,
+        /// `IOMMU_PRIV`: only privileged transactions may use the mapping.
+        Priv = bindings::IOMMU_PRIV,
+    }
+);
+
+impl Prot {
+    /// The flags in `raw` (as the core passes them to drivers); bits that
+    /// are no `IOMMU_*` protection flag are dropped.
+    pub fn from_bits_truncate(raw: u32) -> Self {
+        Self(raw & Self::all_bits())
+    }
 }
 
-/// `IOMMU_READ`: devices may read.
-pub const READ: u32 = bindings::IOMMU_READ;
-/// `IOMMU_WRITE`: devices may write.
-pub const WRITE: u32 = bindings::IOMMU_WRITE;
-/// `IOMMU_CACHE`: DMA is cache coherent.
-pub const CACHE: u32 = bindings::IOMMU_CACHE;
+impl_flags!(
+    /// How a domain is to be made (`IOMMU_HWPT_ALLOC_*`, the flags of
+    /// iommufd's `IOMMU_HWPT_ALLOC` that the core hands to IOMMU drivers).
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct AllocFlags(u32);
+
+    /// One allocation flag.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum AllocFlag {
+        /// `IOMMU_HWPT_ALLOC_NEST_PARENT`: the domain may be the parent of
+        /// nested domains.
+        NestParent = bindings::iommufd_hwpt_alloc_flags_IOMMU_HWPT_ALLOC_NEST_PARENT,
+        /// `IOMMU_HWPT_ALLOC_DIRTY_TRACKING`: the domain tracks what DMA
+        /// writes.
+        DirtyTracking = bindings::iommufd_hwpt_alloc_flags_IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
+        /// `IOMMU_HWPT_ALLOC_PASID`: PASIDs may be attached to the domain.
+        Pasid = bindings::iommufd_hwpt_alloc_flags_IOMMU_HWPT_ALLOC_PASID,
+    }
+);
+
+impl AllocFlags {
+    /// The flags user space asked for, unknown bits included: as the core
+    /// does, the driver is the one to refuse flags it does not know.
+    pub fn from_bits_retain(bits: u32) -> Self {
+        Self(bits)
+    }
+
+    /// Whether every flag set, known or not, is one of `allowed`.
+    pub fn is_within(self, allowed: AllocFlags) -> bool {
+        self.0 & !allowed.0 == 0
+    }
+}
+
+/// A capability of the IOMMU of a device (`enum iommu_cap`).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cap {
+    /// `IOMMU_CAP_CACHE_COHERENCY`: [`ProtFlag::Cache`] is supported.
+    CacheCoherency = bindings::iommu_cap_IOMMU_CAP_CACHE_COHERENCY,
+    /// `IOMMU_CAP_NOEXEC`: [`ProtFlag::NoExec`] is supported.
+    NoExec = bindings::iommu_cap_IOMMU_CAP_NOEXEC,
+    /// `IOMMU_CAP_PRE_BOOT_PROTECTION`: firmware used the IOMMU for DMA
+    /// protection.
+    PreBootProtection = bindings::iommu_cap_IOMMU_CAP_PRE_BOOT_PROTECTION,
+    /// `IOMMU_CAP_ENFORCE_CACHE_COHERENCY`: enforcing cache coherency works
+    /// for the device.
+    EnforceCacheCoherency = bindings::iommu_cap_IOMMU_CAP_ENFORCE_CACHE_COHERENCY,
+    /// `IOMMU_CAP_DEFERRED_FLUSH`: unmapping issues no TLB maintenance.
+    DeferredFlush = bindings::iommu_cap_IOMMU_CAP_DEFERRED_FLUSH,
+    /// `IOMMU_CAP_DIRTY_TRACKING`: domains can track what DMA writes.
+    DirtyTracking = bindings::iommu_cap_IOMMU_CAP_DIRTY_TRACKING,
+    /// `IOMMU_CAP_PCI_ATS_SUPPORTED`: ATS may be enabled for the device.
+    PciAtsSupported = bindings::iommu_cap_IOMMU_CAP_PCI_ATS_SUPPORTED,
+}
+
+impl Cap {
+    /// The capability `raw` (as the core asks drivers about it), if it is
+    /// one of these.
+    pub fn from_raw(raw: bindings::iommu_cap) -> Option<Self> {
+        [
+            Self::CacheCoherency,
+            Self::NoExec,
+            Self::PreBootProtection,
+            Self::EnforceCacheCoherency,
+            Self::DeferredFlush,
+            Self::DirtyTracking,
+            Self::PciAtsSupported,
+        ]
+        .into_iter()
+        .find(|&c| c as u32 == raw)
+    }
+}
 
 /// An IOMMU group (`struct iommu_group`): the devices that translate
 /// together.
@@ -101,26 +175,29 @@ impl Group {
     }
 }
 
+/// Whether `dev` is in a group: the IOMMU core has probed it for an IOMMU.
+fn has_iommu(dev: &Device) -> bool {
+    // SAFETY: `dev` is a valid device.
+    unsafe { bindings::device_iommu_mapped(dev.as_raw()) }
+}
+
 /// The ops of the IOMMU driver of `dev`; `ENODEV` if it has none.
-fn ops_of(dev: &Device) -> Result<&'static bindings::iommu_ops> {
-    let raw = dev.as_raw();
-    // SAFETY: A device with an IOMMU has `iommu` and its IOMMU device set for
-    // as long as it stays probed, which the caller's hold on the device (a
-    // bound user keeps its group) ensures; the ops of a registered IOMMU are
-    // static.
-    unsafe {
-        let iommu = (*raw).iommu;
-        if iommu.is_null() || (*iommu).iommu_dev.is_null() {
-            return Err(ENODEV);
-        }
-        Ok(&*(*(*iommu).iommu_dev).ops)
+fn ops_of(dev: &Device) -> Result<&bindings::iommu_ops> {
+    if !has_iommu(dev) {
+        return Err(ENODEV);
     }
+    // SAFETY: The core probed `dev` for its IOMMU (it is in a group), which
+    // set the ops `dev_iommu_ops()` reads; they stay while the device stays
+    // probed, which whoever holds it bound ensures (as the core requires of
+    // the users of a device's IOMMU, `iommu_device_claim_dma_owner()`'s
+    // callers); they are the driver's and outlive the devices it probed.
+    Ok(unsafe { &*bindings::dev_iommu_ops(dev.as_raw()) })
 }
 
 /// What the IOMMU driver of `dev` reports about its hardware
 /// (`iommu_ops::hw_info`) for the `IOMMU_HW_INFO_TYPE_*` `ty` asked for:
 /// the data and its actual type, or `(empty, IOMMU_HW_INFO_TYPE_NONE)` if
-/// the driver reports nothing.  `dev` must have an IOMMU (a group).
+/// the driver reports nothing.  `ENODEV` if `dev` has no IOMMU.
 pub fn hw_info(dev: &Device, ty: u32) -> Result<(KVec<u8>, u32)> {
     let raw = dev.as_raw();
     let ops = ops_of(dev)?;
@@ -148,17 +225,16 @@ pub fn hw_info(dev: &Device, ty: u32) -> Result<(KVec<u8>, u32)> {
     Ok((v, out_ty))
 }
 
-/// `log2` of the number of PASIDs `dev` has enabled, 0 for none.
+/// `log2` of the number of PASIDs `dev` has enabled, 0 for none (or no
+/// IOMMU).
 pub fn max_pasid_log2(dev: &Device) -> u8 {
-    // SAFETY: `dev` is valid; `iommu` is set while it has an IOMMU.
-    let n = unsafe {
-        let iommu = (*dev.as_raw()).iommu;
-        if iommu.is_null() {
-            0
-        } else {
-            (*iommu).max_pasids
-        }
-    };
+    if !has_iommu(dev) {
+        return 0;
+    }
+    // SAFETY: As in `ops_of`: the core's per-device data (`dev->iommu`) is
+    // set while the device is probed for its IOMMU.  No accessor exists for
+    // this field; the C iommufd reads it too.
+    let n = unsafe { (*(*dev.as_raw()).iommu).max_pasids };
     if n == 0 {
         0
     } else {
@@ -166,31 +242,70 @@ pub fn max_pasid_log2(dev: &Device) -> u8 {
     }
 }
 
-/// Whether the IOMMU of `dev` has the capability `cap` (`enum iommu_cap`).
-pub fn capable(dev: &Device, cap: u32) -> bool {
-    // SAFETY: `dev` is valid.
-    unsafe { bindings::device_iommu_capable(dev.as_raw(), cap) }
+/// Whether the IOMMU of `dev` has the capability `cap`.
+pub fn capable(dev: &Device, cap: Cap) -> bool {
+    // SAFETY: `dev` is valid; the core checks that it has an IOMMU.
+    unsafe { bindings::device_iommu_capable(dev.as_raw(), cap as bindings::iommu_cap) }
 }
 
-/// DMA ownership of a device claimed for a user (`owner`), given back when
-/// dropped (`iommu_device_claim_dma_owner()`).
+/// DMA ownership of a device's group claimed for a user
+/// (`iommu_device_claim_dma_owner()`), given back when the last reference
+/// goes.  While it lives no kernel driver uses the DMA API on the group, so
+/// the user may attach it to domains of its own ([`Attachment`], which
+/// keeps a reference).
+///
+/// # Invariants
+///
+/// DMA ownership of `dev`, a device of `group`, was claimed and is given
+/// back once, on drop.
 pub struct DmaOwner {
     dev: ARef<Device>,
+    group: ARef<Group>,
 }
 
 impl DmaOwner {
     /// Claims `dev` for `owner`, an opaque cookie shared by all devices of
-    /// one user: `EBUSY` if a kernel driver or another owner has it.
-    pub fn claim(dev: &Device, owner: *mut c_void) -> Result<Self> {
+    /// one user (only compared, never dereferenced): `EBUSY` if a kernel
+    /// driver uses the DMA API on the group, `EPERM` if another owner has
+    /// it, `ENODEV` if `dev` has no IOMMU group, `EINVAL` if `owner` is
+    /// NULL.
+    // The core compares `owner` with the cookies of other claims, never
+    // dereferences it.
+    #[allow(clippy::not_unsafe_ptr_arg_deref)]
+    pub fn claim(dev: &Device, owner: *mut c_void) -> Result<Arc<Self>> {
+        if owner.is_null() {
+            // The core would warn.
+            return Err(EINVAL);
+        }
+        let group = Group::of(dev).ok_or(ENODEV)?;
         // SAFETY: `dev` is valid; `owner` is only compared by the core.
         to_result(unsafe { bindings::iommu_device_claim_dma_owner(dev.as_raw(), owner) })?;
-        Ok(Self { dev: dev.into() })
+        // INVARIANT: Claimed just now; if the allocation fails, the value
+        // is dropped and gives the claim back.
+        Ok(Arc::new(
+            Self {
+                dev: dev.into(),
+                group,
+            },
+            GFP_KERNEL,
+        )?)
+    }
+
+    /// The device claimed.
+    pub fn device(&self) -> &Device {
+        &self.dev
+    }
+
+    /// The device's group.
+    pub fn group(&self) -> &Group {
+        &self.group
     }
 }
 
 impl Drop for DmaOwner {
     fn drop(&mut self) {
-        // SAFETY: Claimed in `claim`, given back once.
+        // SAFETY: Claimed in `claim` (type invariant), given back once.  No
+        // attachment is left: each holds a reference on `self`.
         unsafe { bindings::iommu_device_release_dma_owner(self.dev.as_raw()) };
     }
 }
@@ -213,34 +328,39 @@ unsafe impl Send for Domain {}
 unsafe impl Sync for Domain {}
 
 impl Domain {
-    /// A new paging domain suitable for `dev`, with `IOMMU_HWPT_ALLOC_*`
-    /// `flags`.
-    pub fn alloc_paging(dev: &Device, flags: u32) -> Result<Self> {
-        // SAFETY: `dev` is valid.
+    /// A new paging domain suitable for `dev`, made with `flags`.
+    pub fn alloc_paging(dev: &Device, flags: AllocFlags) -> Result<Self> {
+        // SAFETY: `dev` is valid; the core checks that it has an IOMMU.
         let d = from_err_ptr(unsafe {
-            bindings::iommu_paging_domain_alloc_flags(dev.as_raw(), flags)
+            bindings::iommu_paging_domain_alloc_flags(dev.as_raw(), flags.into())
         })?;
+        // INVARIANT: A new paging domain, ours.
         NonNull::new(d).map(|ptr| Self { ptr }).ok_or(ENOMEM)
     }
 
     /// A new paging domain for `dev` made by its driver from user space's
-    /// driver-specific `data` (if any) and `IOMMU_HWPT_ALLOC_*` `flags`, as
-    /// iommufd's `IOMMU_HWPT_ALLOC` asks.  `EOPNOTSUPP` if the driver takes
-    /// neither.
-    pub fn alloc_paging_user(dev: &Device, flags: u32, data: Option<&UserData>) -> Result<Self> {
+    /// driver-specific `data` (if any) and `flags`, as iommufd's
+    /// `IOMMU_HWPT_ALLOC` asks.  `EOPNOTSUPP` if the driver takes neither.
+    pub fn alloc_paging_user(
+        dev: &Device,
+        flags: AllocFlags,
+        data: Option<&UserData>,
+    ) -> Result<Self> {
         let ops = ops_of(dev)?;
         let Some(alloc) = ops.domain_alloc_paging_flags else {
-            if flags != 0 || data.is_some() {
+            if flags != AllocFlags::empty() || data.is_some() {
                 return Err(EOPNOTSUPP);
             }
-            return Self::alloc_paging(dev, 0);
+            return Self::alloc_paging(dev, flags);
         };
         let data = data.map_or(core::ptr::null(), |d| d.as_raw());
         // SAFETY: `dev` is valid and has this driver; `data` is NULL or
         // describes user memory the driver copies from.
-        let d = from_err_ptr(unsafe { alloc(dev.as_raw(), flags, data) })?;
+        let d = from_err_ptr(unsafe { alloc(dev.as_raw(), flags.into(), data) })?;
         let d = NonNull::new(d).ok_or(ENOMEM)?;
-        // SAFETY: The driver returned a valid domain, ours now.
+        // SAFETY: The driver returned a valid domain, ours now, which the
+        // core expects to know its driver (as `iommu_paging_domain_alloc()`
+        // and the C iommufd set it).
         unsafe { (*d.as_ptr()).owner = ops };
         // INVARIANT: A paging domain from the driver, which we own.
         Ok(Self { ptr: d })
@@ -254,7 +374,7 @@ impl Domain {
     }
 
     /// Whether the domain tracks what DMA writes (it was allocated with
-    /// `IOMMU_HWPT_ALLOC_DIRTY_TRACKING`).
+    /// [`AllocFlag::DirtyTracking`]).
     pub fn tracks_dirty(&self) -> bool {
         self.dirty_ops().is_some()
     }
@@ -271,14 +391,14 @@ impl Domain {
     }
 
     /// Reads the dirty state of `[iova, iova + len)` into `rec`, clearing
-    /// it unless `flags` has [`super::dirty::NO_CLEAR`]; after the last
-    /// range, [`Domain::flush_dirty`] flushes what was cleared.
+    /// it unless `flags` has [`super::dirty::DirtyFlag::NoClear`]; after
+    /// the last range, [`Domain::flush_dirty`] flushes what was cleared.
     #[cfg(CONFIG_IOMMUFD_DRIVER)]
     pub fn read_and_clear_dirty(
         &self,
         iova: u64,
         len: usize,
-        flags: u32,
+        flags: super::dirty::DirtyFlags,
         rec: &mut super::dirty::DirtyRecord<'_>,
     ) -> Result {
         let op = self
@@ -292,7 +412,7 @@ impl Domain {
                 self.as_ptr(),
                 iova as c_ulong,
                 len,
-                flags as c_ulong,
+                u32::from(flags) as c_ulong,
                 rec.as_raw(),
             )
         })
@@ -313,13 +433,13 @@ impl Domain {
     }
 
     /// A new nested domain for `dev` on top of `parent`, described by the
-    /// driver-specific `data`; `flags` are `IOMMU_HWPT_ALLOC_*` flags.
-    /// `EOPNOTSUPP` if the driver cannot nest; `EINVAL` if `parent` is not a
-    /// paging domain of the same driver.
+    /// driver-specific `data`, made with `flags`.  `EOPNOTSUPP` if the
+    /// driver cannot nest; `EINVAL` if `parent` is not a paging domain of
+    /// the same driver.
     pub fn alloc_nested(
         dev: &Device,
         parent: &Domain,
-        flags: u32,
+        flags: AllocFlags,
         data: &UserData,
     ) -> Result<Self> {
         let ops = ops_of(dev)?;
@@ -333,8 +453,9 @@ impl Domain {
         }
         // SAFETY: `dev` is valid and has this driver, whose domain `parent`
         // is; `data` describes user memory the driver copies from.
-        let d =
-            from_err_ptr(unsafe { alloc(dev.as_raw(), parent.as_ptr(), flags, data.as_raw()) })?;
+        let d = from_err_ptr(unsafe {
+            alloc(dev.as_raw(), parent.as_ptr(), flags.into(), data.as_raw())
+        })?;
         let d = NonNull::new(d).ok_or(ENOMEM)?;
         // INVARIANT: Checked to be nested below, freed if not.
         let domain = Self { ptr: d };
@@ -394,17 +515,28 @@ impl Domain {
         (g.aperture_start, g.aperture_end)
     }
 
-    /// Maps `size` bytes at `iova` to `paddr`, with `prot` ([`READ`],
-    /// [`WRITE`], [`CACHE`]).  On failure nothing stays mapped.
-    pub fn map(&self, iova: u64, paddr: u64, size: usize, prot: u32) -> Result {
-        // SAFETY: By the type invariant the domain is valid.
+    /// Maps `size` bytes at `iova` to the physical address `paddr`, as
+    /// `prot` allows.  On failure nothing stays mapped.
+    ///
+    /// # Safety
+    ///
+    /// From now until `[iova, iova + size)` is unmapped again (by
+    /// [`Domain::unmap`], or when the domain is freed), the devices attached
+    /// to the domain may access `[paddr, paddr + size)` as `prot` allows,
+    /// at any time.  The caller keeps that memory for them meanwhile: pages
+    /// it holds pinned, or memory whose owner tells it when it goes (a
+    /// dma-buf it imported, unmapped when revoked), never memory given
+    /// back to the allocator or to another user.
+    pub unsafe fn map(&self, iova: u64, paddr: u64, size: usize, prot: Prot) -> Result {
+        // SAFETY: By the type invariant the domain is valid; the caller
+        // keeps the memory for the devices while it is mapped.
         to_result(unsafe {
             bindings::iommu_map(
                 self.as_ptr(),
                 iova as c_ulong,
                 paddr,
                 size,
-                prot as c_int,
+                u32::from(prot) as c_int,
                 bindings::GFP_KERNEL_ACCOUNT,
             )
         })
@@ -440,11 +572,16 @@ struct Handle {
 
 /// The fault handler of every domain that takes faults: passes the group to
 /// the sink of the attachment it arrived through.
+///
+/// # Safety
+///
+/// Called by the core's fault path (`iommu_report_device_fault()`) for a
+/// domain made to take faults by [`Domain::take_faults`], with a group it
+/// hands over whose attach handle stays live for the call.
 unsafe extern "C" fn iopf_handler(group: *mut bindings::iopf_group) -> c_int {
-    // SAFETY: The core passes a group whose attach handle is live for the
-    // call (callers of the fault path serialise with attach changes); the
-    // domain takes faults only through `take_faults`, and the domains of
-    // this module are attached only by `Attachment`, whose handles are the
+    // SAFETY: The core passes a valid group whose attach handle is live
+    // for the call.  Domains take faults only through `take_faults`, on a
+    // `Domain`, which only an `Attachment` attaches: the handle is the
     // first field of a `Handle`.
     let handle = unsafe { &*(*group).attach_handle.cast::<Handle>() };
     let Some(sink) = &handle.sink else {
@@ -456,19 +593,21 @@ unsafe extern "C" fn iopf_handler(group: *mut bindings::iopf_group) -> c_int {
     0
 }
 
-/// What an [`Attachment`] attaches: a group (the requests without a PASID
-/// of its devices), or one PASID of a device.
+/// What an [`Attachment`] attaches: the group of its owner's device (the
+/// requests without a PASID of its devices), or one PASID of that device.
 enum Target {
-    Group(ARef<Group>),
-    Pasid(ARef<Device>, u32),
+    Group,
+    Pasid(u32),
 }
 
 /// A group, or a PASID of a device, attached to a domain; detached when
-/// dropped.
+/// dropped.  It holds the DMA ownership that allowed it.
 pub struct Attachment {
     handle: Pin<KBox<Handle>>,
     target: Target,
     domain: Arc<Domain>,
+    // Dropped after the detach (in `drop`).
+    owner: Arc<DmaOwner>,
 }
 
 // SAFETY: The handle is only used by the core, under the group's lock, and
@@ -477,6 +616,15 @@ pub struct Attachment {
 unsafe impl Send for Attachment {}
 // SAFETY: As above; `&Attachment` only reads the domain.
 unsafe impl Sync for Attachment {}
+
+/// Serialises an attach change of `dev` with the fault reports of its
+/// software IOMMU, if it has one of this crate's (see
+/// [`Registration::report_fault`]).
+///
+/// [`Registration::report_fault`]: super::driver::Registration::report_fault
+fn attach_guard(dev: &Device) -> Option<crate::sync::MutexGuard<'_, ()>> {
+    super::driver::attach_lock_of(dev).map(|m| m.lock())
+}
 
 fn new_handle(sink: Option<Arc<dyn FaultSink>>) -> Result<Pin<KBox<Handle>>> {
     Ok(KBox::pin(
@@ -489,49 +637,60 @@ fn new_handle(sink: Option<Arc<dyn FaultSink>>) -> Result<Pin<KBox<Handle>>> {
 }
 
 impl Attachment {
-    /// Attaches `group` to `domain`: its devices translate through it.
-    /// Faults, if the domain takes them, go to `sink`.
+    /// Attaches the group of `owner`'s device, whose DMA it owns, to
+    /// `domain`: its devices translate through it.  Faults, if the domain
+    /// takes them, go to `sink`.
     pub fn attach(
         domain: &Arc<Domain>,
-        group: &Group,
+        owner: &Arc<DmaOwner>,
         sink: Option<Arc<dyn FaultSink>>,
     ) -> Result<Self> {
         let handle = new_handle(sink)?;
-        // SAFETY: The domain and group are valid; the handle is pinned and
-        // stays so while attached.
+        let _guard = attach_guard(owner.device());
+        // SAFETY: The domain and group are valid, and the group's DMA is
+        // owned (no kernel driver uses it); the handle is pinned and stays
+        // so while attached.
         to_result(unsafe {
-            iommu_attach_group_handle(domain.as_ptr(), group.as_ptr(), handle.raw.get())
+            bindings::iommu_attach_group_handle(
+                domain.as_ptr(),
+                owner.group().as_ptr(),
+                handle.raw.get(),
+            )
         })?;
         Ok(Self {
             handle,
-            target: Target::Group(group.into()),
+            target: Target::Group,
             domain: domain.clone(),
+            owner: owner.clone(),
         })
     }
 
-    /// Attaches PASID `pasid` of `dev` to `domain`: requests with that PASID
-    /// translate through it.  `EBUSY` if the PASID is attached already.
+    /// Attaches PASID `pasid` of `owner`'s device, whose DMA it owns, to
+    /// `domain`: requests with that PASID translate through it.  `EBUSY` if
+    /// the PASID is attached already.
     pub fn attach_pasid(
         domain: &Arc<Domain>,
-        dev: &Device,
+        owner: &Arc<DmaOwner>,
         pasid: u32,
         sink: Option<Arc<dyn FaultSink>>,
     ) -> Result<Self> {
         let handle = new_handle(sink)?;
-        // SAFETY: The domain and device are valid; the handle is pinned and
-        // stays so while attached.
+        let _guard = attach_guard(owner.device());
+        // SAFETY: The domain and device are valid, and the device's DMA is
+        // owned; the handle is pinned and stays so while attached.
         to_result(unsafe {
             bindings::iommu_attach_device_pasid(
                 domain.as_ptr(),
-                dev.as_raw(),
+                owner.device().as_raw(),
                 pasid,
                 handle.raw.get(),
             )
         })?;
         Ok(Self {
             handle,
-            target: Target::Pasid(dev.into(), pasid),
+            target: Target::Pasid(pasid),
             domain: domain.clone(),
+            owner: owner.clone(),
         })
     }
 
@@ -539,23 +698,27 @@ impl Attachment {
     /// window in which it is blocked; on failure it stays where it was.
     pub fn replace(&mut self, domain: &Arc<Domain>, sink: Option<Arc<dyn FaultSink>>) -> Result {
         let handle = new_handle(sink)?;
-        // SAFETY: The target is attached (through `self.handle`); the new
-        // handle is pinned and stays so while attached.
+        let guard = attach_guard(self.owner.device());
+        // SAFETY: The target is attached (through `self.handle`) and its DMA
+        // owned; the new handle is pinned and stays so while attached.
         to_result(unsafe {
-            match &self.target {
-                Target::Group(g) => {
-                    iommu_replace_group_handle(g.as_ptr(), domain.as_ptr(), handle.raw.get())
-                }
-                Target::Pasid(dev, pasid) => iommu_replace_device_pasid(
+            match self.target {
+                Target::Group => bindings::iommu_replace_group_handle(
+                    self.owner.group().as_ptr(),
                     domain.as_ptr(),
-                    dev.as_raw(),
-                    *pasid,
+                    handle.raw.get(),
+                ),
+                Target::Pasid(pasid) => bindings::iommu_replace_device_pasid(
+                    domain.as_ptr(),
+                    self.owner.device().as_raw(),
+                    pasid,
                     handle.raw.get(),
                 ),
             }
         })?;
         // The core no longer knows the old handle.
         self.handle = handle;
+        drop(guard);
         self.domain = domain.clone();
         Ok(())
     }
@@ -568,14 +731,21 @@ impl Attachment {
 
 impl Drop for Attachment {
     fn drop(&mut self) {
+        let _guard = attach_guard(self.owner.device());
         // SAFETY: Attached in `attach*` (or `replace`) to `self.domain`,
-        // which this holds; detached once.
+        // which this holds, with the DMA ownership this holds too; detached
+        // once.
         unsafe {
-            match &self.target {
-                Target::Group(g) => iommu_detach_group_handle(self.domain.as_ptr(), g.as_ptr()),
-                Target::Pasid(dev, pasid) => {
-                    bindings::iommu_detach_device_pasid(self.domain.as_ptr(), dev.as_raw(), *pasid)
-                }
+            match self.target {
+                Target::Group => bindings::iommu_detach_group_handle(
+                    self.domain.as_ptr(),
+                    self.owner.group().as_ptr(),
+                ),
+                Target::Pasid(pasid) => bindings::iommu_detach_device_pasid(
+                    self.domain.as_ptr(),
+                    self.owner.device().as_raw(),
+                    pasid,
+                ),
             }
         }
     }

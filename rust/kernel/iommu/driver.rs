@@ -13,8 +13,8 @@
 //! [`drivers/iommu/iommu-priv.h`](srctree/drivers/iommu/iommu-priv.h)
 
 #[cfg(CONFIG_IOMMUFD_DRIVER)]
-use super::dirty::DirtyBitmap;
-use super::domain::Domain;
+use super::dirty::{DirtyBitmap, DirtyFlags};
+use super::domain::{AllocFlags, Cap, Domain, Prot};
 use super::fault::PageRequest;
 use super::user_data::{UserData, UserDataArray};
 use crate::{
@@ -23,40 +23,18 @@ use crate::{
     error::{to_result, Error},
     prelude::*,
     str::CStr,
-    sync::atomic::{Atomic, Full, Relaxed, Release},
+    sync::atomic::{Atomic, Full, Relaxed},
+    sync::{Completion, Mutex},
     types::Opaque,
 };
-use core::{marker::PhantomData, ptr::NonNull};
-
-// From `drivers/iommu/iommu-priv.h`: the entry points the core keeps for
-// software IOMMUs (`CONFIG_IOMMUFD_TEST`).
-// Only pointers cross: the lint looks into the structures, which bindgen
-// could not complete for Rust (the `bindings` crate allows it too).
-#[allow(improper_ctypes)]
-extern "C" {
-    fn iommu_device_register_bus(
-        iommu: *mut bindings::iommu_device,
-        ops: *const bindings::iommu_ops,
-        bus: *const bindings::bus_type,
-        nb: *mut bindings::notifier_block,
-    ) -> c_int;
-    fn iommu_device_unregister_bus(
-        iommu: *mut bindings::iommu_device,
-        bus: *const bindings::bus_type,
-        nb: *mut bindings::notifier_block,
-    );
-    fn iommu_mock_device_add(
-        dev: *mut bindings::device,
-        iommu: *mut bindings::iommu_device,
-    ) -> c_int;
-}
+use core::{any::TypeId, marker::PhantomData, ptr::NonNull};
 
 /// The page table of a paging domain, implemented by the driver.
 ///
 /// The core serialises nothing: the methods may run concurrently.
 pub trait PagingDomain: Send + Sync + Sized + 'static {
     /// Maps `pgcount` pages of `pgsize` bytes at `iova` to `paddr` with the
-    /// `IOMMU_*` permissions `prot`.  Returns the bytes mapped, all of them
+    /// permissions `prot`.  Returns the bytes mapped, all of them
     /// on success; on failure the core unmaps what was mapped.
     fn map_pages(
         &self,
@@ -64,7 +42,7 @@ pub trait PagingDomain: Send + Sync + Sized + 'static {
         paddr: u64,
         pgsize: usize,
         pgcount: usize,
-        prot: u32,
+        prot: Prot,
     ) -> (usize, Result);
 
     /// Unmaps `pgcount` pages of `pgsize` bytes at `iova`; returns the bytes
@@ -82,13 +60,13 @@ pub trait PagingDomain: Send + Sync + Sized + 'static {
 
     /// Records in `dirty` the entries of `[iova, iova + size)` DMA wrote
     /// to, and marks them clean unless `flags` has
-    /// [`super::dirty::NO_CLEAR`].
+    /// [`super::dirty::DirtyFlag::NoClear`].
     #[cfg(CONFIG_IOMMUFD_DRIVER)]
     fn read_and_clear_dirty(
         &self,
         _iova: u64,
         _size: usize,
-        _flags: u32,
+        _flags: DirtyFlags,
         _dirty: &mut DirtyBitmap<'_>,
     ) -> Result {
         Err(EOPNOTSUPP)
@@ -144,35 +122,37 @@ pub trait Driver: Send + Sync + 'static {
     /// to the nested domain the device is attached to.
     const USER_PASID_TABLE: bool = false;
 
-    /// A new paging domain for `dev` (`domain_alloc_paging_flags`).  `flags`
-    /// are `IOMMU_HWPT_ALLOC_*` flags; `data` is user space's description,
+    /// A new paging domain for `dev` (`domain_alloc_paging_flags`), made
+    /// with `flags` (which may have bits the driver does not know: it
+    /// refuses them with `EOPNOTSUPP`); `data` is user space's description,
     /// if it gave one.
     fn alloc_paging(
         dev: &Device,
-        flags: u32,
+        flags: AllocFlags,
         data: Option<&UserData>,
     ) -> Result<NewDomain<Self::Domain>>;
 
-    /// Whether `dev` may be attached to a domain of the driver (one that
-    /// tracks dirty pages if `dirty_tracking`); `EINVAL` refuses.
-    fn check_attach(_dev: &Device, _dirty_tracking: bool) -> Result {
+    /// Whether `dev`, with the driver's `data`, may be attached to a domain
+    /// of the driver (one that tracks dirty pages if `dirty_tracking`);
+    /// `EINVAL` refuses.
+    fn check_attach(_dev: &Device, _data: &Self::DeviceData, _dirty_tracking: bool) -> Result {
         Ok(())
     }
 
     /// A new nested domain for `dev` on top of `parent`, one of the driver's
     /// paging domains (`domain_alloc_nested`), described by user space's
-    /// `data`.  `flags` are `IOMMU_HWPT_ALLOC_*` flags.
+    /// `data`, made with `flags` (as for [`Driver::alloc_paging`]).
     fn alloc_nested(
         _dev: &Device,
         _parent: &Self::Domain,
-        _flags: u32,
+        _flags: AllocFlags,
         _data: &UserData,
     ) -> Result<Self::Nested> {
         Err(EOPNOTSUPP)
     }
 
-    /// Whether `dev` has the capability `cap` (`enum iommu_cap`).
-    fn capable(_dev: &Device, _cap: u32) -> bool {
+    /// Whether `dev` has the capability `cap`.
+    fn capable(_dev: &Device, _cap: Cap) -> bool {
         false
     }
 
@@ -188,6 +168,8 @@ pub trait Driver: Send + Sync + 'static {
 #[repr(C)]
 struct DomainBox<T: Driver> {
     domain: Opaque<bindings::iommu_domain>,
+    /// The registration, which waits for the domain to be freed.
+    reg: *const Registration<T>,
     data: T::Domain,
 }
 
@@ -195,222 +177,332 @@ struct DomainBox<T: Driver> {
 #[repr(C)]
 struct NestedBox<T: Driver> {
     domain: Opaque<bindings::iommu_domain>,
+    reg: *const Registration<T>,
     data: T::Nested,
 }
 
 impl<T: Driver> DomainBox<T> {
+    /// The driver's data of a paging domain.
+    ///
     /// # Safety
     ///
-    /// `domain` is the `domain` field of a live `DomainBox<T>`.
+    /// `domain` is the `domain` field of a `DomainBox<T>` that lives for
+    /// `'a`.
     unsafe fn data<'a>(domain: *mut bindings::iommu_domain) -> &'a T::Domain {
         // SAFETY: `domain` is the first field of a `repr(C)` `DomainBox<T>`
-        // that lives as long as the core uses the domain.
+        // that lives for `'a`.
         unsafe { &(*domain.cast::<DomainBox<T>>()).data }
     }
 }
 
-/// The registration of driver `T` for the devices of a bus of its own.
+/// The name of the device type of [`Registration::add_device`]'s devices,
+/// by which callbacks recognise them (by address).
+static DEV_TYPE_NAME: &CStr = c"iommu-software-device";
+
+/// What identifies a registration and its devices whatever the driver:
+/// the first field of every [`Registration`].
+#[repr(C)]
+#[pin_data]
+struct Header {
+    /// The driver, which callbacks check before using a registration they
+    /// found from a device.
+    driver: TypeId,
+    /// The type of the devices made by [`Registration::add_device`].
+    dev_type: Opaque<bindings::device_type>,
+    /// Held by [`Registration::report_fault`] and by every attach, replace
+    /// and detach of the registration's devices (see [`attach_lock_of`]):
+    /// the fault path uses the attach handle it finds without a lock of
+    /// its own.
+    #[pin]
+    attach_lock: Mutex<()>,
+}
+
+/// The header of the registration whose [`Registration::add_device`] made
+/// `dev`, if one did.
+fn header_of(dev: &Device) -> Option<&Header> {
+    // SAFETY: `dev` is valid.
+    let ty = unsafe { (*dev.as_raw()).type_ };
+    // Devices made by `add_device` are recognised by the name of their
+    // type, a pointer to our static string.
+    // SAFETY: A device type, if any, is valid while its devices are.
+    if ty.is_null() || unsafe { (*ty).name } != DEV_TYPE_NAME.as_char_ptr() {
+        return None;
+    }
+    let off = core::mem::offset_of!(Header, dev_type);
+    // SAFETY: The device was made by `add_device` of a registration, whose
+    // header (its first field, `repr(C)`) holds `ty`; the registration
+    // outlives its devices, hence the borrow of `dev`.
+    Some(unsafe { &*ty.cast::<u8>().sub(off).cast::<Header>() })
+}
+
+/// The lock that attach changes of `dev` take, if it is a device of a
+/// software IOMMU of this module ([`Registration::add_device`]): it makes
+/// [`Registration::report_fault`] safe.  Its groups have one device each.
+pub(super) fn attach_lock_of(dev: &Device) -> Option<&Mutex<()>> {
+    header_of(dev).map(|h| &h.attach_lock)
+}
+
+/// Everything of a registration the core points to.
+struct Tables {
+    bus: bindings::bus_type,
+    nb: bindings::notifier_block,
+    iommu: bindings::iommu_device,
+    ops: bindings::iommu_ops,
+    paging_ops: bindings::iommu_domain_ops,
+    nested_ops: bindings::iommu_domain_ops,
+    dirty_ops: bindings::iommu_dirty_ops,
+    blocked_ops: bindings::iommu_domain_ops,
+    /// The blocking domain, also every device's default domain.
+    blocked: bindings::iommu_domain,
+    /// The fault queue of the devices, if the driver has faults.
+    iopf_queue: *mut bindings::iopf_queue,
+}
+
+/// The registration of driver `T` for the devices of a bus of its own, from
+/// its initialiser to its drop.
 ///
 /// Everything the core points to lives here: the bus, the IOMMU device, the
-/// ops tables and the blocking domain devices start in.  A registration is
-/// a `static` of the driver's module, registered at module init and
-/// unregistered at exit.
+/// ops tables and the blocking domain devices start in.  Dropping the
+/// registration waits until the devices it made and the domains of the
+/// driver are gone (whoever holds them drops them), then unregisters.
+///
+/// # Invariants
+///
+/// `tables` is initialised and registered with the core from the end of the
+/// initialiser to the start of `drop`.  `users` counts the registration
+/// itself (until `drop`), the devices made by `add_device` that are not
+/// released yet and the driver's domains not freed yet; `users_gone` is
+/// completed when it drops to zero.
+#[repr(C)]
+#[pin_data(PinnedDrop)]
 pub struct Registration<T: Driver> {
-    bus: Opaque<bindings::bus_type>,
-    /// The type of the devices made by [`Registration::add_device`], by
-    /// which callbacks recognise them and find the registration.
-    dev_type: Opaque<bindings::device_type>,
-    nb: Opaque<bindings::notifier_block>,
-    iommu: Opaque<bindings::iommu_device>,
-    ops: Opaque<bindings::iommu_ops>,
-    paging_ops: Opaque<bindings::iommu_domain_ops>,
-    nested_ops: Opaque<bindings::iommu_domain_ops>,
-    dirty_ops: Opaque<bindings::iommu_dirty_ops>,
-    /// The fault queue of the devices, if the driver has faults.
-    iopf_queue: Opaque<*mut bindings::iopf_queue>,
-    blocked_ops: Opaque<bindings::iommu_domain_ops>,
-    blocked: Opaque<bindings::iommu_domain>,
-    registered: Atomic<bool>,
+    // First: devices find it (`of_device`).
+    #[pin]
+    header: Header,
+    #[pin]
+    users_gone: Completion,
+    users: Atomic<usize>,
+    #[pin]
+    tables: Opaque<Tables>,
     _t: PhantomData<T>,
 }
 
-// SAFETY: The C structures are written once, before registration, by
-// `register` (which only one caller can win); then they are only read by the
-// core, or changed by it under its own locks.
+// SAFETY: The C structures are written by the initialiser, before the core
+// knows them; then they are only read by the core, or changed by it under its
+// own locks.  The rest is atomic.
 unsafe impl<T: Driver> Send for Registration<T> {}
 // SAFETY: As above.
 unsafe impl<T: Driver> Sync for Registration<T> {}
 
-impl<T: Driver> Default for Registration<T> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl<T: Driver> Registration<T> {
-    /// An unregistered registration, for a `static`.
-    pub const fn new() -> Self {
-        Self {
-            bus: Opaque::zeroed(),
-            dev_type: Opaque::zeroed(),
-            nb: Opaque::zeroed(),
-            iommu: Opaque::zeroed(),
-            ops: Opaque::zeroed(),
-            paging_ops: Opaque::zeroed(),
-            nested_ops: Opaque::zeroed(),
-            dirty_ops: Opaque::zeroed(),
-            iopf_queue: Opaque::zeroed(),
-            blocked_ops: Opaque::zeroed(),
-            blocked: Opaque::zeroed(),
-            registered: Atomic::new(false),
-            _t: PhantomData,
-        }
-    }
-
     /// Registers a bus named `name` and driver `T` as the IOMMU of its
-    /// devices, shown in sysfs as `name` too.  `EBUSY` if already
-    /// registered.
-    /// `max_pasids` is the number of PASIDs the IOMMU supports (0: none).
-    pub fn register(
-        &'static self,
+    /// devices, shown in sysfs as `name` too, on behalf of `module` (the
+    /// owner of the ops).  `max_pasids` is the number of PASIDs the IOMMU
+    /// supports (0: none).
+    pub fn new(
         name: &'static CStr,
         module: &'static ThisModule,
         max_pasids: u32,
-    ) -> Result {
-        if self.registered.xchg(true, Full) {
-            return Err(EBUSY);
-        }
-        let reg = self;
-        // SAFETY: We won `registered`: nothing else writes the structures,
-        // and the core does not know them before they are registered below.
+    ) -> impl PinInit<Self, Error> {
+        let mut dev_type: bindings::device_type = pin_init::zeroed();
+        dev_type.name = DEV_TYPE_NAME.as_char_ptr();
+        try_pin_init!(Self {
+            header <- pin_init!(Header {
+                driver: TypeId::of::<T>(),
+                dev_type: Opaque::new(dev_type),
+                attach_lock <- crate::new_mutex!(()),
+            }),
+            users_gone <- Completion::new(),
+            users: Atomic::new(1),
+            // INVARIANT: Registered last; on failure nothing stays
+            // registered.
+            tables <- Opaque::try_ffi_init(move |slot: *mut Tables| {
+                // SAFETY: `slot` is ours and pinned; nothing knows it yet.
+                unsafe { Self::init_tables(slot, name, module, max_pasids) };
+                // SAFETY: Just initialised; pinned for as long as registered.
+                unsafe { Self::register(slot, name) }
+            }),
+            _t: PhantomData,
+        }? Error)
+    }
+
+    /// Fills the tables.
+    ///
+    /// # Safety
+    ///
+    /// `slot` is valid for writes and not shared yet.
+    unsafe fn init_tables(
+        slot: *mut Tables,
+        name: &'static CStr,
+        module: &'static ThisModule,
+        max_pasids: u32,
+    ) {
+        // SAFETY: Per the function's requirements.  All-zero is a valid
+        // value of every field (C structures and a NULL pointer); the fields
+        // set are those the core reads.
         unsafe {
-            (*reg.bus.get()).name = name.as_char_ptr();
-            (*reg.dev_type.get()).name = DEV_TYPE_NAME.as_char_ptr();
+            core::ptr::write_bytes(slot, 0, 1);
+            let t = &mut *slot;
+            t.bus.name = name.as_char_ptr();
 
-            let blocked_ops = reg.blocked_ops.get();
-            (*blocked_ops).attach_dev = Some(Self::attach_dev);
-            (*blocked_ops).set_dev_pasid = Some(Self::set_dev_pasid);
-            let blocked = reg.blocked.get();
-            (*blocked).type_ = bindings::IOMMU_DOMAIN_BLOCKED;
-            (*blocked).ops = blocked_ops;
+            t.blocked_ops.attach_dev = Some(Self::attach_dev);
+            t.blocked_ops.set_dev_pasid = Some(Self::set_dev_pasid);
+            t.blocked.type_ = bindings::IOMMU_DOMAIN_BLOCKED;
+            t.blocked.ops = &raw const t.blocked_ops;
 
-            let paging_ops = reg.paging_ops.get();
-            (*paging_ops).attach_dev = Some(Self::attach_dev);
-            (*paging_ops).set_dev_pasid = Some(Self::set_dev_pasid);
-            (*paging_ops).map_pages = Some(Self::map_pages);
-            (*paging_ops).unmap_pages = Some(Self::unmap_pages);
-            (*paging_ops).iova_to_phys = Some(Self::iova_to_phys);
-            (*paging_ops).free = Some(Self::free);
+            t.paging_ops.attach_dev = Some(Self::attach_dev);
+            t.paging_ops.set_dev_pasid = Some(Self::set_dev_pasid);
+            t.paging_ops.map_pages = Some(Self::map_pages);
+            t.paging_ops.unmap_pages = Some(Self::unmap_pages);
+            t.paging_ops.iova_to_phys = Some(Self::iova_to_phys);
+            t.paging_ops.free = Some(Self::free);
 
-            let dirty_ops = reg.dirty_ops.get();
-            (*dirty_ops).set_dirty_tracking = Some(Self::set_dirty_tracking);
+            t.dirty_ops.set_dirty_tracking = Some(Self::set_dirty_tracking);
             #[cfg(CONFIG_IOMMUFD_DRIVER)]
             {
-                (*dirty_ops).read_and_clear_dirty = Some(Self::read_and_clear_dirty);
+                t.dirty_ops.read_and_clear_dirty = Some(Self::read_and_clear_dirty);
             }
 
-            let nested_ops = reg.nested_ops.get();
-            (*nested_ops).attach_dev = Some(Self::attach_dev);
-            (*nested_ops).set_dev_pasid = Some(Self::set_dev_pasid);
-            (*nested_ops).cache_invalidate_user = Some(Self::cache_invalidate_user);
-            (*nested_ops).free = Some(Self::free_nested);
+            t.nested_ops.attach_dev = Some(Self::attach_dev);
+            t.nested_ops.set_dev_pasid = Some(Self::set_dev_pasid);
+            t.nested_ops.cache_invalidate_user = Some(Self::cache_invalidate_user);
+            t.nested_ops.free = Some(Self::free_nested);
 
-            let ops = reg.ops.get();
-            (*ops).default_domain = blocked;
-            (*ops).blocked_domain = blocked;
-            (*ops).owner = module.as_ptr();
-            (*ops).probe_device = Some(Self::probe_device);
-            (*ops).device_group = Some(bindings::generic_device_group);
-            (*ops).domain_alloc_paging_flags = Some(Self::alloc_paging);
-            (*ops).domain_alloc_nested = Some(Self::alloc_nested);
-            (*ops).set_user_pasid_table(T::USER_PASID_TABLE.into());
+            let blocked = &raw mut t.blocked;
+            t.ops.default_domain = blocked;
+            t.ops.blocked_domain = blocked;
+            t.ops.owner = module.as_ptr();
+            t.ops.probe_device = Some(Self::probe_device);
+            t.ops.device_group = Some(bindings::generic_device_group);
+            t.ops.domain_alloc_paging_flags = Some(Self::alloc_paging);
+            t.ops.domain_alloc_nested = Some(Self::alloc_nested);
+            t.ops.set_user_pasid_table(T::USER_PASID_TABLE.into());
             // Software IOMMUs have no hardware to pass an answer to.
-            (*ops).page_response = Some(Self::page_response);
-            (*ops).capable = Some(Self::capable);
-            (*ops).hw_info = Some(Self::hw_info);
-            (*reg.iommu.get()).max_pasids = max_pasids;
+            t.ops.page_response = Some(Self::page_response);
+            t.ops.capable = Some(Self::capable);
+            t.ops.hw_info = Some(Self::hw_info);
+            t.iommu.max_pasids = max_pasids;
         }
-        let res = (|| {
+    }
+
+    /// Allocates the fault queue (if the driver has faults), registers the
+    /// bus, the IOMMU device in sysfs and the IOMMU for the bus; on failure
+    /// undoes what it did.
+    ///
+    /// # Safety
+    ///
+    /// `t` was filled by `init_tables` and stays valid and pinned until
+    /// [`Self::unregister`] if this succeeds.
+    unsafe fn register(t: *mut Tables, name: &'static CStr) -> Result {
+        // SAFETY: Per the function's requirements; the core knows nothing
+        // of the tables until the last call, which makes them its own.
+        unsafe {
             if T::FAULTS {
-                // SAFETY: The name is a static C string.
-                let q = unsafe { bindings::iopf_queue_alloc(name.as_char_ptr()) };
+                // The name is a static C string.
+                let q = bindings::iopf_queue_alloc(name.as_char_ptr());
                 if q.is_null() {
                     return Err(ENOMEM);
                 }
-                // SAFETY: We won `registered`: nothing else uses the field.
-                unsafe { *reg.iopf_queue.get() = q };
+                (*t).iopf_queue = q;
             }
-            reg.register_bus(name)
-        })();
-        if res.is_err() {
-            self.free_iopf_queue();
-            self.registered.store(false, Release);
-        }
-        res
-    }
-
-    /// Frees the fault queue, if any; its devices have left it.
-    fn free_iopf_queue(&self) {
-        // SAFETY: Only `register` and `unregister`, which the `registered`
-        // flag serialises, write the field.
-        let q = unsafe { core::ptr::replace(self.iopf_queue.get(), core::ptr::null_mut()) };
-        if !q.is_null() {
-            // SAFETY: Allocated in `register`, freed once (the field is
-            // cleared).
-            unsafe { bindings::iopf_queue_free(q) };
-        }
-    }
-
-    /// Registers the bus, the IOMMU device in sysfs and the IOMMU for the bus.
-    fn register_bus(&'static self, name: &'static CStr) -> Result {
-        let reg = self;
-        // SAFETY: The bus structure is initialised and static.
-        to_result(unsafe { bindings::bus_register(reg.bus.get()) })?;
-        // SAFETY: The IOMMU device is zeroed and static; the format takes
-        // one C string.
-        let rc = unsafe {
-            bindings::iommu_device_sysfs_add(
-                reg.iommu.get(),
+            let bus = &raw mut (*t).bus;
+            let iommu = &raw mut (*t).iommu;
+            if let Err(e) = to_result(bindings::bus_register(bus)) {
+                Self::free_iopf_queue(t);
+                return Err(e);
+            }
+            // The format takes one C string.
+            let rc = bindings::iommu_device_sysfs_add(
+                iommu,
                 core::ptr::null_mut(),
                 core::ptr::null_mut(),
-                c"%s".as_ptr().cast(),
+                c"%s".as_char_ptr(),
                 name.as_char_ptr(),
-            )
-        };
-        if rc != 0 {
-            // SAFETY: Registered above.
-            unsafe { bindings::bus_unregister(reg.bus.get()) };
-            return Err(Error::from_errno(rc));
-        }
-        // SAFETY: All structures are initialised and static.
-        let rc = unsafe {
-            iommu_device_register_bus(reg.iommu.get(), reg.ops.get(), reg.bus.get(), reg.nb.get())
-        };
-        if rc != 0 {
-            // SAFETY: Added and registered above.
-            unsafe {
-                bindings::iommu_device_sysfs_remove(reg.iommu.get());
-                bindings::bus_unregister(reg.bus.get());
+            );
+            if rc != 0 {
+                bindings::bus_unregister(bus);
+                Self::free_iopf_queue(t);
+                return Err(Error::from_errno(rc));
             }
-            return Err(Error::from_errno(rc));
+            let rc = bindings::iommu_device_register_bus(
+                iommu,
+                &raw const (*t).ops,
+                bus,
+                &raw mut (*t).nb,
+            );
+            if rc != 0 {
+                bindings::iommu_device_sysfs_remove(iommu);
+                bindings::bus_unregister(bus);
+                Self::free_iopf_queue(t);
+                return Err(Error::from_errno(rc));
+            }
         }
         Ok(())
     }
 
-    /// Undoes [`Registration::register`]; the devices made with
-    /// [`Registration::add_device`] must be gone.
-    pub fn unregister(&'static self) {
-        if !self.registered.load(Relaxed) {
-            return;
-        }
-        // SAFETY: Registered in `register`, unregistered once here.
+    /// Undoes a successful [`Self::register`].
+    ///
+    /// # Safety
+    ///
+    /// `t` was registered, and none of the devices on the bus and domains of
+    /// the driver is left.
+    unsafe fn unregister(t: *mut Tables) {
+        // SAFETY: Per the function's requirements.
         unsafe {
-            bindings::iommu_device_sysfs_remove(self.iommu.get());
-            iommu_device_unregister_bus(self.iommu.get(), self.bus.get(), self.nb.get());
-            bindings::bus_unregister(self.bus.get());
+            let iommu = &raw mut (*t).iommu;
+            let bus = &raw mut (*t).bus;
+            bindings::iommu_device_sysfs_remove(iommu);
+            bindings::iommu_device_unregister_bus(iommu, bus, &raw mut (*t).nb);
+            bindings::bus_unregister(bus);
+            Self::free_iopf_queue(t);
         }
-        self.free_iopf_queue();
-        self.registered.store(false, Release);
+    }
+
+    /// Frees the fault queue, if any; no device is in it.
+    ///
+    /// # Safety
+    ///
+    /// `t` is valid and its queue, if any, unused.
+    unsafe fn free_iopf_queue(t: *mut Tables) {
+        // SAFETY: Per the function's requirements; the field is cleared, so
+        // the queue is freed once.
+        unsafe {
+            let q = core::ptr::replace(&raw mut (*t).iopf_queue, core::ptr::null_mut());
+            if !q.is_null() {
+                bindings::iopf_queue_free(q);
+            }
+        }
+    }
+
+    fn tables(&self) -> *mut Tables {
+        self.tables.get()
+    }
+
+    /// Counts a device or domain the registration must outlive.
+    fn get_user(&self) {
+        self.users.fetch_add(1, Relaxed);
+    }
+
+    /// Gives back what [`Self::get_user`] counted.
+    ///
+    /// # Safety
+    ///
+    /// `reg` is a registration whose count the caller holds one of; the
+    /// registration may be gone once this returns.
+    unsafe fn put_user(reg: *const Self) {
+        // SAFETY: The count held keeps the registration alive until the
+        // decrement; after `complete_all()`, nothing here touches it.
+        unsafe {
+            if (*reg).users.fetch_sub(1, Full) == 1 {
+                (*reg).users_gone.complete_all();
+            }
+        }
+    }
+
+    /// Whether `dev` is one of this registration's devices.
+    fn owns(&self, dev: &Device) -> bool {
+        // SAFETY: `dev` is a valid device.
+        unsafe { (*dev.as_raw()).type_ == self.header.dev_type.get().cast_const() }
     }
 
     /// Creates a device named `name` on the bus; the IOMMU core probes it
@@ -419,7 +511,7 @@ impl<T: Driver> Registration<T> {
     /// `u32_props` are firmware properties the device gets (such as
     /// `pasid-num-bits`, which the core reads at probe).
     pub fn add_device(
-        &'static self,
+        &self,
         name: &CStr,
         data: T::DeviceData,
         u32_props: &[(&'static CStr, u32)],
@@ -427,8 +519,7 @@ impl<T: Driver> Registration<T> {
         // A zeroed entry ends the list.
         let mut props = KVec::<bindings::property_entry>::new();
         for &(pname, val) in u32_props {
-            // SAFETY: All-zero is a valid `property_entry` (C does the same).
-            let mut e: bindings::property_entry = unsafe { core::mem::zeroed() };
+            let mut e: bindings::property_entry = pin_init::zeroed();
             e.name = pname.as_char_ptr();
             e.length = core::mem::size_of::<u32>();
             e.is_inline = true;
@@ -438,30 +529,30 @@ impl<T: Driver> Registration<T> {
             };
             props.push(e, GFP_KERNEL)?;
         }
-        // SAFETY: As above.
-        props.push(unsafe { core::mem::zeroed() }, GFP_KERNEL)?;
-        if !self.registered.load(Relaxed) {
-            return Err(ENODEV);
-        }
+        props.push(pin_init::zeroed(), GFP_KERNEL)?;
         let raw = KBox::new(
             DeviceBox::<T> {
                 dev: Opaque::zeroed(),
+                reg: self,
                 iopf_users: Atomic::new(0),
                 data,
             },
             GFP_KERNEL,
         )?;
+        // Given back by `release_device`, which every device initialised
+        // below reaches.
+        self.get_user();
         let dev = KBox::into_raw(raw).cast::<bindings::device>();
         // SAFETY: `dev` is a zeroed device we own; from `device_initialize()`
         // on, it is freed by `release` when its last reference goes.
         unsafe {
             bindings::device_initialize(dev);
-            (*dev).bus = self.bus.get();
-            (*dev).type_ = self.dev_type.get();
+            (*dev).bus = &raw const (*self.tables()).bus;
+            (*dev).type_ = self.header.dev_type.get();
             (*dev).release = Some(release_device::<T>);
         }
         // SAFETY: `dev` is initialised; the format takes one C string.
-        let rc = unsafe { bindings::dev_set_name(dev, c"%s".as_ptr().cast(), name.as_char_ptr()) };
+        let rc = unsafe { bindings::dev_set_name(dev, c"%s".as_char_ptr(), name.as_char_ptr()) };
         let rc = if rc == 0 && !u32_props.is_empty() {
             // SAFETY: `dev` is initialised; `props` is a terminated list,
             // which the core copies.
@@ -477,8 +568,8 @@ impl<T: Driver> Registration<T> {
         };
         let rc = if rc == 0 {
             // SAFETY: `dev` is initialised and named, on our bus, whose IOMMU
-            // device is registered.
-            unsafe { iommu_mock_device_add(dev, self.iommu.get()) }
+            // device is registered (type invariant).
+            unsafe { bindings::iommu_mock_device_add(dev, &raw mut (*self.tables()).iommu) }
         } else {
             rc
         };
@@ -496,51 +587,114 @@ impl<T: Driver> Registration<T> {
         })
     }
 
-    /// The data of `dev`, if it is a device of this registration.
-    pub fn data_of<'a>(&'static self, dev: &'a Device) -> Option<&'a T::DeviceData> {
+    /// The driver's data of `dev`, if it is a device made by a registration
+    /// of `T`.
+    pub fn data_of(dev: &Device) -> Option<&T::DeviceData> {
         // SAFETY: `dev` is a valid device.
-        if unsafe { (*dev.as_raw()).type_ } != self.dev_type.get().cast_const() {
-            return None;
-        }
-        // SAFETY: The device was made by our `add_device`: it is the first
-        // field of a `DeviceBox<T>`, which lives as long as the device.
+        unsafe { Self::of_device(dev.as_raw()) }?;
+        // SAFETY: The device was made by `add_device` of a registration of
+        // `T`: it is the first field of a `DeviceBox<T>`, which lives as long
+        // as the device.
         Some(unsafe { &(*dev.as_raw().cast::<DeviceBox<T>>()).data })
     }
 
-    /// The registration whose bus `dev` is on, if it is ours.
+    /// The registration of `T` that made `dev`, if one did.
     ///
     /// # Safety
     ///
     /// `dev` is a valid device.
     unsafe fn of_device<'a>(dev: *mut bindings::device) -> Option<&'a Self> {
-        // SAFETY: `dev` is valid.
-        let ty = unsafe { (*dev).type_ };
-        // Devices made by `add_device` are recognised by the name of their
-        // type, a pointer to our static string.
-        // SAFETY: A device type, if any, is valid while its devices are.
-        if ty.is_null() || unsafe { (*ty).name } != DEV_TYPE_NAME.as_char_ptr() {
+        // SAFETY: `dev` is valid for `'a`.
+        let header: &'a Header = header_of(unsafe { Device::from_raw(dev) })?;
+        if header.driver != TypeId::of::<T>() {
             return None;
         }
-        let off = core::mem::offset_of!(Self, dev_type);
-        // SAFETY: The device was made by `add_device` of the registration
-        // whose `dev_type` field `ty` is; the registration outlives its
-        // devices (its bus goes only after them).
-        Some(unsafe { &*ty.cast::<u8>().sub(off).cast::<Self>() })
+        // SAFETY: The header is the first field of a `Registration<T>`.
+        Some(unsafe { &*core::ptr::from_ref(header).cast::<Self>() })
     }
 
+    /// The driver's data of `domain`, if it is one of this registration's
+    /// paging domains.
+    pub fn paging_data_of<'a>(&self, domain: &'a Domain) -> Option<&'a T::Domain> {
+        let d = domain.as_ptr();
+        // SAFETY: `domain` is valid; if its ops are our paging ops, it is the
+        // first field of a `DomainBox<T>` that lives as long as it.
+        unsafe {
+            if (*d).ops != &raw const (*self.tables()).paging_ops {
+                return None;
+            }
+            Some(DomainBox::<T>::data(d))
+        }
+    }
+
+    /// The driver's data of `domain`, if it is one of this registration's
+    /// nested domains.
+    pub fn nested_data_of<'a>(&self, domain: &'a Domain) -> Option<&'a T::Nested> {
+        let d = domain.as_ptr();
+        // SAFETY: `domain` is valid; if its ops are our nested ops, it is the
+        // first field of a `NestedBox<T>` that lives as long as it.
+        unsafe {
+            if (*d).ops != &raw const (*self.tables()).nested_ops {
+                return None;
+            }
+            Some(&(*d.cast::<NestedBox<T>>()).data)
+        }
+    }
+
+    /// Has `dev`, one of this registration's devices (`EINVAL` if not),
+    /// raise the page request `req`, as hardware would.  The request goes
+    /// to the fault handler of the domain it falls in, or is answered as
+    /// failed if there is none.
+    pub fn report_fault(&self, dev: &Device, req: &PageRequest) -> Result {
+        if !self.owns(dev) {
+            return Err(EINVAL);
+        }
+        let mut evt = bindings::iopf_fault::default();
+        evt.fault.type_ = bindings::iommu_fault_type_IOMMU_FAULT_PAGE_REQ;
+        evt.fault.prm.flags = req.flags.into();
+        evt.fault.prm.pasid = req.pasid;
+        evt.fault.prm.grpid = req.grpid;
+        evt.fault.prm.perm = req.perm.into();
+        evt.fault.prm.addr = req.addr;
+        // Attach changes of `dev`, all under this lock (`Attachment`), wait
+        // for the report: the attach handle the core finds stays for it.
+        let _guard = self.header.attach_lock.lock();
+        // SAFETY: `dev` is a probed device of ours; `evt` lives for the call;
+        // the lock above keeps its attachments as they are.
+        to_result(unsafe { bindings::iommu_report_device_fault(dev.as_raw(), &mut evt) })
+    }
+
+    /// `iommu_ops::probe_device`: our devices have our IOMMU.
+    ///
+    /// # Safety
+    ///
+    /// Called by the core with a valid device (any device being probed).
     unsafe extern "C" fn probe_device(dev: *mut bindings::device) -> *mut bindings::iommu_device {
         // SAFETY: The core passes a valid device.
         match unsafe { Self::of_device(dev) } {
-            Some(reg) => reg.iommu.get(),
+            // SAFETY: The tables are registered while devices exist.
+            Some(reg) => unsafe { &raw mut (*reg.tables()).iommu },
             None => ENODEV.to_ptr(),
         }
     }
 
+    /// `iommu_ops::capable`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the core with a valid device of ours.
     unsafe extern "C" fn capable(dev: *mut bindings::device, cap: bindings::iommu_cap) -> bool {
         // SAFETY: The core passes a valid device.
-        T::capable(unsafe { Device::from_raw(dev) }, cap)
+        let dev = unsafe { Device::from_raw(dev) };
+        Cap::from_raw(cap).is_some_and(|cap| T::capable(dev, cap))
     }
 
+    /// `iommu_ops::hw_info`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the core with a valid device of ours and valid out
+    /// parameters (`ty` also in: the type asked for).
     unsafe extern "C" fn hw_info(
         dev: *mut bindings::device,
         length: *mut u32,
@@ -564,18 +718,24 @@ impl<T: Driver> Registration<T> {
         }
     }
 
+    /// `iommu_ops::domain_alloc_paging_flags`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the core with a valid device of ours; `user_data` is NULL
+    /// or valid for the call.
     unsafe extern "C" fn alloc_paging(
         dev: *mut bindings::device,
         flags: u32,
         user_data: *const bindings::iommu_user_data,
     ) -> *mut bindings::iommu_domain {
-        // SAFETY: The core passes a valid device, one of ours (it probed
-        // it).
+        // SAFETY: The core passes a valid device.
         let Some(reg) = (unsafe { Self::of_device(dev) }) else {
             return ENODEV.to_ptr();
         };
         // SAFETY: A non-NULL `user_data` lives for the call.
         let data = (!user_data.is_null()).then(|| unsafe { UserData::from_raw(user_data) });
+        let flags = AllocFlags::from_bits_retain(flags);
         // SAFETY: As above.
         let new = match T::alloc_paging(unsafe { Device::from_raw(dev) }, flags, data) {
             Ok(new) => new,
@@ -584,6 +744,7 @@ impl<T: Driver> Registration<T> {
         let boxed = KBox::new(
             DomainBox::<T> {
                 domain: Opaque::zeroed(),
+                reg,
                 data: new.data,
             },
             GFP_KERNEL,
@@ -592,30 +753,48 @@ impl<T: Driver> Registration<T> {
             Ok(b) => KBox::into_raw(b),
             Err(_) => return ENOMEM.to_ptr(),
         };
-        // SAFETY: `boxed` is a new, zeroed domain we own until `free`.
+        // Given back by `free`.
+        reg.get_user();
+        let t = reg.tables();
+        // SAFETY: `boxed` is a new, zeroed domain we own until `free`; the
+        // tables are registered.
         unsafe {
             let d = (*boxed).domain.get();
             (*d).type_ = bindings::IOMMU_DOMAIN_UNMANAGED;
-            (*d).ops = reg.paging_ops.get();
+            (*d).ops = &raw const (*t).paging_ops;
             (*d).pgsize_bitmap = new.pgsize_bitmap as c_ulong;
             (*d).geometry.aperture_start = new.aperture.0;
             (*d).geometry.aperture_end = new.aperture.1;
             (*d).geometry.force_aperture = true;
             if new.dirty_tracking {
-                (*d).dirty_ops = reg.dirty_ops.get();
+                (*d).dirty_ops = &raw const (*t).dirty_ops;
             }
             d
         }
     }
 
+    /// `iommu_domain_ops::free` of paging domains.
+    ///
+    /// # Safety
+    ///
+    /// Called by the core, once, with a domain made by `alloc_paging`.
     unsafe extern "C" fn free(domain: *mut bindings::iommu_domain) {
         // SAFETY: `domain` is the first field of a `DomainBox<T>` made by
         // `alloc_paging`; the core frees it once.
-        drop(unsafe { KBox::from_raw(domain.cast::<DomainBox<T>>()) });
+        let boxed = unsafe { KBox::from_raw(domain.cast::<DomainBox<T>>()) };
+        let reg = boxed.reg;
+        drop(boxed);
+        // SAFETY: The domain held one count of `reg`, given back now.
+        unsafe { Self::put_user(reg) };
     }
 
-    /// Attaching any domain: a device attached to a domain that takes
-    /// faults is in the fault queue.
+    /// `attach_dev` of every domain: a device attached to a domain that
+    /// takes faults is in the fault queue.
+    ///
+    /// # Safety
+    ///
+    /// Called by the core under the group's lock with valid domains (`old`
+    /// may be NULL) and a device whose IOMMU is ours.
     unsafe extern "C" fn attach_dev(
         domain: *mut bindings::iommu_domain,
         dev: *mut bindings::device,
@@ -624,8 +803,11 @@ impl<T: Driver> Registration<T> {
         // SAFETY: The core passes valid domains (`old` may be NULL) and a
         // device of ours, under the group's lock.
         unsafe {
+            let Some(data) = Self::data_of(Device::from_raw(dev)) else {
+                return ENODEV.to_errno();
+            };
             let dirty = !(*domain).dirty_ops.is_null();
-            if let Err(e) = T::check_attach(Device::from_raw(dev), dirty) {
+            if let Err(e) = T::check_attach(Device::from_raw(dev), data, dirty) {
                 return e.to_errno();
             }
             let takes_faults =
@@ -642,8 +824,12 @@ impl<T: Driver> Registration<T> {
         0
     }
 
-    /// Attaching any domain to a PASID of a device (the blocked domain
-    /// detaches it): as for the device itself.
+    /// `set_dev_pasid` of every domain (the blocked domain detaches the
+    /// PASID): as for the device itself.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Self::attach_dev`].
     unsafe extern "C" fn set_dev_pasid(
         domain: *mut bindings::iommu_domain,
         dev: *mut bindings::device,
@@ -660,17 +846,19 @@ impl<T: Driver> Registration<T> {
     ///
     /// # Safety
     ///
-    /// `dev` is a device of ours; the caller holds its group's lock.
+    /// `dev` is a valid device; the caller holds its group's lock.
     unsafe fn iopf_get(dev: *mut bindings::device) -> Result {
-        // SAFETY: Per the function's requirements.
+        // SAFETY: Per the function's requirements; a device of ours is the
+        // first field of a `DeviceBox<T>`.
         let (reg, users) = unsafe {
             (
                 Self::of_device(dev).ok_or(ENODEV)?,
                 &(*dev.cast::<DeviceBox<T>>()).iopf_users,
             )
         };
-        // SAFETY: Only `register`/`unregister` write the field.
-        let q = unsafe { *reg.iopf_queue.get() };
+        // SAFETY: The tables are registered; only the initialiser and the
+        // drop write the field.
+        let q = unsafe { (*reg.tables()).iopf_queue };
         if q.is_null() {
             return Err(ENODEV);
         }
@@ -678,7 +866,8 @@ impl<T: Driver> Registration<T> {
             // SAFETY: `q` is our live queue; `dev` is valid.
             to_result(unsafe { bindings::iopf_queue_add_device(q, dev) })?;
         }
-        users.store(users.load(Relaxed) + 1, Relaxed);
+        // The group's lock serialises the changes.
+        users.fetch_add(1, Relaxed);
         Ok(())
     }
 
@@ -695,14 +884,18 @@ impl<T: Driver> Registration<T> {
             };
             (reg, &(*dev.cast::<DeviceBox<T>>()).iopf_users)
         };
-        let n = users.load(Relaxed);
-        users.store(n - 1, Relaxed);
-        if n == 1 {
+        if users.fetch_sub(1, Relaxed) == 1 {
             // SAFETY: The device was added to our queue by `iopf_get`.
-            unsafe { bindings::iopf_queue_remove_device(*reg.iopf_queue.get(), dev) };
+            unsafe { bindings::iopf_queue_remove_device((*reg.tables()).iopf_queue, dev) };
         }
     }
 
+    /// `iommu_dirty_ops::set_dirty_tracking`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the core with one of our paging domains (only they have our
+    /// dirty ops).
     unsafe extern "C" fn set_dirty_tracking(
         domain: *mut bindings::iommu_domain,
         enabled: bool,
@@ -714,6 +907,12 @@ impl<T: Driver> Registration<T> {
         }
     }
 
+    /// `iommu_dirty_ops::read_and_clear_dirty`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the core with one of our paging domains and a record that
+    /// is ours for the call.
     #[cfg(CONFIG_IOMMUFD_DRIVER)]
     unsafe extern "C" fn read_and_clear_dirty(
         domain: *mut bindings::iommu_domain,
@@ -726,12 +925,18 @@ impl<T: Driver> Registration<T> {
         // record is ours for the call.
         let (data, mut dirty) =
             unsafe { (DomainBox::<T>::data(domain), DirtyBitmap::from_raw(dirty)) };
-        match data.read_and_clear_dirty(iova as u64, size, flags as u32, &mut dirty) {
+        let flags = DirtyFlags::from_bits_truncate(flags as u32);
+        match data.read_and_clear_dirty(iova as u64, size, flags, &mut dirty) {
             Ok(()) => 0,
             Err(e) => e.to_errno(),
         }
     }
 
+    /// `iommu_ops::page_response`: software IOMMUs have no hardware to tell.
+    ///
+    /// # Safety
+    ///
+    /// Called by the core; touches nothing.
     unsafe extern "C" fn page_response(
         _dev: *mut bindings::device,
         _evt: *mut bindings::iopf_fault,
@@ -739,20 +944,27 @@ impl<T: Driver> Registration<T> {
     ) {
     }
 
+    /// `iommu_ops::domain_alloc_nested`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the core with a valid device of ours, a valid (or NULL)
+    /// parent and `user_data` valid (or NULL) for the call.
     unsafe extern "C" fn alloc_nested(
         dev: *mut bindings::device,
         parent: *mut bindings::iommu_domain,
         flags: u32,
         user_data: *const bindings::iommu_user_data,
     ) -> *mut bindings::iommu_domain {
-        // SAFETY: The core passes a valid device of ours.
+        // SAFETY: The core passes a valid device.
         let Some(reg) = (unsafe { Self::of_device(dev) }) else {
             return ENODEV.to_ptr();
         };
+        let t = reg.tables();
         // SAFETY: A non-NULL parent is a valid domain; if its ops are our
-        // paging ops, it is one of our paging domains.
+        // paging ops, it is one of our paging domains, live for the call.
         let parent = unsafe {
-            if parent.is_null() || (*parent).ops != reg.paging_ops.get().cast_const() {
+            if parent.is_null() || (*parent).ops != &raw const (*t).paging_ops {
                 return EINVAL.to_ptr();
             }
             DomainBox::<T>::data(parent)
@@ -763,6 +975,7 @@ impl<T: Driver> Registration<T> {
         // SAFETY: The device is valid; the core's user data lives for the
         // call.
         let (dev, data) = unsafe { (Device::from_raw(dev), UserData::from_raw(user_data)) };
+        let flags = AllocFlags::from_bits_retain(flags);
         let nested = match T::alloc_nested(dev, parent, flags, data) {
             Ok(n) => n,
             Err(e) => return e.to_ptr(),
@@ -770,6 +983,7 @@ impl<T: Driver> Registration<T> {
         let boxed = match KBox::new(
             NestedBox::<T> {
                 domain: Opaque::zeroed(),
+                reg,
                 data: nested,
             },
             GFP_KERNEL,
@@ -777,21 +991,38 @@ impl<T: Driver> Registration<T> {
             Ok(b) => KBox::into_raw(b),
             Err(_) => return ENOMEM.to_ptr(),
         };
+        // Given back by `free_nested`.
+        reg.get_user();
         // SAFETY: `boxed` is a new, zeroed domain we own until `free_nested`.
         unsafe {
             let d = (*boxed).domain.get();
             (*d).type_ = bindings::IOMMU_DOMAIN_NESTED;
-            (*d).ops = reg.nested_ops.get();
+            (*d).ops = &raw const (*t).nested_ops;
             d
         }
     }
 
+    /// `iommu_domain_ops::free` of nested domains.
+    ///
+    /// # Safety
+    ///
+    /// Called by the core, once, with a domain made by `alloc_nested`.
     unsafe extern "C" fn free_nested(domain: *mut bindings::iommu_domain) {
         // SAFETY: `domain` is the first field of a `NestedBox<T>` made by
         // `alloc_nested`; the core frees it once.
-        drop(unsafe { KBox::from_raw(domain.cast::<NestedBox<T>>()) });
+        let boxed = unsafe { KBox::from_raw(domain.cast::<NestedBox<T>>()) };
+        let reg = boxed.reg;
+        drop(boxed);
+        // SAFETY: The domain held one count of `reg`, given back now.
+        unsafe { Self::put_user(reg) };
     }
 
+    /// `iommu_domain_ops::cache_invalidate_user` of nested domains.
+    ///
+    /// # Safety
+    ///
+    /// Called by the core with one of our nested domains and an array that
+    /// is ours for the call.
     unsafe extern "C" fn cache_invalidate_user(
         domain: *mut bindings::iommu_domain,
         array: *mut bindings::iommu_user_data_array,
@@ -811,59 +1042,12 @@ impl<T: Driver> Registration<T> {
         }
     }
 
-    /// The driver's data of `domain`, if it is one of this registration's
-    /// paging domains.
-    pub fn paging_data_of<'a>(&'static self, domain: &'a Domain) -> Option<&'a T::Domain> {
-        let d = domain.as_ptr();
-        // SAFETY: `domain` is valid; if its ops are our paging ops, it is the
-        // first field of a `DomainBox<T>` that lives as long as it.
-        unsafe {
-            if (*d).ops != self.paging_ops.get().cast_const() {
-                return None;
-            }
-            Some(DomainBox::<T>::data(d))
-        }
-    }
-
-    /// The driver's data of `domain`, if it is one of this registration's
-    /// nested domains.
-    pub fn nested_data_of<'a>(&'static self, domain: &'a Domain) -> Option<&'a T::Nested> {
-        let d = domain.as_ptr();
-        // SAFETY: `domain` is valid; if its ops are our nested ops, it is the
-        // first field of a `NestedBox<T>` that lives as long as it.
-        unsafe {
-            if (*d).ops != self.nested_ops.get().cast_const() {
-                return None;
-            }
-            Some(&(*d.cast::<NestedBox<T>>()).data)
-        }
-    }
-
-    /// Has `dev`, one of this registration's devices, raise the page
-    /// request `req` (the last of its group), as hardware would.  The
-    /// request goes to the fault handler of the domain it falls in, or is
-    /// answered as failed if there is none.
+    /// `iommu_domain_ops::map_pages` of paging domains.
     ///
     /// # Safety
     ///
-    /// The group of `dev` is not attached, replaced or detached meanwhile:
-    /// the fault path uses the attach handle it finds without a lock.
-    pub unsafe fn report_fault(&'static self, dev: &Device, req: &PageRequest) -> Result {
-        if self.data_of(dev).is_none() {
-            return Err(EINVAL);
-        }
-        let mut evt = bindings::iopf_fault::default();
-        evt.fault.type_ = bindings::iommu_fault_type_IOMMU_FAULT_PAGE_REQ;
-        evt.fault.prm.flags = req.flags;
-        evt.fault.prm.pasid = req.pasid;
-        evt.fault.prm.grpid = req.grpid;
-        evt.fault.prm.perm = req.perm;
-        evt.fault.prm.addr = req.addr;
-        // SAFETY: `dev` is a probed device of ours; `evt` lives for the call;
-        // the caller serialises with attach changes.
-        to_result(unsafe { bindings::iommu_report_device_fault(dev.as_raw(), &mut evt) })
-    }
-
+    /// Called by the core with one of our paging domains and a valid
+    /// `mapped`.
     #[allow(clippy::too_many_arguments)]
     unsafe extern "C" fn map_pages(
         domain: *mut bindings::iommu_domain,
@@ -877,7 +1061,8 @@ impl<T: Driver> Registration<T> {
     ) -> c_int {
         // SAFETY: `domain` is one of ours (its ops are).
         let data = unsafe { DomainBox::<T>::data(domain) };
-        let (done, res) = data.map_pages(iova as u64, paddr, pgsize, pgcount, prot as u32);
+        let prot = Prot::from_bits_truncate(prot as u32);
+        let (done, res) = data.map_pages(iova as u64, paddr, pgsize, pgcount, prot);
         // SAFETY: The core passes a valid `mapped`.
         unsafe { *mapped += done };
         match res {
@@ -886,6 +1071,11 @@ impl<T: Driver> Registration<T> {
         }
     }
 
+    /// `iommu_domain_ops::unmap_pages` of paging domains.
+    ///
+    /// # Safety
+    ///
+    /// Called by the core with one of our paging domains.
     unsafe extern "C" fn unmap_pages(
         domain: *mut bindings::iommu_domain,
         iova: c_ulong,
@@ -897,6 +1087,11 @@ impl<T: Driver> Registration<T> {
         unsafe { DomainBox::<T>::data(domain) }.unmap_pages(iova as u64, pgsize, pgcount)
     }
 
+    /// `iommu_domain_ops::iova_to_phys` of paging domains.
+    ///
+    /// # Safety
+    ///
+    /// Called by the core with one of our paging domains.
     unsafe extern "C" fn iova_to_phys(
         domain: *mut bindings::iommu_domain,
         iova: bindings::dma_addr_t,
@@ -906,14 +1101,27 @@ impl<T: Driver> Registration<T> {
     }
 }
 
-/// The name of the device type of [`Registration::add_device`]'s devices.
-static DEV_TYPE_NAME: &CStr = c"iommu-software-device";
+#[pinned_drop]
+impl<T: Driver> PinnedDrop for Registration<T> {
+    fn drop(self: Pin<&mut Self>) {
+        // Whoever holds the devices and domains drops them; until then the
+        // core may still call into the tables.
+        if self.users.fetch_sub(1, Full) != 1 {
+            self.users_gone.wait_for_completion();
+        }
+        // SAFETY: Registered by the initialiser (type invariant); no device
+        // or domain is left.
+        unsafe { Self::unregister(self.tables()) };
+    }
+}
 
 /// A device made by [`Registration::add_device`] with its driver data: the
 /// core's `struct device` first.
 #[repr(C)]
 struct DeviceBox<T: Driver> {
     dev: Opaque<bindings::device>,
+    /// The registration, which waits for the device to be released.
+    reg: *const Registration<T>,
     /// The domains taking faults the device is attached to (for its RID
     /// and PASIDs): it is in the fault queue while there is one.  Changed
     /// only under the group's lock (in `attach_dev`).
@@ -921,10 +1129,20 @@ struct DeviceBox<T: Driver> {
     data: T::DeviceData,
 }
 
+/// The `release` of [`Registration::add_device`]'s devices.
+///
+/// # Safety
+///
+/// Called by the core once, when the last reference to a device made by
+/// `add_device` of a registration of `T` goes.
 unsafe extern "C" fn release_device<T: Driver>(dev: *mut bindings::device) {
     // SAFETY: `dev` came from the box in `add_device`; the core calls
-    // `release` once, when the last reference goes.
-    drop(unsafe { KBox::from_raw(dev.cast::<DeviceBox<T>>()) });
+    // `release` once.
+    let boxed = unsafe { KBox::from_raw(dev.cast::<DeviceBox<T>>()) };
+    let reg = boxed.reg;
+    drop(boxed);
+    // SAFETY: The device held one count of `reg`, given back now.
+    unsafe { Registration::<T>::put_user(reg) };
 }
 
 /// A device created on a [`Registration`]'s bus, unregistered when dropped.

@@ -10,32 +10,84 @@
 //!
 //! C header: [`include/linux/iommu.h`](srctree/include/linux/iommu.h)
 
-use crate::{bindings, prelude::*};
+use crate::{bindings, impl_flags, prelude::*};
 use core::ptr::NonNull;
 
-/// `IOMMU_PAGE_RESP_SUCCESS`: the fault was resolved, retry the access.
-pub const RESP_SUCCESS: u32 = bindings::iommu_page_response_code_IOMMU_PAGE_RESP_SUCCESS;
-/// `IOMMU_PAGE_RESP_INVALID`: the access is invalid, do not retry it.
-pub const RESP_INVALID: u32 = bindings::iommu_page_response_code_IOMMU_PAGE_RESP_INVALID;
-/// `IOMMU_PAGE_RESP_FAILURE`: fault handling failed; stop sending requests.
-pub const RESP_FAILURE: u32 = bindings::iommu_page_response_code_IOMMU_PAGE_RESP_FAILURE;
+/// The answer to a group of page requests (`enum iommu_page_response_code`).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageResponse {
+    /// `IOMMU_PAGE_RESP_SUCCESS`: the fault was resolved, retry the access.
+    Success = bindings::iommu_page_response_code_IOMMU_PAGE_RESP_SUCCESS,
+    /// `IOMMU_PAGE_RESP_INVALID`: the access is invalid, do not retry it.
+    Invalid = bindings::iommu_page_response_code_IOMMU_PAGE_RESP_INVALID,
+    /// `IOMMU_PAGE_RESP_FAILURE`: fault handling failed; stop sending
+    /// requests.
+    Failure = bindings::iommu_page_response_code_IOMMU_PAGE_RESP_FAILURE,
+}
 
-/// `IOMMU_FAULT_PAGE_REQUEST_PASID_VALID`
-pub const PAGE_REQUEST_PASID_VALID: u32 = bindings::IOMMU_FAULT_PAGE_REQUEST_PASID_VALID;
-/// `IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE`: the last request of its group.
-pub const PAGE_REQUEST_LAST_PAGE: u32 = bindings::IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE;
+impl_flags!(
+    /// What a page request says of itself (`IOMMU_FAULT_PAGE_REQUEST_*`).
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct PageRequestFlags(u32);
+
+    /// One page request flag.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum PageRequestFlag {
+        /// `IOMMU_FAULT_PAGE_REQUEST_PASID_VALID`: the request has a PASID.
+        PasidValid = bindings::IOMMU_FAULT_PAGE_REQUEST_PASID_VALID,
+        /// `IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE`: the last request of its
+        /// group.
+        LastPage = bindings::IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE,
+    }
+);
+
+impl PageRequestFlags {
+    /// The flags `bits`, unknown ones included: the core carries a
+    /// request's flags to its handler unchanged.
+    pub fn from_bits_retain(bits: u32) -> Self {
+        Self(bits)
+    }
+}
+
+impl_flags!(
+    /// The access a page request asks for (`IOMMU_FAULT_PERM_*`).
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct FaultPerm(u32);
+
+    /// One kind of access.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum FaultPermFlag {
+        /// `IOMMU_FAULT_PERM_READ`
+        Read = bindings::IOMMU_FAULT_PERM_READ,
+        /// `IOMMU_FAULT_PERM_WRITE`
+        Write = bindings::IOMMU_FAULT_PERM_WRITE,
+        /// `IOMMU_FAULT_PERM_EXEC`
+        Exec = bindings::IOMMU_FAULT_PERM_EXEC,
+        /// `IOMMU_FAULT_PERM_PRIV`: a privileged access.
+        Priv = bindings::IOMMU_FAULT_PERM_PRIV,
+    }
+);
+
+impl FaultPerm {
+    /// The permissions `bits`, unknown ones included, as for
+    /// [`PageRequestFlags::from_bits_retain`].
+    pub fn from_bits_retain(bits: u32) -> Self {
+        Self(bits)
+    }
+}
 
 /// One page request (`struct iommu_fault_page_request`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PageRequest {
-    /// `IOMMU_FAULT_PAGE_REQUEST_*`
-    pub flags: u32,
+    /// What the request says of itself.
+    pub flags: PageRequestFlags,
     /// The PASID, if `flags` says it is valid.
     pub pasid: u32,
     /// The group the request is part of.
     pub grpid: u32,
-    /// `IOMMU_FAULT_PERM_*` access wanted.
-    pub perm: u32,
+    /// The access wanted.
+    pub perm: FaultPerm,
     /// The faulting address.
     pub addr: u64,
 }
@@ -43,10 +95,10 @@ pub struct PageRequest {
 impl PageRequest {
     fn from_raw(prm: &bindings::iommu_fault_page_request) -> Self {
         Self {
-            flags: prm.flags,
+            flags: PageRequestFlags::from_bits_retain(prm.flags),
             pasid: prm.pasid,
             grpid: prm.grpid,
-            perm: prm.perm,
+            perm: FaultPerm::from_bits_retain(prm.perm),
             addr: prm.addr,
         }
     }
@@ -118,22 +170,21 @@ impl FaultGroup {
         Ok(out)
     }
 
-    /// Answers the group with `code` ([`RESP_SUCCESS`], [`RESP_INVALID`] or
-    /// [`RESP_FAILURE`]).
-    pub fn respond(self, code: u32) {
+    /// Answers the group with `code`.
+    pub fn respond(self, code: PageResponse) {
         let this = core::mem::ManuallyDrop::new(self);
         this.answer(code);
     }
 
     /// Answers and frees the group; called once, by `respond` or `drop`.
-    fn answer(&self, _code: u32) {
+    fn answer(&self, _code: PageResponse) {
         // Without CONFIG_IOMMU_IOPF the core has no fault path, so no group
         // exists.
         #[cfg(CONFIG_IOMMU_IOPF)]
         // SAFETY: By the type invariant the group is ours to answer and free;
         // our callers do so once.
         unsafe {
-            bindings::iopf_group_response(self.ptr.as_ptr(), _code);
+            bindings::iopf_group_response(self.ptr.as_ptr(), _code as u32);
             bindings::iopf_free_group(self.ptr.as_ptr());
         }
     }
@@ -141,7 +192,7 @@ impl FaultGroup {
 
 impl Drop for FaultGroup {
     fn drop(&mut self) {
-        self.answer(RESP_INVALID);
+        self.answer(PageResponse::Invalid);
     }
 }
 

@@ -56,7 +56,7 @@ impl UserData {
     /// # Safety
     ///
     /// `ptr` is valid for reads for `'a`.
-    pub(crate) unsafe fn from_raw<'a>(ptr: *const bindings::iommu_user_data) -> &'a Self {
+    pub unsafe fn from_raw<'a>(ptr: *const bindings::iommu_user_data) -> &'a Self {
         // SAFETY: `Self` is a transparent wrapper; the caller guarantees
         // validity.
         unsafe { &*ptr.cast() }
@@ -107,7 +107,7 @@ impl UserDataArray {
             type_: ty,
             uptr: uptr as usize as *mut c_void,
             entry_len: entry_len as usize,
-            entry_num: entry_num as _,
+            entry_num,
         })
     }
 
@@ -117,7 +117,7 @@ impl UserDataArray {
     ///
     /// `ptr` is valid for reads and writes, and not otherwise used, for
     /// `'a`.
-    pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::iommu_user_data_array) -> &'a mut Self {
+    pub unsafe fn from_raw<'a>(ptr: *mut bindings::iommu_user_data_array) -> &'a mut Self {
         // SAFETY: `Self` is a transparent wrapper; the caller guarantees
         // validity and exclusivity.
         unsafe { &mut *ptr.cast() }
@@ -135,12 +135,12 @@ impl UserDataArray {
     /// The number of entries; after the driver has run, the number it
     /// handled.
     pub fn entry_num(&self) -> u32 {
-        self.0.entry_num as u32
+        self.0.entry_num
     }
 
     /// Reports that the driver handled the first `n` entries.
     pub fn set_done(&mut self, n: u32) {
-        self.0.entry_num = n as _;
+        self.0.entry_num = n;
     }
 
     /// Entry `index` as a `T` (see [`UserData::read`]); `EINVAL` also if

@@ -27,12 +27,21 @@ use core::ptr::NonNull;
 ///
 /// # Invariants
 ///
-/// `page` points to a valid `struct page` on which this object owns exactly
-/// one pin.
+/// `page`, its bit [`WRITABLE`] cleared, points to a valid `struct page` on
+/// which this object owns exactly one pin.  The bit is set if the kernel may
+/// write to the page: it was pinned for writing (`FOLL_WRITE`), or it is a
+/// page of a memfd (the file's own memory).  A page pinned for reading only
+/// may be shared (the zero page, a page shared with another process until
+/// it writes), so it must not be written.
 #[repr(transparent)]
 pub struct PinnedPage {
     page: NonNull<bindings::page>,
 }
+
+/// The bit of [`PinnedPage::page`] that says the pin allows writing; free
+/// since a `struct page` is aligned.
+const WRITABLE: usize = 1;
+const _: () = assert!(core::mem::align_of::<bindings::page>() > WRITABLE);
 
 // SAFETY: A pin is not tied to the task that took it: `unpin_user_page()` may
 // be called from any thread.
@@ -45,13 +54,29 @@ unsafe impl Sync for PinnedPage {}
 impl PinnedPage {
     /// The pinned `struct page`, valid for as long as `self` lives.
     pub fn as_ptr(&self) -> *mut bindings::page {
-        self.page.as_ptr()
+        self.page.as_ptr().map_addr(|a| a & !WRITABLE)
+    }
+
+    /// Whether the pin allows the kernel to write to the page.
+    pub fn is_writable(&self) -> bool {
+        self.page.as_ptr().addr() & WRITABLE != 0
+    }
+
+    /// Marks the pin as one that allows writing.
+    ///
+    /// # Safety
+    ///
+    /// The page was pinned for writing, or is a page of a memfd opened for
+    /// writing.
+    unsafe fn set_writable(&mut self) {
+        // INVARIANT: Per the function's requirements.
+        self.page = self.page.map_addr(|a| a | WRITABLE);
     }
 
     /// The page frame number of the page.
     pub fn pfn(&self) -> usize {
         // SAFETY: By the type invariant the page is valid.
-        unsafe { bindings::page_to_pfn(self.page.as_ptr()) }
+        unsafe { bindings::page_to_pfn(self.as_ptr()) }
     }
 
     /// The physical address of the page.
@@ -72,9 +97,13 @@ impl PinnedPage {
 
     /// Copies `src` into the page, starting `offset` bytes in.
     ///
-    /// The caller must have pinned the page for writing.  Fails with `EINVAL`
-    /// if the range does not fit in the page.
+    /// Fails with `EPERM` if the pin does not allow writing (see
+    /// [`PinnedPage::is_writable`]), with `EINVAL` if the range does not fit
+    /// in the page.
     pub fn write(&self, offset: usize, src: &[u8]) -> Result {
+        if !self.is_writable() {
+            return Err(EPERM);
+        }
         self.with_mapped(offset, src.len(), |va| {
             // SAFETY: `va` maps `src.len()` bytes of the page, and `src` is a
             // distinct kernel buffer of that length.
@@ -88,7 +117,7 @@ impl PinnedPage {
         }
         // SAFETY: By the type invariant the page is valid; a pinned page
         // stays allocated until it is unpinned.
-        let base = unsafe { bindings::kmap_local_page(self.page.as_ptr()) };
+        let base = unsafe { bindings::kmap_local_page(self.as_ptr()) };
         // SAFETY: `base` maps the whole page and `offset + len` is within it.
         f(unsafe { base.cast::<u8>().add(offset) });
         // SAFETY: `base` was returned by the `kmap_local_page()` above, the
@@ -100,7 +129,7 @@ impl PinnedPage {
     /// Gives the pin back after marking the page dirty: for a page the
     /// device or the kernel may have written to.
     pub fn unpin_dirty(self) {
-        let mut page = self.page.as_ptr();
+        let mut page = self.as_ptr();
         core::mem::forget(self);
         // SAFETY: `page` is an array of one page on which we owned one pin
         // (type invariant); `forget` above ensures it is given back once.
@@ -112,7 +141,7 @@ impl Drop for PinnedPage {
     fn drop(&mut self) {
         // SAFETY: By the type invariant this object owns one pin on the page,
         // given back here exactly once.
-        unsafe { bindings::unpin_user_page(self.page.as_ptr()) };
+        unsafe { bindings::unpin_user_page(self.as_ptr()) };
     }
 }
 
@@ -182,28 +211,24 @@ impl MmapReadGuard<'_> {
             return Err(EFAULT);
         }
         // SAFETY: `pin_user_pages_remote()` stored `got` valid, non-NULL page
-        // pointers, each carrying one pin, which the vector now owns.
+        // pointers, each carrying one pin, which the vector now owns (with the
+        // bit `WRITABLE` clear: pages are aligned).
         unsafe { out.inc_len(got) };
+        if flags.0 & bindings::FOLL_WRITE != 0 {
+            for page in &mut out[len..] {
+                // SAFETY: Pinned for writing just above.
+                unsafe { page.set_writable() };
+            }
+        }
         Ok(got)
     }
-}
-
-/// The file of the descriptor `fd`, to pin its pages with
-/// [`pin_memfd_pages`]: `EBADF` if there is none.
-///
-/// Pinning never uses the file position, so the reference may be shared
-/// between threads even if this thread holds an `fdget_pos()` on the file.
-pub fn fget_for_pinning(fd: u32) -> Result<ARef<crate::fs::File>> {
-    let file = crate::fs::LocalFile::fget(fd).map_err(|_| EBADF)?;
-    // SAFETY: What this file is used for (pinning its pages, holding it)
-    // never touches the file position, which is all `fdget_pos()` protects.
-    Ok(unsafe { crate::fs::LocalFile::assume_no_fdget_pos(file) })
 }
 
 /// Pins `nr` pages of the memfd `file` starting at byte `start` (page
 /// aligned), one pin per page, and appends them to `out`; all of them, or
 /// fails with nothing appended.  The pins are long-term ones
-/// (`memfd_pin_folios()`).
+/// (`memfd_pin_folios()`), which allow writing if the file is open for
+/// writing.
 pub fn pin_memfd_pages(
     file: &crate::fs::File,
     start: u64,
@@ -245,6 +270,8 @@ pub fn pin_memfd_pages(
     unsafe { folios.inc_len(got as usize) };
     let first = out.len();
     let mut page_in_folio = (offset as usize) >> bindings::PAGE_SHIFT;
+    let flags = file.flags();
+    let writable = flags & crate::fs::file::flags::O_ACCMODE != crate::fs::file::flags::O_RDONLY;
     let mut res = Ok(());
     let mut left = nr;
     for (i, &folio) in folios.iter().enumerate() {
@@ -269,11 +296,15 @@ pub fn pin_memfd_pages(
             // SAFETY: `page_in_folio + k` is within the folio, which is
             // pinned once for each page taken.
             let page = unsafe { bindings::folio_page(folio, page_in_folio + k) };
-            // INVARIANT: one pin per page, as above.
-            let pinned = PinnedPage {
+            // INVARIANT: one pin per page, as above; a memfd's page.
+            let mut pinned = PinnedPage {
                 // SAFETY: A page of a valid folio is not NULL.
                 page: unsafe { NonNull::new_unchecked(page) },
             };
+            if writable {
+                // SAFETY: A page of the memfd, opened for writing.
+                unsafe { pinned.set_writable() };
+            }
             // Cannot fail: `reserve` made room for `nr` pages.
             let _ = out.push_within_capacity(pinned);
         }
