@@ -9,7 +9,9 @@ reach each other through `super`.
 
 Unsafe: the keyword `unsafe` appears in code only in ffi.rs.  Elsewhere the
 one exception is `#[allow(unsafe_code)]` right before `#[pinned_drop]`,
-whose macro writes an `unsafe impl` of its own.
+whose macro writes an `unsafe impl` of its own.  The few ffi.rs functions
+whose safety rests on where they are called from (RESTRICTED) are called
+only from the files listed for them.
 
 Prints each violation and exits 1 if there is one.
 """
@@ -38,13 +40,17 @@ LAYERS = [
 ROOT = "iommufd_main"
 
 # Known exceptions to the unsafe rule, each with its reason; the list only
-# shrinks.  (file, a string on the unsafe line)
-UNSAFE_EXCEPTIONS = [
-    # The kernel crate's Registration::report_fault is an unsafe fn (its
-    # caller must keep the device's attachments still); it needs a safe form
-    # in the kernel crate first.
-    ("selftest/mod.rs", "report_fault"),
-]
+# shrinks (it is empty).  (file, a string on the unsafe line)
+UNSAFE_EXCEPTIONS = []
+
+# Functions of ffi.rs that are safe to call only where their contract holds,
+# and the files that may call them (the contract is written at each).
+RESTRICTED = {
+    # The mapped memory stays pinned until pages.rs unmaps it.
+    "map_pinned": {"pages.rs"},
+    # Called from ioctl handlers only, which hold no fdget_pos().
+    "fget_for_pinning": {"ioas.rs"},
+}
 
 USE_RE = re.compile(r"\bcrate::([a-z_]+)")
 UNSAFE_RE = re.compile(r"\bunsafe\b")
@@ -93,6 +99,10 @@ def main():
                     continue
                 if LAYERS.index(dep) >= rank:
                     errors.append(f"{rel}:{n}: {me} names {dep}, a layer above it")
+        for n, line in lines:
+            for fn, allowed in RESTRICTED.items():
+                if re.search(rf"\b{fn}\b", line) and str(rel) not in allowed | {"ffi.rs"}:
+                    errors.append(f"{rel}:{n}: calls ffi::{fn}, reserved to {sorted(allowed)}")
         if me == "ffi":
             continue
         excepted = [w for f, w in UNSAFE_EXCEPTIONS if f == str(rel)]
@@ -113,7 +123,8 @@ def main():
         print(f"{len(errors)} layer or unsafe violation(s)")
         return 1
     print(f"layers: {len(files)} files, rule kept; unsafe only in ffi.rs "
-          f"(and {len(UNSAFE_EXCEPTIONS)} listed exception(s))")
+          f"({len(UNSAFE_EXCEPTIONS)} exceptions); {len(RESTRICTED)} restricted "
+          f"ffi functions called only where allowed")
     return 0
 
 

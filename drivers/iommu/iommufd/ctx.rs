@@ -17,6 +17,9 @@ pub(crate) struct CtxState {
     pub(crate) account_mode: AccountMode,
     /// The IOAS the VFIO compatibility ioctls operate on.
     pub(crate) compat_ioas: Option<u32>,
+    /// VFIO made this a no-IOMMU container
+    /// (`iommufd_vfio_compat_set_no_iommu()`).
+    pub(crate) no_iommu: bool,
 }
 
 impl TableState for CtxState {
@@ -47,6 +50,7 @@ impl Ctx {
             objects <- ObjectTable::new(CtxState {
                 account_mode: AccountMode::User,
                 compat_ioas: None,
+                no_iommu: false,
             }),
             dev,
         })

@@ -7,8 +7,7 @@
 //! IOAS finds an automatic HWPT of that IOAS the device can use, or makes
 //! one (see `hw_pagetable`); attaching to a HWPT uses that one.
 
-use kernel::bindings;
-use kernel::iommu::domain::{self as iommu, Attachment, DmaOwner, Domain, Group};
+use kernel::iommu::domain::{self as iommu, Attachment, Cap, DmaOwner, Domain, Group};
 use kernel::iommu::fault::FaultSink;
 use kernel::iommu::user_data::UserData;
 use kernel::new_mutex;
@@ -84,20 +83,20 @@ pub(crate) struct Device {
     /// The device's object ID, which faults are reported with.
     id: u32,
     dev: ARef<kernel::device::Device>,
-    group: ARef<Group>,
     /// Held across attach, replace and detach, and by whoever raises faults
     /// on the device (see `kernel::iommu::driver::Registration::report_fault`).
     #[pin]
     attached: Mutex<Attachments>,
-    // Dropped last: the device is detached before its DMA is given back.
-    _owner: DmaOwner,
+    /// The device's DMA ownership: attaching takes it, and each
+    /// attachment holds it, so the DMA goes back only after the last one.
+    owner: Arc<DmaOwner>,
 }
 
 impl Device {
     /// Binds `dev` to the context: claims its DMA for the context.
     /// `EINVAL` if it has no IOMMU group.
     pub(crate) fn bind(ctx: &Arc<Ctx>, dev: &kernel::device::Device) -> Result<Held<Device>> {
-        let group = Group::of(dev).ok_or(EINVAL)?;
+        Group::of(dev).ok_or(EINVAL)?;
         let owner = DmaOwner::claim(dev, ctx.owner_cookie())?;
         let slot = ctx.objects.reserve()?;
         let id = slot.id();
@@ -105,12 +104,11 @@ impl Device {
             ctx: ctx.clone(),
             id,
             dev: dev.into(),
-            group,
             attached <- new_mutex!(Attachments {
                 rid: None,
                 pasids: KVec::new(),
             }),
-            _owner: owner,
+            owner,
         }? Error))?;
         Ok(idev.finalize_held())
     }
@@ -118,12 +116,6 @@ impl Device {
     /// The device.
     pub(crate) fn dev(&self) -> &kernel::device::Device {
         &self.dev
-    }
-
-    /// Runs `f` with attach changes of the device excluded.
-    pub(crate) fn with_attach_locked<R>(&self, f: impl FnOnce() -> R) -> R {
-        let _guard = self.attached.lock();
-        f()
     }
 
     /// The sink for the device's faults on `hwpt`, if it takes faults.
@@ -166,8 +158,8 @@ impl Device {
             let sink = self.sink_for(hwpt)?;
             let s = dyn_sink(&sink);
             let attachment = match pasid {
-                None => Attachment::attach(&hwpt.domain, &self.group, s)?,
-                Some(p) => Attachment::attach_pasid(&hwpt.domain, &self.dev, p, s)?,
+                None => Attachment::attach(&hwpt.domain, &self.owner, s)?,
+                Some(p) => Attachment::attach_pasid(&hwpt.domain, &self.owner, p, s)?,
             };
             Ok((attachment, sink))
         })?;
@@ -399,10 +391,10 @@ pub(crate) fn get_hw_info_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_hw_info>) -> Res
         left -= n;
     }
     let mut caps = 0u64;
-    if iommu::capable(&idev.dev, bindings::iommu_cap_IOMMU_CAP_DIRTY_TRACKING) {
+    if iommu::capable(&idev.dev, Cap::DirtyTracking) {
         caps |= u64::from(uapi::IOMMU_HW_CAP_DIRTY_TRACKING);
     }
-    if !iommu::capable(&idev.dev, bindings::iommu_cap_IOMMU_CAP_PCI_ATS_SUPPORTED) {
+    if !iommu::capable(&idev.dev, Cap::PciAtsSupported) {
         caps |= u64::from(uapi::IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED);
     }
     let pasid_log2 = iommu::max_pasid_log2(&idev.dev);

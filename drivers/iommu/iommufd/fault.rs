@@ -15,13 +15,14 @@ use core::mem::size_of;
 use kernel::alloc::kvec::{InsertError, PushError};
 use kernel::bindings;
 use kernel::fs::file::{flags::O_CLOEXEC, File, FileDescriptorReservation};
-use kernel::iommu::fault::{FaultGroup, FaultSink, PageRequest, RESP_INVALID, RESP_SUCCESS};
+use kernel::iommu::fault::{FaultGroup, FaultSink, PageRequest, PageResponse};
 use kernel::new_poll_condvar;
 use kernel::prelude::*;
 use kernel::rbtree::{RBTree, RBTreeNodeReservation};
 use kernel::sync::atomic::{Atomic, Relaxed};
 use kernel::sync::poll::{PollCondVar, PollTable};
 use kernel::sync::{Arc, Mutex, SetOnce, SpinLock};
+use kernel::transmute::AsBytes;
 use kernel::uaccess::{UserPtr, UserSlice};
 use kernel::{new_mutex, new_spinlock};
 
@@ -219,10 +220,10 @@ impl Fault {
             rec.dev_id = p.dev_id;
             rec.cookie = cookie;
             let wrote = p.requests.iter().try_for_each(|q| {
-                rec.flags = q.flags;
+                rec.flags = q.flags.into();
                 rec.pasid = q.pasid;
                 rec.grpid = q.grpid;
-                rec.perm = q.perm;
+                rec.perm = q.perm.into();
                 rec.addr = q.addr;
                 w.write_slice(rec.as_bytes())
             });
@@ -257,15 +258,15 @@ impl Fault {
             if let Err(e) = rd.read_slice(resp.as_bytes_mut()) {
                 break Err(e);
             }
-            if resp.code != uapi::IOMMUFD_PAGE_RESP_SUCCESS
-                && resp.code != uapi::IOMMUFD_PAGE_RESP_INVALID
-            {
-                break Err(EINVAL);
-            }
+            let code = match resp.code {
+                uapi::IOMMUFD_PAGE_RESP_SUCCESS => PageResponse::Success,
+                uapi::IOMMUFD_PAGE_RESP_INVALID => PageResponse::Invalid,
+                _ => break Err(EINVAL),
+            };
             let Some(p) = r.map.remove(&resp.cookie) else {
                 break Err(EINVAL);
             };
-            p.group.respond(resp.code);
+            p.group.respond(code);
             done += RESPONSE_SIZE;
         };
         drop(r);
@@ -295,8 +296,8 @@ impl Responses {
 }
 
 // The uAPI's answer codes are the core's.
-const _: () = assert!(uapi::IOMMUFD_PAGE_RESP_SUCCESS == RESP_SUCCESS);
-const _: () = assert!(uapi::IOMMUFD_PAGE_RESP_INVALID == RESP_INVALID);
+const _: () = assert!(uapi::IOMMUFD_PAGE_RESP_SUCCESS == PageResponse::Success as u32);
+const _: () = assert!(uapi::IOMMUFD_PAGE_RESP_INVALID == PageResponse::Invalid as u32);
 
 /// What a fault queue's file owns: the queue, and once it is published a
 /// use of it.

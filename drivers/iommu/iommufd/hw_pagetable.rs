@@ -14,8 +14,7 @@
 //! not suit the device (`EINVAL` from the attach) is passed over.
 
 use core::any::Any;
-use kernel::bindings;
-use kernel::iommu::domain::{self as iommu, Domain};
+use kernel::iommu::domain::{self as iommu, AllocFlags, Cap, Domain};
 use kernel::iommu::user_data::{UserData, UserDataArray};
 use kernel::prelude::*;
 use kernel::sync::Arc;
@@ -92,15 +91,15 @@ impl Hwpt {
         fault_id: Option<u32>,
     ) -> Result<PendingObj<'a, Hwpt>> {
         if flags & uapi::IOMMU_HWPT_ALLOC_DIRTY_TRACKING != 0
-            && !iommu::capable(dev, bindings::iommu_cap_IOMMU_CAP_DIRTY_TRACKING)
+            && !iommu::capable(dev, Cap::DirtyTracking)
         {
             return Err(EOPNOTSUPP);
         }
         let slot = ctx.objects.reserve()?;
         let mut domain = if auto {
-            Domain::alloc_paging(dev, flags)?
+            Domain::alloc_paging(dev, AllocFlags::from_bits_retain(flags))?
         } else {
-            Domain::alloc_paging_user(dev, flags, data)?
+            Domain::alloc_paging_user(dev, AllocFlags::from_bits_retain(flags), data)?
         };
         let fault = take_faults(&ctx.objects, &mut domain, fault_id)?;
         let domain = Arc::new(domain, GFP_KERNEL_ACCOUNT)?;
@@ -142,7 +141,12 @@ impl Hwpt {
         }
         let slot = ctx.objects.reserve()?;
         let flags = flags & !uapi::IOMMU_HWPT_FAULT_ID_VALID;
-        let mut domain = Domain::alloc_nested(dev, &parent.domain, flags, data)?;
+        let mut domain = Domain::alloc_nested(
+            dev,
+            &parent.domain,
+            AllocFlags::from_bits_retain(flags),
+            data,
+        )?;
         let fault = take_faults(&ctx.objects, &mut domain, fault_id)?;
         let domain = Arc::new(domain, GFP_KERNEL_ACCOUNT)?;
         slot.new_value(Hwpt {

@@ -10,8 +10,8 @@
 
 use kernel::bindings;
 use kernel::fs::File;
-use kernel::iommu::dirty::{DirtyRecord, IovaBitmap, NO_CLEAR};
-use kernel::iommu::domain::{self as iommu, Domain};
+use kernel::iommu::dirty::{DirtyFlag, DirtyFlags, DirtyRecord, IovaBitmap};
+use kernel::iommu::domain::{self as iommu, Domain, ProtFlag};
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
 use kernel::sync::{Arc, CondVar, Mutex, MutexGuard};
@@ -205,8 +205,15 @@ fn min_pgsize(domain: &Domain) -> u64 {
     }
 }
 
-fn iommu_prot(prot: Prot) -> u32 {
-    (if prot.read { iommu::READ } else { 0 }) | (if prot.write { iommu::WRITE } else { 0 })
+fn iommu_prot(prot: Prot) -> iommu::Prot {
+    let mut p = iommu::Prot::empty();
+    if prot.read {
+        p |= ProtFlag::Read;
+    }
+    if prot.write {
+        p |= ProtFlag::Write;
+    }
+    p
 }
 
 /// Adds a user to every page of the area `[s, l]`.
@@ -868,7 +875,12 @@ impl IoPagetable {
         if enable {
             let mut rec = DirtyRecord::new(None)?;
             for (s, l, _) in inner.areas.iter() {
-                domain.read_and_clear_dirty(s, (l - s + 1) as usize, 0, &mut rec)?;
+                domain.read_and_clear_dirty(
+                    s,
+                    (l - s + 1) as usize,
+                    DirtyFlags::empty(),
+                    &mut rec,
+                )?;
             }
             domain.flush_dirty(&mut rec);
         }
@@ -904,6 +916,10 @@ impl IoPagetable {
         if !domain.tracks_dirty() {
             return Err(EOPNOTSUPP);
         }
+        // The uAPI's NO_CLEAR is the core's.
+        const _: () =
+            assert!(crate::uapi::IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR == DirtyFlag::NoClear as u32);
+        let flags = DirtyFlags::from_bits_truncate(flags);
         let bitmap = IovaBitmap::new(iova, length, page_size, data).map_err(|_| ENOMEM)?;
         let mut rec = DirtyRecord::new(Some(&bitmap))?;
         let res = bitmap.for_each(|iova, len| {
@@ -924,7 +940,7 @@ impl IoPagetable {
             }
             Err(EINVAL)
         });
-        if flags & NO_CLEAR == 0 {
+        if !flags.contains(DirtyFlag::NoClear) {
             domain.flush_dirty(&mut rec);
         }
         res

@@ -208,7 +208,7 @@ pub(crate) fn map_file_ioctl(
         Some(buf) => PagesSlice::dmabuf(buf, &ucmd.ctx.dev, c.start, c.length, prot.write, locate)?,
         _ => {
             let fd = u32::try_from(c.fd).map_err(|_| EBADF)?;
-            let file = kernel::mm::pin::fget_for_pinning(fd)?;
+            let file = crate::ffi::fget_for_pinning(fd)?;
             // Upstream takes any file and fails (EINVAL) only once it pins
             // one that is no memfd: one that holds this context, such as
             // /dev/iommu itself, would keep it alive forever.  Refused here.

@@ -3,11 +3,6 @@
 //! iommufd: the `/dev/iommu` user API for I/O page tables that point at user
 //! memory, in Rust.  A drop-in replacement for `drivers/iommu/iommufd`.
 
-// Without CONFIG_IOMMUFD_TEST nothing in the module creates devices,
-// hardware page tables, accesses or fault queues yet: their callers are the
-// selftest and the in-kernel API VFIO uses, which is not exported yet.  The
-// prod kernel build proves the rest compiles and works there.
-#![cfg_attr(not(CONFIG_IOMMUFD_TEST), allow(dead_code))]
 // Unsafe code is confined to `ffi.rs`, the module's one boundary with C.
 #![deny(unsafe_code)]
 
@@ -56,7 +51,7 @@ struct MockGuard;
 impl MockGuard {
     fn new(module: &'static ThisModule) -> Result<Self> {
         #[cfg(CONFIG_IOMMUFD_TEST)]
-        mock::MOCK.register(c"iommufd_mock", module, 1 << mock::MOCK_PASID_WIDTH)?;
+        mock::register(module)?;
         #[cfg(not(CONFIG_IOMMUFD_TEST))]
         let _ = module;
         Ok(Self)
@@ -67,7 +62,7 @@ impl Drop for MockGuard {
     fn drop(&mut self) {
         // No context, hence no mock device, outlives the module.
         #[cfg(CONFIG_IOMMUFD_TEST)]
-        mock::MOCK.unregister();
+        mock::unregister();
     }
 }
 
@@ -98,7 +93,8 @@ use ucmd::{ioctl_table, Op, Ucmd};
 impl MiscDevice for Ctx {
     type Ptr = Arc<Self>;
 
-    fn open(_file: &File, misc: &MiscDeviceRegistration<Self>) -> Result<Arc<Self>> {
+    fn open(file: &File, misc: &MiscDeviceRegistration<Self>) -> Result<Arc<Self>> {
+        ffi::note_ctx_file(file);
         Arc::pin_init(Ctx::new(misc.device().into()), GFP_KERNEL_ACCOUNT)
     }
 
@@ -114,6 +110,161 @@ impl MiscDevice for Ctx {
         // Objects may hold references to the context (devices, HWPTs): they
         // go here, with the file, rather than with the last reference.
         me.objects.destroy_all();
+    }
+}
+
+/// The in-kernel C API that VFIO calls (`include/linux/iommufd.h`), over
+/// the module's objects; `ffi.rs` has the C side.
+pub(crate) struct CApiImpl;
+
+/// A device bound through the C API: unbinding gives back the caller's use
+/// and destroys it.
+pub(crate) struct CDevice {
+    ctx: Arc<Ctx>,
+    idev: Option<object::Held<device::Device>>,
+}
+
+impl Drop for CDevice {
+    fn drop(&mut self) {
+        if let Some(idev) = self.idev.take() {
+            // A failure is a use that outlived its holder (and warned).
+            let _ = self.ctx.objects.remove_owned(idev);
+        }
+    }
+}
+
+/// An access created through the C API: destroyed when dropped.
+pub(crate) struct CAccess(Option<object::Held<access::Access>>);
+
+impl Drop for CAccess {
+    fn drop(&mut self) {
+        if let Some(a) = self.0.take() {
+            access::Access::destroy(a);
+        }
+    }
+}
+
+impl CAccess {
+    fn get(&self) -> Result<&Arc<object::Object<access::Access>>> {
+        Ok(self.0.as_ref().ok_or(ENODEV)?.obj())
+    }
+}
+
+/// The callbacks of a C caller's access.
+struct COwner(ffi::CAccessOps);
+
+impl access::AccessOps for COwner {
+    fn needs_pin_pages(&self) -> bool {
+        self.0.needs_pin_pages()
+    }
+
+    fn unmap(&self, iova: u64, length: u64) {
+        self.0.unmap(iova, length)
+    }
+}
+
+impl ffi::CApi for CApiImpl {
+    type Ctx = Ctx;
+    type Device = CDevice;
+    type Access = CAccess;
+
+    fn device_bind(
+        ctx: ArcBorrow<'_, Ctx>,
+        _file: &File,
+        dev: &kernel::device::Device,
+    ) -> Result<(CDevice, u32)> {
+        let ctx: Arc<Ctx> = ctx.into();
+        let idev = device::Device::bind(&ctx, dev)?;
+        let id = idev.obj().id();
+        Ok((
+            CDevice {
+                ctx,
+                idev: Some(idev),
+            },
+            id,
+        ))
+    }
+
+    fn device_attach(d: &CDevice, pasid: Option<u32>, pt_id: u32, replace: bool) -> Result<u32> {
+        let idev = d.idev.as_ref().ok_or(ENODEV)?.obj();
+        if replace {
+            idev.replace_pasid(pasid, pt_id)
+        } else {
+            idev.attach_pasid(pasid, pt_id)
+        }
+    }
+
+    fn device_detach(d: &CDevice, pasid: Option<u32>) {
+        if let Some(idev) = d.idev.as_ref() {
+            idev.obj().detach_pasid(pasid);
+        }
+    }
+
+    fn ctx_has_group(ctx: &Ctx, group: usize) -> bool {
+        let Ok(devices) = ctx.objects.all::<device::Device>() else {
+            return false;
+        };
+        devices
+            .iter()
+            .any(|d| kernel::iommu::domain::Group::of(d.dev()).is_some_and(|g| g.key() == group))
+    }
+
+    fn access_create(
+        ctx: ArcBorrow<'_, Ctx>,
+        file: &File,
+        ops: ffi::CAccessOps,
+    ) -> Result<(CAccess, u32)> {
+        let owner: Arc<dyn access::AccessOps> = Arc::new(COwner(ops), GFP_KERNEL)?;
+        let a = access::Access::create(ctx::CtxHandle::new(ctx, file), owner)?;
+        let id = a.obj().id();
+        Ok((CAccess(Some(a)), id))
+    }
+
+    fn access_attach(a: &CAccess, ioas_id: u32, replace: bool) -> Result {
+        let a = a.get()?;
+        if replace {
+            access::Access::replace(a, ioas_id)
+        } else {
+            access::Access::attach(a, ioas_id)
+        }
+    }
+
+    fn access_detach(a: &CAccess) {
+        if let Ok(a) = a.get() {
+            access::Access::detach(a);
+        }
+    }
+
+    fn access_pin(
+        a: &CAccess,
+        iova: u64,
+        length: u64,
+        write: bool,
+        out: &mut KVec<*mut kernel::bindings::page>,
+    ) -> Result {
+        a.get()?.pin_pages(iova, length, write, out)
+    }
+
+    fn access_unpin(a: &CAccess, iova: u64, length: u64) {
+        if let Ok(a) = a.get() {
+            a.unpin_pages(iova, length);
+        }
+    }
+
+    fn access_rw(a: &CAccess, iova: u64, buf: &mut [u8], flags: u32) -> Result {
+        a.get()?.rw(iova, buf, flags)
+    }
+
+    fn compat_ioas_get_id(ctx: &Ctx) -> Result<u32> {
+        vfio_compat::compat_ioas_get_id(ctx)
+    }
+
+    fn compat_ioas_create(ctx: &Ctx) -> Result {
+        vfio_compat::compat_ioas_create(ctx)
+    }
+
+    fn compat_set_no_iommu(ctx: &Ctx) -> Result {
+        vfio_compat::compat_set_no_iommu(ctx)
     }
 }
 

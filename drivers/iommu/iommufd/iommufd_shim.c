@@ -6,6 +6,7 @@
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/hugetlb.h>
+#include <linux/iommufd.h>
 #include <linux/module.h>
 #include <linux/poll.h>
 #include <linux/shmem_fs.h>
@@ -124,3 +125,32 @@ unsigned long iommufd_shim_c_offset(unsigned int which)
 	return ~0UL;
 }
 #endif
+
+/*
+ * The in-kernel API of include/linux/iommufd.h, defined on the Rust side
+ * (ffi.rs), exported under the C module's names and namespaces so that
+ * vfio.ko links against this module unchanged.
+ */
+EXPORT_SYMBOL_NS_GPL(iommufd_ctx_from_file, "IOMMUFD");
+EXPORT_SYMBOL_NS_GPL(iommufd_ctx_from_fd, "IOMMUFD");
+EXPORT_SYMBOL_NS_GPL(iommufd_ctx_get, "IOMMUFD");
+EXPORT_SYMBOL_NS_GPL(iommufd_ctx_put, "IOMMUFD");
+EXPORT_SYMBOL_NS_GPL(iommufd_ctx_has_group, "IOMMUFD");
+EXPORT_SYMBOL_NS_GPL(iommufd_device_bind, "IOMMUFD");
+EXPORT_SYMBOL_NS_GPL(iommufd_device_unbind, "IOMMUFD");
+EXPORT_SYMBOL_NS_GPL(iommufd_device_to_ictx, "IOMMUFD");
+EXPORT_SYMBOL_NS_GPL(iommufd_device_to_id, "IOMMUFD");
+EXPORT_SYMBOL_NS_GPL(iommufd_device_attach, "IOMMUFD");
+EXPORT_SYMBOL_NS_GPL(iommufd_device_replace, "IOMMUFD");
+EXPORT_SYMBOL_NS_GPL(iommufd_device_detach, "IOMMUFD");
+EXPORT_SYMBOL_NS_GPL(iommufd_access_create, "IOMMUFD");
+EXPORT_SYMBOL_NS_GPL(iommufd_access_destroy, "IOMMUFD");
+EXPORT_SYMBOL_NS_GPL(iommufd_access_attach, "IOMMUFD");
+EXPORT_SYMBOL_NS_GPL(iommufd_access_replace, "IOMMUFD");
+EXPORT_SYMBOL_NS_GPL(iommufd_access_detach, "IOMMUFD");
+EXPORT_SYMBOL_NS_GPL(iommufd_access_pin_pages, "IOMMUFD");
+EXPORT_SYMBOL_NS_GPL(iommufd_access_unpin_pages, "IOMMUFD");
+EXPORT_SYMBOL_NS_GPL(iommufd_access_rw, "IOMMUFD");
+EXPORT_SYMBOL_NS_GPL(iommufd_vfio_compat_ioas_get_id, "IOMMUFD_VFIO");
+EXPORT_SYMBOL_NS_GPL(iommufd_vfio_compat_ioas_create, "IOMMUFD_VFIO");
+EXPORT_SYMBOL_NS_GPL(iommufd_vfio_compat_set_no_iommu, "IOMMUFD_VFIO");

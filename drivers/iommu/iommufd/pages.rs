@@ -37,9 +37,11 @@ use kernel::task::Task;
 use kernel::uaccess::{UserPtr, UserSlice};
 use kernel::{new_condvar, new_mutex};
 
+use crate::ffi;
+
 #[cfg(CONFIG_DMA_SHARED_BUFFER)]
 use kernel::dma_buf::{DmaBuf, Importer, PinnedAttachment};
-use kernel::iommu::domain::Domain;
+use kernel::iommu::domain::{Domain, Prot};
 
 pub(crate) const PAGE: u64 = PAGE_SIZE as u64;
 /// Page indexes per storage chunk.
@@ -477,7 +479,7 @@ impl Pages {
         iova: u64,
         first_byte: u64,
         last_byte: u64,
-        prot: u32,
+        prot: Prot,
         small: bool,
     ) -> Result {
         #[cfg(CONFIG_DMA_SHARED_BUFFER)]
@@ -492,7 +494,13 @@ impl Pages {
                 return Err(EINVAL);
             }
             st.mapped.reserve(1, GFP_KERNEL_ACCOUNT)?;
-            domain.map(iova, st.phys + start + first_byte, len as usize, prot)?;
+            ffi::map_pinned(
+                domain,
+                iova,
+                st.phys + start + first_byte,
+                len as usize,
+                prot,
+            )?;
             st.mapped
                 .push((domain.clone(), iova, len), GFP_KERNEL_ACCOUNT)?;
             return Ok(());
@@ -512,7 +520,7 @@ impl Pages {
                 Some((ri, rp, rl)) if !small && *ri + *rl == at && *rp + *rl == paddr => *rl += len,
                 _ => {
                     if let Some((ri, rp, rl)) = run.replace((at, paddr, len)) {
-                        domain.map(ri, rp, rl as usize, prot)?;
+                        ffi::map_pinned(domain, ri, rp, rl as usize, prot)?;
                         mapped += rl;
                     }
                 }
@@ -520,7 +528,7 @@ impl Pages {
             Ok(())
         });
         let res = res.and_then(|()| match run {
-            Some((ri, rp, rl)) => domain.map(ri, rp, rl as usize, prot),
+            Some((ri, rp, rl)) => ffi::map_pinned(domain, ri, rp, rl as usize, prot),
             None => Ok(()),
         });
         if res.is_err() && mapped != 0 {

@@ -5,6 +5,7 @@
 
 use core::mem::size_of;
 use kernel::prelude::*;
+use kernel::transmute::{AsBytes, FromBytes};
 use kernel::uaccess::{UserPtr, UserSlice};
 
 pub(crate) use kernel::uapi::{
@@ -63,9 +64,27 @@ pub(crate) use kernel::uapi::{
     iommufd_vfio_ioas_op_IOMMU_VFIO_IOAS_SET as IOMMU_VFIO_IOAS_SET,
 };
 
-/// A uAPI structure that can be copied from and to user memory as raw
-/// bytes (see `ffi.rs`).
-pub(crate) use crate::ffi::Pod;
+/// A uAPI structure that is plain data, copied from and to user memory as
+/// bytes: the kernel crate's [`FromBytes`] and [`AsBytes`]
+/// (`kernel::iommu::uapi` implements them for the uAPI, `ffi.rs` for the
+/// selftest command).
+pub(crate) trait Pod: FromBytes + AsBytes + Sized + 'static {
+    /// The all-zero value.
+    fn zeroed() -> Self {
+        const { assert!(size_of::<Self>() <= ZEROES_LEN) };
+        // Plain data: every bit pattern is a value.
+        match Self::from_bytes_copy(&ZEROES[..size_of::<Self>()]) {
+            Some(v) => v,
+            None => unreachable!(),
+        }
+    }
+}
+
+impl<T: FromBytes + AsBytes + Sized + 'static> Pod for T {}
+
+/// Zero bytes, as many as the largest structure [`Pod::zeroed`] makes.
+const ZEROES_LEN: usize = 128;
+static ZEROES: [u8; ZEROES_LEN] = [0; ZEROES_LEN];
 
 /// `IOMMU_TEST_CMD` is `IOMMUFD_CMD_BASE + 32`.
 #[cfg(CONFIG_IOMMUFD_TEST)]

@@ -58,10 +58,52 @@ const VFIO_IOMMU_GET_INFO: u32 = vfio_cmd(12);
 const VFIO_IOMMU_MAP_DMA: u32 = vfio_cmd(13);
 const VFIO_IOMMU_UNMAP_DMA: u32 = vfio_cmd(14);
 
-/// Whether the same-named VFIO container ioctls are meant for type1 and not
-/// no-IOMMU mode.  No-IOMMU mode is entered through the in-kernel API VFIO
-/// calls, which this module does not offer yet, so it is never on.
-const NO_IOMMU_MODE: bool = false;
+/// Whether VFIO made the context a no-IOMMU container: the type1 ioctls are
+/// then not for it.
+fn no_iommu(ctx: &Ctx) -> bool {
+    ctx.objects.with_state(|s, _| s.no_iommu)
+}
+
+/// `iommufd_vfio_compat_ioas_get_id()`: the compat IOAS's ID, `ENODEV`
+/// without one.
+pub(crate) fn compat_ioas_get_id(ctx: &Ctx) -> Result<u32> {
+    Ok(compat_ioas(ctx)?.id())
+}
+
+/// `iommufd_vfio_compat_ioas_create()`: gives the context a compat IOAS
+/// unless it has one; `EINVAL` in no-IOMMU mode.
+pub(crate) fn compat_ioas_create(ctx: &Ctx) -> Result {
+    let ioas = ctx.objects.reserve()?.new_object(Ioas::new())?;
+    let id = ioas.id();
+    // A compat IOAS being set (or no-IOMMU mode) decides under the table's
+    // lock; a new IOAS not taken is destroyed unseen.
+    let take = ctx.objects.with_state(|s, _| {
+        if s.no_iommu {
+            return Err(EINVAL);
+        }
+        if s.compat_ioas.is_some() {
+            return Ok(false);
+        }
+        s.compat_ioas = Some(id);
+        Ok(true)
+    })?;
+    if take {
+        ioas.finalize();
+    }
+    Ok(())
+}
+
+/// `iommufd_vfio_compat_set_no_iommu()`: `EINVAL` once there is a compat
+/// IOAS.
+pub(crate) fn compat_set_no_iommu(ctx: &Ctx) -> Result {
+    ctx.objects.with_state(|s, _| {
+        if s.compat_ioas.is_some() {
+            return Err(EINVAL);
+        }
+        s.no_iommu = true;
+        Ok(())
+    })
+}
 
 /// The VFIO type1 container ioctls on an iommufd, operating on the compat
 /// IOAS (`ENODEV` without one).  Anything else is `ENOTTY`.
@@ -87,7 +129,7 @@ fn check_extension(ctx: &Ctx, ext: usize) -> Result<isize> {
     };
     Ok(match ext {
         uapi::VFIO_TYPE1_IOMMU | uapi::VFIO_TYPE1v2_IOMMU | uapi::VFIO_UNMAP_ALL => {
-            isize::from(!NO_IOMMU_MODE)
+            isize::from(!no_iommu(ctx))
         }
         uapi::VFIO_NOIOMMU_IOMMU => isize::from(cfg!(CONFIG_VFIO_NOIOMMU)),
         // As upstream: 1 unless a paging HWPT of the IOAS does not enforce
@@ -104,7 +146,7 @@ fn check_extension(ctx: &Ctx, ext: usize) -> Result<isize> {
 
 fn set_iommu(ctx: &Ctx, ty: usize) -> Result {
     let ty = u32::try_from(ty).map_err(|_| EINVAL)?;
-    if (ty != uapi::VFIO_TYPE1_IOMMU && ty != uapi::VFIO_TYPE1v2_IOMMU) || NO_IOMMU_MODE {
+    if (ty != uapi::VFIO_TYPE1_IOMMU && ty != uapi::VFIO_TYPE1v2_IOMMU) || no_iommu(ctx) {
         return Err(EINVAL);
     }
     // VFIO fails this without a group, which is what the compat IOAS stands for.

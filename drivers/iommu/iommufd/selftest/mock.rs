@@ -5,7 +5,8 @@
 //! Its geometry is the one `iommufd_test.h` promises the selftests: 2 KiB
 //! pages and the IOVA aperture `[MOCK_APERTURE_START, MOCK_APERTURE_LAST]`.
 
-use kernel::iommu::dirty::{DirtyBitmap, NO_CLEAR};
+use kernel::iommu::dirty::{DirtyBitmap, DirtyFlag, DirtyFlags};
+use kernel::iommu::domain::{AllocFlag, AllocFlags, Cap, Prot, ProtFlag};
 use kernel::iommu::driver::{self, NestedDomain, NewDomain, PagingDomain, Registration};
 use kernel::iommu::user_data::{UserData, UserDataArray};
 use kernel::new_mutex;
@@ -13,7 +14,7 @@ use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
 use kernel::rbtree::{RBTree, RBTreeNode};
 use kernel::sync::atomic::{Atomic, Relaxed};
-use kernel::sync::Mutex;
+use kernel::sync::{Arc, Mutex};
 
 use crate::uapi;
 
@@ -25,8 +26,6 @@ pub(crate) const MOCK_APERTURE_START: u64 = 1 << 24;
 pub(crate) const MOCK_APERTURE_LAST: u64 = (1 << 31) - 1;
 /// The page sizes of a mock domain: every power of two from 2 KiB to 1 GiB.
 const MOCK_PGSIZES: usize = ((1 << 31) - 1) & !(MOCK_PAGE_SIZE as usize - 1);
-/// `IOMMU_CAP_CACHE_COHERENCY`
-const CAP_CACHE_COHERENCY: u32 = kernel::bindings::iommu_cap_IOMMU_CAP_CACHE_COHERENCY;
 
 /// `IOMMU_HW_INFO_TYPE_DEFAULT`
 const HW_INFO_TYPE_DEFAULT: u32 = 0;
@@ -35,8 +34,25 @@ const HW_INFO_TYPE_SELFTEST: u32 = 0xfeedbeef;
 /// `IOMMU_HW_INFO_SELFTEST_REGVAL`
 const HW_INFO_SELFTEST_REGVAL: u32 = 0xdeadbeef;
 
-/// The registration of the mock IOMMU, from module init to exit.
-pub(crate) static MOCK: Registration<MockIommu> = Registration::new();
+/// Registers the mock IOMMU, until [`unregister`]: at module init.
+pub(crate) fn register(module: &'static ThisModule) -> Result {
+    let reg = Registration::new(c"iommufd_mock", module, 1 << MOCK_PASID_WIDTH);
+    let reg: Arc<Registration<MockIommu>> = Arc::pin_init(reg, GFP_KERNEL)?;
+    // Nothing else sets the module's shared value: there was none.
+    drop(crate::ffi::global_replace(Some(reg))?);
+    Ok(())
+}
+
+/// Unregisters the mock IOMMU, at module exit, when no mock device is left
+/// (the registration waits for the last one to be released).
+pub(crate) fn unregister() {
+    drop(crate::ffi::global_replace(None));
+}
+
+/// The registration of the mock IOMMU, while registered.
+pub(crate) fn registration() -> Result<Arc<Registration<MockIommu>>> {
+    crate::ffi::global::<Registration<MockIommu>>().ok_or(ENODEV)
+}
 
 /// The mock IOMMU driver.
 pub(crate) struct MockIommu;
@@ -73,8 +89,6 @@ const MOCK_HUGE_PAGE_SIZE: u64 = 512 * MOCK_PAGE_SIZE;
 /// `MOCK_IOMMUPT_DEFAULT`, `MOCK_IOMMUPT_HUGE`: the `pagetable_type`s.
 const IOMMUPT_DEFAULT: u32 = 0;
 const IOMMUPT_HUGE: u32 = 1;
-/// `IOMMU_CAP_DIRTY_TRACKING`
-const CAP_DIRTY_TRACKING: u32 = kernel::bindings::iommu_cap_IOMMU_CAP_DIRTY_TRACKING;
 
 /// A mock paging domain: a two-level table, leaf tables of
 /// [`LEAF_ENTRIES`] mock pages ([`MOCK_PAGE_SIZE`]) by IOVA / 2 MiB.
@@ -134,13 +148,12 @@ impl PagingDomain for MockDomain {
         paddr: u64,
         pgsize: usize,
         pgcount: usize,
-        prot: u32,
+        prot: Prot,
     ) -> (usize, Result) {
-        use kernel::iommu::domain::{READ, WRITE};
         let total = (pgsize * pgcount) as u64;
         // As upstream's mock (a generic page table): an IOPTE that allows
         // neither reading nor writing is refused.
-        if prot & (READ | WRITE) == 0
+        if !prot.contains_any(ProtFlag::Read | ProtFlag::Write)
             || iova % MOCK_PAGE_SIZE != 0
             || paddr % MOCK_PAGE_SIZE != 0
             || paddr == 0
@@ -224,7 +237,7 @@ impl PagingDomain for MockDomain {
         &self,
         iova: u64,
         size: usize,
-        flags: u32,
+        flags: DirtyFlags,
         dirty: &mut DirtyBitmap<'_>,
     ) -> Result {
         let end = iova.checked_add(size as u64).ok_or(EINVAL)?;
@@ -253,7 +266,7 @@ impl PagingDomain for MockDomain {
                             batch[n] = (lo, hi);
                             n += 1;
                         }
-                        if flags & NO_CLEAR == 0 {
+                        if !flags.contains(DirtyFlag::NoClear) {
                             *first &= !DIRTY;
                         }
                     }
@@ -346,7 +359,7 @@ impl MockDevData {
 
 /// Whether `dev` is a mock device that cannot track dirty pages.
 fn no_dirty(dev: &kernel::device::Device) -> bool {
-    MOCK.data_of(dev).is_some_and(|d| d.no_dirty)
+    Registration::<MockIommu>::data_of(dev).is_some_and(|d| d.no_dirty)
 }
 
 impl driver::Driver for MockIommu {
@@ -360,10 +373,10 @@ impl driver::Driver for MockIommu {
     fn alloc_nested(
         _dev: &kernel::device::Device,
         _parent: &MockDomain,
-        flags: u32,
+        flags: AllocFlags,
         data: &UserData,
     ) -> Result<MockNested> {
-        if flags & !uapi::IOMMU_HWPT_ALLOC_PASID != 0 {
+        if !flags.is_within(AllocFlag::Pasid.into()) {
             return Err(EOPNOTSUPP);
         }
         if data.data_type() != HWPT_DATA_SELFTEST {
@@ -382,15 +395,11 @@ impl driver::Driver for MockIommu {
 
     fn alloc_paging(
         dev: &kernel::device::Device,
-        flags: u32,
+        flags: AllocFlags,
         data: Option<&UserData>,
     ) -> Result<NewDomain<MockDomain>> {
-        let dirty_tracking = flags & uapi::IOMMU_HWPT_ALLOC_DIRTY_TRACKING != 0;
-        if flags
-            & !(uapi::IOMMU_HWPT_ALLOC_NEST_PARENT
-                | uapi::IOMMU_HWPT_ALLOC_PASID
-                | uapi::IOMMU_HWPT_ALLOC_DIRTY_TRACKING)
-            != 0
+        let dirty_tracking = flags.contains(AllocFlag::DirtyTracking);
+        if !flags.is_within(AllocFlag::NestParent | AllocFlag::Pasid | AllocFlag::DirtyTracking)
             || (dirty_tracking && no_dirty(dev))
         {
             return Err(EOPNOTSUPP);
@@ -422,15 +431,19 @@ impl driver::Driver for MockIommu {
         })
     }
 
-    fn check_attach(dev: &kernel::device::Device, dirty_tracking: bool) -> Result {
-        if dirty_tracking && no_dirty(dev) {
+    fn check_attach(
+        _dev: &kernel::device::Device,
+        data: &MockDevData,
+        dirty_tracking: bool,
+    ) -> Result {
+        if dirty_tracking && data.no_dirty {
             return Err(EINVAL);
         }
         Ok(())
     }
 
-    fn capable(dev: &kernel::device::Device, cap: u32) -> bool {
-        cap == CAP_CACHE_COHERENCY || (cap == CAP_DIRTY_TRACKING && !no_dirty(dev))
+    fn capable(dev: &kernel::device::Device, cap: Cap) -> bool {
+        cap == Cap::CacheCoherency || (cap == Cap::DirtyTracking && !no_dirty(dev))
     }
 
     fn hw_info(_dev: &kernel::device::Device, ty: u32) -> Result<(KVec<u8>, u32)> {
@@ -451,22 +464,28 @@ mod tests {
     use crate::io_pagetable::{IoPagetable, PagesSlice, Prot};
     use crate::pages::{kunit_memfd_pages, PAGE};
     use kernel::iommu::domain::Domain;
-    use kernel::sync::Arc;
 
     const RW: Prot = Prot {
         read: true,
         write: true,
     };
     /// The IOMMU_READ | IOMMU_WRITE of an IOPTE.
-    const IOPTE_RW: u32 = kernel::iommu::domain::READ | kernel::iommu::domain::WRITE;
+    /// An IOPTE that allows reading and writing.
+    fn iopte_rw() -> kernel::iommu::domain::Prot {
+        ProtFlag::Read | ProtFlag::Write
+    }
 
     /// An IOAS and a mock domain: the domain takes in what is mapped, keeps
     /// following it, bounds the IOVA and sets its alignment, and gives it
     /// all back when it leaves.
     #[test]
     fn domain_follows_the_ioas() -> Result {
-        let dev = MOCK.add_device(c"iommufd_kunit_mock", MockDevData::new(false), &[])?;
-        let domain = Arc::new(Domain::alloc_paging(dev.device(), 0)?, GFP_KERNEL)?;
+        let dev =
+            registration()?.add_device(c"iommufd_kunit_mock", MockDevData::new(false), &[])?;
+        let domain = Arc::new(
+            Domain::alloc_paging(dev.device(), AllocFlags::empty())?,
+            GFP_KERNEL,
+        )?;
         let iopt = KBox::pin_init(IoPagetable::new(), GFP_KERNEL)?;
         let pages = kunit_memfd_pages(8)?;
         let slice = |start_byte: u64, length: u64| PagesSlice {
@@ -524,8 +543,12 @@ mod tests {
     /// stay on and nothing is cut; without, the same area cuts.
     #[test]
     fn no_cut_under_huge_ioptes() -> Result {
-        let dev = MOCK.add_device(c"iommufd_kunit_mock_cut", MockDevData::new(false), &[])?;
-        let domain = Arc::new(Domain::alloc_paging(dev.device(), 0)?, GFP_KERNEL)?;
+        let dev =
+            registration()?.add_device(c"iommufd_kunit_mock_cut", MockDevData::new(false), &[])?;
+        let domain = Arc::new(
+            Domain::alloc_paging(dev.device(), AllocFlags::empty())?,
+            GFP_KERNEL,
+        )?;
         let iopt = KBox::pin_init(IoPagetable::new(), GFP_KERNEL)?;
         let pages = kunit_memfd_pages(4)?;
         let s = [PagesSlice {
@@ -559,8 +582,12 @@ mod tests {
     /// a page size that is no power of two (masked as upstream masks).
     #[test]
     fn dirty_range_checks_at_the_top() -> Result {
-        let dev = MOCK.add_device(c"iommufd_kunit_mock_dirty", MockDevData::new(false), &[])?;
-        let domain = Domain::alloc_paging(dev.device(), 0)?;
+        let dev = registration()?.add_device(
+            c"iommufd_kunit_mock_dirty",
+            MockDevData::new(false),
+            &[],
+        )?;
+        let domain = Domain::alloc_paging(dev.device(), AllocFlags::empty())?;
         let iopt = KBox::pin_init(IoPagetable::new(), GFP_KERNEL)?;
         let r = |iova: u64, len: u64, psize: u64| {
             iopt.read_and_clear_dirty(&domain, 0, iova, len, psize, 0)
@@ -591,7 +618,7 @@ mod tests {
         let d = domain()?;
         // Two 4 KiB pages at IOVA 1 MiB: four mock pages.
         assert_eq!(
-            d.map_pages(0x10_0000, 0x8000_0000, 4096, 2, IOPTE_RW),
+            d.map_pages(0x10_0000, 0x8000_0000, 4096, 2, iopte_rw()),
             (8192, Ok(()))
         );
         assert_eq!(d.iova_to_phys(0x10_0000), 0x8000_0000);
@@ -600,18 +627,24 @@ mod tests {
         assert_eq!(d.iova_to_phys(0xf_ffff), 0);
         // Mapping over a mapping fails where it starts to overlap.
         assert_eq!(
-            d.map_pages(0x10_1000, 0x9000_0000, 4096, 1, IOPTE_RW),
+            d.map_pages(0x10_1000, 0x9000_0000, 4096, 1, iopte_rw()),
             (0, Err(EEXIST))
         );
         // Neither readable nor writable: refused, as upstream's mock does.
         assert_eq!(
-            d.map_pages(0x20_0000, 0x9000_0000, 4096, 1, 0),
+            d.map_pages(
+                0x20_0000,
+                0x9000_0000,
+                4096,
+                1,
+                kernel::iommu::domain::Prot::empty()
+            ),
             (0, Err(EINVAL))
         );
         assert_eq!(d.iova_to_phys(0x20_0000), 0);
         // Unaligned to the mock page: refused.
         assert_eq!(
-            d.map_pages(0x10_0400, 0x9000_0000, 2048, 1, IOPTE_RW),
+            d.map_pages(0x10_0400, 0x9000_0000, 2048, 1, iopte_rw()),
             (0, Err(EINVAL))
         );
         // Unmap stops at the first hole.
@@ -640,11 +673,11 @@ mod tests {
         // A 4 KiB PTE at 1 MiB and a 1 MiB PTE at 2 MiB (it spans half a
         // leaf table).
         assert_eq!(
-            d.map_pages(0x10_0000, 0x8000_0000, 4096, 1, IOPTE_RW),
+            d.map_pages(0x10_0000, 0x8000_0000, 4096, 1, iopte_rw()),
             (4096, Ok(()))
         );
         assert_eq!(
-            d.map_pages(0x20_0000, 0x9000_0000, 1 << 20, 1, IOPTE_RW),
+            d.map_pages(0x20_0000, 0x9000_0000, 1 << 20, 1, iopte_rw()),
             (1 << 20, Ok(()))
         );
         assert!(!d.set_dirty(0x30_0000));
@@ -659,7 +692,7 @@ mod tests {
         // Unmapping takes the dirty bit with the PTE.
         assert_eq!(d.unmap_pages(0x10_0000, 4096, 1), 4096);
         assert_eq!(
-            d.map_pages(0x10_0000, 0x8000_0000, 2048, 2, IOPTE_RW),
+            d.map_pages(0x10_0000, 0x8000_0000, 2048, 2, iopte_rw()),
             (4096, Ok(()))
         );
         assert!(!is_dirty(&d, 0x10_0000));

@@ -57,7 +57,7 @@ pub(super) fn mock_domain(ucmd: &mut Ucmd<'_, iommu_test_cmd>, dev_flags: u32) -
     } else {
         &[(c"pasid-num-bits", 0)]
     };
-    let bus_dev = mock::MOCK.add_device(
+    let bus_dev = mock::registration()?.add_device(
         &name,
         mock::MockDevData::new(dev_flags & MOCK_FLAGS_DEVICE_NO_DIRTY != 0),
         props,

@@ -8,8 +8,8 @@ use core::mem::size_of;
 use kernel::bindings;
 use kernel::dma_buf::{self, DmaBuf};
 use kernel::fs::file::{flags::O_CLOEXEC, FileDescriptorReservation, LocalFile};
-use kernel::iommu::driver::BusDevice;
-use kernel::iommu::fault::{PageRequest, PAGE_REQUEST_LAST_PAGE, PAGE_REQUEST_PASID_VALID};
+use kernel::iommu::driver::{BusDevice, Registration};
+use kernel::iommu::fault::{FaultPerm, PageRequest, PageRequestFlag, PageRequestFlags};
 use kernel::mm::gup::{UserPageRef, PIN_COUNTING_BIAS};
 use kernel::new_mutex;
 use kernel::page::PAGE_SIZE;
@@ -41,6 +41,7 @@ mod staccess;
 use args::*;
 pub(crate) use dmabuf::dmabuf_phys;
 use dmabuf::{dmabuf_get, dmabuf_revoke};
+use mock::MockIommu;
 use mockdev::{mock_domain, MockDev};
 use staccess::{access_pages, access_replace_ioas, access_rw, create_access, destroy_access_pages};
 
@@ -204,7 +205,8 @@ pub(crate) fn test_ioctl(ucmd: &mut Ucmd<'_, iommu_test_cmd>) -> Result {
             if hwpt.paging().is_some() {
                 return Err(ENOENT);
             }
-            let nested = mock::MOCK.nested_data_of(&hwpt.domain).ok_or(EINVAL)?;
+            let reg = mock::registration()?;
+            let nested = reg.nested_data_of(&hwpt.domain).ok_or(EINVAL)?;
             let a = CheckEntry::read(&cmd.u);
             let entry = nested.iotlb.get(a.index as usize).ok_or(EINVAL)?;
             if entry.load(Relaxed) != a.value {
@@ -225,7 +227,7 @@ pub(crate) fn test_ioctl(ucmd: &mut Ucmd<'_, iommu_test_cmd>) -> Result {
         }
         OP_DEV_CHECK_CACHE => {
             let idev = ucmd.ctx.objects.get::<Device>(cmd.id)?;
-            let data = mock::MOCK.data_of(idev.dev()).ok_or(EINVAL)?;
+            let data = Registration::<MockIommu>::data_of(idev.dev()).ok_or(EINVAL)?;
             let a = CheckEntry::read(&cmd.u);
             let entry = data.cache.get(a.index as usize).ok_or(EINVAL)?;
             if entry.load(Relaxed) != a.value {
@@ -341,7 +343,8 @@ fn mock_dirty(
         return Err(EOVERFLOW);
     }
     let hwpt = paging_hwpt(ctx, hwpt_id)?;
-    let mock = mock::MOCK.paging_data_of(&hwpt.domain).ok_or(EINVAL)?;
+    let reg = mock::registration()?;
+    let mock = reg.paging_data_of(&hwpt.domain).ok_or(EINVAL)?;
     if !mock.tracking() {
         return Err(EINVAL);
     }
@@ -374,30 +377,25 @@ fn trigger_iopf(ctx: &Ctx, cmd: &iommu_test_cmd) -> Result {
     let a = TriggerIopf::read(&cmd.u);
     let idev = ctx.objects.get::<Device>(a.dev_id)?;
     let pasid = a.pasid;
-    let mut flags = PAGE_REQUEST_LAST_PAGE;
+    let mut flags = PageRequestFlags::from(PageRequestFlag::LastPage);
     if pasid != 0 {
         // IOMMU_NO_PASID is 0.
-        flags |= PAGE_REQUEST_PASID_VALID;
+        flags |= PageRequestFlag::PasidValid;
     }
     let req = PageRequest {
         flags,
         pasid,
         grpid: a.grpid,
-        perm: a.perm,
+        perm: FaultPerm::from_bits_retain(a.perm),
         addr: a.addr,
     };
-    if mock::MOCK.data_of(idev.dev()).is_none() {
+    let reg = mock::registration()?;
+    if Registration::<MockIommu>::data_of(idev.dev()).is_none() {
         return Err(EINVAL);
     }
     // As upstream, whether anyone takes the fault is not the trigger's
     // concern: unhandled, it is answered as failed.
-    idev.with_attach_locked(|| {
-        #[allow(unsafe_code)] // Until the kernel crate offers a safe form.
-        // SAFETY: The device's attach lock is held: its group is not
-        // attached, replaced or detached meanwhile (only `Device` attaches
-        // it, under that lock).
-        let _ = unsafe { mock::MOCK.report_fault(idev.dev(), &req) };
-    });
+    let _ = reg.report_fault(idev.dev(), &req);
     Ok(())
 }
 
