@@ -157,6 +157,7 @@ impl Access {
     }
 
     /// Whether the owner pins pages.
+    #[cfg(CONFIG_IOMMUFD_TEST)]
     pub(crate) fn pins(&self) -> bool {
         self.pins
     }

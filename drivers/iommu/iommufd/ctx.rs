@@ -106,6 +106,7 @@ impl<'a> CtxHandle<'a> {
     }
 
     /// A reference to the context (which does not keep its file open).
+    #[cfg(CONFIG_IOMMUFD_TEST)]
     pub(crate) fn arc(&self) -> Arc<Ctx> {
         self.ctx.into()
     }

@@ -137,6 +137,7 @@ impl Device {
 
     /// Attaches the device to `pt_id`, an IOAS (through an automatic HWPT)
     /// or a HWPT.  Returns the HWPT's ID.  `EBUSY` if attached.
+    #[cfg_attr(not(CONFIG_IOMMUFD_TEST), allow(dead_code))] // The selftest's.
     pub(crate) fn attach(&self, pt_id: u32) -> Result<u32> {
         self.attach_pasid(None, pt_id)
     }
@@ -232,6 +233,7 @@ impl Device {
 
     /// The domain PASID `pasid` (the RID for `None`) is attached to, if
     /// any.
+    #[cfg_attr(not(CONFIG_IOMMUFD_TEST), allow(dead_code))] // The selftest's.
     pub(crate) fn attached_domain(&self, pasid: Option<u32>) -> Option<Arc<Domain>> {
         self.attached
             .lock()
@@ -240,6 +242,7 @@ impl Device {
     }
 
     /// Moves the attached device to `pt_id` (see [`Device::attach`]).
+    #[cfg_attr(not(CONFIG_IOMMUFD_TEST), allow(dead_code))] // The selftest's.
     pub(crate) fn replace(&self, pt_id: u32) -> Result<u32> {
         self.replace_pasid(None, pt_id)
     }

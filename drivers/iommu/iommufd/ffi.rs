@@ -22,7 +22,9 @@ use kernel::iommu::domain::{Domain, Prot};
 use kernel::prelude::*;
 use kernel::str::CStr;
 use kernel::sync::aref::ARef;
-use kernel::sync::atomic::{Acquire, Atomic, Full, Release};
+#[cfg(CONFIG_IOMMUFD_TEST)]
+use kernel::sync::atomic::Full;
+use kernel::sync::atomic::{Acquire, Atomic, Release};
 use kernel::sync::poll::PollTable;
 use kernel::sync::{Arc, ArcBorrow};
 use kernel::types::ForeignOwnable;
@@ -276,8 +278,10 @@ pub(crate) fn fget_for_pinning(fd: u32) -> Result<ARef<File>> {
 
 /// A shared value of the module, set at module init and taken back at exit
 /// (the selftest's mock IOMMU registration).
+#[cfg(CONFIG_IOMMUFD_TEST)]
 type GlobalValue = Option<Arc<dyn Any + Send + Sync>>;
 
+#[cfg(CONFIG_IOMMUFD_TEST)]
 kernel::sync::global_lock! {
     // SAFETY: `global_replace` initialises it, once (`GLOBAL_STATE`), before
     // any other use.
@@ -286,9 +290,11 @@ kernel::sync::global_lock! {
 
 /// `GLOBAL`'s state: 0 before its lock is initialised, 1 while it is, 2
 /// from then on.
+#[cfg(CONFIG_IOMMUFD_TEST)]
 static GLOBAL_STATE: Atomic<i32> = Atomic::new(0);
 
 /// Replaces the module's shared value with `value`; the old one.
+#[cfg(CONFIG_IOMMUFD_TEST)]
 pub(crate) fn global_replace(value: GlobalValue) -> Result<GlobalValue> {
     if GLOBAL_STATE.cmpxchg(0, 1, Full).is_ok() {
         // SAFETY: Only the caller that moved the state from 0 gets here,
@@ -303,6 +309,7 @@ pub(crate) fn global_replace(value: GlobalValue) -> Result<GlobalValue> {
 }
 
 /// The module's shared value, if it is set and is a `T`.
+#[cfg(CONFIG_IOMMUFD_TEST)]
 pub(crate) fn global<T: Any + Send + Sync>() -> Option<Arc<T>> {
     if GLOBAL_STATE.load(Acquire) != 2 {
         return None;
@@ -499,7 +506,7 @@ struct CHandle<T> {
 ///
 /// `file` is a valid file.
 #[no_mangle]
-unsafe extern "C" fn iommufd_ctx_from_file(file: *mut bindings::file) -> *mut c_void {
+unsafe extern "C" fn iommufd_rs_ctx_from_file(file: *mut bindings::file) -> *mut c_void {
     // SAFETY: Per the function's requirements.
     if !unsafe { is_ctx_file(file) } {
         return EBADFD.to_ptr();
@@ -511,7 +518,7 @@ unsafe extern "C" fn iommufd_ctx_from_file(file: *mut bindings::file) -> *mut c_
 
 /// `struct iommufd_ctx *iommufd_ctx_from_fd(int fd)`
 #[no_mangle]
-extern "C" fn iommufd_ctx_from_fd(fd: c_int) -> *mut c_void {
+extern "C" fn iommufd_rs_ctx_from_fd(fd: c_int) -> *mut c_void {
     let Ok(fd) = u32::try_from(fd) else {
         return EBADF.to_ptr();
     };
@@ -536,7 +543,7 @@ extern "C" fn iommufd_ctx_from_fd(fd: c_int) -> *mut c_void {
 ///
 /// `ictx` is a context the caller holds a reference on.
 #[no_mangle]
-unsafe extern "C" fn iommufd_ctx_get(ictx: *mut c_void) {
+unsafe extern "C" fn iommufd_rs_ctx_get(ictx: *mut c_void) {
     // SAFETY: A context is its file, which the caller holds.
     unsafe { bindings::get_file(ictx.cast()) };
 }
@@ -547,7 +554,7 @@ unsafe extern "C" fn iommufd_ctx_get(ictx: *mut c_void) {
 ///
 /// `ictx` is a context the caller holds a reference on, given back here.
 #[no_mangle]
-unsafe extern "C" fn iommufd_ctx_put(ictx: *mut c_void) {
+unsafe extern "C" fn iommufd_rs_ctx_put(ictx: *mut c_void) {
     // SAFETY: Per the function's requirements.
     unsafe { bindings::fput(ictx.cast()) };
 }
@@ -558,7 +565,7 @@ unsafe extern "C" fn iommufd_ctx_put(ictx: *mut c_void) {
 ///
 /// `ictx` is NULL or a context the caller holds a reference on.
 #[no_mangle]
-unsafe extern "C" fn iommufd_ctx_has_group(ictx: *mut c_void, group: *mut c_void) -> bool {
+unsafe extern "C" fn iommufd_rs_ctx_has_group(ictx: *mut c_void, group: *mut c_void) -> bool {
     if ictx.is_null() || group.is_null() {
         return false;
     }
@@ -575,7 +582,7 @@ unsafe extern "C" fn iommufd_ctx_has_group(ictx: *mut c_void, group: *mut c_void
 /// `ictx` is a context the caller holds a reference on, `dev` a valid
 /// device, `id` valid for a write.
 #[no_mangle]
-unsafe extern "C" fn iommufd_device_bind(
+unsafe extern "C" fn iommufd_rs_device_bind(
     ictx: *mut c_void,
     dev: *mut bindings::device,
     id: *mut u32,
@@ -626,7 +633,7 @@ unsafe fn device<'a>(idev: *mut c_void) -> &'a CHandle<<Api as CApi>::Device> {
 ///
 /// `idev` came from [`iommufd_device_bind`]; unbound once.
 #[no_mangle]
-unsafe extern "C" fn iommufd_device_unbind(idev: *mut c_void) {
+unsafe extern "C" fn iommufd_rs_device_unbind(idev: *mut c_void) {
     // SAFETY: Per the function's requirements: the box is given back once.
     drop(unsafe { KBox::from_raw(idev.cast::<CHandle<<Api as CApi>::Device>>()) });
 }
@@ -637,7 +644,7 @@ unsafe extern "C" fn iommufd_device_unbind(idev: *mut c_void) {
 ///
 /// As [`device`].
 #[no_mangle]
-unsafe extern "C" fn iommufd_device_to_ictx(idev: *mut c_void) -> *mut c_void {
+unsafe extern "C" fn iommufd_rs_device_to_ictx(idev: *mut c_void) -> *mut c_void {
     // SAFETY: Per the function's requirements.
     unsafe { device(idev) }.file.as_ptr().cast()
 }
@@ -648,7 +655,7 @@ unsafe extern "C" fn iommufd_device_to_ictx(idev: *mut c_void) -> *mut c_void {
 ///
 /// As [`device`].
 #[no_mangle]
-unsafe extern "C" fn iommufd_device_to_id(idev: *mut c_void) -> u32 {
+unsafe extern "C" fn iommufd_rs_device_to_id(idev: *mut c_void) -> u32 {
     // SAFETY: Per the function's requirements.
     unsafe { device(idev) }.id
 }
@@ -665,7 +672,7 @@ fn pasid_arg(pasid: u32) -> Option<u32> {
 ///
 /// As [`device`]; `pt_id` valid for a read and a write.
 #[no_mangle]
-unsafe extern "C" fn iommufd_device_attach(
+unsafe extern "C" fn iommufd_rs_device_attach(
     idev: *mut c_void,
     pasid: u32,
     pt_id: *mut u32,
@@ -681,7 +688,7 @@ unsafe extern "C" fn iommufd_device_attach(
 ///
 /// As [`iommufd_device_attach`].
 #[no_mangle]
-unsafe extern "C" fn iommufd_device_replace(
+unsafe extern "C" fn iommufd_rs_device_replace(
     idev: *mut c_void,
     pasid: u32,
     pt_id: *mut u32,
@@ -714,7 +721,7 @@ unsafe fn device_attach(idev: *mut c_void, pasid: u32, pt_id: *mut u32, replace:
 ///
 /// As [`device`].
 #[no_mangle]
-unsafe extern "C" fn iommufd_device_detach(idev: *mut c_void, pasid: u32) {
+unsafe extern "C" fn iommufd_rs_device_detach(idev: *mut c_void, pasid: u32) {
     // SAFETY: Per the function's requirements.
     Api::device_detach(&unsafe { device(idev) }.obj, pasid_arg(pasid));
 }
@@ -736,7 +743,7 @@ struct RawAccessOps {
 /// it and `data` kept by the caller until the access is destroyed; `id`
 /// valid for a write.
 #[no_mangle]
-unsafe extern "C" fn iommufd_access_create(
+unsafe extern "C" fn iommufd_rs_access_create(
     ictx: *mut c_void,
     ops: *const RawAccessOps,
     data: *mut c_void,
@@ -788,7 +795,7 @@ unsafe fn access<'a>(access: *mut c_void) -> &'a CHandle<<Api as CApi>::Access> 
 ///
 /// `access` came from [`iommufd_access_create`]; destroyed once.
 #[no_mangle]
-unsafe extern "C" fn iommufd_access_destroy(access: *mut c_void) {
+unsafe extern "C" fn iommufd_rs_access_destroy(access: *mut c_void) {
     // SAFETY: Per the function's requirements: the box is given back once.
     drop(unsafe { KBox::from_raw(access.cast::<CHandle<<Api as CApi>::Access>>()) });
 }
@@ -799,7 +806,7 @@ unsafe extern "C" fn iommufd_access_destroy(access: *mut c_void) {
 ///
 /// As [`access`].
 #[no_mangle]
-unsafe extern "C" fn iommufd_access_attach(access_: *mut c_void, ioas_id: u32) -> c_int {
+unsafe extern "C" fn iommufd_rs_access_attach(access_: *mut c_void, ioas_id: u32) -> c_int {
     // SAFETY: Per the function's requirements.
     let a = unsafe { access(access_) };
     to_errno(Api::access_attach(&a.obj, ioas_id, false))
@@ -811,7 +818,7 @@ unsafe extern "C" fn iommufd_access_attach(access_: *mut c_void, ioas_id: u32) -
 ///
 /// As [`access`].
 #[no_mangle]
-unsafe extern "C" fn iommufd_access_replace(access_: *mut c_void, ioas_id: u32) -> c_int {
+unsafe extern "C" fn iommufd_rs_access_replace(access_: *mut c_void, ioas_id: u32) -> c_int {
     // SAFETY: Per the function's requirements.
     let a = unsafe { access(access_) };
     to_errno(Api::access_attach(&a.obj, ioas_id, true))
@@ -823,7 +830,7 @@ unsafe extern "C" fn iommufd_access_replace(access_: *mut c_void, ioas_id: u32) 
 ///
 /// As [`access`].
 #[no_mangle]
-unsafe extern "C" fn iommufd_access_detach(access_: *mut c_void) {
+unsafe extern "C" fn iommufd_rs_access_detach(access_: *mut c_void) {
     // SAFETY: Per the function's requirements.
     Api::access_detach(&unsafe { access(access_) }.obj);
 }
@@ -840,7 +847,7 @@ const ACCESS_RW_WRITE: u32 = 1 << 0;
 /// As [`access`]; `out_pages` valid for writes of one pointer per page of
 /// `[iova, iova + length)`.
 #[no_mangle]
-unsafe extern "C" fn iommufd_access_pin_pages(
+unsafe extern "C" fn iommufd_rs_access_pin_pages(
     access_: *mut c_void,
     iova: c_ulong,
     length: c_ulong,
@@ -880,7 +887,7 @@ unsafe extern "C" fn iommufd_access_pin_pages(
 ///
 /// As [`access`].
 #[no_mangle]
-unsafe extern "C" fn iommufd_access_unpin_pages(
+unsafe extern "C" fn iommufd_rs_access_unpin_pages(
     access_: *mut c_void,
     iova: c_ulong,
     length: c_ulong,
@@ -896,7 +903,7 @@ unsafe extern "C" fn iommufd_access_unpin_pages(
 ///
 /// As [`access`]; `data` valid for reads and writes of `len` bytes.
 #[no_mangle]
-unsafe extern "C" fn iommufd_access_rw(
+unsafe extern "C" fn iommufd_rs_access_rw(
     access_: *mut c_void,
     iova: c_ulong,
     data: *mut c_void,
@@ -921,7 +928,7 @@ unsafe extern "C" fn iommufd_access_rw(
 /// `ictx` is a context the caller holds a reference on; `out_ioas_id`
 /// valid for a write.
 #[no_mangle]
-unsafe extern "C" fn iommufd_vfio_compat_ioas_get_id(
+unsafe extern "C" fn iommufd_rs_vfio_compat_ioas_get_id(
     ictx: *mut c_void,
     out_ioas_id: *mut u32,
 ) -> c_int {
@@ -943,7 +950,7 @@ unsafe extern "C" fn iommufd_vfio_compat_ioas_get_id(
 ///
 /// `ictx` is a context the caller holds a reference on.
 #[no_mangle]
-unsafe extern "C" fn iommufd_vfio_compat_ioas_create(ictx: *mut c_void) -> c_int {
+unsafe extern "C" fn iommufd_rs_vfio_compat_ioas_create(ictx: *mut c_void) -> c_int {
     // SAFETY: Per the function's requirements.
     let ctx = unsafe { ctx_of(ictx.cast()) };
     to_errno(Api::compat_ioas_create(&ctx))
@@ -955,7 +962,7 @@ unsafe extern "C" fn iommufd_vfio_compat_ioas_create(ictx: *mut c_void) -> c_int
 ///
 /// `ictx` is a context the caller holds a reference on.
 #[no_mangle]
-unsafe extern "C" fn iommufd_vfio_compat_set_no_iommu(ictx: *mut c_void) -> c_int {
+unsafe extern "C" fn iommufd_rs_vfio_compat_set_no_iommu(ictx: *mut c_void) -> c_int {
     // SAFETY: Per the function's requirements.
     let ctx = unsafe { ctx_of(ictx.cast()) };
     to_errno(Api::compat_set_no_iommu(&ctx))

@@ -463,6 +463,7 @@ impl IoPagetable {
 
     /// Reserves `[start, last]` for `by`: `EADDRINUSE` if it intersects an
     /// allowed range or a mapping.
+    #[cfg_attr(not(CONFIG_IOMMUFD_TEST), allow(dead_code))] // The selftest's, until VFIO devices bring reserved regions.
     pub(crate) fn reserve(&self, start: u64, last: u64, by: Reserver) -> Result {
         let mut inner = self.inner.lock();
         if inner.allowed.overlaps(start, last) || inner.areas.overlaps(start, last) {
@@ -728,6 +729,7 @@ impl IoPagetable {
     /// An area accesses hold pins in is closed to new pins, `notify(iova,
     /// length)` asks the accesses to unpin it (called without the lock
     /// held), and the unmap goes on once they have.
+    #[cfg_attr(not(CONFIG_IOMMUFD_TEST), allow(dead_code))] // The tests'.
     pub(crate) fn unmap(&self, start: u64, last: u64, notify: &dyn Fn(u64, u64)) -> Result<u64> {
         let (unmapped, res) = self.unmap_counted(start, last, notify);
         res.map(|()| unmapped)

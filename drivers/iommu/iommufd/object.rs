@@ -661,6 +661,7 @@ pub(crate) struct ObjRef<'a, T: Kind> {
 
 impl<T: Kind> ObjRef<'_, T> {
     /// A long-term use of the object, beside this short one.
+    #[cfg_attr(not(CONFIG_IOMMUFD_TEST), allow(dead_code))] // The selftest's, so far.
     pub(crate) fn hold(&self) -> Held<T> {
         // The short use keeps the object published: no lock needed.
         self._use.uses.all.fetch_add(1, Relaxed);

@@ -289,6 +289,7 @@ enum Backing {
 }
 
 /// Where a dma-buf is and where it is mapped, kept by its importer.
+#[cfg_attr(not(CONFIG_IOMMUFD_TEST), allow(dead_code))] // Until MAP_FILE knows VFIO's exporter.
 struct DmaBufState {
     /// Physical address and length of the buffer; the length is 0 once the
     /// exporter revoked it (for good: a new mapping imports it again).
@@ -299,6 +300,7 @@ struct DmaBufState {
 }
 
 /// The importer of a dma-buf mapped in an IOAS.
+#[cfg_attr(not(CONFIG_IOMMUFD_TEST), allow(dead_code))] // As `DmaBufState`.
 pub(crate) struct DmaBufImporter {
     state: Pin<KBox<Mutex<DmaBufState>>>,
 }

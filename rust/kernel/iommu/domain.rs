@@ -622,9 +622,14 @@ unsafe impl Sync for Attachment {}
 /// [`Registration::report_fault`]).
 ///
 /// [`Registration::report_fault`]: super::driver::Registration::report_fault
+#[cfg(CONFIG_IOMMUFD_TEST)]
 fn attach_guard(dev: &Device) -> Option<crate::sync::MutexGuard<'_, ()>> {
     super::driver::attach_lock_of(dev).map(|m| m.lock())
 }
+
+/// Without software IOMMUs (`kernel::iommu::driver`), nothing to serialise.
+#[cfg(not(CONFIG_IOMMUFD_TEST))]
+fn attach_guard(_dev: &Device) {}
 
 fn new_handle(sink: Option<Arc<dyn FaultSink>>) -> Result<Pin<KBox<Handle>>> {
     Ok(KBox::pin(
@@ -698,7 +703,7 @@ impl Attachment {
     /// window in which it is blocked; on failure it stays where it was.
     pub fn replace(&mut self, domain: &Arc<Domain>, sink: Option<Arc<dyn FaultSink>>) -> Result {
         let handle = new_handle(sink)?;
-        let guard = attach_guard(self.owner.device());
+        let _guard = attach_guard(self.owner.device());
         // SAFETY: The target is attached (through `self.handle`) and its DMA
         // owned; the new handle is pinned and stays so while attached.
         to_result(unsafe {
@@ -718,7 +723,6 @@ impl Attachment {
         })?;
         // The core no longer knows the old handle.
         self.handle = handle;
-        drop(guard);
         self.domain = domain.clone();
         Ok(())
     }
