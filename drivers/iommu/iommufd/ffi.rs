@@ -339,6 +339,25 @@ pub(crate) fn kunit_memfd(len: usize) -> Result<ARef<File>> {
     Ok(unsafe { ARef::from_raw(f) })
 }
 
+/// KUnit support: maps `[iova, iova + size)` of `domain` to the physical
+/// address `paddr`, whatever is there, to test a page table with.
+///
+/// Only the mock's KUnit tests call this (`scripts/check-layers.py` checks
+/// it), on mock domains they allocate and drop without ever attaching a
+/// device to them: no device can reach the memory, which is all
+/// `Domain::map` asks of its caller.
+#[cfg(CONFIG_KUNIT)]
+pub(crate) fn kunit_map_unattached(
+    domain: &Domain,
+    iova: u64,
+    paddr: u64,
+    size: usize,
+    prot: Prot,
+) -> Result {
+    // SAFETY: No device is attached to `domain`, now or later (see above).
+    unsafe { domain.map(iova, paddr, size, prot) }
+}
+
 /// KUnit support: the offset of field `which` of a structure the module
 /// reaches through bindgen's layouts, as C lays it out (see the shim).
 #[cfg(CONFIG_KUNIT)]

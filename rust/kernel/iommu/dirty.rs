@@ -6,8 +6,7 @@
 //! [`IovaBitmap`] is that bitmap (`struct iova_bitmap`): one bit per
 //! `page_size` bytes of IOVA, which the core pins and writes a chunk at a
 //! time.  A user reads a domain's dirty bits into it through a
-//! [`DirtyRecord`]; a driver records what it finds with
-//! [`DirtyBitmap::record`].
+//! [`DirtyRecord`].
 //!
 //! C headers: [`include/linux/iommu.h`](srctree/include/linux/iommu.h),
 //! [`include/linux/iova_bitmap.h`](srctree/include/linux/iova_bitmap.h)
@@ -29,7 +28,7 @@ impl_flags!(
 );
 
 impl DirtyFlags {
-    /// The flags in `raw` (as the core passes them to drivers); bits that
+    /// The flags in `raw` (as user space or the core pass them); bits that
     /// are no `IOMMU_DIRTY_*` flag are dropped.
     pub fn from_bits_truncate(raw: u32) -> Self {
         Self(raw & Self::all_bits())
@@ -161,51 +160,22 @@ impl<'a> DirtyRecord<'a> {
         }
     }
 
+    /// The IOVA range, first and last, of the entries whose dirty bits the
+    /// reads into this record cleared since the last flush: what the IOTLB
+    /// flush covers.  `None` if they cleared none.
+    pub fn cleared(&self) -> Option<(u64, u64)> {
+        let g = self.gather();
+        // SAFETY: The gather is ours; reading its range races with nothing
+        // (reads into the record take `&mut self`).
+        let (start, end) = unsafe { ((*g).start, (*g).end) };
+        (start <= end).then_some((start as u64, end as u64))
+    }
+
     pub(crate) fn as_raw(&self) -> *mut bindings::iommu_dirty_bitmap {
         self.inner.dirty.get()
     }
 
     pub(crate) fn gather(&self) -> *mut bindings::iommu_iotlb_gather {
         self.inner.gather.get()
-    }
-}
-
-/// What a driver records dirty IOVA into (`struct iommu_dirty_bitmap`).
-pub struct DirtyBitmap<'a> {
-    ptr: *mut bindings::iommu_dirty_bitmap,
-    _p: PhantomData<&'a mut bindings::iommu_dirty_bitmap>,
-}
-
-impl<'a> DirtyBitmap<'a> {
-    /// Wraps the core's record.
-    ///
-    /// # Safety
-    ///
-    /// `ptr` is a valid record, not otherwise used for `'a`.
-    pub unsafe fn from_raw(ptr: *mut bindings::iommu_dirty_bitmap) -> Self {
-        Self {
-            ptr,
-            _p: PhantomData,
-        }
-    }
-
-    /// Records `[iova, iova + length)` as dirty (and, for the IOTLB flush
-    /// that follows a clear, as touched).
-    pub fn record(&mut self, iova: u64, length: usize) {
-        // SAFETY: By `from_raw`'s requirements the record, its bitmap (if
-        // any) and its gather are valid and ours for now.
-        unsafe {
-            let bitmap = (*self.ptr).bitmap;
-            if !bitmap.is_null() {
-                bindings::iova_bitmap_set(bitmap, iova as c_ulong, length);
-            }
-            let g = (*self.ptr).gather;
-            if !g.is_null() && length != 0 {
-                // Wrapping as the C gather's: a range may end at the top.
-                let end = (iova as c_ulong).wrapping_add(length as c_ulong - 1);
-                (*g).start = (*g).start.min(iova as c_ulong);
-                (*g).end = (*g).end.max(end);
-            }
-        }
     }
 }

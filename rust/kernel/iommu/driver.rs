@@ -5,6 +5,12 @@
 //! the devices of a bus of its own ([`Registration`]) on which it creates
 //! devices ([`BusDevice`]).
 //!
+//! A paging domain is a page table of the kernel's generic page table
+//! library in the driver's format ([`Driver::Format`]), as those of the
+//! hardware drivers that use it: the core maps and unmaps it, the format
+//! translates and reads its dirty bits; the driver keeps its own state
+//! beside the table.
+//!
 //! This is what the iommufd selftest's mock IOMMU needs: the core's
 //! `iommu_device_register_bus()` and `iommu_mock_device_add()` exist for
 //! it (`CONFIG_IOMMUFD_TEST`).
@@ -12,10 +18,9 @@
 //! C headers: [`include/linux/iommu.h`](srctree/include/linux/iommu.h),
 //! [`drivers/iommu/iommu-priv.h`](srctree/drivers/iommu/iommu-priv.h)
 
-#[cfg(CONFIG_IOMMUFD_DRIVER)]
-use super::dirty::{DirtyBitmap, DirtyFlags};
-use super::domain::{AllocFlags, Cap, Domain, Prot};
+use super::domain::{AllocFlags, Cap, Domain};
 use super::fault::PageRequest;
+use super::generic_pt::{Format, Table};
 use super::user_data::{UserData, UserDataArray};
 use crate::{
     bindings,
@@ -29,46 +34,16 @@ use crate::{
 };
 use core::{any::TypeId, marker::PhantomData, ptr::NonNull};
 
-/// The page table of a paging domain, implemented by the driver.
+/// What a driver keeps with each of its paging domains, beside the page
+/// table (a table of the driver's [`Driver::Format`], which the core maps,
+/// unmaps and translates through directly).
 ///
 /// The core serialises nothing: the methods may run concurrently.
 pub trait PagingDomain: Send + Sync + Sized + 'static {
-    /// Maps `pgcount` pages of `pgsize` bytes at `iova` to `paddr` with the
-    /// permissions `prot`.  Returns the bytes mapped, all of them
-    /// on success; on failure the core unmaps what was mapped.
-    fn map_pages(
-        &self,
-        iova: u64,
-        paddr: u64,
-        pgsize: usize,
-        pgcount: usize,
-        prot: Prot,
-    ) -> (usize, Result);
-
-    /// Unmaps `pgcount` pages of `pgsize` bytes at `iova`; returns the bytes
-    /// unmapped.
-    fn unmap_pages(&self, iova: u64, pgsize: usize, pgcount: usize) -> usize;
-
-    /// The physical address `iova` translates to, 0 if none.
-    fn iova_to_phys(&self, iova: u64) -> u64;
-
     /// Starts or stops dirty tracking (only asked of domains made with
-    /// [`NewDomain::dirty_tracking`]).
+    /// [`NewDomain::dirty_tracking`]; the table's dirty bits are read
+    /// whatever this says).
     fn set_dirty_tracking(&self, _enable: bool) -> Result {
-        Err(EOPNOTSUPP)
-    }
-
-    /// Records in `dirty` the entries of `[iova, iova + size)` DMA wrote
-    /// to, and marks them clean unless `flags` has
-    /// [`super::dirty::DirtyFlag::NoClear`].
-    #[cfg(CONFIG_IOMMUFD_DRIVER)]
-    fn read_and_clear_dirty(
-        &self,
-        _iova: u64,
-        _size: usize,
-        _flags: DirtyFlags,
-        _dirty: &mut DirtyBitmap<'_>,
-    ) -> Result {
         Err(EOPNOTSUPP)
     }
 }
@@ -91,21 +66,32 @@ impl NestedDomain for NoNested {
     }
 }
 
-/// A paging domain the driver has built, with its geometry.
-pub struct NewDomain<D> {
-    /// The page table.
+/// A paging domain the driver wants: its data, its page table's
+/// configuration and how it differs from the table's geometry.
+pub struct NewDomain<D, C> {
+    /// What the driver keeps with the domain.
     pub data: D,
-    /// The page sizes the domain maps with.
-    pub pgsize_bitmap: usize,
-    /// The first and last IOVA the domain translates.
-    pub aperture: (u64, u64),
+    /// The configuration of the page table.
+    pub table: C,
+    /// The page sizes the domain maps with, if fewer than the table has
+    /// (a subset of them: `EINVAL` if not).
+    pub pgsize_bitmap: Option<usize>,
+    /// The first and last IOVA the domain translates, if fewer than the
+    /// table can (within its range: `EINVAL` if not).
+    pub aperture: Option<(u64, u64)>,
     /// Whether the domain tracks what DMA writes.
     pub dirty_tracking: bool,
 }
 
+/// The [`NewDomain`] of driver `T`.
+pub type NewDomainOf<T> =
+    NewDomain<<T as Driver>::Domain, <<T as Driver>::Format as Format>::Config>;
+
 /// An IOMMU driver.
 pub trait Driver: Send + Sync + 'static {
-    /// The driver's paging domains.
+    /// The format of the page tables of the driver's paging domains.
+    type Format: Format;
+    /// What the driver keeps with each paging domain.
     type Domain: PagingDomain;
     /// The driver's nested domains ([`NoNested`] if it cannot nest).
     type Nested: NestedDomain;
@@ -130,7 +116,7 @@ pub trait Driver: Send + Sync + 'static {
         dev: &Device,
         flags: AllocFlags,
         data: Option<&UserData>,
-    ) -> Result<NewDomain<Self::Domain>>;
+    ) -> Result<NewDomainOf<Self>>;
 
     /// Whether `dev`, with the driver's `data`, may be attached to a domain
     /// of the driver (one that tracks dirty pages if `dirty_tracking`);
@@ -163,11 +149,15 @@ pub trait Driver: Send + Sync + 'static {
     }
 }
 
-/// A paging domain of driver `T`: the core's `struct iommu_domain` first,
-/// so that the core's pointer is also a pointer to the whole.
+/// A paging domain of driver `T`: its page table first, where the C
+/// layout of a generic page table wants it, and the table's first field
+/// is the core's `struct iommu_domain`, so that the core's pointer is also
+/// a pointer to the whole.
 #[repr(C)]
+#[pin_data]
 struct DomainBox<T: Driver> {
-    domain: Opaque<bindings::iommu_domain>,
+    #[pin]
+    table: Table<T::Format>,
     /// The registration, which waits for the domain to be freed.
     reg: *const Registration<T>,
     data: T::Domain,
@@ -189,9 +179,19 @@ impl<T: Driver> DomainBox<T> {
     /// `domain` is the `domain` field of a `DomainBox<T>` that lives for
     /// `'a`.
     unsafe fn data<'a>(domain: *mut bindings::iommu_domain) -> &'a T::Domain {
-        // SAFETY: `domain` is the first field of a `repr(C)` `DomainBox<T>`
-        // that lives for `'a`.
+        // SAFETY: `domain` is the first field of the first field of a
+        // `repr(C)` `DomainBox<T>` that lives for `'a`.
         unsafe { &(*domain.cast::<DomainBox<T>>()).data }
+    }
+
+    /// The page table of a paging domain.
+    ///
+    /// # Safety
+    ///
+    /// As for [`DomainBox::data`].
+    unsafe fn table<'a>(domain: *mut bindings::iommu_domain) -> &'a Table<T::Format> {
+        // SAFETY: As for `data`.
+        unsafe { &(*domain.cast::<DomainBox<T>>()).table }
     }
 }
 
@@ -350,18 +350,14 @@ impl<T: Driver> Registration<T> {
             t.blocked.type_ = bindings::IOMMU_DOMAIN_BLOCKED;
             t.blocked.ops = &raw const t.blocked_ops;
 
+            // The table's format provides the translation and the dirty
+            // read; the core maps and unmaps through the table itself.
+            T::Format::domain_ops(&mut t.paging_ops, &mut t.dirty_ops);
             t.paging_ops.attach_dev = Some(Self::attach_dev);
             t.paging_ops.set_dev_pasid = Some(Self::set_dev_pasid);
-            t.paging_ops.map_pages = Some(Self::map_pages);
-            t.paging_ops.unmap_pages = Some(Self::unmap_pages);
-            t.paging_ops.iova_to_phys = Some(Self::iova_to_phys);
+            t.paging_ops.iotlb_sync = Some(Self::iotlb_sync);
             t.paging_ops.free = Some(Self::free);
-
             t.dirty_ops.set_dirty_tracking = Some(Self::set_dirty_tracking);
-            #[cfg(CONFIG_IOMMUFD_DRIVER)]
-            {
-                t.dirty_ops.read_and_clear_dirty = Some(Self::read_and_clear_dirty);
-            }
 
             t.nested_ops.attach_dev = Some(Self::attach_dev);
             t.nested_ops.set_dev_pasid = Some(Self::set_dev_pasid);
@@ -627,6 +623,19 @@ impl<T: Driver> Registration<T> {
         }
     }
 
+    /// The page table of `domain`, if it is one of this registration's
+    /// paging domains.
+    pub fn paging_table_of<'a>(&self, domain: &'a Domain) -> Option<&'a Table<T::Format>> {
+        let d = domain.as_ptr();
+        // SAFETY: As in `paging_data_of`.
+        unsafe {
+            if (*d).ops != &raw const (*self.tables()).paging_ops {
+                return None;
+            }
+            Some(DomainBox::<T>::table(d))
+        }
+    }
+
     /// The driver's data of `domain`, if it is one of this registration's
     /// nested domains.
     pub fn nested_data_of<'a>(&self, domain: &'a Domain) -> Option<&'a T::Nested> {
@@ -741,30 +750,64 @@ impl<T: Driver> Registration<T> {
             Ok(new) => new,
             Err(e) => return e.to_ptr(),
         };
-        let boxed = KBox::new(
-            DomainBox::<T> {
-                domain: Opaque::zeroed(),
+        let boxed = KBox::pin_init(
+            pin_init!(DomainBox::<T> {
+                table <- Table::new(),
                 reg,
                 data: new.data,
-            },
+            }),
             GFP_KERNEL,
         );
         let boxed = match boxed {
-            Ok(b) => KBox::into_raw(b),
+            Ok(b) => b,
             Err(_) => return ENOMEM.to_ptr(),
         };
+        // SAFETY: The table is zeroed, ours, and pinned; its domain gets our
+        // paging ops, which the format filled, below.
+        if let Err(e) = unsafe { boxed.table.init(&new.table) } {
+            return e.to_ptr();
+        }
+        let d = boxed.table.domain();
+        // SAFETY: The table is initialised and still ours alone.
+        let (table_sizes, start, last) = unsafe {
+            (
+                (*d).pgsize_bitmap as usize,
+                (*d).geometry.aperture_start,
+                (*d).geometry.aperture_end,
+            )
+        };
+        // The driver asks for less than its table has: anything else is a
+        // bug of the driver's.
+        let sizes = new.pgsize_bitmap.unwrap_or(table_sizes);
+        let aperture = new.aperture.unwrap_or((start, last));
+        if crate::warn_on!(
+            sizes == 0
+                || sizes & !table_sizes != 0
+                || aperture.0 > aperture.1
+                || aperture.0 < start
+                || aperture.1 > last
+        ) {
+            // SAFETY: Initialised, and nothing else knows the table.
+            unsafe { boxed.table.deinit() };
+            return EINVAL.to_ptr();
+        }
+        // SAFETY: The box stays where it is until `free`, which drops it in
+        // place.
+        let boxed = KBox::into_raw(unsafe { Pin::into_inner_unchecked(boxed) });
         // Given back by `free`.
         reg.get_user();
         let t = reg.tables();
-        // SAFETY: `boxed` is a new, zeroed domain we own until `free`; the
-        // tables are registered.
+        // SAFETY: `boxed` is a new domain we own until `free`, its table
+        // initialised; the tables are registered.  Its type and geometry
+        // are the driver's to set; the table maps within the aperture and
+        // with page sizes it has.
         unsafe {
-            let d = (*boxed).domain.get();
+            let d = (*boxed).table.domain();
             (*d).type_ = bindings::IOMMU_DOMAIN_UNMANAGED;
             (*d).ops = &raw const (*t).paging_ops;
-            (*d).pgsize_bitmap = new.pgsize_bitmap as c_ulong;
-            (*d).geometry.aperture_start = new.aperture.0;
-            (*d).geometry.aperture_end = new.aperture.1;
+            (*d).pgsize_bitmap = sizes as c_ulong;
+            (*d).geometry.aperture_start = aperture.0;
+            (*d).geometry.aperture_end = aperture.1;
             (*d).geometry.force_aperture = true;
             if new.dirty_tracking {
                 (*d).dirty_ops = &raw const (*t).dirty_ops;
@@ -773,15 +816,37 @@ impl<T: Driver> Registration<T> {
         }
     }
 
+    /// `iommu_domain_ops::iotlb_sync` of paging domains: a software IOMMU
+    /// has no IOTLB, so this only frees the table levels an unmap or a map
+    /// took out of the table.
+    ///
+    /// # Safety
+    ///
+    /// Called by the core or by the table's library with one of our paging
+    /// domains and a valid gather, whose free list holds levels taken out
+    /// of the domain's table.
+    unsafe extern "C" fn iotlb_sync(
+        domain: *mut bindings::iommu_domain,
+        gather: *mut bindings::iommu_iotlb_gather,
+    ) {
+        // SAFETY: Per the function's requirements; `domain` is one of ours
+        // (its ops are), live for the call.
+        unsafe { DomainBox::<T>::table(domain).free_levels(gather) };
+    }
+
     /// `iommu_domain_ops::free` of paging domains.
     ///
     /// # Safety
     ///
-    /// Called by the core, once, with a domain made by `alloc_paging`.
+    /// Called by the core, once, with a domain made by `alloc_paging`, to
+    /// which no device is attached any more.
     unsafe extern "C" fn free(domain: *mut bindings::iommu_domain) {
         // SAFETY: `domain` is the first field of a `DomainBox<T>` made by
         // `alloc_paging`; the core frees it once.
         let boxed = unsafe { KBox::from_raw(domain.cast::<DomainBox<T>>()) };
+        // SAFETY: The table was initialised by `alloc_paging`; with no
+        // device attached and the domain being freed, nothing uses it.
+        unsafe { boxed.table.deinit() };
         let reg = boxed.reg;
         drop(boxed);
         // SAFETY: The domain held one count of `reg`, given back now.
@@ -907,31 +972,6 @@ impl<T: Driver> Registration<T> {
         }
     }
 
-    /// `iommu_dirty_ops::read_and_clear_dirty`.
-    ///
-    /// # Safety
-    ///
-    /// Called by the core with one of our paging domains and a record that
-    /// is ours for the call.
-    #[cfg(CONFIG_IOMMUFD_DRIVER)]
-    unsafe extern "C" fn read_and_clear_dirty(
-        domain: *mut bindings::iommu_domain,
-        iova: c_ulong,
-        size: usize,
-        flags: c_ulong,
-        dirty: *mut bindings::iommu_dirty_bitmap,
-    ) -> c_int {
-        // SAFETY: Our dirty ops are only on our paging domains; the core's
-        // record is ours for the call.
-        let (data, mut dirty) =
-            unsafe { (DomainBox::<T>::data(domain), DirtyBitmap::from_raw(dirty)) };
-        let flags = DirtyFlags::from_bits_truncate(flags as u32);
-        match data.read_and_clear_dirty(iova as u64, size, flags, &mut dirty) {
-            Ok(()) => 0,
-            Err(e) => e.to_errno(),
-        }
-    }
-
     /// `iommu_ops::page_response`: software IOMMUs have no hardware to tell.
     ///
     /// # Safety
@@ -1040,64 +1080,6 @@ impl<T: Driver> Registration<T> {
             Ok(()) => 0,
             Err(e) => e.to_errno(),
         }
-    }
-
-    /// `iommu_domain_ops::map_pages` of paging domains.
-    ///
-    /// # Safety
-    ///
-    /// Called by the core with one of our paging domains and a valid
-    /// `mapped`.
-    #[allow(clippy::too_many_arguments)]
-    unsafe extern "C" fn map_pages(
-        domain: *mut bindings::iommu_domain,
-        iova: c_ulong,
-        paddr: bindings::phys_addr_t,
-        pgsize: usize,
-        pgcount: usize,
-        prot: c_int,
-        _gfp: bindings::gfp_t,
-        mapped: *mut usize,
-    ) -> c_int {
-        // SAFETY: `domain` is one of ours (its ops are).
-        let data = unsafe { DomainBox::<T>::data(domain) };
-        let prot = Prot::from_bits_truncate(prot as u32);
-        let (done, res) = data.map_pages(iova as u64, paddr, pgsize, pgcount, prot);
-        // SAFETY: The core passes a valid `mapped`.
-        unsafe { *mapped += done };
-        match res {
-            Ok(()) => 0,
-            Err(e) => e.to_errno(),
-        }
-    }
-
-    /// `iommu_domain_ops::unmap_pages` of paging domains.
-    ///
-    /// # Safety
-    ///
-    /// Called by the core with one of our paging domains.
-    unsafe extern "C" fn unmap_pages(
-        domain: *mut bindings::iommu_domain,
-        iova: c_ulong,
-        pgsize: usize,
-        pgcount: usize,
-        _gather: *mut bindings::iommu_iotlb_gather,
-    ) -> usize {
-        // SAFETY: `domain` is one of ours (its ops are).
-        unsafe { DomainBox::<T>::data(domain) }.unmap_pages(iova as u64, pgsize, pgcount)
-    }
-
-    /// `iommu_domain_ops::iova_to_phys` of paging domains.
-    ///
-    /// # Safety
-    ///
-    /// Called by the core with one of our paging domains.
-    unsafe extern "C" fn iova_to_phys(
-        domain: *mut bindings::iommu_domain,
-        iova: bindings::dma_addr_t,
-    ) -> bindings::phys_addr_t {
-        // SAFETY: `domain` is one of ours (its ops are).
-        unsafe { DomainBox::<T>::data(domain) }.iova_to_phys(iova)
     }
 }
 

@@ -1,20 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The selftest's mock IOMMU (`CONFIG_IOMMUFD_TEST`): a software IOMMU on
-//! the bus `iommufd_mock`, whose paging domains are plain lookup tables.
+//! the bus `iommufd_mock`, whose paging domains are the kernel's generic
+//! page tables in the AMDv1 format's selftest variant, as upstream's mock.
 //! Its geometry is the one `iommufd_test.h` promises the selftests: 2 KiB
 //! pages and the IOVA aperture `[MOCK_APERTURE_START, MOCK_APERTURE_LAST]`.
 
-use kernel::iommu::dirty::{DirtyBitmap, DirtyFlag, DirtyFlags};
-use kernel::iommu::domain::{AllocFlag, AllocFlags, Cap, Prot, ProtFlag};
-use kernel::iommu::driver::{self, NestedDomain, NewDomain, PagingDomain, Registration};
+use kernel::iommu::domain::{AllocFlag, AllocFlags, Cap};
+use kernel::iommu::driver::{
+    self, NestedDomain, NewDomain, NewDomainOf, PagingDomain, Registration,
+};
+use kernel::iommu::generic_pt::{Amdv1Config, Amdv1Mock};
 use kernel::iommu::user_data::{UserData, UserDataArray};
-use kernel::new_mutex;
 use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
-use kernel::rbtree::{RBTree, RBTreeNode};
 use kernel::sync::atomic::{Atomic, Relaxed};
-use kernel::sync::{Arc, Mutex};
+use kernel::sync::Arc;
 
 use crate::uapi;
 
@@ -24,8 +25,6 @@ pub(crate) const MOCK_PAGE_SIZE: u64 = 2048;
 pub(crate) const MOCK_APERTURE_START: u64 = 1 << 24;
 /// `MOCK_APERTURE_LAST`
 pub(crate) const MOCK_APERTURE_LAST: u64 = (1 << 31) - 1;
-/// The page sizes of a mock domain: every power of two from 2 KiB to 1 GiB.
-const MOCK_PGSIZES: usize = ((1 << 31) - 1) & !(MOCK_PAGE_SIZE as usize - 1);
 
 /// `IOMMU_HW_INFO_TYPE_DEFAULT`
 const HW_INFO_TYPE_DEFAULT: u32 = 0;
@@ -57,43 +56,24 @@ pub(crate) fn registration() -> Result<Arc<Registration<MockIommu>>> {
 /// The mock IOMMU driver.
 pub(crate) struct MockIommu;
 
-/// Mock pages per leaf table: a leaf covers 2 MiB of IOVA.
-const LEAF_ENTRIES: usize = 1024;
-const LEAF_SPAN: u64 = LEAF_ENTRIES as u64 * MOCK_PAGE_SIZE;
-
-/// A leaf table: an entry per mock page, 0 if unmapped (physical page 0 is
-/// never mapped by iommufd), and how many are mapped.  An entry is the
-/// physical address of the page ([`PA_MASK`]) with, below it, the log2 of
-/// the size of the mapping (the PTE) the page is part of ([`SIZE_SHIFT`]),
-/// and, in the PTE's first page only, its dirty bit ([`DIRTY`]).
-#[derive(Zeroable)]
-struct Leaf {
-    pte: [u64; LEAF_ENTRIES],
-    used: u32,
-}
-
-/// The physical address bits of an entry.
-const PA_MASK: u64 = !(MOCK_PAGE_SIZE - 1);
-/// The dirty bit of a PTE, in its first entry.
-const DIRTY: u64 = 1;
-/// Where the log2 of the PTE's size is in an entry (six bits).
-const SIZE_SHIFT: u32 = 1;
-
-/// The size of the PTE an entry is part of.
-fn pte_size(e: u64) -> u64 {
-    1 << ((e >> SIZE_SHIFT) & 0x3f)
-}
-
 /// `MOCK_HUGE_PAGE_SIZE`: the large page of a `MOCK_IOMMUPT_HUGE` domain.
-const MOCK_HUGE_PAGE_SIZE: u64 = 512 * MOCK_PAGE_SIZE;
+const MOCK_HUGE_PAGE_SIZE: usize = 512 * MOCK_PAGE_SIZE as usize;
 /// `MOCK_IOMMUPT_DEFAULT`, `MOCK_IOMMUPT_HUGE`: the `pagetable_type`s.
 const IOMMUPT_DEFAULT: u32 = 0;
 const IOMMUPT_HUGE: u32 = 1;
 
-/// A mock paging domain: a two-level table, leaf tables of
-/// [`LEAF_ENTRIES`] mock pages ([`MOCK_PAGE_SIZE`]) by IOVA / 2 MiB.
+/// The table of every mock paging domain, as upstream's: an AMDv1 table
+/// with 2 KiB pages whose top is level 2, so that it spans 38 bits of IOVA.
+fn table_config() -> Amdv1Config {
+    Amdv1Config {
+        hw_max_vasz_lg2: 56,
+        hw_max_oasz_lg2: 51,
+        starting_level: 2,
+    }
+}
+
+/// What the mock keeps with a paging domain beside its page table.
 pub(crate) struct MockDomain {
-    ptes: Pin<KBox<Mutex<LeafTables>>>,
     /// Dirty tracking is on (`MOCK_DIRTY_TRACK`).
     tracking: Atomic<bool>,
 }
@@ -103,182 +83,11 @@ impl MockDomain {
     pub(crate) fn tracking(&self) -> bool {
         self.tracking.load(Relaxed)
     }
-
-    /// Marks the PTE that maps `iova` dirty, as a device writing there
-    /// would; false if nothing is mapped there.
-    pub(crate) fn set_dirty(&self, iova: u64) -> bool {
-        let mut table = self.ptes.lock();
-        let Some(e) = entry(&table, iova) else {
-            return false;
-        };
-        let start = iova & !(pte_size(e) - 1);
-        match entry_mut(&mut table, start) {
-            Some(first) => {
-                *first |= DIRTY;
-                true
-            }
-            None => false,
-        }
-    }
 }
-
-/// The entry of `iova`, if mapped.
-fn entry(table: &LeafTables, iova: u64) -> Option<u64> {
-    let leaf = table.get(&(iova / LEAF_SPAN))?;
-    match leaf.pte[((iova % LEAF_SPAN) / MOCK_PAGE_SIZE) as usize] {
-        0 => None,
-        e => Some(e),
-    }
-}
-
-/// The entry of `iova`, if mapped, to change.
-fn entry_mut(table: &mut LeafTables, iova: u64) -> Option<&mut u64> {
-    let leaf = table.get_mut(&(iova / LEAF_SPAN))?;
-    let e = &mut leaf.pte[((iova % LEAF_SPAN) / MOCK_PAGE_SIZE) as usize];
-    (*e != 0).then_some(e)
-}
-
-/// Leaf tables by IOVA / [`LEAF_SPAN`].
-type LeafTables = RBTree<u64, KBox<Leaf>>;
 
 impl PagingDomain for MockDomain {
-    fn map_pages(
-        &self,
-        iova: u64,
-        paddr: u64,
-        pgsize: usize,
-        pgcount: usize,
-        prot: Prot,
-    ) -> (usize, Result) {
-        let total = (pgsize * pgcount) as u64;
-        // As upstream's mock (a generic page table): an IOPTE that allows
-        // neither reading nor writing is refused.
-        if !prot.contains_any(ProtFlag::Read | ProtFlag::Write)
-            || iova % MOCK_PAGE_SIZE != 0
-            || paddr % MOCK_PAGE_SIZE != 0
-            || paddr == 0
-            || !pgsize.is_power_of_two()
-        {
-            return (0, Err(EINVAL));
-        }
-        let size_bits = u64::from(pgsize.trailing_zeros()) << SIZE_SHIFT;
-        let mut table = self.ptes.lock();
-        let mut off = 0;
-        while off < total {
-            let at = iova + off;
-            let key = at / LEAF_SPAN;
-            if table.get(&key).is_none() {
-                // Zeroed in place: a leaf is 8 KiB, too much for the stack.
-                let leaf = KBox::init(pin_init::init_zeroed::<Leaf>(), GFP_KERNEL);
-                let node = leaf
-                    .map_err(|_| ENOMEM)
-                    .and_then(|l| RBTreeNode::new(key, l, GFP_KERNEL).map_err(|_| ENOMEM));
-                match node {
-                    Ok(node) => {
-                        table.insert(node);
-                    }
-                    Err(e) => return (off as usize, Err(e)),
-                }
-            }
-            let Some(leaf) = table.get_mut(&key) else {
-                return (off as usize, Err(ENOMEM));
-            };
-            // Fill this leaf as far as the mapping goes.
-            while off < total && (iova + off) / LEAF_SPAN == key {
-                let i = (((iova + off) % LEAF_SPAN) / MOCK_PAGE_SIZE) as usize;
-                if leaf.pte[i] != 0 {
-                    // The core reports the error; iommufd never maps twice.
-                    return (off as usize, Err(EEXIST));
-                }
-                leaf.pte[i] = (paddr + off) | size_bits;
-                leaf.used += 1;
-                off += MOCK_PAGE_SIZE;
-            }
-        }
-        (total as usize, Ok(()))
-    }
-
-    fn unmap_pages(&self, iova: u64, pgsize: usize, pgcount: usize) -> usize {
-        let total = (pgsize * pgcount) as u64;
-        let mut table = self.ptes.lock();
-        let mut off = 0;
-        while off < total {
-            let key = (iova + off) / LEAF_SPAN;
-            let Some(leaf) = table.get_mut(&key) else {
-                break;
-            };
-            let i = (((iova + off) % LEAF_SPAN) / MOCK_PAGE_SIZE) as usize;
-            if leaf.pte[i] == 0 {
-                break;
-            }
-            leaf.pte[i] = 0;
-            leaf.used -= 1;
-            if leaf.used == 0 {
-                drop(table.remove(&key));
-            }
-            off += MOCK_PAGE_SIZE;
-        }
-        off as usize
-    }
-
-    fn iova_to_phys(&self, iova: u64) -> u64 {
-        match entry(&self.ptes.lock(), iova) {
-            None => 0,
-            Some(e) => (e & PA_MASK) + iova % MOCK_PAGE_SIZE,
-        }
-    }
-
     fn set_dirty_tracking(&self, enable: bool) -> Result {
         self.tracking.store(enable, Relaxed);
-        Ok(())
-    }
-
-    fn read_and_clear_dirty(
-        &self,
-        iova: u64,
-        size: usize,
-        flags: DirtyFlags,
-        dirty: &mut DirtyBitmap<'_>,
-    ) -> Result {
-        let end = iova.checked_add(size as u64).ok_or(EINVAL)?;
-        // Recording may pin the user's bitmap (taking the mmap lock), which
-        // must not happen under the table lock: collect a batch of dirty
-        // ranges, drop the lock, record them, go on.
-        let mut batch = [(0u64, 0u64); 32];
-        let mut n = 0;
-        let mut at = iova;
-        while at < end {
-            let mut table = self.ptes.lock();
-            while at < end && n < batch.len() {
-                // Saturating: a range may end at the top of the space.
-                let Some(e) = entry(&table, at) else {
-                    at = at.saturating_add(MOCK_PAGE_SIZE);
-                    continue;
-                };
-                let psize = pte_size(e);
-                let start = at & !(psize - 1);
-                if let Some(first) = entry_mut(&mut table, start) {
-                    if *first & DIRTY != 0 {
-                        let (lo, hi) = (start.max(iova), start.saturating_add(psize).min(end));
-                        if n > 0 && batch[n - 1].1 == lo {
-                            batch[n - 1].1 = hi;
-                        } else {
-                            batch[n] = (lo, hi);
-                            n += 1;
-                        }
-                        if !flags.contains(DirtyFlag::NoClear) {
-                            *first &= !DIRTY;
-                        }
-                    }
-                }
-                at = start.saturating_add(psize);
-            }
-            drop(table);
-            for &(lo, hi) in &batch[..n] {
-                dirty.record(lo, (hi - lo) as usize);
-            }
-            n = 0;
-        }
         Ok(())
     }
 }
@@ -363,6 +172,7 @@ fn no_dirty(dev: &kernel::device::Device) -> bool {
 }
 
 impl driver::Driver for MockIommu {
+    type Format = Amdv1Mock;
     type Domain = MockDomain;
     type Nested = MockNested;
     type DeviceData = MockDevData;
@@ -397,7 +207,7 @@ impl driver::Driver for MockIommu {
         dev: &kernel::device::Device,
         flags: AllocFlags,
         data: Option<&UserData>,
-    ) -> Result<NewDomain<MockDomain>> {
+    ) -> Result<NewDomainOf<MockIommu>> {
         let dirty_tracking = flags.contains(AllocFlag::DirtyTracking);
         if !flags.is_within(AllocFlag::NestParent | AllocFlag::Pasid | AllocFlag::DirtyTracking)
             || (dirty_tracking && no_dirty(dev))
@@ -414,19 +224,21 @@ impl driver::Driver for MockIommu {
             // The first version of the structure ended after `iotlb`.
             pagetable_type = data.read::<[u32; 2]>(HWPT_DATA_SELFTEST, 4)?[1];
         }
-        let pgsize_bitmap = match pagetable_type {
-            IOMMUPT_DEFAULT => MOCK_PGSIZES,
-            // Huge mappings only, but iommufd needs PAGE_SIZE to accept it.
-            IOMMUPT_HUGE => (MOCK_HUGE_PAGE_SIZE as usize) | PAGE_SIZE,
+        // As upstream: the default domain has the mock aperture, the huge
+        // one all of its table; the huge one maps in huge pages only, but
+        // iommufd needs `PAGE_SIZE` to take it.
+        let (pgsize_bitmap, aperture) = match pagetable_type {
+            IOMMUPT_DEFAULT => (None, Some((MOCK_APERTURE_START, MOCK_APERTURE_LAST))),
+            IOMMUPT_HUGE => (Some(MOCK_HUGE_PAGE_SIZE | PAGE_SIZE), None),
             _ => return Err(EOPNOTSUPP),
         };
         Ok(NewDomain {
             data: MockDomain {
-                ptes: KBox::pin_init(new_mutex!(RBTree::new()), GFP_KERNEL)?,
                 tracking: Atomic::new(false),
             },
+            table: table_config(),
             pgsize_bitmap,
-            aperture: (MOCK_APERTURE_START, MOCK_APERTURE_LAST),
+            aperture,
             dirty_tracking,
         })
     }
@@ -463,7 +275,10 @@ mod tests {
     use super::*;
     use crate::io_pagetable::{IoPagetable, PagesSlice, Prot};
     use crate::pages::{kunit_memfd_pages, PAGE};
-    use kernel::iommu::domain::Domain;
+    use kernel::iommu::dirty::{DirtyFlag, DirtyFlags, DirtyRecord};
+    use kernel::iommu::domain::{Domain, ProtFlag};
+    use kernel::iommu::driver::BusDevice;
+    use kernel::str::CStr;
 
     const RW: Prot = Prot {
         read: true,
@@ -606,100 +421,122 @@ mod tests {
         Ok(())
     }
 
-    fn domain() -> Result<MockDomain> {
-        Ok(MockDomain {
-            ptes: KBox::pin_init(new_mutex!(RBTree::new()), GFP_KERNEL)?,
-            tracking: Atomic::new(false),
-        })
+    /// A mock domain, with the mock device it was made for, that no device
+    /// is ever attached to: the tests map any physical address into it.
+    /// The domain is dropped first.
+    fn unattached(name: &'static CStr, flags: AllocFlags) -> Result<(Domain, BusDevice)> {
+        let dev = registration()?.add_device(name, MockDevData::new(false), &[])?;
+        Ok((Domain::alloc_paging(dev.device(), flags)?, dev))
     }
 
+    /// Maps into an unattached domain.
+    fn map(d: &Domain, iova: u64, paddr: u64, size: usize) -> Result {
+        crate::ffi::kunit_map_unattached(d, iova, paddr, size, iopte_rw())
+    }
+
+    /// Every power of two from 2 KiB to 2^36 bytes: the page sizes of the
+    /// AMDv1 mock table that starts at level 2 (38 bits of IOVA, less the
+    /// whole table).
+    const TABLE_PGSIZES: u64 = ((1 << 37) - 1) & !(MOCK_PAGE_SIZE - 1);
+
+    /// A mock domain has the geometry of upstream's: the table's page
+    /// sizes, the mock aperture.
     #[test]
-    fn translates_what_it_maps() -> Result {
-        let d = domain()?;
-        // Two 4 KiB pages at IOVA 1 MiB: four mock pages.
-        assert_eq!(
-            d.map_pages(0x10_0000, 0x8000_0000, 4096, 2, iopte_rw()),
-            (8192, Ok(()))
-        );
-        assert_eq!(d.iova_to_phys(0x10_0000), 0x8000_0000);
-        assert_eq!(d.iova_to_phys(0x10_1234), 0x8000_1234);
-        assert_eq!(d.iova_to_phys(0x10_2000), 0);
-        assert_eq!(d.iova_to_phys(0xf_ffff), 0);
-        // Mapping over a mapping fails where it starts to overlap.
-        assert_eq!(
-            d.map_pages(0x10_1000, 0x9000_0000, 4096, 1, iopte_rw()),
-            (0, Err(EEXIST))
-        );
-        // Neither readable nor writable: refused, as upstream's mock does.
-        assert_eq!(
-            d.map_pages(
-                0x20_0000,
-                0x9000_0000,
-                4096,
-                1,
-                kernel::iommu::domain::Prot::empty()
-            ),
-            (0, Err(EINVAL))
-        );
-        assert_eq!(d.iova_to_phys(0x20_0000), 0);
-        // Unaligned to the mock page: refused.
-        assert_eq!(
-            d.map_pages(0x10_0400, 0x9000_0000, 2048, 1, iopte_rw()),
-            (0, Err(EINVAL))
-        );
-        // Unmap stops at the first hole.
-        assert_eq!(d.unmap_pages(0x10_1000, 4096, 2), 4096);
-        assert_eq!(d.iova_to_phys(0x10_1000), 0);
-        assert_eq!(d.iova_to_phys(0x10_0800), 0x8000_0800);
-        assert_eq!(d.unmap_pages(0x10_0000, 4096, 1), 4096);
-        assert!(d.ptes.lock().is_empty());
+    fn geometry_is_the_tables() -> Result {
+        let (d, _dev) = unattached(c"iommufd_kunit_mock_geo", AllocFlags::empty())?;
+        assert_eq!(d.pgsize_bitmap(), TABLE_PGSIZES);
+        assert_eq!(d.aperture(), (MOCK_APERTURE_START, MOCK_APERTURE_LAST));
+        assert!(!d.tracks_dirty());
         Ok(())
     }
 
-    /// Whether the PTE mapping `iova` is dirty.
-    fn is_dirty(d: &MockDomain, iova: u64) -> bool {
-        let t = d.ptes.lock();
-        let e = entry(&t, iova).unwrap_or(0);
-        let start = iova & !(pte_size(e) - 1);
-        entry(&t, start).is_some_and(|f| f & DIRTY != 0)
+    /// The table translates what it maps, to the byte; it refuses a map
+    /// over a mapping, off its page size or past its 51 address bits.
+    #[test]
+    fn translates_what_it_maps() -> Result {
+        let (d, _dev) = unattached(c"iommufd_kunit_mock_map", AllocFlags::empty())?;
+        let base = MOCK_APERTURE_START;
+        map(&d, base, 0x8000_0000, 0x2000)?;
+        assert_eq!(d.iova_to_phys(base), 0x8000_0000);
+        assert_eq!(d.iova_to_phys(base + 0x1234), 0x8000_1234);
+        assert_eq!(d.iova_to_phys(base + 0x1fff), 0x8000_1fff);
+        assert_eq!(d.iova_to_phys(base + 0x2000), 0);
+        assert_eq!(d.iova_to_phys(base - 1), 0);
+        assert_eq!(map(&d, base + 0x1000, 0x9000_0000, 0x1000), Err(EADDRINUSE));
+        assert_eq!(d.iova_to_phys(base + 0x1000), 0x8000_1000);
+        assert_eq!(map(&d, base + 0x10_0400, 0x9000_0000, 0x800), Err(ENXIO));
+        assert_eq!(map(&d, base + 0x10_0000, 1 << 51, 0x800), Err(ERANGE));
+        assert_eq!(d.iova_to_phys(base + 0x10_0000), 0);
+        // Far from the rest: new table levels, which the unmap gives back
+        // (kmemleak would see them otherwise).
+        map(&d, 0x30_0000_0000, 0x8000_0000, 0x800)?;
+        assert_eq!(d.iova_to_phys(0x30_0000_0400), 0x8000_0400);
+        assert_eq!(d.unmap(0x30_0000_0000, 0x800), 0x800);
+        assert_eq!(d.unmap(base, 0x2000), 0x2000);
+        assert_eq!(d.iova_to_phys(base), 0);
+        Ok(())
     }
 
-    /// Entries know the size of their PTE: a device writing anywhere in it
-    /// dirties the whole PTE, and the dirty bit does not disturb the
-    /// translation.
+    /// As a real table: a large IOPTE goes whole when an unmap starts at
+    /// its start, however little it asks for, and not at all when it starts
+    /// inside; an unmap stops at a hole.
     #[test]
-    fn dirty_bits_are_per_pte() -> Result {
-        let d = domain()?;
-        // A 4 KiB PTE at 1 MiB and a 1 MiB PTE at 2 MiB (it spans half a
-        // leaf table).
+    fn unmaps_ioptes_whole() -> Result {
+        let (d, _dev) = unattached(c"iommufd_kunit_mock_unmap", AllocFlags::empty())?;
+        let base = MOCK_APERTURE_START;
+        // 1 MiB, aligned: one IOPTE of the level above the 2 KiB pages.
+        map(&d, base, 0x8000_0000, 1 << 20)?;
+        assert_eq!(d.unmap(base + 0x800, 0x800), 0);
+        assert_eq!(d.iova_to_phys(base + 0x800), 0x8000_0800);
+        assert_eq!(d.unmap(base, 0x800), 1 << 20);
+        assert_eq!(d.iova_to_phys(base + 0xf_ffff), 0);
+        // Two 2 KiB pages, a hole, one more.
+        map(&d, base, 0x8000_0800, 0x1000)?;
+        map(&d, base + 0x1800, 0x9000_0000, 0x800)?;
+        assert_eq!(d.unmap(base, 0x2000), 0x1000);
+        assert_eq!(d.iova_to_phys(base + 0x1800), 0x9000_0000);
+        assert_eq!(d.unmap(base + 0x1800, 0x800), 0x800);
+        Ok(())
+    }
+
+    /// Dirty bits are the table's, per IOPTE: a device writing anywhere in
+    /// an IOPTE dirties all of it, a read clears them (unless asked not
+    /// to), and the translation does not change.
+    #[test]
+    fn dirty_bits_are_per_iopte() -> Result {
+        let (d, _dev) = unattached(c"iommufd_kunit_mock_dirty", AllocFlag::DirtyTracking.into())?;
+        let reg = registration()?;
+        let table = reg.paging_table_of(&d).ok_or(EINVAL)?;
+        let base = MOCK_APERTURE_START;
+        // A 4 KiB IOPTE, and a 1 MiB one 1 MiB further.
+        map(&d, base, 0x8000_0000, 0x1000)?;
+        map(&d, base + (1 << 20), 0x9000_0000, 1 << 20)?;
+        let cleared = |flags: DirtyFlags| -> Result<Option<(u64, u64)>> {
+            let mut rec = DirtyRecord::new(None)?;
+            d.read_and_clear_dirty(base, 2 << 20, flags, &mut rec)?;
+            Ok(rec.cleared())
+        };
+        assert_eq!(cleared(DirtyFlags::empty())?, None);
+        {
+            let w = table.walker();
+            assert!(w.can_set_dirty());
+            assert_eq!(w.set_dirty(base + 0x80_0000), Err(ENOENT));
+            w.set_dirty(base + 0x800)?;
+        }
+        let iopte_4k = Some((base, base + 0xfff));
+        // Read without clearing: still dirty.
+        assert_eq!(cleared(DirtyFlag::NoClear.into())?, None);
+        assert_eq!(cleared(DirtyFlags::empty())?, iopte_4k);
+        assert_eq!(cleared(DirtyFlags::empty())?, None);
+        table.walker().set_dirty(base + (2 << 20) - 1)?;
         assert_eq!(
-            d.map_pages(0x10_0000, 0x8000_0000, 4096, 1, iopte_rw()),
-            (4096, Ok(()))
+            cleared(DirtyFlags::empty())?,
+            Some((base + (1 << 20), base + (2 << 20) - 1))
         );
-        assert_eq!(
-            d.map_pages(0x20_0000, 0x9000_0000, 1 << 20, 1, iopte_rw()),
-            (1 << 20, Ok(()))
-        );
-        assert!(!d.set_dirty(0x30_0000));
-        assert!(d.set_dirty(0x10_0800));
-        assert!(is_dirty(&d, 0x10_0000));
-        assert!(d.set_dirty(0x2f_f800));
-        assert!(is_dirty(&d, 0x20_0000));
-        assert!(is_dirty(&d, 0x2f_f800));
-        assert_eq!(d.iova_to_phys(0x10_0800), 0x8000_0800);
-        assert_eq!(d.iova_to_phys(0x20_0000), 0x9000_0000);
-        assert_eq!(d.iova_to_phys(0x2f_ffff), 0x900f_ffff);
-        // Unmapping takes the dirty bit with the PTE.
-        assert_eq!(d.unmap_pages(0x10_0000, 4096, 1), 4096);
-        assert_eq!(
-            d.map_pages(0x10_0000, 0x8000_0000, 2048, 2, iopte_rw()),
-            (4096, Ok(()))
-        );
-        assert!(!is_dirty(&d, 0x10_0000));
-        assert!(!is_dirty(&d, 0x10_0800));
-        assert_eq!(d.unmap_pages(0x10_0000, 2048, 2), 4096);
-        assert_eq!(d.unmap_pages(0x20_0000, 1 << 20, 1), 1 << 20);
-        assert!(d.ptes.lock().is_empty());
+        assert_eq!(d.iova_to_phys(base + 0x800), 0x8000_0800);
+        assert_eq!(d.iova_to_phys(base + (2 << 20) - 1), 0x900f_ffff);
+        assert_eq!(d.unmap(base, 0x1000), 0x1000);
+        assert_eq!(d.unmap(base + (1 << 20), 1 << 20), 1 << 20);
         Ok(())
     }
 }

@@ -345,7 +345,8 @@ fn mock_dirty(
     let hwpt = paging_hwpt(ctx, hwpt_id)?;
     let reg = mock::registration()?;
     let mock = reg.paging_data_of(&hwpt.domain).ok_or(EINVAL)?;
-    if !mock.tracking() {
+    let table = reg.paging_table_of(&hwpt.domain).ok_or(EINVAL)?;
+    if !mock.tracking() || !table.walker().can_set_dirty() {
         return Err(EINVAL);
     }
     let bytes = max.div_ceil(8) as usize;
@@ -356,12 +357,15 @@ fn mock_dirty(
     while !r.is_empty() {
         let n = r.len().min(chunk.len());
         r.read_slice(&mut chunk[..n])?;
+        let walker = table.walker();
         for &b in &chunk[..n] {
             for k in 0..8 {
                 if bit + k < max && b & (1 << k) != 0 {
                     // `(bit + k) * page_size < length`, but `iova + length`
                     // may pass the top: upstream's IOVA wraps there.
-                    mock.set_dirty(iova.wrapping_add((bit + k) * page_size));
+                    // As upstream, where nothing is mapped the bit counts
+                    // all the same.
+                    let _ = walker.set_dirty(iova.wrapping_add((bit + k) * page_size));
                     count += 1;
                 }
             }
@@ -404,6 +408,8 @@ fn trigger_iopf(ctx: &Ctx, cmd: &iommu_test_cmd) -> Result {
 /// one mock page at a time: `EINVAL` where it does not.
 fn md_check_map(ctx: &Ctx, hwpt_id: u32, iova: u64, length: u64, uptr: u64) -> Result {
     let hwpt = paging_hwpt(ctx, hwpt_id)?;
+    let reg = mock::registration()?;
+    let table = reg.paging_table_of(&hwpt.domain).ok_or(EINVAL)?;
     // The domain's smallest page, as upstream (4 KiB for a huge mock).
     let psize = match hwpt.domain.pgsize_bitmap() {
         0 => return Err(EINVAL),
@@ -419,7 +425,7 @@ fn md_check_map(ctx: &Ctx, hwpt_id: u32, iova: u64, length: u64, uptr: u64) -> R
         let page = UserPageRef::get_fast(usize::try_from(addr).map_err(|_| EFAULT)?, false)?;
         let want = page.phys_addr() + addr % PAGE_SIZE as u64;
         // Upstream's IOVA wraps past the top (where nothing is mapped).
-        if hwpt.domain.iova_to_phys(iova.wrapping_add(off)) != want {
+        if table.walker().iova_to_phys(iova.wrapping_add(off)) != want {
             return Err(EINVAL);
         }
         off += psize;
