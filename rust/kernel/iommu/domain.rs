@@ -516,7 +516,9 @@ impl Domain {
     }
 
     /// Maps `size` bytes at `iova` to the physical address `paddr`, as
-    /// `prot` allows.  On failure nothing stays mapped.
+    /// `prot` allows.  On failure nothing stays mapped.  A mapping that
+    /// allows neither reading nor writing is `EINVAL`: the generic page
+    /// tables most IOMMU drivers use refuse it with a warning.
     ///
     /// # Safety
     ///
@@ -528,6 +530,9 @@ impl Domain {
     /// dma-buf it imported, unmapped when revoked), never memory given
     /// back to the allocator or to another user.
     pub unsafe fn map(&self, iova: u64, paddr: u64, size: usize, prot: Prot) -> Result {
+        if !prot.contains_any(ProtFlag::Read | ProtFlag::Write) {
+            return Err(EINVAL);
+        }
         // SAFETY: By the type invariant the domain is valid; the caller
         // keeps the memory for the devices while it is mapped.
         to_result(unsafe {

@@ -451,7 +451,8 @@ mod tests {
     }
 
     /// The table translates what it maps, to the byte; it refuses a map
-    /// over a mapping, off its page size or past its 51 address bits.
+    /// over a mapping, off its page size or past its 51 address bits, and
+    /// the domain one that allows no access.
     #[test]
     fn translates_what_it_maps() -> Result {
         let (d, _dev) = unattached(c"iommufd_kunit_mock_map", AllocFlags::empty())?;
@@ -466,6 +467,18 @@ mod tests {
         assert_eq!(d.iova_to_phys(base + 0x1000), 0x8000_1000);
         assert_eq!(map(&d, base + 0x10_0400, 0x9000_0000, 0x800), Err(ENXIO));
         assert_eq!(map(&d, base + 0x10_0000, 1 << 51, 0x800), Err(ERANGE));
+        // Neither readable nor writable: refused before the table, which
+        // would warn.
+        assert_eq!(
+            crate::ffi::kunit_map_unattached(
+                &d,
+                base + 0x10_0000,
+                0x9000_0000,
+                0x800,
+                kernel::iommu::domain::Prot::empty()
+            ),
+            Err(EINVAL)
+        );
         assert_eq!(d.iova_to_phys(base + 0x10_0000), 0);
         // Far from the rest: new table levels, which the unmap gives back
         // (kmemleak would see them otherwise).
