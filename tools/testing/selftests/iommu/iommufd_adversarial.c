@@ -2905,13 +2905,26 @@ TEST_F(adv, hw_info_bounds)
 	munmap(ro, PAGE);
 }
 
-/* A domain with dirty tracking, in an IOAS of its own, a page mapped. */
+/*
+ * A domain with dirty tracking, in an IOAS of its own, four pages mapped
+ * page by page: a dirty bit is an IOPTE's, and pages that happen to be
+ * physically contiguous would otherwise share one.
+ */
 static int dirty_setup(int fd, void *buf, __u32 *ioas, __u32 *stdev,
 		       __u32 *hwpt)
 {
+	struct iommu_option huge = {
+		.size = sizeof(huge),
+		.option_id = IOMMU_OPTION_HUGE_PAGES,
+		.op = IOMMU_OPTION_OP_SET,
+		.val64 = 0,
+	};
 	__u32 idev;
 
-	if (ioas_alloc(fd, ioas) ||
+	if (ioas_alloc(fd, ioas))
+		return -1;
+	huge.object_id = *ioas;
+	if (ioctl(fd, IOMMU_OPTION, &huge) ||
 	    mock_domain(fd, *ioas, stdev, NULL, &idev) ||
 	    hwpt_alloc(fd, idev, *ioas, IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
 		       hwpt) ||
