@@ -423,7 +423,6 @@ mod tests {
 
     /// A mock domain, with the mock device it was made for, that no device
     /// is ever attached to: the tests map any physical address into it.
-    /// The domain is dropped first.
     fn unattached(name: &'static CStr, flags: AllocFlags) -> Result<(Domain, BusDevice)> {
         let dev = registration()?.add_device(name, MockDevData::new(false), &[])?;
         Ok((Domain::alloc_paging(dev.device(), flags)?, dev))
