@@ -3,7 +3,9 @@
 # Boot the test VM and run one job in it.
 #   run.sh JOB            JOB: demo | test | vfio | bench | fuzz
 #   IMPL=rs|c|both        which iommufd the job loads (test default: both)
-#   IOMMU=intel|amd       the virtual IOMMU (default intel)
+#   IOMMU=intel|amd       the virtual IOMMU (default intel): VT-d, or AMD-Vi
+#                         (which QEMU gives no interrupt remapping; the guest
+#                         is told, iommufd.viommu=, for allow_unsafe_interrupts)
 #   VM_TIMEOUT=seconds    the whole run, boot to power-off (default 2400)
 #   SUITES=a,b            run only these suites of the job (a faster loop)
 #   VM_APPEND='a=b ...'   more kernel command line (the fuzz job's iommufd.fuzz=)
@@ -55,7 +57,7 @@ res=$dir/${RUN_NAME:-$job}.results
 # KASAN see the direct map as outside its shadow and report a
 # wild-memory-access at boot (seen once, kernel-side, before any module).
 cmdline="console=ttyS0 $iommu_arg iommu.strict=1 hugepages=128 panic=-1 oops=panic lpj=1000000 no5lvl"
-cmdline+=" printk.devkmsg=on loglevel=6 kunit.filter_glob=iommufd_rs_* iommufd.job=$job iommufd.impl=$impl iommufd.flavor=$KFLAVOR"
+cmdline+=" printk.devkmsg=on loglevel=6 kunit.filter_glob=iommufd_rs_* iommufd.job=$job iommufd.impl=$impl iommufd.flavor=$KFLAVOR iommufd.viommu=$iommu"
 [ -z "${SUITES:-}" ] || cmdline+=" iommufd.suites=$SUITES"
 [ -z "${VM_APPEND:-}" ] || cmdline+=" $VM_APPEND"
 
