@@ -6,8 +6,10 @@
 // Without CONFIG_IOMMUFD_TEST nothing in the module creates devices,
 // hardware page tables, accesses or fault queues yet: their callers are the
 // selftest and the in-kernel API VFIO uses, which is not exported yet.  The
-// prod kernel build proves the rest compiles and works there.
-#![cfg_attr(not(CONFIG_IOMMUFD_TEST), allow(dead_code))]
+// prod kernel build proves the rest compiles and works there.  The rel
+// kernel has the selftest but no KUnit, whose tests are the only callers of
+// a few helpers for now.
+#![cfg_attr(any(not(CONFIG_IOMMUFD_TEST), not(CONFIG_KUNIT)), allow(dead_code))]
 // Unsafe code is confined to `ffi.rs`, the module's one boundary with C.
 #![deny(unsafe_code)]
 
