@@ -40,6 +40,14 @@ STAMP = re.compile(r"^\[\s*(\d+\.\d+)\] iommufd-res: ### (BEGIN|END) (\S+) (\S+)
 
 def load_run(label, results, console):
     sections, events = parse_results(results)
+    # What the modules that did not load missed (the job prints modprobe's
+    # complaints and the kernel's "Unknown symbol" lines before LOADFAIL).
+    missing = []
+    with open(results, errors="replace") as f:
+        for line in f:
+            m = re.search(r"(\S+): Unknown symbol (\S+)", line)
+            if m and m.group(2) not in missing:
+                missing.append(m.group(2))
     with open(console, errors="replace") as f:
         con = f.read().splitlines()
     # Seconds each section took, from the console's timestamps.
@@ -68,7 +76,7 @@ def load_run(label, results, console):
         if m:
             boot = float(m.group(1))
     return {"label": label, "sections": sections, "events": events,
-            "secs": secs, "splats": splats, "last_stamp": boot,
+            "secs": secs, "splats": splats, "missing": missing, "last_stamp": boot,
             "done": "DONE" in events}
 
 
@@ -139,6 +147,23 @@ def main():
             s = r["secs"].get((i, f"vfio_{prog}"))
             row += (f"{s:.1f}" if s is not None else "-").rjust(w)
         print(row)
+    # vfio_timing (VFIO_TIMING=1): the steps of vfio_pci_driver_test.
+    steps = OrderedDict()
+    for r in runs:
+        for i in IMPLS:
+            sec = r["sections"].get((i, "vfio_timing"))
+            for line in sec["lines"] if sec else ():
+                m = re.match(r"^timing (\S+) (\S+) ([0-9.]+)$", line)
+                if m:
+                    col = f"{r['label']}/{i}/{m.group(1)}"
+                    steps.setdefault(m.group(2), {})[col] = float(m.group(3))
+    if steps:
+        tcols = list(OrderedDict.fromkeys(c for v in steps.values() for c in v))
+        print("\n== seconds per step of vfio_pci_driver_test (vfio_timing)")
+        print(f"{'step':<22}" + "".join(f"{c:>28}" for c in tcols))
+        for st, v in steps.items():
+            print(f"{st:<22}" + "".join(
+                (f"{v[c]:.2f}" if c in v else "-").rjust(28) for c in tcols))
     for r in runs:
         if r["last_stamp"] is not None:
             print(f"  {r['label']}: the VM ran {r['last_stamp']:.0f} s (guest clock)")
@@ -151,10 +176,11 @@ def main():
             problems.append(f"{lab}: the VM stopped before the job finished")
         for i in IMPLS:
             why = loadfail(r, i)
+            if why and r["missing"]:
+                why += (f": vfio.ko misses {len(r['missing'])} symbols of iommufd "
+                        f"({', '.join(r['missing'][:3])}, ...)")
             if why:
-                print(f"note: {lab}/{i}: LOADFAIL ({why})")
-                if i == "rs":
-                    problems.append(f"{lab}/rs: LOADFAIL ({why})")
+                problems.append(f"{lab}/{i}: LOADFAIL ({why})")
         for ev in r["events"]:
             if ev.startswith("UNLOADFAIL"):
                 problems.append(f"{lab}: {ev.lower()}")
