@@ -9,6 +9,7 @@
 #   VM_TIMEOUT=seconds    the whole run, boot to power-off (default 2400)
 #   SUITES=a,b            run only these suites of the job (a faster loop)
 #   VM_APPEND='a=b ...'   more kernel command line (the fuzz job's iommufd.fuzz=)
+#   VM_MEM=size           the guest's memory (default 2G)
 # The console (kernel log, with the results in it) goes to $VM_DIR/JOB.console;
 # the results alone, extracted from it, to $VM_DIR/JOB.results.
 set -euo pipefail
@@ -69,7 +70,7 @@ log "booting the $KFLAVOR VM ($job, impl=$impl, $iommu IOMMU, timeout ${timeout_
 set +e
 timeout --foreground -k 10 "$timeout_s" \
 	qemu-system-x86_64 -nodefaults -no-user-config -nographic -no-reboot \
-	-accel tcg -cpu max -smp 2 -m 2G \
+	-accel tcg -cpu max -smp 2 -m "${VM_MEM:-2G}" \
 	-machine q35,kernel-irqchip=split "${iommu_dev[@]}" \
 	-netdev user,id=n0,restrict=on -device igb,netdev=n0 \
 	-kernel "$OUT/bzImage" -initrd "$OUT/initramfs.cpio.gz" \

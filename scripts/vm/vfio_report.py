@@ -210,8 +210,8 @@ def main():
             problems.append(f"{lab}: splat ({who}): {line.strip()}")
     for p in problems:
         print(f"  {p}")
-    if not problems:
-        print("  every program gave back its pins and charges; no splat")
+    if not [p for p in problems if "LOADFAIL" not in p]:
+        print("  every program that ran gave back its pins and charges; no splat")
 
     if not gate:
         return 0
