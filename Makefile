@@ -14,7 +14,7 @@
 #   make check     rustfmt, clippy and checkpatch
 #
 # Variables: KERNEL_SRC=<7.3 tree>  IMPL=rs|c|both  IOMMU=intel|amd  JOBS=N
-#            KFLAVOR=debug|prod  NO_KERNEL=1 (use the kernel as built)
+#            KFLAVOR=debug|prod|rel  NO_KERNEL=1 (use the kernel as built)
 # (kbuild reads Kbuild, not this file, when it builds the module.)
 
 SHELL := /bin/bash

@@ -3,7 +3,8 @@
 # Build the test programs as static binaries into $TESTS_OUT:
 #   - the upstream selftests tools/testing/selftests/{iommu,vfio} of the
 #     kernel tree we build against;
-#   - our own selftests (tools/testing/selftests/iommu) and the demo.
+#   - our own selftests (tools/testing/selftests/iommu) and the demo;
+#   - our VFIO programs (tools/testing/selftests/vfio: vfio_timing).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -23,6 +24,11 @@ make -s -C "$SRC/tools/testing/selftests/vfio" OUTPUT="$CACHE/selftests/vfio" \
 for f in "$CACHE"/selftests/vfio/vfio_*; do
 	[ -f "$f" ] && [ -x "$f" ] && cp "$f" "$T/"
 done
+
+log "building our VFIO programs (with the upstream libvfio)"
+make -s -C "$TOP/tools/testing/selftests/vfio" OUTPUT="$T" \
+	SELFTESTS="$SRC/tools/testing/selftests" LIBVFIO="$CACHE/selftests/vfio/libvfio" \
+	KHDR_INCLUDES="$khdr"
 
 log "building our selftests and the demo"
 make -s -C "$TOP/tools/testing/selftests/iommu" OUTPUT="$T" \

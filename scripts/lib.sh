@@ -8,14 +8,15 @@ TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${IOMMUFD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/iommufd-rs}
 KVER_WANT=7.3
 # The kernel configuration: debug (the default: IOMMUFD_TEST, KASAN, lockdep,
-# kmemleak, UBSAN, fault injection; the correctness suites run here) or prod
-# (as distributions ship it: IOMMUFD=m, no IOMMUFD_TEST, no debug options).
+# kmemleak, UBSAN, fault injection; the correctness suites run here), prod
+# (as distributions ship it: IOMMUFD=m, no IOMMUFD_TEST, no debug options) or
+# rel (IOMMUFD_TEST without any debug option: the VFIO selftests, benchmarks).
 # Each has its own build directory, module and VM artifacts; the source tree,
 # the uAPI headers and the test programs are shared.
 KFLAVOR=${KFLAVOR:-debug}
 case "$KFLAVOR" in
-debug | prod) ;;
-*) printf 'error: KFLAVOR must be debug or prod, not %s\n' "$KFLAVOR" >&2; exit 1 ;;
+debug | prod | rel) ;;
+*) printf 'error: KFLAVOR must be debug, prod or rel, not %s\n' "$KFLAVOR" >&2; exit 1 ;;
 esac
 PRISTINE=$CACHE/linux-pristine # unpacked 7.3 tree, never modified
 SRC=$CACHE/linux-src         # hard-linked copy of it with our patches applied
