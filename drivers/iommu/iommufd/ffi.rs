@@ -15,7 +15,7 @@
 use core::any::Any;
 use core::ffi::{c_int, c_ulong, c_void};
 use kernel::bindings;
-use kernel::error::{from_err_ptr, Error};
+use kernel::error::from_err_ptr;
 use kernel::ffi::c_char;
 use kernel::fs::file::{File, LocalFile};
 use kernel::iommu::domain::{Domain, Prot};
@@ -519,6 +519,35 @@ struct CHandle<T> {
     file: ARef<File>,
 }
 
+/// What `iommufd_device_bind()` and `iommufd_access_create()` return for
+/// `made`: a handle holding it with a reference on `file`, its ID written
+/// to `id`; or the error as a pointer.
+///
+/// # Safety
+///
+/// `id` is valid for a write.
+unsafe fn into_handle<T>(made: Result<(T, u32)>, file: &File, id: *mut u32) -> *mut c_void {
+    let boxed = made.and_then(|(obj, obj_id)| {
+        let file = file.into();
+        Ok(KBox::new(
+            CHandle {
+                obj,
+                id: obj_id,
+                file,
+            },
+            GFP_KERNEL,
+        )?)
+    });
+    match boxed {
+        Ok(h) => {
+            // SAFETY: Per the function's requirements.
+            unsafe { *id = h.id };
+            KBox::into_raw(h).cast()
+        }
+        Err(e) => e.to_ptr(),
+    }
+}
+
 /// `struct iommufd_ctx *iommufd_ctx_from_file(struct file *file)`
 ///
 /// # Safety
@@ -615,25 +644,8 @@ unsafe extern "C" fn iommufd_rs_device_bind(
             kernel::device::Device::from_raw(dev),
         )
     };
-    let res = Api::device_bind(ctx, file, dev).and_then(|(obj, obj_id)| {
-        let h = KBox::new(
-            CHandle {
-                obj,
-                id: obj_id,
-                file: file.into(),
-            },
-            GFP_KERNEL,
-        )?;
-        Ok((h, obj_id))
-    });
-    match res {
-        Ok((h, obj_id)) => {
-            // SAFETY: Per the function's requirements.
-            unsafe { *id = obj_id };
-            KBox::into_raw(h).cast()
-        }
-        Err(e) => e.to_ptr(),
-    }
+    // SAFETY: Per the function's requirements.
+    unsafe { into_handle(Api::device_bind(ctx, file, dev), file, id) }
 }
 
 /// The device of a `struct iommufd_device *`.
@@ -776,25 +788,8 @@ unsafe extern "C" fn iommufd_rs_access_create(
         unmap: raw.unmap,
         data,
     };
-    let res = Api::access_create(ctx, file, ops).and_then(|(obj, obj_id)| {
-        let h = KBox::new(
-            CHandle {
-                obj,
-                id: obj_id,
-                file: file.into(),
-            },
-            GFP_KERNEL,
-        )?;
-        Ok((h, obj_id))
-    });
-    match res {
-        Ok((h, obj_id)) => {
-            // SAFETY: Per the function's requirements.
-            unsafe { *id = obj_id };
-            KBox::into_raw(h).cast()
-        }
-        Err(e) => e.to_ptr(),
-    }
+    // SAFETY: Per the function's requirements.
+    unsafe { into_handle(Api::access_create(ctx, file, ops), file, id) }
 }
 
 /// The access of a `struct iommufd_access *`.
@@ -875,18 +870,14 @@ unsafe extern "C" fn iommufd_rs_access_pin_pages(
 ) -> c_int {
     // SAFETY: Per the function's requirements.
     let a = unsafe { access(access_) };
-    let Some(last) = length.checked_sub(1).and_then(|l| iova.checked_add(l)) else {
-        return EINVAL.to_errno();
-    };
-    let page = bindings::PAGE_SIZE as u64;
-    let npages = (last / page - iova / page + 1) as usize;
+    // The access checks the range (EINVAL for an empty one, EOVERFLOW for
+    // one that wraps, as upstream): past it, `iova + length - 1` fits.
     let mut out = KVec::new();
-    if let Err(e) = out.reserve(npages, GFP_KERNEL) {
-        return Error::from(e).to_errno();
-    }
     if let Err(e) = Api::access_pin(&a.obj, iova, length, flags & ACCESS_RW_WRITE != 0, &mut out) {
         return e.to_errno();
     }
+    let page = bindings::PAGE_SIZE as u64;
+    let npages = ((iova + (length - 1)) / page - iova / page + 1) as usize;
     if out.len() != npages {
         kernel::warn_on!(true);
         Api::access_unpin(&a.obj, iova, length);
