@@ -10,6 +10,8 @@
 #   make bench     micro-benchmarks, ours beside the stock C module
 #   make fuzz      the /dev/iommu fuzzer on each module (OPS= SEED= THREADS=
 #                  DURATION= MEMLOCK= FUZZ_ARGS=; see scripts/fuzz.sh)
+#   make install   put our iommufd.ko where modprobe prefers it (updates/)
+#   make uninstall take it out again: modprobe loads the C module
 #   make all       build only
 #   make check     rustfmt, clippy and checkpatch
 #
@@ -46,6 +48,10 @@ bench:
 	@$(S)/bench.sh
 fuzz:
 	@$(S)/fuzz.sh
+install:
+	@$(S)/install.sh
+uninstall:
+	@$(S)/install.sh --remove
 vm-test:
 	@$(S)/vm/run.sh test
 clean:
@@ -53,4 +59,4 @@ clean:
 distclean:
 	@. $(S)/lib.sh && rm -rf "$$CACHE"
 
-.PHONY: all run test conformance test-vfio bench fuzz deps kernel module tests initramfs check vm-test clean distclean
+.PHONY: all run test conformance test-vfio bench fuzz deps kernel module tests initramfs check install uninstall vm-test clean distclean

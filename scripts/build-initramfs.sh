@@ -6,7 +6,6 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 root=$CACHE/initramfs-$KFLAVOR
-krel=$(cat "$KOBJ/include/config/kernel.release")
 rm -rf "$root"
 mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,etc,tests}
 
@@ -17,8 +16,8 @@ file "$root/bin/busybox" 2>/dev/null | grep -q 'statically linked' ||
 install -m 755 "$TOP/scripts/vm/init" "$root/init"
 
 kmake -s INSTALL_MOD_PATH="$root" INSTALL_MOD_STRIP=1 DEPMOD=true modules_install
-install -D -m 644 "$OUT/iommufd-rs.ko" "$root/lib/modules/$krel/updates/iommufd.ko"
-depmod -b "$root" "$krel"
+# Ours under updates/, as `make install` puts it (modprobe prefers it).
+DESTDIR=$root "$TOP/scripts/install.sh" >/dev/null
 
 cp -a "$TESTS_OUT/." "$root/tests/"
 

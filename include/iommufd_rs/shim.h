@@ -25,6 +25,9 @@ void *iommufd_shim_file_data(struct file *file);
 /* C, called from Rust: whether memfd_pin_folios() can pin @file's pages. */
 bool iommufd_shim_file_pins_like_memfd(struct file *file);
 
+/* C, called from Rust: the allow_unsafe_interrupts module parameter. */
+bool iommufd_shim_allow_unsafe_interrupts(void);
+
 #if IS_ENABLED(CONFIG_KUNIT)
 /* C, called from Rust's KUnit tests. */
 unsigned long iommufd_shim_c_offset(unsigned int which);

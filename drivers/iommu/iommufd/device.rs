@@ -7,7 +7,7 @@
 //! IOAS finds an automatic HWPT of that IOAS the device can use, or makes
 //! one (see `hw_pagetable`); attaching to a HWPT uses that one.
 
-use kernel::iommu::domain::{self as iommu, Attachment, Cap, DmaOwner, Domain, Group};
+use kernel::iommu::domain::{self as iommu, Attachment, Cap, DmaOwner, Domain, Group, ResvKind};
 use kernel::iommu::fault::FaultSink;
 use kernel::iommu::user_data::UserData;
 use kernel::new_mutex;
@@ -94,9 +94,35 @@ pub(crate) struct Device {
 
 impl Device {
     /// Binds `dev` to the context: claims its DMA for the context.
-    /// `EINVAL` if it has no IOMMU group.
-    pub(crate) fn bind(ctx: &Arc<Ctx>, dev: &kernel::device::Device) -> Result<Held<Device>> {
-        Group::of(dev).ok_or(EINVAL)?;
+    /// `EINVAL` if its IOMMU cannot keep DMA cache coherent (every mapping
+    /// asks for it, and user space has no way to flush), which includes
+    /// having no IOMMU.  A device of the platform (`platform`; not the
+    /// selftest's mock) must also be in a group whose MSIs the platform
+    /// isolates (by interrupt remapping): `EPERM` if not, unless the
+    /// `allow_unsafe_interrupts` module parameter is set, as upstream.
+    pub(crate) fn bind(
+        ctx: &Arc<Ctx>,
+        dev: &kernel::device::Device,
+        platform: bool,
+    ) -> Result<Held<Device>> {
+        if !iommu::capable(dev, Cap::CacheCoherency) {
+            return Err(EINVAL);
+        }
+        let group = Group::of(dev).ok_or(ENODEV)?;
+        if platform && !group.has_isolated_msi() {
+            if !crate::ffi::allow_unsafe_interrupts() {
+                dev_info!(
+                    dev,
+                    "iommufd: not bound: the platform cannot isolate its MSIs (no interrupt remapping?); the allow_unsafe_interrupts module parameter overrides this\n"
+                );
+                return Err(EPERM);
+            }
+            dev_warn!(
+                dev,
+                "iommufd: bound although the platform cannot isolate its MSIs: its DMA can raise interrupts outside this context (allow_unsafe_interrupts)\n"
+            );
+        }
+        drop(group);
         let owner = DmaOwner::claim(dev, ctx.owner_cookie())?;
         let slot = ctx.objects.reserve()?;
         let id = slot.id();
@@ -135,6 +161,52 @@ impl Device {
         Hwpt::put(&self.ctx.objects, hwpt);
     }
 
+    /// Identifies the device among the holders of an IOAS's reserved
+    /// ranges (its address: it is pinned).
+    fn resv_key(&self) -> usize {
+        core::ptr::from_ref(self) as usize
+    }
+
+    /// Takes the device's reserved regions out of `ioas`'s usable IOVA
+    /// (nothing for `None`), as the RID attaches to a paging HWPT of it:
+    /// every region but the direct mappings firmware allows to be given up,
+    /// so that no mapping lands on the MSI window or a range the platform
+    /// reserves.  `EADDRINUSE` if one is mapped or allowed already;
+    /// `EINVAL` (and a warning) if the driver offers hardware and software
+    /// MSI windows together, or two software ones, as upstream refuses.
+    fn reserve_in(&self, ioas: Option<&Ioas>) -> Result {
+        let Some(ioas) = ioas else {
+            return Ok(());
+        };
+        let regions = iommu::resv_regions(&self.dev)?;
+        let mut ranges = KVec::with_capacity(regions.len(), GFP_KERNEL)?;
+        let (mut hw_msi, mut sw_msi) = (0, 0);
+        for r in regions.iter() {
+            match r.kind {
+                ResvKind::DirectRelaxable => continue,
+                ResvKind::Msi => hw_msi += 1,
+                ResvKind::SwMsi => sw_msi += 1,
+                ResvKind::Direct | ResvKind::Reserved => {}
+            }
+            ranges.push((r.start, r.last()), GFP_KERNEL)?;
+        }
+        if (sw_msi > 0 && hw_msi > 0) || sw_msi > 1 {
+            dev_warn!(
+                self.dev,
+                "iommufd: its IOMMU driver reports {hw_msi} hardware and {sw_msi} software MSI windows\n"
+            );
+            return Err(EINVAL);
+        }
+        ioas.iopt.reserve_device(self.resv_key(), &ranges)
+    }
+
+    /// Gives back what [`Device::reserve_in`] took out of `ioas`.
+    fn unreserve_in(&self, ioas: Option<&Ioas>) {
+        if let Some(ioas) = ioas {
+            ioas.iopt.unreserve_device(self.resv_key());
+        }
+    }
+
     /// Attaches the device to `pt_id`, an IOAS (through an automatic HWPT)
     /// or a HWPT.  Returns the HWPT's ID.  `EBUSY` if attached.
     #[cfg_attr(not(CONFIG_IOMMUFD_TEST), allow(dead_code))] // The selftest's.
@@ -159,7 +231,12 @@ impl Device {
             let sink = self.sink_for(hwpt)?;
             let s = dyn_sink(&sink);
             let attachment = match pasid {
-                None => Attachment::attach(&hwpt.domain, &self.owner, s)?,
+                None => {
+                    let ioas = rid_ioas(hwpt);
+                    self.reserve_in(ioas)?;
+                    Attachment::attach(&hwpt.domain, &self.owner, s)
+                        .inspect_err(|_| self.unreserve_in(ioas))?
+                }
                 Some(p) => Attachment::attach_pasid(&hwpt.domain, &self.owner, p, s)?,
             };
             Ok((attachment, sink))
@@ -227,6 +304,9 @@ impl Device {
         };
         // Detached under the lock, which whoever raises faults holds.
         drop(attachment);
+        if pasid.is_none() {
+            self.unreserve_in(rid_ioas(&hwpt));
+        }
         drop(st);
         self.leave(hwpt, sink);
     }
@@ -263,8 +343,29 @@ impl Device {
             }
             st.compatible(hwpt, pasid)?;
             let sink = self.sink_for(hwpt)?;
+            // The RID's reserved regions move with it when the IOAS
+            // changes; they stay where it does not.
+            let (new_ioas, old_ioas) = match pasid {
+                None => (rid_ioas(hwpt), rid_ioas(&cur)),
+                Some(_) => (None, None),
+            };
+            let moves = match (new_ioas, old_ioas) {
+                (Some(n), Some(o)) => !core::ptr::eq(n, o),
+                (n, o) => n.is_some() || o.is_some(),
+            };
+            if moves {
+                self.reserve_in(new_ioas)?;
+            }
             let a = st.get_mut(pasid).ok_or(EINVAL)?;
-            a.attachment.replace(&hwpt.domain, dyn_sink(&sink))?;
+            if let Err(e) = a.attachment.replace(&hwpt.domain, dyn_sink(&sink)) {
+                if moves {
+                    self.unreserve_in(new_ioas);
+                }
+                return Err(e);
+            }
+            if moves {
+                self.unreserve_in(old_ioas);
+            }
             old = Some(core::mem::replace(&mut a.sink, sink));
             Ok(())
         });
@@ -306,6 +407,12 @@ impl PinnedDrop for Device {
         }
         self.detach();
     }
+}
+
+/// The IOAS `hwpt` mirrors, if it is a paging HWPT: the one a RID
+/// attached to it keeps its reserved regions out of.
+fn rid_ioas(hwpt: &Hwpt) -> Option<&Ioas> {
+    hwpt.paging().map(|p| &**p.ioas)
 }
 
 /// `sink` as the core's attachments take it.

@@ -67,6 +67,15 @@ extern "C" {
     /// The private data of `file` if it is one of the module's files, else
     /// NULL.
     fn iommufd_shim_file_data(file: *mut c_void) -> *mut c_void;
+    /// The `allow_unsafe_interrupts` module parameter (the shim's).
+    fn iommufd_shim_allow_unsafe_interrupts() -> bool;
+}
+
+/// Whether devices whose MSIs the platform cannot isolate may be bound
+/// (the `allow_unsafe_interrupts` module parameter, writable at run time).
+pub(crate) fn allow_unsafe_interrupts() -> bool {
+    // SAFETY: Reads the parameter; no precondition.
+    unsafe { iommufd_shim_allow_unsafe_interrupts() }
 }
 
 /// A new anonymous-inode file named `name`, owning `ops`, with the one

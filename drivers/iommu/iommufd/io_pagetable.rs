@@ -36,6 +36,9 @@ pub(crate) enum Reserver {
     Permanent,
     /// Outside the aperture of an attached domain (its address).
     Domain(usize),
+    /// A reserved region of an attached device (its address), for as long
+    /// as it is attached.
+    Device(usize),
 }
 
 /// An in-kernel user of the memory behind an I/O page table (an access),
@@ -470,6 +473,35 @@ impl IoPagetable {
             return Err(EADDRINUSE);
         }
         inner.reserved.insert(start, last, by)
+    }
+
+    /// Reserves every range `[start, last]` of `ranges` for the device
+    /// `dev` (its address): all or none, `EADDRINUSE` if one intersects an
+    /// allowed range or a mapping.  [`IoPagetable::unreserve_device`] takes
+    /// them out again.
+    pub(crate) fn reserve_device(&self, dev: usize, ranges: &[(u64, u64)]) -> Result {
+        let mut inner = self.inner.lock();
+        let by = Reserver::Device(dev);
+        for &(start, last) in ranges {
+            let res = if inner.allowed.overlaps(start, last) || inner.areas.overlaps(start, last) {
+                Err(EADDRINUSE)
+            } else {
+                inner.reserved.insert(start, last, by)
+            };
+            if let Err(e) = res {
+                inner.reserved.remove_if(|r| *r == by);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes out what [`IoPagetable::reserve_device`] reserved for `dev`.
+    pub(crate) fn unreserve_device(&self, dev: usize) {
+        self.inner
+            .lock()
+            .reserved
+            .remove_if(|r| *r == Reserver::Device(dev));
     }
 
     /// Maps `slices`, one after the other, at `iova` or, if `iova` is None,

@@ -177,7 +177,7 @@ impl ffi::CApi for CApiImpl {
         dev: &kernel::device::Device,
     ) -> Result<(CDevice, u32)> {
         let ctx: Arc<Ctx> = ctx.into();
-        let idev = device::Device::bind(&ctx, dev)?;
+        let idev = device::Device::bind(&ctx, dev, true)?;
         let id = idev.obj().id();
         Ok((
             CDevice {

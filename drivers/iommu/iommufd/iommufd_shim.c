@@ -21,6 +21,21 @@ MODULE_IMPORT_NS("DMA_BUF");
 MODULE_IMPORT_NS("IOMMUFD");
 
 /*
+ * As the C iommufd: without interrupt remapping (or another way to isolate
+ * MSIs), a device's DMA can raise interrupts it was not given, so binding
+ * such a device is refused unless this is set.  Writable at run time.
+ */
+static bool allow_unsafe_interrupts;
+module_param(allow_unsafe_interrupts, bool, 0644);
+MODULE_PARM_DESC(allow_unsafe_interrupts,
+		 "Bind devices even where the platform cannot isolate their MSIs (a security weakness)");
+
+bool iommufd_shim_allow_unsafe_interrupts(void)
+{
+	return READ_ONCE(allow_unsafe_interrupts);
+}
+
+/*
  * The module's anonymous-inode files (fault queues, selftest accesses) share
  * these operations; what each file owns, and does, is on the Rust side
  * (ffi.rs).

@@ -173,6 +173,104 @@ impl Group {
     pub fn key(&self) -> usize {
         self.as_ptr() as usize
     }
+
+    /// Whether a DMA write by any device of the group cannot raise an
+    /// interrupt it was not given (`iommu_group_has_isolated_msi()`): the
+    /// platform isolates MSIs, by interrupt remapping or an MSI controller
+    /// that tells devices apart.
+    pub fn has_isolated_msi(&self) -> bool {
+        // SAFETY: `self` is a valid group (type invariant).
+        unsafe { bindings::iommu_group_has_isolated_msi(self.as_ptr()) }
+    }
+}
+
+/// What a device's reserved IOVA region is for (`enum iommu_resv_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResvKind {
+    /// Mapped 1:1 at all times (firmware's DMA targets).
+    Direct,
+    /// Advertised 1:1, but commonly given up when a device is assigned.
+    DirectRelaxable,
+    /// Never to be mapped or used for DMA.
+    Reserved,
+    /// The hardware MSI window: DMA there raises interrupts, untranslated.
+    Msi,
+    /// A window in which software maps the MSI doorbells (for example
+    /// behind an Arm SMMU).
+    SwMsi,
+}
+
+/// One reserved IOVA region of a device: `[start, start + length)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResvRegion {
+    /// The first IOVA.
+    pub start: u64,
+    /// The length in bytes; not zero.
+    pub length: u64,
+    /// What it is for.
+    pub kind: ResvKind,
+}
+
+impl ResvRegion {
+    /// The region's last IOVA (inclusive), clamped to the top of the
+    /// 64-bit space.
+    pub fn last(&self) -> u64 {
+        self.start.saturating_add(self.length - 1)
+    }
+}
+
+/// The reserved IOVA regions of `dev` (`iommu_get_resv_regions()`): those of
+/// its IOMMU driver and of the platform (MSI windows, firmware's direct
+/// mappings).  Empty if `dev` has no IOMMU; regions of an unknown type or
+/// no length are left out.
+pub fn resv_regions(dev: &Device) -> Result<KVec<ResvRegion>> {
+    let mut out = KVec::new();
+    if !has_iommu(dev) {
+        return Ok(out);
+    }
+    let list = Opaque::<bindings::list_head>::uninit();
+    let head = list.get();
+    // SAFETY: `head` is valid for writes; an empty list points to itself.
+    // It does not move until the end of this function.
+    unsafe { bindings::INIT_LIST_HEAD(head) };
+    // SAFETY: `dev` is valid and probed by its IOMMU; the regions are
+    // allocated and put on the list `head`, ours until we put them back.
+    unsafe { bindings::iommu_get_resv_regions(dev.as_raw(), head) };
+    let mut res: Result = Ok(());
+    // SAFETY: `head` is an initialised list.
+    let mut pos = unsafe { (*head).next };
+    while pos != head {
+        // SAFETY: Every entry is the `list` field of a region the driver
+        // allocated.
+        let r = unsafe { &*crate::container_of!(pos, bindings::iommu_resv_region, list) };
+        let kind = match r.type_ {
+            bindings::iommu_resv_type_IOMMU_RESV_DIRECT => Some(ResvKind::Direct),
+            bindings::iommu_resv_type_IOMMU_RESV_DIRECT_RELAXABLE => {
+                Some(ResvKind::DirectRelaxable)
+            }
+            bindings::iommu_resv_type_IOMMU_RESV_RESERVED => Some(ResvKind::Reserved),
+            bindings::iommu_resv_type_IOMMU_RESV_MSI => Some(ResvKind::Msi),
+            bindings::iommu_resv_type_IOMMU_RESV_SW_MSI => Some(ResvKind::SwMsi),
+            _ => None,
+        };
+        let length = r.length as u64;
+        if let (Some(kind), true, true) = (kind, length != 0, res.is_ok()) {
+            res = out
+                .push(
+                    ResvRegion {
+                        start: r.start,
+                        length,
+                        kind,
+                    },
+                    GFP_KERNEL,
+                )
+                .map_err(|_| ENOMEM);
+        }
+        pos = r.list.next;
+    }
+    // SAFETY: The list `iommu_get_resv_regions()` filled, given back once.
+    unsafe { bindings::iommu_put_resv_regions(dev.as_raw(), head) };
+    res.map(|()| out)
 }
 
 /// Whether `dev` is in a group: the IOMMU core has probed it for an IOMMU.

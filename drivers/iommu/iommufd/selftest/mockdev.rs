@@ -62,7 +62,7 @@ pub(super) fn mock_domain(ucmd: &mut Ucmd<'_, iommu_test_cmd>, dev_flags: u32) -
         mock::MockDevData::new(dev_flags & MOCK_FLAGS_DEVICE_NO_DIRTY != 0),
         props,
     )?;
-    let idev = Device::bind(&ctx, bus_dev.device())?;
+    let idev = Device::bind(&ctx, bus_dev.device(), false)?;
     let idev_id = idev.id();
     let hwpt_id = idev.attach(ucmd.cmd.id);
     let mdev = slot.new_value(MockDev {

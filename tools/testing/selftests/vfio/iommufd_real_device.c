@@ -1,0 +1,356 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * What iommufd does with a real device behind a real IOMMU driver, through
+ * VFIO's device cdev, that the mock IOMMU cannot show:
+ *  - the device's reserved regions (the MSI window at 0xfee00000 on x86,
+ *    behind VT-d and AMD-Vi alike) leave an IOAS's usable IOVA while the
+ *    device is attached to it and come back when it leaves or moves;
+ *    attaching is refused with EADDRINUSE while one is mapped or allowed;
+ *  - a bind is refused with EPERM where the platform cannot isolate MSIs
+ *    (no interrupt remapping), unless the allow_unsafe_interrupts module
+ *    parameter is set.
+ *
+ *   iommufd_real_device BDF   (or VFIO_SELFTESTS_BDF=BDF)
+ *
+ * The device must be bound to vfio-pci.  Passes on the C iommufd and on
+ * ours alike.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <linux/iommufd.h>
+#include <linux/vfio.h>
+
+#include <libvfio.h>
+#include "kselftest_harness.h"
+
+#define MSI_START 0xfee00000ULL
+#define MSI_LAST 0xfeefffffULL
+#define PARAM "/sys/module/iommufd/parameters/allow_unsafe_interrupts"
+
+static const char *cdev_path;
+
+static int bind(int cdev, int iommufd, uint32_t *dev_id)
+{
+	struct vfio_device_bind_iommufd b = {
+		.argsz = sizeof(b),
+		.iommufd = iommufd,
+	};
+	int rc = ioctl(cdev, VFIO_DEVICE_BIND_IOMMUFD, &b);
+
+	if (!rc && dev_id)
+		*dev_id = b.out_devid;
+	return rc;
+}
+
+static int attach(int cdev, uint32_t pt_id)
+{
+	struct vfio_device_attach_iommufd_pt a = {
+		.argsz = sizeof(a),
+		.pt_id = pt_id,
+	};
+
+	return ioctl(cdev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &a);
+}
+
+static int detach(int cdev)
+{
+	struct vfio_device_detach_iommufd_pt d = { .argsz = sizeof(d) };
+
+	return ioctl(cdev, VFIO_DEVICE_DETACH_IOMMUFD_PT, &d);
+}
+
+static uint32_t ioas_alloc(int iommufd)
+{
+	struct iommu_ioas_alloc a = { .size = sizeof(a) };
+
+	if (ioctl(iommufd, IOMMU_IOAS_ALLOC, &a))
+		return 0;
+	return a.out_ioas_id;
+}
+
+static int map_fixed(int iommufd, uint32_t ioas, void *buf, uint64_t iova,
+		     uint64_t len)
+{
+	struct iommu_ioas_map m = {
+		.size = sizeof(m),
+		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE |
+			 IOMMU_IOAS_MAP_WRITEABLE,
+		.ioas_id = ioas,
+		.user_va = (uintptr_t)buf,
+		.length = len,
+		.iova = iova,
+	};
+
+	return ioctl(iommufd, IOMMU_IOAS_MAP, &m);
+}
+
+static int unmap(int iommufd, uint32_t ioas, uint64_t iova, uint64_t len)
+{
+	struct iommu_ioas_unmap u = {
+		.size = sizeof(u),
+		.ioas_id = ioas,
+		.iova = iova,
+		.length = len,
+	};
+
+	return ioctl(iommufd, IOMMU_IOAS_UNMAP, &u);
+}
+
+static int allow(int iommufd, uint32_t ioas, uint64_t start, uint64_t last)
+{
+	struct iommu_iova_range r = { .start = start, .last = last };
+	struct iommu_ioas_allow_iovas a = {
+		.size = sizeof(a),
+		.ioas_id = ioas,
+		.num_iovas = 1,
+		.allowed_iovas = (uintptr_t)&r,
+	};
+
+	return ioctl(iommufd, IOMMU_IOAS_ALLOW_IOVAS, &a);
+}
+
+/*
+ * Whether any usable IOVA range of @ioas intersects [start, last]; -1 if
+ * the ranges cannot be read.
+ */
+static int usable(int iommufd, uint32_t ioas, uint64_t start, uint64_t last)
+{
+	struct iommu_iova_range r[64];
+	struct iommu_ioas_iova_ranges q = {
+		.size = sizeof(q),
+		.ioas_id = ioas,
+		.num_iovas = 64,
+		.allowed_iovas = (uintptr_t)r,
+	};
+	unsigned int i;
+
+	if (ioctl(iommufd, IOMMU_IOAS_IOVA_RANGES, &q))
+		return -1;
+	for (i = 0; i < q.num_iovas; i++)
+		if (r[i].start <= last && r[i].last >= start)
+			return 1;
+	return 0;
+}
+
+/* Whether the kernel remaps interrupts (its IRQ chips say "IR-"). */
+static bool remaps_interrupts(void)
+{
+	char line[512];
+	bool found = false;
+	FILE *f = fopen("/proc/interrupts", "r");
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, "IR-") != NULL;
+	fclose(f);
+	return found;
+}
+
+/* The allow_unsafe_interrupts parameter ('Y'/'N'), or 0 if unreadable. */
+static char param_get(void)
+{
+	char c = 0;
+	int fd = open(PARAM, O_RDONLY);
+
+	if (fd < 0)
+		return 0;
+	if (read(fd, &c, 1) != 1)
+		c = 0;
+	close(fd);
+	return c;
+}
+
+static int param_set(char c)
+{
+	int fd = open(PARAM, O_WRONLY);
+	int rc;
+
+	if (fd < 0)
+		return -1;
+	rc = write(fd, &c, 1) == 1 ? 0 : -1;
+	close(fd);
+	return rc;
+}
+
+FIXTURE(real_device) {
+	int iommufd;
+	int cdev;
+	uint32_t dev_id;
+	uint32_t ioas;
+	void *buf;
+};
+
+FIXTURE_SETUP(real_device)
+{
+	self->iommufd = open("/dev/iommu", O_RDWR);
+	ASSERT_LE(0, self->iommufd);
+	self->cdev = open(cdev_path, O_RDWR);
+	ASSERT_LE(0, self->cdev);
+	ASSERT_EQ(0, bind(self->cdev, self->iommufd, &self->dev_id));
+	self->ioas = ioas_alloc(self->iommufd);
+	ASSERT_NE(0, self->ioas);
+	self->buf = mmap(NULL, 2 * 4096, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, self->buf);
+}
+
+FIXTURE_TEARDOWN(real_device)
+{
+	close(self->cdev);
+	close(self->iommufd);
+	munmap(self->buf, 2 * 4096);
+}
+
+/* The MSI window leaves the IOAS with the attach, and comes back. */
+TEST_F(real_device, msi_window_reserved_while_attached)
+{
+	ASSERT_EQ(1, usable(self->iommufd, self->ioas, MSI_START, MSI_LAST));
+	ASSERT_EQ(0, attach(self->cdev, self->ioas));
+	ASSERT_EQ(0, usable(self->iommufd, self->ioas, MSI_START, MSI_LAST));
+	/* Just below it is usable, and maps. */
+	ASSERT_EQ(1, usable(self->iommufd, self->ioas, MSI_START - 4096,
+			    MSI_START - 1));
+	ASSERT_EQ(0, map_fixed(self->iommufd, self->ioas, self->buf,
+			       MSI_START - 4096, 4096));
+	/*
+	 * In it, or across its start or its end, it does not (EINVAL, as for
+	 * any reserved IOVA).
+	 */
+	EXPECT_EQ(-1, map_fixed(self->iommufd, self->ioas, self->buf,
+				MSI_START, 4096));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(-1, map_fixed(self->iommufd, self->ioas, self->buf,
+				MSI_START - 4096, 2 * 4096));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(-1, map_fixed(self->iommufd, self->ioas, self->buf,
+				MSI_LAST + 1 - 4096, 2 * 4096));
+	EXPECT_EQ(EINVAL, errno);
+	/* Nor may it be allowed. */
+	EXPECT_EQ(-1, allow(self->iommufd, self->ioas, MSI_START, MSI_LAST));
+	EXPECT_EQ(EADDRINUSE, errno);
+	ASSERT_EQ(0, unmap(self->iommufd, self->ioas, MSI_START - 4096, 4096));
+	ASSERT_EQ(0, detach(self->cdev));
+	ASSERT_EQ(1, usable(self->iommufd, self->ioas, MSI_START, MSI_LAST));
+	ASSERT_EQ(0, map_fixed(self->iommufd, self->ioas, self->buf,
+			       MSI_START, 4096));
+	ASSERT_EQ(0, unmap(self->iommufd, self->ioas, MSI_START, 4096));
+}
+
+/* A mapping in the MSI window keeps the device from attaching. */
+TEST_F(real_device, mapped_msi_window_refuses_attach)
+{
+	ASSERT_EQ(0, map_fixed(self->iommufd, self->ioas, self->buf,
+			       MSI_START + 0x10000, 4096));
+	EXPECT_EQ(-1, attach(self->cdev, self->ioas));
+	EXPECT_EQ(EADDRINUSE, errno);
+	/* Nothing of the failed attach is left: the window is usable. */
+	ASSERT_EQ(1, usable(self->iommufd, self->ioas, MSI_START, MSI_LAST));
+	ASSERT_EQ(0, unmap(self->iommufd, self->ioas, MSI_START + 0x10000,
+			   4096));
+	ASSERT_EQ(0, attach(self->cdev, self->ioas));
+	ASSERT_EQ(0, usable(self->iommufd, self->ioas, MSI_START, MSI_LAST));
+}
+
+/* So does an allowed range over it. */
+TEST_F(real_device, allowed_msi_window_refuses_attach)
+{
+	ASSERT_EQ(0, allow(self->iommufd, self->ioas, 0, MSI_START));
+	EXPECT_EQ(-1, attach(self->cdev, self->ioas));
+	EXPECT_EQ(EADDRINUSE, errno);
+	ASSERT_EQ(0, allow(self->iommufd, self->ioas, 0, MSI_START - 1));
+	ASSERT_EQ(0, attach(self->cdev, self->ioas));
+}
+
+/* Moving the device to another IOAS moves the reservation with it. */
+TEST_F(real_device, replace_moves_reserved_regions)
+{
+	uint32_t other = ioas_alloc(self->iommufd);
+
+	ASSERT_NE(0, other);
+	ASSERT_EQ(0, attach(self->cdev, self->ioas));
+	ASSERT_EQ(0, usable(self->iommufd, self->ioas, MSI_START, MSI_LAST));
+	ASSERT_EQ(1, usable(self->iommufd, other, MSI_START, MSI_LAST));
+	/* Attaching again replaces. */
+	ASSERT_EQ(0, attach(self->cdev, other));
+	ASSERT_EQ(1, usable(self->iommufd, self->ioas, MSI_START, MSI_LAST));
+	ASSERT_EQ(0, usable(self->iommufd, other, MSI_START, MSI_LAST));
+	/* A replace the new IOAS refuses leaves everything where it was. */
+	ASSERT_EQ(0, map_fixed(self->iommufd, self->ioas, self->buf,
+			       MSI_START, 4096));
+	EXPECT_EQ(-1, attach(self->cdev, self->ioas));
+	EXPECT_EQ(EADDRINUSE, errno);
+	ASSERT_EQ(0, usable(self->iommufd, other, MSI_START, MSI_LAST));
+	ASSERT_EQ(0, unmap(self->iommufd, self->ioas, MSI_START, 4096));
+	/* Back, and the same again (nothing changes). */
+	ASSERT_EQ(0, attach(self->cdev, self->ioas));
+	ASSERT_EQ(0, attach(self->cdev, self->ioas));
+	ASSERT_EQ(0, usable(self->iommufd, self->ioas, MSI_START, MSI_LAST));
+	ASSERT_EQ(1, usable(self->iommufd, other, MSI_START, MSI_LAST));
+	ASSERT_EQ(0, detach(self->cdev));
+	ASSERT_EQ(1, usable(self->iommufd, self->ioas, MSI_START, MSI_LAST));
+}
+
+/* Closing the device with it attached gives the window back too. */
+TEST_F(real_device, close_gives_reserved_regions_back)
+{
+	ASSERT_EQ(0, attach(self->cdev, self->ioas));
+	ASSERT_EQ(0, usable(self->iommufd, self->ioas, MSI_START, MSI_LAST));
+	ASSERT_EQ(0, close(self->cdev));
+	ASSERT_EQ(1, usable(self->iommufd, self->ioas, MSI_START, MSI_LAST));
+	self->cdev = open(cdev_path, O_RDWR);
+	ASSERT_LE(0, self->cdev);
+}
+
+/*
+ * Without interrupt remapping the bind needs allow_unsafe_interrupts; with
+ * it, it does not.
+ */
+TEST(unsafe_interrupts)
+{
+	bool isolated = remaps_interrupts();
+	char was = param_get();
+	int iommufd, cdev, rc, err;
+
+	ASSERT_TRUE(was == 'Y' || was == 'N');
+	iommufd = open("/dev/iommu", O_RDWR);
+	ASSERT_LE(0, iommufd);
+	cdev = open(cdev_path, O_RDWR);
+	ASSERT_LE(0, cdev);
+	ASSERT_EQ(0, param_set('N'));
+	rc = bind(cdev, iommufd, NULL);
+	err = errno;
+	ASSERT_EQ(0, param_set(was));
+	if (isolated) {
+		ASSERT_EQ(0, rc);
+	} else {
+		ASSERT_EQ(-1, rc);
+		ASSERT_EQ(EPERM, err);
+		/* Allowed, it binds. */
+		ASSERT_EQ(0, param_set('Y'));
+		rc = bind(cdev, iommufd, NULL);
+		ASSERT_EQ(0, param_set(was));
+		ASSERT_EQ(0, rc);
+	}
+	close(cdev);
+	close(iommufd);
+}
+
+int main(int argc, char *argv[])
+{
+	const char *bdf = vfio_selftests_get_bdf(&argc, argv);
+
+	cdev_path = vfio_pci_get_cdev_path(bdf);
+	printf("# %s: %s, interrupts %sremapped\n", bdf, cdev_path,
+	       remaps_interrupts() ? "" : "not ");
+	return test_harness_run(argc, argv);
+}
