@@ -9,7 +9,7 @@ set -euo pipefail
 IMPL=${IMPL:-rs} "$TOP/scripts/vm/run.sh" demo
 res=$VM_DIR/demo.results
 echo
-echo "--- the demo, in the VM, on the Rust iommufd:"
+echo "--- the demo, in the VM, on the Rust iommufd (the mock IOMMU, then a real device):"
 sed -n '/^### BEGIN/,$p' "$res" | grep -v '^###'
 echo "--- what the module logged:"
 grep -E '\] iommufd: ' "$VM_DIR/demo.console" || true

@@ -11,9 +11,17 @@
 # boots twice: the main run without kmemleak, and the "leaks" run with it
 # (kmemleak=on), every suite but fail_nth (which kmemleak slows past its
 # time limit) on our module, with a kmemleak scan after its suites.
+# The prod kernel also boots twice more, behind VT-d and behind AMD-Vi (the
+# "vfio-intel" and "vfio-amd" runs): the upstream VFIO selftests and ours
+# on QEMU's igb through vfio-pci, on both modules, gated on ours passing
+# everything C passes (scripts/vm/vfio_report.py --gate).  On prod, not
+# debug: under lockdep and KASAN vfio_pci_driver_test's 1 GiB pin and map
+# per test does not fit its harness's 30 s under TCG (see README.md).
 #   TEST_FLAVORS="debug prod"   which of them (default both; with SUITES=,
-#                               only debug, and no leaks run)
+#                               only debug, and no leaks or VFIO runs)
 #   LEAKS=0                     no leaks run
+#   VFIO=0                      no VFIO runs
+#   VIOMMUS="intel amd"         the VFIO runs' IOMMUs
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -36,6 +44,15 @@ leak_suites+=,iommufd_adversarial,accounting_after,kmemleak
 case " $flavors " in
 *" debug "*) [ -n "${SUITES:-}" ] || [ "${LEAKS:-1}" = 0 ] || runs+=("debug:leaks") ;;
 esac
+case " $flavors " in
+*" prod "*)
+	if [ -z "${SUITES:-}" ] && [ "${VFIO:-1}" != 0 ]; then
+		for v in ${VIOMMUS:-intel amd}; do
+			runs+=("prod:vfio-$v")
+		done
+	fi
+	;;
+esac
 pids=()
 for r in "${runs[@]}"; do
 	f=${r%%:*} name=${r#*:}
@@ -45,6 +62,12 @@ for r in "${runs[@]}"; do
 		# is the slowest of the three.
 		KFLAVOR=$f IMPL=rs RUN_NAME=leaks SUITES=$leak_suites \
 			VM_APPEND=kmemleak=on "$TOP/scripts/vm/run.sh" test &
+	elif [ "${name#vfio-}" != "$name" ]; then
+		# As scripts/test-vfio.sh boots it: 4 GiB with one 1 GiB huge
+		# page for vfio_dma_mapping_test.
+		KFLAVOR=$f IOMMU=${name#vfio-} RUN_NAME=$name VM_MEM=4G \
+			VM_APPEND="hugepagesz=1G hugepages=1" VM_TIMEOUT=2400 \
+			"$TOP/scripts/vm/run.sh" vfio &
 	else
 		KFLAVOR=$f "$TOP/scripts/vm/run.sh" test &
 	fi
@@ -53,9 +76,14 @@ done
 for p in "${pids[@]}"; do wait "$p"; done
 
 total_pass=0 total_fail=0 rc=0
+vfio_args=()
 for r in "${runs[@]}"; do
 	f=${r%%:*} name=${r#*:}
 	vm=$CACHE/vm/$f
+	if [ "${name#vfio-}" != "$name" ]; then
+		vfio_args+=("${name#vfio-}=$vm/$name.results:$vm/$name.console")
+		continue
+	fi
 	echo
 	if [ "$name" = leaks ]; then
 		echo "######## the $f kernel, with kmemleak"
@@ -82,6 +110,25 @@ for r in "${runs[@]}"; do
 	total_pass=$((total_pass + p))
 	total_fail=$((total_fail + fl))
 done
+if [ ${#vfio_args[@]} -gt 0 ]; then
+	echo
+	echo "######## the prod kernel: VFIO on igb (${vfio_args[*]%%=*})"
+	out=$(mktemp)
+	set +e
+	python3 "$TOP/scripts/vm/vfio_report.py" --gate "${vfio_args[@]}" | tee "$out"
+	frc=${PIPESTATUS[0]}
+	set -e
+	[ "$frc" -eq 0 ] || rc=1
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -n 1)
+	rm -f "$out"
+	if [ -z "$line" ]; then
+		line="0 passed, 1 failed"
+		rc=1
+	fi
+	read -r p _ fl _ <<<"$line"
+	total_pass=$((total_pass + p))
+	total_fail=$((total_fail + fl))
+fi
 echo
 echo "######## all runs (${runs[*]})"
 echo "$total_pass passed, $total_fail failed"

@@ -66,6 +66,18 @@ cmdline+=" printk.devkmsg=on loglevel=6 kunit.filter_glob=iommufd_rs_* iommufd.j
 [ -z "${SUITES:-}" ] || cmdline+=" iommufd.suites=$SUITES"
 [ -z "${VM_APPEND:-}" ] || cmdline+=" $VM_APPEND"
 
+# The VFIO job also runs the host's QEMU in the guest, as a VMM on the
+# device (scripts/build-qemu-cpio.sh): its archive goes after the
+# initramfs (the kernel unpacks both).
+initrd=$OUT/initramfs.cpio.gz
+case "$job" in
+vfio)
+	"$TOP/scripts/build-qemu-cpio.sh"
+	initrd=$dir/${RUN_NAME:-$job}.initrd
+	cat "$OUT/initramfs.cpio.gz" "$CACHE/out/qemu.cpio.gz" >"$initrd"
+	;;
+esac
+
 log "booting the $KFLAVOR VM ($job, impl=$impl, $iommu IOMMU, timeout ${timeout_s}s)"
 set +e
 timeout --foreground -k 10 "$timeout_s" \
@@ -73,7 +85,7 @@ timeout --foreground -k 10 "$timeout_s" \
 	-accel tcg -cpu max -smp 2 -m "${VM_MEM:-2G}" \
 	-machine q35,kernel-irqchip=split "${iommu_dev[@]}" \
 	-netdev user,id=n0,restrict=on -device igb,netdev=n0 \
-	-kernel "$OUT/bzImage" -initrd "$OUT/initramfs.cpio.gz" \
+	-kernel "$OUT/bzImage" -initrd "$initrd" \
 	-append "$cmdline" \
 	-serial "file:$con" -monitor none </dev/null
 qrc=$?

@@ -8,7 +8,10 @@
  *    attaching is refused with EADDRINUSE while one is mapped or allowed;
  *  - a bind is refused with EPERM where the platform cannot isolate MSIs
  *    (no interrupt remapping), unless the allow_unsafe_interrupts module
- *    parameter is set.
+ *    parameter is set;
+ *  - pinning for the device is charged against RLIMIT_MEMLOCK: exactly up
+ *    to the limit works (test locked_memory, which the VFIO job also runs
+ *    after each program where no mock IOMMU is there to check it).
  *
  *   iommufd_real_device BDF   (or VFIO_SELFTESTS_BDF=BDF)
  *
@@ -24,7 +27,12 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <linux/capability.h>
 
 #include <linux/iommufd.h>
 #include <linux/vfio.h>
@@ -343,6 +351,91 @@ TEST(unsafe_interrupts)
 	}
 	close(cdev);
 	close(iommufd);
+}
+
+/* A field of /proc/self/status, in kB; -1 if missing. */
+static long status_kb(const char *field)
+{
+	char line[256];
+	size_t n = strlen(field);
+	long v = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, field, n) && line[n] == ':')
+			v = strtol(line + n + 1, NULL, 10);
+	fclose(f);
+	return v;
+}
+
+/*
+ * In a child without CAP_IPC_LOCK and a 4-page RLIMIT_MEMLOCK: with the
+ * device attached, mapping exactly 4 pages pins and charges them, a 5th is
+ * refused (ENOMEM) and charges nothing, and the unmap gives everything back.
+ * The charges are per user (the default mode): one left behind by anything
+ * before makes the 4-page map fail, which is why the VFIO job runs this
+ * after each program.
+ */
+static int locked_child(void)
+{
+	struct __user_cap_header_struct hdr = {
+		.version = _LINUX_CAPABILITY_VERSION_3,
+	};
+	struct __user_cap_data_struct data[2] = {};
+	struct rlimit lim = { 4 * 4096, 4 * 4096 };
+	int iommufd, cdev, bad = 0;
+	uint32_t ioas;
+	uint8_t *buf;
+
+	buf = mmap(NULL, 8 * 4096, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	iommufd = open("/dev/iommu", O_RDWR);
+	cdev = open(cdev_path, O_RDWR);
+	if (buf == MAP_FAILED || iommufd < 0 || cdev < 0 ||
+	    bind(cdev, iommufd, NULL))
+		return 10;
+	ioas = ioas_alloc(iommufd);
+	if (!ioas || attach(cdev, ioas))
+		return 11;
+	if (setrlimit(RLIMIT_MEMLOCK, &lim) ||
+	    syscall(SYS_capget, &hdr, data))
+		return 12;
+	data[0].effective &= ~(1U << CAP_IPC_LOCK);
+	data[0].permitted &= ~(1U << CAP_IPC_LOCK);
+	if (syscall(SYS_capset, &hdr, data))
+		return 13;
+	if (map_fixed(iommufd, ioas, buf, 0x100000, 4 * 4096)) {
+		printf("# locked: 4 pages within the limit: %s\n",
+		       strerror(errno));
+		return 1;
+	}
+	if (status_kb("VmPin") != 16)
+		bad = 2;
+	if (!map_fixed(iommufd, ioas, buf + 4 * 4096, 0x200000, 4096) ||
+	    errno != ENOMEM)
+		bad = 3;
+	if (status_kb("VmPin") != 16)
+		bad = 4;
+	if (unmap(iommufd, ioas, 0x100000, 4 * 4096) || status_kb("VmPin"))
+		bad = 5;
+	close(cdev);
+	close(iommufd);
+	return bad;
+}
+
+TEST(locked_memory)
+{
+	int status;
+	pid_t child = fork();
+
+	ASSERT_NE(-1, child);
+	if (!child)
+		_exit(locked_child());
+	ASSERT_EQ(child, waitpid(child, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	EXPECT_EQ(0, WEXITSTATUS(status));
 }
 
 int main(int argc, char *argv[])
