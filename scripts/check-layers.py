@@ -25,6 +25,7 @@ LAYERS = [
     "interval",     # inclusive IOVA ranges and interval maps
     "pages",        # pinned user memory, files and dma-bufs; accounting
     "object",       # the generic object table
+    "group",        # IOMMU groups of bound devices, their shared attachment
     "ctx",          # a /dev/iommu context: its objects and state
     "ucmd",         # ioctl plumbing: extensible structures, tables
     "io_pagetable", # IOVA layout, areas, domains filled from pages

@@ -1,23 +1,22 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
-# The upstream VFIO selftests (tools/testing/selftests/vfio) on QEMU's igb
-# through vfio-pci, for each implementation, behind each virtual IOMMU: one
-# VM boot per IOMMU, one after the other; then the programs side by side
-# (scripts/vm/vfio_report.py).  A report, not a gate (yet): vfio.ko needs the
-# in-kernel API of the iommufd it loads against, which the Rust module does
-# not export yet, so on it vfio-pci does not load (LOADFAIL).
+# The upstream VFIO selftests (tools/testing/selftests/vfio) and ours
+# (iommufd_real_device, qemu_iommufd.sh) on QEMU's igb through vfio-pci, for
+# each implementation, behind each virtual IOMMU: one VM boot per IOMMU, one
+# after the other; then the programs side by side
+# (scripts/vm/vfio_report.py).  `make test` runs the same (its vfio-* runs).
 #   VIOMMUS="intel amd"   which virtual IOMMUs (default both; IOMMU=x: only x)
-#   KFLAVOR=rel|debug|prod the kernel (default rel: on the debug kernel each
-#                         vfio_pci_driver_test test, which pins and maps 1 GiB,
-#                         takes 27-30 s of the 30 s its harness allows under
-#                         TCG, and one that is killed leaves the group busy
-#                         for the next; see README.md)
+#   KFLAVOR=prod|rel|debug the kernel (default prod, as make test: on the
+#                         debug kernel each vfio_pci_driver_test test, which
+#                         pins and maps 1 GiB, takes 27-30 s of the 30 s its
+#                         harness allows under TCG, and one that is killed
+#                         leaves the group busy for the next; see README.md)
 #   VFIO_TIMING=1         also time each step of vfio_pci_driver_test's
 #                         fixture and tests (tools/testing/selftests/vfio)
 #   IMPL=rs|c|both        (default both)   VFIO_GATE=1: exit non-zero unless
 #                         ours passes all that C passes, with nothing left behind
 set -euo pipefail
-export KFLAVOR=${KFLAVOR:-rel}
+export KFLAVOR=${KFLAVOR:-prod}
 . "$(dirname "$0")/lib.sh"
 
 viommus=${VIOMMUS:-${IOMMU:-intel amd}}

@@ -69,9 +69,15 @@ cmdline+=" printk.devkmsg=on loglevel=6 kunit.filter_glob=iommufd_rs_* iommufd.j
 # The VFIO job also runs the host's QEMU in the guest, as a VMM on the
 # device (scripts/build-qemu-cpio.sh): its archive goes after the
 # initramfs (the kernel unpacks both).
+# It also gets two e1000s behind a PCIe-to-PCI bridge: one IOMMU group of
+# two devices (iommufd_real_group).
 initrd=$OUT/initramfs.cpio.gz
+extra_dev=()
 case "$job" in
 vfio)
+	extra_dev=(-device pcie-pci-bridge,id=pbr
+		-netdev user,id=n1,restrict=on -device e1000,bus=pbr,addr=1,netdev=n1
+		-netdev user,id=n2,restrict=on -device e1000,bus=pbr,addr=2,netdev=n2)
 	"$TOP/scripts/build-qemu-cpio.sh"
 	initrd=$dir/${RUN_NAME:-$job}.initrd
 	cat "$OUT/initramfs.cpio.gz" "$CACHE/out/qemu.cpio.gz" >"$initrd"
@@ -80,15 +86,37 @@ esac
 
 log "booting the $KFLAVOR VM ($job, impl=$impl, $iommu IOMMU, timeout ${timeout_s}s)"
 set +e
+# A VFIO guest whose timers stop makes no progress until the timeout: seen
+# behind QEMU's AMD-Vi under TCG, right after a device reset, with the C
+# module and with ours alike (an RCU stall report: "timer wakeup didn't
+# happen").  Stop it as soon as the kernel reports the stall, and leave
+# RUN.frozen for the caller, which may boot it again (scripts/test.sh).
+watch_pid=
+frozen=$dir/${RUN_NAME:-$job}.frozen
+rm -f "$frozen"
+if [ "$job" = vfio ]; then
+	(
+		while sleep 10; do
+			if grep -q 'rcu: INFO: rcu_sched detected stalls' "$con" 2>/dev/null; then
+				sleep 20 # the report's stack dumps
+				echo "the guest's timers stopped (RCU stall)" >"$frozen"
+				pkill -f "serial file:$con"
+				break
+			fi
+		done
+	) &
+	watch_pid=$!
+fi
 timeout --foreground -k 10 "$timeout_s" \
 	qemu-system-x86_64 -nodefaults -no-user-config -nographic -no-reboot \
 	-accel tcg -cpu max -smp 2 -m "${VM_MEM:-2G}" \
 	-machine q35,kernel-irqchip=split "${iommu_dev[@]}" \
-	-netdev user,id=n0,restrict=on -device igb,netdev=n0 \
+	-netdev user,id=n0,restrict=on -device igb,netdev=n0 "${extra_dev[@]}" \
 	-kernel "$OUT/bzImage" -initrd "$initrd" \
 	-append "$cmdline" \
 	-serial "file:$con" -monitor none </dev/null
 qrc=$?
+[ -z "$watch_pid" ] || kill "$watch_pid" 2>/dev/null
 set -e
 
 if [ $qrc -eq 124 ] || [ $qrc -eq 137 ]; then

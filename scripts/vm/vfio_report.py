@@ -31,9 +31,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from report import SPLAT, parse_results, parse_tap  # noqa: E402
 
 # The programs, in the order the job runs them, by the name the job gives
-# their sections (vfio_NAME, from /tests/vfio_NAME_test; real_device and
-# qemu are ours: /tests/iommufd_real_device, /tests/qemu_iommufd.sh).
-PROGRAMS = ("real_device", "iommufd_setup", "pci_device", "dma_mapping", "dma_mapping_mmio",
+# their sections (vfio_NAME, from /tests/vfio_NAME_test; real_device,
+# real_group and qemu are ours: /tests/iommufd_real_{device,group},
+# /tests/qemu_iommufd.sh).
+PROGRAMS = ("real_device", "real_group", "iommufd_setup", "pci_device", "dma_mapping", "dma_mapping_mmio",
             "pci_driver", "pci_device_init_perf", "pci_sriov_uapi", "qemu")
 IMPLS = ("rs", "c")
 STAMP = re.compile(r"^\[\s*(\d+\.\d+)\] iommufd-res: ### (BEGIN|END) (\S+) (\S+)")

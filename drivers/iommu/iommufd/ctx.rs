@@ -6,8 +6,10 @@ use kernel::capability::{capable, Capability};
 use kernel::fs::File;
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
-use kernel::sync::{Arc, ArcBorrow};
+use kernel::new_mutex;
+use kernel::sync::{Arc, ArcBorrow, Mutex};
 
+use crate::group::Groups;
 use crate::object::{ObjectTable, Pending, TableState};
 use crate::pages::AccountMode;
 
@@ -42,6 +44,9 @@ pub(crate) struct Ctx {
     pub(crate) objects: Objects,
     /// `/dev/iommu` itself: the device dma-bufs are attached to.
     pub(crate) dev: ARef<kernel::device::Device>,
+    /// The IOMMU groups of the bound devices.
+    #[pin]
+    pub(crate) groups: Mutex<Groups>,
 }
 
 impl Ctx {
@@ -53,6 +58,7 @@ impl Ctx {
                 no_iommu: false,
             }),
             dev,
+            groups <- new_mutex!(Groups::new()),
         })
     }
 

@@ -18,6 +18,7 @@ use kernel::uaccess::{UserPtr, UserSlice};
 
 use crate::ctx::{Ctx, PendingObj};
 use crate::fault::Sink;
+use crate::group::IGroup;
 use crate::hw_pagetable::Hwpt;
 use crate::ioas::Ioas;
 use crate::object::Held;
@@ -26,7 +27,9 @@ use crate::ucmd::Ucmd;
 
 struct Attached {
     hwpt: Held<Hwpt>,
-    attachment: Attachment,
+    /// A PASID's own attachment; `None` for the RID, which attaches
+    /// through its group's (see [`IGroup`]).
+    attachment: Option<Attachment>,
     /// Where the device's faults go, if the HWPT takes faults.
     sink: Option<Arc<Sink>>,
 }
@@ -90,6 +93,28 @@ pub(crate) struct Device {
     /// The device's DMA ownership: attaching takes it, and each
     /// attachment holds it, so the DMA goes back only after the last one.
     owner: Arc<DmaOwner>,
+    /// The device's group in the context, which its RID attaches through.
+    group: GroupRef,
+}
+
+/// A bound device's place in its context's groups, given back on drop.
+struct GroupRef {
+    ctx: Arc<Ctx>,
+    group: Arc<IGroup>,
+}
+
+impl Drop for GroupRef {
+    fn drop(&mut self) {
+        self.ctx.groups.lock().put(&self.group);
+    }
+}
+
+impl core::ops::Deref for GroupRef {
+    type Target = IGroup;
+
+    fn deref(&self) -> &IGroup {
+        &self.group
+    }
 }
 
 impl Device {
@@ -122,8 +147,12 @@ impl Device {
                 "iommufd: bound although the platform cannot isolate its MSIs: its DMA can raise interrupts outside this context (allow_unsafe_interrupts)\n"
             );
         }
-        drop(group);
         let owner = DmaOwner::claim(dev, ctx.owner_cookie())?;
+        let igroup = GroupRef {
+            ctx: ctx.clone(),
+            group: ctx.groups.lock().get(group.key())?,
+        };
+        drop(group);
         let slot = ctx.objects.reserve()?;
         let id = slot.id();
         let idev = slot.new_object(try_pin_init!(Device {
@@ -135,6 +164,7 @@ impl Device {
                 pasids: KVec::new(),
             }),
             owner,
+            group: igroup,
         }? Error))?;
         Ok(idev.finalize_held())
     }
@@ -234,10 +264,14 @@ impl Device {
                 None => {
                     let ioas = rid_ioas(hwpt);
                     self.reserve_in(ioas)?;
-                    Attachment::attach(&hwpt.domain, &self.owner, s)
-                        .inspect_err(|_| self.unreserve_in(ioas))?
+                    self.group
+                        .attach_rid(&hwpt.domain, || {
+                            Attachment::attach(&hwpt.domain, &self.owner, s)
+                        })
+                        .inspect_err(|_| self.unreserve_in(ioas))?;
+                    None
                 }
-                Some(p) => Attachment::attach_pasid(&hwpt.domain, &self.owner, p, s)?,
+                Some(p) => Some(Attachment::attach_pasid(&hwpt.domain, &self.owner, p, s)?),
             };
             Ok((attachment, sink))
         })?;
@@ -303,7 +337,10 @@ impl Device {
             return;
         };
         // Detached under the lock, which whoever raises faults holds.
-        drop(attachment);
+        match attachment {
+            Some(a) => drop(a),
+            None => self.group.detach_rid(),
+        }
         if pasid.is_none() {
             self.unreserve_in(rid_ioas(&hwpt));
         }
@@ -357,7 +394,16 @@ impl Device {
                 self.reserve_in(new_ioas)?;
             }
             let a = st.get_mut(pasid).ok_or(EINVAL)?;
-            if let Err(e) = a.attachment.replace(&hwpt.domain, dyn_sink(&sink)) {
+            let sink_dyn = dyn_sink(&sink);
+            let res = match &mut a.attachment {
+                Some(att) => att.replace(&hwpt.domain, sink_dyn),
+                // The group moves with its RID, if no other device of it
+                // is attached (upstream moves them all).
+                None => self
+                    .group
+                    .with_sole_rid(|att| att.replace(&hwpt.domain, sink_dyn)),
+            };
+            if let Err(e) = res {
                 if moves {
                     self.unreserve_in(new_ioas);
                 }

@@ -28,6 +28,7 @@ mod ucmd;
 mod access;
 mod device;
 mod fault;
+mod group;
 mod hw_pagetable;
 mod io_pagetable;
 mod ioas;
