@@ -4,9 +4,9 @@
 
 use kernel::capability::{capable, Capability};
 use kernel::fs::File;
+use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
-use kernel::new_mutex;
 use kernel::sync::{Arc, ArcBorrow, Mutex};
 
 use crate::group::Groups;

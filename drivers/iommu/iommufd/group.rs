@@ -63,7 +63,10 @@ impl IGroup {
     /// user (a replace moves the device's group, so only a device attached
     /// alone may move); `EBUSY` if other devices of the group are attached
     /// through it, `EINVAL` if it is not attached.
-    pub(crate) fn with_sole_rid<R>(&self, f: impl FnOnce(&mut Attachment) -> Result<R>) -> Result<R> {
+    pub(crate) fn with_sole_rid<R>(
+        &self,
+        f: impl FnOnce(&mut Attachment) -> Result<R>,
+    ) -> Result<R> {
         let mut rid = self.rid.lock();
         match &mut *rid {
             Some(s) if s.users == 1 => f(&mut s.attachment),
