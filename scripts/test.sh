@@ -55,11 +55,14 @@ case " $flavors " in
 esac
 # vfio_run FLAVOR NAME: a VFIO run, as scripts/test-vfio.sh boots it (4 GiB
 # with one 1 GiB huge page for vfio_dma_mapping_test).  A guest that froze
-# (run.sh: its timers stopped, a QEMU AMD-Vi problem under TCG that the C
-# module meets as well) boots once more; the report says so.
+# (run.sh: its timers stopped after a device reset, a QEMU problem under
+# TCG that the C module meets as well) boots once more; the report says so.
 vfio_run() {
+	# One CPU each: the programs are sequential, and a lighter load on
+	# the host makes the freezes above rarer (they came with five guests
+	# at once on two cores).
 	for try in 1 2; do
-		KFLAVOR=$1 IOMMU=${2#vfio-} RUN_NAME=$2 VM_MEM=4G \
+		KFLAVOR=$1 IOMMU=${2#vfio-} RUN_NAME=$2 VM_MEM=4G VM_SMP=1 \
 			VM_APPEND="hugepagesz=1G hugepages=1" VM_TIMEOUT=2400 \
 			"$TOP/scripts/vm/run.sh" vfio
 		frozen=$CACHE/vm/$1/$2.frozen
@@ -71,7 +74,10 @@ vfio_run() {
 	done
 }
 rm -f "$CACHE"/vm/*/vfio-*.note
-pids=()
+# The VFIO runs start once the test runs are done (beside the leaks run,
+# the long one): vfio_pci_driver_test has 30 s a test for a 1 GiB pin and
+# map, which five guests at once on two cores do not leave it.
+pids=() later=()
 for r in "${runs[@]}"; do
 	f=${r%%:*} name=${r#*:}
 	if [ "$name" = leaks ]; then
@@ -80,16 +86,45 @@ for r in "${runs[@]}"; do
 		# is the slowest of the three.
 		KFLAVOR=$f IMPL=rs RUN_NAME=leaks SUITES=$leak_suites \
 			VM_APPEND=kmemleak=on "$TOP/scripts/vm/run.sh" test &
+		later+=($!)
 	elif [ "${name#vfio-}" != "$name" ]; then
-		vfio_run "$f" "$name" &
+		continue
 	else
 		KFLAVOR=$f "$TOP/scripts/vm/run.sh" test &
+		pids+=($!)
 	fi
-	pids+=($!)
 done
 for p in "${pids[@]}"; do wait "$p"; done
+for r in "${runs[@]}"; do
+	f=${r%%:*} name=${r#*:}
+	if [ "${name#vfio-}" != "$name" ]; then
+		vfio_run "$f" "$name" &
+		later+=($!)
+	fi
+done
+for p in "${later[@]}"; do wait "$p"; done
 
 total_pass=0 total_fail=0 rc=0
+# verdict REPORT...: runs a report, shows it, and adds its closing
+# "N passed, N failed" line to the totals (a report without one, or that
+# fails, fails the run).
+verdict() {
+	out=$(mktemp)
+	set +e
+	"$@" | tee "$out"
+	frc=${PIPESTATUS[0]}
+	set -e
+	[ "$frc" -eq 0 ] || rc=1
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -n 1)
+	rm -f "$out"
+	if [ -z "$line" ]; then
+		line="0 passed, 1 failed"
+		rc=1
+	fi
+	read -r p _ fl _ <<<"$line"
+	total_pass=$((total_pass + p))
+	total_fail=$((total_fail + fl))
+}
 vfio_args=()
 for r in "${runs[@]}"; do
 	f=${r%%:*} name=${r#*:}
@@ -104,45 +139,18 @@ for r in "${runs[@]}"; do
 	else
 		echo "######## the $f kernel"
 	fi
-	out=$(mktemp)
 	extra=
 	# The leaks run repeats gated suites: its gate is the harness's checks.
 	[ "$name" = leaks ] && extra=--checks-only
-	set +e
-	python3 "$TOP/scripts/vm/report.py" "$vm/$name.results" "$vm/$name.console" \
-		"$TOP/tools/testing/selftests/iommu/must-pass.txt" --flavor=$f $extra | tee "$out"
-	frc=${PIPESTATUS[0]}
-	set -e
-	[ "$frc" -eq 0 ] || rc=1
-	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -n 1)
-	rm -f "$out"
-	if [ -z "$line" ]; then
-		line="0 passed, 1 failed"
-		rc=1
-	fi
-	read -r p _ fl _ <<<"$line"
-	total_pass=$((total_pass + p))
-	total_fail=$((total_fail + fl))
+	# shellcheck disable=SC2086 # extra: empty or one word
+	verdict python3 "$TOP/scripts/vm/report.py" "$vm/$name.results" "$vm/$name.console" \
+		"$TOP/tools/testing/selftests/iommu/must-pass.txt" --flavor=$f $extra
 done
 if [ ${#vfio_args[@]} -gt 0 ]; then
 	echo
 	echo "######## the prod kernel: VFIO on igb (${vfio_args[*]%%=*})"
 	cat "$CACHE"/vm/prod/vfio-*.note 2>/dev/null || true
-	out=$(mktemp)
-	set +e
-	python3 "$TOP/scripts/vm/vfio_report.py" --gate "${vfio_args[@]}" | tee "$out"
-	frc=${PIPESTATUS[0]}
-	set -e
-	[ "$frc" -eq 0 ] || rc=1
-	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -n 1)
-	rm -f "$out"
-	if [ -z "$line" ]; then
-		line="0 passed, 1 failed"
-		rc=1
-	fi
-	read -r p _ fl _ <<<"$line"
-	total_pass=$((total_pass + p))
-	total_fail=$((total_fail + fl))
+	verdict python3 "$TOP/scripts/vm/vfio_report.py" --gate "${vfio_args[@]}"
 fi
 echo
 echo "######## all runs (${runs[*]})"

@@ -10,6 +10,7 @@
 #   SUITES=a,b            run only these suites of the job (a faster loop)
 #   VM_APPEND='a=b ...'   more kernel command line (the fuzz job's iommufd.fuzz=)
 #   VM_MEM=size           the guest's memory (default 2G)
+#   VM_SMP=n              its CPUs (default 2)
 # The console (kernel log, with the results in it) goes to $VM_DIR/JOB.console;
 # the results alone, extracted from it, to $VM_DIR/JOB.results.
 set -euo pipefail
@@ -87,19 +88,34 @@ esac
 log "booting the $KFLAVOR VM ($job, impl=$impl, $iommu IOMMU, timeout ${timeout_s}s)"
 set +e
 # A VFIO guest whose timers stop makes no progress until the timeout: seen
-# behind QEMU's AMD-Vi under TCG, right after a device reset, with the C
-# module and with ours alike (an RCU stall report: "timer wakeup didn't
-# happen").  Stop it as soon as the kernel reports the stall, and leave
-# RUN.frozen for the caller, which may boot it again (scripts/test.sh).
+# under TCG on a loaded host, right after a vfio-pci reset of the emulated
+# NIC, behind AMD-Vi (an RCU stall report: "timer wakeup didn't happen")
+# and behind VT-d (silence: no CPU left to report), with the C module and
+# with ours alike.  Stop such a guest as soon as the kernel reports the
+# stall or its console says nothing for 5 minutes (every VFIO program
+# prints at least once a minute), and leave RUN.frozen for the caller,
+# which may boot it again (scripts/test.sh).
 watch_pid=
 frozen=$dir/${RUN_NAME:-$job}.frozen
 rm -f "$frozen"
 if [ "$job" = vfio ]; then
 	(
+		last=0 quiet=0
 		while sleep 10; do
+			why=
 			if grep -q 'rcu: INFO: rcu_sched detected stalls' "$con" 2>/dev/null; then
 				sleep 20 # the report's stack dumps
-				echo "the guest's timers stopped (RCU stall)" >"$frozen"
+				why="the guest's timers stopped (RCU stall)"
+			fi
+			size=$(stat -c %s "$con" 2>/dev/null || echo 0)
+			if [ "$size" = "$last" ]; then
+				quiet=$((quiet + 10))
+			else
+				last=$size quiet=0
+			fi
+			[ $quiet -lt 300 ] || why="the guest went silent for 5 minutes"
+			if [ -n "$why" ]; then
+				echo "$why" >"$frozen"
 				pkill -f "serial file:$con"
 				break
 			fi
@@ -109,7 +125,7 @@ if [ "$job" = vfio ]; then
 fi
 timeout --foreground -k 10 "$timeout_s" \
 	qemu-system-x86_64 -nodefaults -no-user-config -nographic -no-reboot \
-	-accel tcg -cpu max -smp 2 -m "${VM_MEM:-2G}" \
+	-accel tcg -cpu max -smp "${VM_SMP:-2}" -m "${VM_MEM:-2G}" \
 	-machine q35,kernel-irqchip=split "${iommu_dev[@]}" \
 	-netdev user,id=n0,restrict=on -device igb,netdev=n0 "${extra_dev[@]}" \
 	-kernel "$OUT/bzImage" -initrd "$initrd" \

@@ -64,12 +64,10 @@ int main(int argc, char *argv[])
 	printf("opened /dev/iommu, IOMMU_IOAS_ALLOC: IOAS %u\n",
 	       iommu->ioas_id);
 	device = vfio_pci_device_init(bdf, iommu);
-	printf("opened %s (igb %s), VFIO_DEVICE_BIND_IOMMUFD, "
-	       "VFIO_DEVICE_ATTACH_IOMMUFD_PT to IOAS %u\n",
+	printf("opened %s (igb %s), VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_ATTACH_IOMMUFD_PT to IOAS %u\n",
 	       vfio_pci_get_cdev_path(bdf), bdf, iommu->ioas_id);
 	ranges = iommu_iova_ranges(iommu, &n);
-	printf("usable IOVA now (the IOMMU's aperture less the device's "
-	       "reserved regions):\n");
+	printf("usable IOVA now (the IOMMU's aperture less the device's reserved regions):\n");
 	for (i = 0; i < n; i++)
 		printf("  [0x%llx, 0x%llx]\n", (unsigned long long)ranges[i].start,
 		       (unsigned long long)ranges[i].last);
@@ -79,8 +77,7 @@ int main(int argc, char *argv[])
 	map_region(iommu, alloc, &buf, SZ_2M);
 	drv = &device->driver.region;
 	map_region(iommu, alloc, drv, SZ_2M);
-	printf("IOMMU_IOAS_MAP: 2 MiB buffer at IOVA 0x%llx, 2 MiB for the "
-	       "driver's descriptors at 0x%llx (VmPin %ld kB)\n",
+	printf("IOMMU_IOAS_MAP: 2 MiB buffer at IOVA 0x%llx, 2 MiB for the driver's descriptors at 0x%llx (VmPin %ld kB)\n",
 	       (unsigned long long)buf.iova, (unsigned long long)drv->iova,
 	       vm_pin_kb());
 	unmapped = iova_allocator_alloc(alloc, SZ_2M);
@@ -96,8 +93,7 @@ int main(int argc, char *argv[])
 	memset(dst, 0, size);
 	rc = vfio_pci_driver_memcpy(device, buf.iova, buf.iova + SZ_1M, size);
 	if (!rc && !memcmp(src, dst, size)) {
-		printf("the igb copied %llu bytes by DMA from IOVA 0x%llx to "
-		       "0x%llx, through the IOMMU: the buffer holds them\n",
+		printf("the igb copied %llu bytes by DMA from IOVA 0x%llx to 0x%llx, through the IOMMU: the buffer holds them\n",
 		       (unsigned long long)size, (unsigned long long)buf.iova,
 		       (unsigned long long)(buf.iova + SZ_1M));
 	} else {
@@ -107,8 +103,7 @@ int main(int argc, char *argv[])
 
 	memset(dst, 0, size);
 	rc = vfio_pci_driver_memcpy(device, buf.iova, unmapped, size);
-	printf("a DMA to the unmapped IOVA 0x%llx: the IOMMU blocks it "
-	       "(the device reports %s; the kernel logs the fault)\n",
+	printf("a DMA to the unmapped IOVA 0x%llx: the IOMMU blocks it (the device reports %s; the kernel logs the fault)\n",
 	       (unsigned long long)unmapped, rc ? "an error" : "no error");
 	for (i = 0; i < size && !dst[i]; i++)
 		;

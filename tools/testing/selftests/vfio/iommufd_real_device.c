@@ -39,79 +39,13 @@
 
 #include <libvfio.h>
 #include "kselftest_harness.h"
+#include "iommufd_vfio_utils.h"
 
 #define MSI_START 0xfee00000ULL
 #define MSI_LAST 0xfeefffffULL
 #define PARAM "/sys/module/iommufd/parameters/allow_unsafe_interrupts"
 
 static const char *cdev_path;
-
-static int bind(int cdev, int iommufd, uint32_t *dev_id)
-{
-	struct vfio_device_bind_iommufd b = {
-		.argsz = sizeof(b),
-		.iommufd = iommufd,
-	};
-	int rc = ioctl(cdev, VFIO_DEVICE_BIND_IOMMUFD, &b);
-
-	if (!rc && dev_id)
-		*dev_id = b.out_devid;
-	return rc;
-}
-
-static int attach(int cdev, uint32_t pt_id)
-{
-	struct vfio_device_attach_iommufd_pt a = {
-		.argsz = sizeof(a),
-		.pt_id = pt_id,
-	};
-
-	return ioctl(cdev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &a);
-}
-
-static int detach(int cdev)
-{
-	struct vfio_device_detach_iommufd_pt d = { .argsz = sizeof(d) };
-
-	return ioctl(cdev, VFIO_DEVICE_DETACH_IOMMUFD_PT, &d);
-}
-
-static uint32_t ioas_alloc(int iommufd)
-{
-	struct iommu_ioas_alloc a = { .size = sizeof(a) };
-
-	if (ioctl(iommufd, IOMMU_IOAS_ALLOC, &a))
-		return 0;
-	return a.out_ioas_id;
-}
-
-static int map_fixed(int iommufd, uint32_t ioas, void *buf, uint64_t iova,
-		     uint64_t len)
-{
-	struct iommu_ioas_map m = {
-		.size = sizeof(m),
-		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE |
-			 IOMMU_IOAS_MAP_WRITEABLE,
-		.ioas_id = ioas,
-		.user_va = (uintptr_t)buf,
-		.length = len,
-		.iova = iova,
-	};
-
-	return ioctl(iommufd, IOMMU_IOAS_MAP, &m);
-}
-
-static int unmap(int iommufd, uint32_t ioas, uint64_t iova, uint64_t len)
-{
-	struct iommu_ioas_unmap u = {
-		.size = sizeof(u),
-		.ioas_id = ioas,
-		.iova = iova,
-		.length = len,
-	};
-
-	return ioctl(iommufd, IOMMU_IOAS_UNMAP, &u);
-}
 
 static int allow(int iommufd, uint32_t ioas, uint64_t start, uint64_t last)
 {
@@ -124,29 +58,6 @@ static int allow(int iommufd, uint32_t ioas, uint64_t start, uint64_t last)
 	};
 
 	return ioctl(iommufd, IOMMU_IOAS_ALLOW_IOVAS, &a);
-}
-
-/*
- * Whether any usable IOVA range of @ioas intersects [start, last]; -1 if
- * the ranges cannot be read.
- */
-static int usable(int iommufd, uint32_t ioas, uint64_t start, uint64_t last)
-{
-	struct iommu_iova_range r[64];
-	struct iommu_ioas_iova_ranges q = {
-		.size = sizeof(q),
-		.ioas_id = ioas,
-		.num_iovas = 64,
-		.allowed_iovas = (uintptr_t)r,
-	};
-	unsigned int i;
-
-	if (ioctl(iommufd, IOMMU_IOAS_IOVA_RANGES, &q))
-		return -1;
-	for (i = 0; i < q.num_iovas; i++)
-		if (r[i].start <= last && r[i].last >= start)
-			return 1;
-	return 0;
 }
 
 /* Whether the kernel remaps interrupts (its IRQ chips say "IR-"). */
@@ -204,7 +115,7 @@ FIXTURE_SETUP(real_device)
 	ASSERT_LE(0, self->iommufd);
 	self->cdev = open(cdev_path, O_RDWR);
 	ASSERT_LE(0, self->cdev);
-	ASSERT_EQ(0, bind(self->cdev, self->iommufd, &self->dev_id));
+	ASSERT_EQ(0, cdev_bind(self->cdev, self->iommufd, &self->dev_id));
 	self->ioas = ioas_alloc(self->iommufd);
 	ASSERT_NE(0, self->ioas);
 	self->buf = mmap(NULL, 2 * 4096, PROT_READ | PROT_WRITE,
@@ -222,61 +133,61 @@ FIXTURE_TEARDOWN(real_device)
 /* The MSI window leaves the IOAS with the attach, and comes back. */
 TEST_F(real_device, msi_window_reserved_while_attached)
 {
-	ASSERT_EQ(1, usable(self->iommufd, self->ioas, MSI_START, MSI_LAST));
-	ASSERT_EQ(0, attach(self->cdev, self->ioas));
-	ASSERT_EQ(0, usable(self->iommufd, self->ioas, MSI_START, MSI_LAST));
+	ASSERT_EQ(1, ioas_usable(self->iommufd, self->ioas, MSI_START, MSI_LAST));
+	ASSERT_EQ(0, cdev_attach(self->cdev, self->ioas, NULL));
+	ASSERT_EQ(0, ioas_usable(self->iommufd, self->ioas, MSI_START, MSI_LAST));
 	/* Just below it is usable, and maps. */
-	ASSERT_EQ(1, usable(self->iommufd, self->ioas, MSI_START - 4096,
+	ASSERT_EQ(1, ioas_usable(self->iommufd, self->ioas, MSI_START - 4096,
 			    MSI_START - 1));
-	ASSERT_EQ(0, map_fixed(self->iommufd, self->ioas, self->buf,
+	ASSERT_EQ(0, ioas_map_fixed(self->iommufd, self->ioas, self->buf,
 			       MSI_START - 4096, 4096));
 	/*
 	 * In it, or across its start or its end, it does not (EINVAL, as for
 	 * any reserved IOVA).
 	 */
-	EXPECT_EQ(-1, map_fixed(self->iommufd, self->ioas, self->buf,
+	EXPECT_EQ(-1, ioas_map_fixed(self->iommufd, self->ioas, self->buf,
 				MSI_START, 4096));
 	EXPECT_EQ(EINVAL, errno);
-	EXPECT_EQ(-1, map_fixed(self->iommufd, self->ioas, self->buf,
+	EXPECT_EQ(-1, ioas_map_fixed(self->iommufd, self->ioas, self->buf,
 				MSI_START - 4096, 2 * 4096));
 	EXPECT_EQ(EINVAL, errno);
-	EXPECT_EQ(-1, map_fixed(self->iommufd, self->ioas, self->buf,
+	EXPECT_EQ(-1, ioas_map_fixed(self->iommufd, self->ioas, self->buf,
 				MSI_LAST + 1 - 4096, 2 * 4096));
 	EXPECT_EQ(EINVAL, errno);
 	/* Nor may it be allowed. */
 	EXPECT_EQ(-1, allow(self->iommufd, self->ioas, MSI_START, MSI_LAST));
 	EXPECT_EQ(EADDRINUSE, errno);
-	ASSERT_EQ(0, unmap(self->iommufd, self->ioas, MSI_START - 4096, 4096));
-	ASSERT_EQ(0, detach(self->cdev));
-	ASSERT_EQ(1, usable(self->iommufd, self->ioas, MSI_START, MSI_LAST));
-	ASSERT_EQ(0, map_fixed(self->iommufd, self->ioas, self->buf,
+	ASSERT_EQ(0, ioas_unmap(self->iommufd, self->ioas, MSI_START - 4096, 4096));
+	ASSERT_EQ(0, cdev_detach(self->cdev));
+	ASSERT_EQ(1, ioas_usable(self->iommufd, self->ioas, MSI_START, MSI_LAST));
+	ASSERT_EQ(0, ioas_map_fixed(self->iommufd, self->ioas, self->buf,
 			       MSI_START, 4096));
-	ASSERT_EQ(0, unmap(self->iommufd, self->ioas, MSI_START, 4096));
+	ASSERT_EQ(0, ioas_unmap(self->iommufd, self->ioas, MSI_START, 4096));
 }
 
 /* A mapping in the MSI window keeps the device from attaching. */
 TEST_F(real_device, mapped_msi_window_refuses_attach)
 {
-	ASSERT_EQ(0, map_fixed(self->iommufd, self->ioas, self->buf,
+	ASSERT_EQ(0, ioas_map_fixed(self->iommufd, self->ioas, self->buf,
 			       MSI_START + 0x10000, 4096));
-	EXPECT_EQ(-1, attach(self->cdev, self->ioas));
+	EXPECT_EQ(-1, cdev_attach(self->cdev, self->ioas, NULL));
 	EXPECT_EQ(EADDRINUSE, errno);
 	/* Nothing of the failed attach is left: the window is usable. */
-	ASSERT_EQ(1, usable(self->iommufd, self->ioas, MSI_START, MSI_LAST));
-	ASSERT_EQ(0, unmap(self->iommufd, self->ioas, MSI_START + 0x10000,
+	ASSERT_EQ(1, ioas_usable(self->iommufd, self->ioas, MSI_START, MSI_LAST));
+	ASSERT_EQ(0, ioas_unmap(self->iommufd, self->ioas, MSI_START + 0x10000,
 			   4096));
-	ASSERT_EQ(0, attach(self->cdev, self->ioas));
-	ASSERT_EQ(0, usable(self->iommufd, self->ioas, MSI_START, MSI_LAST));
+	ASSERT_EQ(0, cdev_attach(self->cdev, self->ioas, NULL));
+	ASSERT_EQ(0, ioas_usable(self->iommufd, self->ioas, MSI_START, MSI_LAST));
 }
 
 /* So does an allowed range over it. */
 TEST_F(real_device, allowed_msi_window_refuses_attach)
 {
 	ASSERT_EQ(0, allow(self->iommufd, self->ioas, 0, MSI_START));
-	EXPECT_EQ(-1, attach(self->cdev, self->ioas));
+	EXPECT_EQ(-1, cdev_attach(self->cdev, self->ioas, NULL));
 	EXPECT_EQ(EADDRINUSE, errno);
 	ASSERT_EQ(0, allow(self->iommufd, self->ioas, 0, MSI_START - 1));
-	ASSERT_EQ(0, attach(self->cdev, self->ioas));
+	ASSERT_EQ(0, cdev_attach(self->cdev, self->ioas, NULL));
 }
 
 /* Moving the device to another IOAS moves the reservation with it. */
@@ -285,36 +196,36 @@ TEST_F(real_device, replace_moves_reserved_regions)
 	uint32_t other = ioas_alloc(self->iommufd);
 
 	ASSERT_NE(0, other);
-	ASSERT_EQ(0, attach(self->cdev, self->ioas));
-	ASSERT_EQ(0, usable(self->iommufd, self->ioas, MSI_START, MSI_LAST));
-	ASSERT_EQ(1, usable(self->iommufd, other, MSI_START, MSI_LAST));
+	ASSERT_EQ(0, cdev_attach(self->cdev, self->ioas, NULL));
+	ASSERT_EQ(0, ioas_usable(self->iommufd, self->ioas, MSI_START, MSI_LAST));
+	ASSERT_EQ(1, ioas_usable(self->iommufd, other, MSI_START, MSI_LAST));
 	/* Attaching again replaces. */
-	ASSERT_EQ(0, attach(self->cdev, other));
-	ASSERT_EQ(1, usable(self->iommufd, self->ioas, MSI_START, MSI_LAST));
-	ASSERT_EQ(0, usable(self->iommufd, other, MSI_START, MSI_LAST));
+	ASSERT_EQ(0, cdev_attach(self->cdev, other, NULL));
+	ASSERT_EQ(1, ioas_usable(self->iommufd, self->ioas, MSI_START, MSI_LAST));
+	ASSERT_EQ(0, ioas_usable(self->iommufd, other, MSI_START, MSI_LAST));
 	/* A replace the new IOAS refuses leaves everything where it was. */
-	ASSERT_EQ(0, map_fixed(self->iommufd, self->ioas, self->buf,
+	ASSERT_EQ(0, ioas_map_fixed(self->iommufd, self->ioas, self->buf,
 			       MSI_START, 4096));
-	EXPECT_EQ(-1, attach(self->cdev, self->ioas));
+	EXPECT_EQ(-1, cdev_attach(self->cdev, self->ioas, NULL));
 	EXPECT_EQ(EADDRINUSE, errno);
-	ASSERT_EQ(0, usable(self->iommufd, other, MSI_START, MSI_LAST));
-	ASSERT_EQ(0, unmap(self->iommufd, self->ioas, MSI_START, 4096));
+	ASSERT_EQ(0, ioas_usable(self->iommufd, other, MSI_START, MSI_LAST));
+	ASSERT_EQ(0, ioas_unmap(self->iommufd, self->ioas, MSI_START, 4096));
 	/* Back, and the same again (nothing changes). */
-	ASSERT_EQ(0, attach(self->cdev, self->ioas));
-	ASSERT_EQ(0, attach(self->cdev, self->ioas));
-	ASSERT_EQ(0, usable(self->iommufd, self->ioas, MSI_START, MSI_LAST));
-	ASSERT_EQ(1, usable(self->iommufd, other, MSI_START, MSI_LAST));
-	ASSERT_EQ(0, detach(self->cdev));
-	ASSERT_EQ(1, usable(self->iommufd, self->ioas, MSI_START, MSI_LAST));
+	ASSERT_EQ(0, cdev_attach(self->cdev, self->ioas, NULL));
+	ASSERT_EQ(0, cdev_attach(self->cdev, self->ioas, NULL));
+	ASSERT_EQ(0, ioas_usable(self->iommufd, self->ioas, MSI_START, MSI_LAST));
+	ASSERT_EQ(1, ioas_usable(self->iommufd, other, MSI_START, MSI_LAST));
+	ASSERT_EQ(0, cdev_detach(self->cdev));
+	ASSERT_EQ(1, ioas_usable(self->iommufd, self->ioas, MSI_START, MSI_LAST));
 }
 
 /* Closing the device with it attached gives the window back too. */
 TEST_F(real_device, close_gives_reserved_regions_back)
 {
-	ASSERT_EQ(0, attach(self->cdev, self->ioas));
-	ASSERT_EQ(0, usable(self->iommufd, self->ioas, MSI_START, MSI_LAST));
+	ASSERT_EQ(0, cdev_attach(self->cdev, self->ioas, NULL));
+	ASSERT_EQ(0, ioas_usable(self->iommufd, self->ioas, MSI_START, MSI_LAST));
 	ASSERT_EQ(0, close(self->cdev));
-	ASSERT_EQ(1, usable(self->iommufd, self->ioas, MSI_START, MSI_LAST));
+	ASSERT_EQ(1, ioas_usable(self->iommufd, self->ioas, MSI_START, MSI_LAST));
 	self->cdev = open(cdev_path, O_RDWR);
 	ASSERT_LE(0, self->cdev);
 }
@@ -335,7 +246,7 @@ TEST(unsafe_interrupts)
 	cdev = open(cdev_path, O_RDWR);
 	ASSERT_LE(0, cdev);
 	ASSERT_EQ(0, param_set('N'));
-	rc = bind(cdev, iommufd, NULL);
+	rc = cdev_bind(cdev, iommufd, NULL);
 	err = errno;
 	ASSERT_EQ(0, param_set(was));
 	if (isolated) {
@@ -345,7 +256,7 @@ TEST(unsafe_interrupts)
 		ASSERT_EQ(EPERM, err);
 		/* Allowed, it binds. */
 		ASSERT_EQ(0, param_set('Y'));
-		rc = bind(cdev, iommufd, NULL);
+		rc = cdev_bind(cdev, iommufd, NULL);
 		ASSERT_EQ(0, param_set(was));
 		ASSERT_EQ(0, rc);
 	}
@@ -394,10 +305,10 @@ static int locked_child(void)
 	iommufd = open("/dev/iommu", O_RDWR);
 	cdev = open(cdev_path, O_RDWR);
 	if (buf == MAP_FAILED || iommufd < 0 || cdev < 0 ||
-	    bind(cdev, iommufd, NULL))
+	    cdev_bind(cdev, iommufd, NULL))
 		return 10;
 	ioas = ioas_alloc(iommufd);
-	if (!ioas || attach(cdev, ioas))
+	if (!ioas || cdev_attach(cdev, ioas, NULL))
 		return 11;
 	if (setrlimit(RLIMIT_MEMLOCK, &lim) ||
 	    syscall(SYS_capget, &hdr, data))
@@ -406,19 +317,19 @@ static int locked_child(void)
 	data[0].permitted &= ~(1U << CAP_IPC_LOCK);
 	if (syscall(SYS_capset, &hdr, data))
 		return 13;
-	if (map_fixed(iommufd, ioas, buf, 0x100000, 4 * 4096)) {
+	if (ioas_map_fixed(iommufd, ioas, buf, 0x100000, 4 * 4096)) {
 		printf("# locked: 4 pages within the limit: %s\n",
 		       strerror(errno));
 		return 1;
 	}
 	if (status_kb("VmPin") != 16)
 		bad = 2;
-	if (!map_fixed(iommufd, ioas, buf + 4 * 4096, 0x200000, 4096) ||
+	if (!ioas_map_fixed(iommufd, ioas, buf + 4 * 4096, 0x200000, 4096) ||
 	    errno != ENOMEM)
 		bad = 3;
 	if (status_kb("VmPin") != 16)
 		bad = 4;
-	if (unmap(iommufd, ioas, 0x100000, 4 * 4096) || status_kb("VmPin"))
+	if (ioas_unmap(iommufd, ioas, 0x100000, 4 * 4096) || status_kb("VmPin"))
 		bad = 5;
 	close(cdev);
 	close(iommufd);

@@ -29,85 +29,17 @@
 
 #include <libvfio.h>
 #include "kselftest_harness.h"
+#include "iommufd_vfio_utils.h"
 
 #define MSI_START 0xfee00000ULL
 #define MSI_LAST 0xfeefffffULL
 
 static char **bdfs;
 
-static int bind(int cdev, int iommufd)
-{
-	struct vfio_device_bind_iommufd b = {
-		.argsz = sizeof(b),
-		.iommufd = iommufd,
-	};
-
-	return ioctl(cdev, VFIO_DEVICE_BIND_IOMMUFD, &b);
-}
-
-/* Attaches @cdev to @pt_id; the HWPT used in *hwpt. */
-static int attach(int cdev, uint32_t pt_id, uint32_t *hwpt)
-{
-	struct vfio_device_attach_iommufd_pt a = {
-		.argsz = sizeof(a),
-		.pt_id = pt_id,
-	};
-	int rc = ioctl(cdev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &a);
-
-	if (!rc && hwpt)
-		*hwpt = a.pt_id;
-	return rc;
-}
-
-static int detach(int cdev)
-{
-	struct vfio_device_detach_iommufd_pt d = { .argsz = sizeof(d) };
-
-	return ioctl(cdev, VFIO_DEVICE_DETACH_IOMMUFD_PT, &d);
-}
-
-static uint32_t ioas_alloc(int iommufd)
-{
-	struct iommu_ioas_alloc a = { .size = sizeof(a) };
-
-	if (ioctl(iommufd, IOMMU_IOAS_ALLOC, &a))
-		return 0;
-	return a.out_ioas_id;
-}
-
 /* Whether a usable IOVA range of @ioas intersects the MSI window. */
 static int msi_usable(int iommufd, uint32_t ioas)
 {
-	struct iommu_iova_range r[64];
-	struct iommu_ioas_iova_ranges q = {
-		.size = sizeof(q),
-		.ioas_id = ioas,
-		.num_iovas = 64,
-		.allowed_iovas = (uintptr_t)r,
-	};
-	unsigned int i;
-
-	if (ioctl(iommufd, IOMMU_IOAS_IOVA_RANGES, &q))
-		return -1;
-	for (i = 0; i < q.num_iovas; i++)
-		if (r[i].start <= MSI_LAST && r[i].last >= MSI_START)
-			return 1;
-	return 0;
-}
-
-static int map_fixed(int iommufd, uint32_t ioas, void *buf, uint64_t iova)
-{
-	struct iommu_ioas_map m = {
-		.size = sizeof(m),
-		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE |
-			 IOMMU_IOAS_MAP_WRITEABLE,
-		.ioas_id = ioas,
-		.user_va = (uintptr_t)buf,
-		.length = 4096,
-		.iova = iova,
-	};
-
-	return ioctl(iommufd, IOMMU_IOAS_MAP, &m);
+	return ioas_usable(iommufd, ioas, MSI_START, MSI_LAST);
 }
 
 FIXTURE(cdevs) {
@@ -124,8 +56,8 @@ FIXTURE_SETUP(cdevs)
 	ASSERT_LE(0, self->a);
 	self->b = open(vfio_pci_get_cdev_path(bdfs[1]), O_RDWR);
 	ASSERT_LE(0, self->b);
-	ASSERT_EQ(0, bind(self->a, self->iommufd));
-	ASSERT_EQ(0, bind(self->b, self->iommufd));
+	ASSERT_EQ(0, cdev_bind(self->a, self->iommufd, NULL));
+	ASSERT_EQ(0, cdev_bind(self->b, self->iommufd, NULL));
 	self->ioas = ioas_alloc(self->iommufd);
 	ASSERT_NE(0, self->ioas);
 }
@@ -142,18 +74,18 @@ TEST_F(cdevs, second_device_joins)
 {
 	uint32_t ha, hb, other;
 
-	ASSERT_EQ(0, attach(self->a, self->ioas, &ha));
-	ASSERT_EQ(0, attach(self->b, self->ioas, &hb));
+	ASSERT_EQ(0, cdev_attach(self->a, self->ioas, &ha));
+	ASSERT_EQ(0, cdev_attach(self->b, self->ioas, &hb));
 	ASSERT_EQ(ha, hb);
 	/* To the HWPT by its ID too. */
-	ASSERT_EQ(0, detach(self->b));
-	ASSERT_EQ(0, attach(self->b, ha, &hb));
+	ASSERT_EQ(0, cdev_detach(self->b));
+	ASSERT_EQ(0, cdev_attach(self->b, ha, &hb));
 	ASSERT_EQ(ha, hb);
 	/* Not to another IOAS while the group is attached to this one. */
-	ASSERT_EQ(0, detach(self->b));
+	ASSERT_EQ(0, cdev_detach(self->b));
 	other = ioas_alloc(self->iommufd);
 	ASSERT_NE(0, other);
-	EXPECT_EQ(-1, attach(self->b, other, NULL));
+	EXPECT_EQ(-1, cdev_attach(self->b, other, NULL));
 	EXPECT_EQ(EINVAL, errno);
 }
 
@@ -164,31 +96,32 @@ TEST_F(cdevs, last_device_detaches)
 			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
 	ASSERT_NE(MAP_FAILED, buf);
-	ASSERT_EQ(0, attach(self->a, self->ioas, NULL));
-	ASSERT_EQ(0, attach(self->b, self->ioas, NULL));
+	ASSERT_EQ(0, cdev_attach(self->a, self->ioas, NULL));
+	ASSERT_EQ(0, cdev_attach(self->b, self->ioas, NULL));
 	ASSERT_EQ(0, msi_usable(self->iommufd, self->ioas));
-	ASSERT_EQ(0, detach(self->a));
+	ASSERT_EQ(0, cdev_detach(self->a));
 	/* B's reserved regions are still out of the IOAS, and it maps. */
 	ASSERT_EQ(0, msi_usable(self->iommufd, self->ioas));
-	ASSERT_EQ(0, map_fixed(self->iommufd, self->ioas, buf, 0x100000));
+	ASSERT_EQ(0, ioas_map_fixed(self->iommufd, self->ioas, buf, 0x100000,
+				    4096));
 	/* A may come back to it. */
-	ASSERT_EQ(0, attach(self->a, self->ioas, NULL));
-	ASSERT_EQ(0, detach(self->b));
-	ASSERT_EQ(0, detach(self->a));
+	ASSERT_EQ(0, cdev_attach(self->a, self->ioas, NULL));
+	ASSERT_EQ(0, cdev_detach(self->b));
+	ASSERT_EQ(0, cdev_detach(self->a));
 	ASSERT_EQ(1, msi_usable(self->iommufd, self->ioas));
 	/* Alone, a device may go anywhere. */
-	ASSERT_EQ(0, attach(self->b, self->ioas, NULL));
+	ASSERT_EQ(0, cdev_attach(self->b, self->ioas, NULL));
 	munmap(buf, 4096);
 }
 
 /* Closing one device leaves the other attached. */
 TEST_F(cdevs, close_one)
 {
-	ASSERT_EQ(0, attach(self->a, self->ioas, NULL));
-	ASSERT_EQ(0, attach(self->b, self->ioas, NULL));
+	ASSERT_EQ(0, cdev_attach(self->a, self->ioas, NULL));
+	ASSERT_EQ(0, cdev_attach(self->b, self->ioas, NULL));
 	ASSERT_EQ(0, close(self->a));
 	ASSERT_EQ(0, msi_usable(self->iommufd, self->ioas));
-	ASSERT_EQ(0, detach(self->b));
+	ASSERT_EQ(0, cdev_detach(self->b));
 	ASSERT_EQ(1, msi_usable(self->iommufd, self->ioas));
 	self->a = open(vfio_pci_get_cdev_path(bdfs[0]), O_RDWR);
 	ASSERT_LE(0, self->a);
