@@ -466,9 +466,13 @@ impl IoPagetable {
 
     /// Reserves `[start, last]` for `by`: `EADDRINUSE` if it intersects an
     /// allowed range or a mapping.
-    #[cfg_attr(not(CONFIG_IOMMUFD_TEST), allow(dead_code))] // The selftest's, until VFIO devices bring reserved regions.
+    #[cfg_attr(not(CONFIG_IOMMUFD_TEST), allow(dead_code))] // The selftest's (IOMMU_TEST_OP_ADD_RESERVED).
     pub(crate) fn reserve(&self, start: u64, last: u64, by: Reserver) -> Result {
-        let mut inner = self.inner.lock();
+        Self::reserve_locked(&mut self.inner.lock(), start, last, by)
+    }
+
+    /// [`IoPagetable::reserve`] under the lock.
+    fn reserve_locked(inner: &mut Inner, start: u64, last: u64, by: Reserver) -> Result {
         if inner.allowed.overlaps(start, last) || inner.areas.overlaps(start, last) {
             return Err(EADDRINUSE);
         }
@@ -483,12 +487,7 @@ impl IoPagetable {
         let mut inner = self.inner.lock();
         let by = Reserver::Device(dev);
         for &(start, last) in ranges {
-            let res = if inner.allowed.overlaps(start, last) || inner.areas.overlaps(start, last) {
-                Err(EADDRINUSE)
-            } else {
-                inner.reserved.insert(start, last, by)
-            };
-            if let Err(e) = res {
+            if let Err(e) = Self::reserve_locked(&mut inner, start, last, by) {
                 inner.reserved.remove_if(|r| *r == by);
                 return Err(e);
             }
