@@ -888,4 +888,134 @@ TEST(access_copy_stall_spares_map)
 	stall_test(_metadata, op_map);
 }
 
+/*
+ * The automatic HWPT of a device that goes while another thread's command
+ * holds the HWPT: IOMMU_TEST_OP_MD_CHECK_MAP on it, stalled in its lookup
+ * of a user page that userfaultfd holds.  The HWPT outlives its last device
+ * then (upstream's does too: its put only destroys it when unused) and can
+ * be destroyed by ID afterwards, or goes with the context; either way
+ * nothing of it may stay.  Found by the fuzzer: the IOAS's list of its
+ * automatic HWPTs kept the HWPT, which keeps the IOAS, so the IOAS could
+ * never be destroyed and the context's release leaked both and the pins.
+ */
+struct hwpt_stall {
+	int fd, uffd;
+	__u32 ioas_id, stdev_id, hwpt_id;
+	char *area;		/* registered with uffd, the check's user page */
+	char *mem;		/* mapped in the IOAS: pinned by the domain */
+	int rc, err;
+	atomic_bool done;
+};
+
+static void *stalled_check_map(void *arg)
+{
+	struct hwpt_stall *st = arg;
+	struct iommu_test_cmd cmd = {
+		.size = sizeof(cmd),
+		.op = IOMMU_TEST_OP_MD_CHECK_MAP,
+		.id = st->hwpt_id,
+		.check_map = { .iova = BASE_IOVA, .length = PAGE,
+			       .uptr = (uintptr_t)st->area },
+	};
+
+	/* Fails once resolved (the zero page is not what is mapped). */
+	st->rc = ioctl(st->fd, IOMMU_TEST_CMD, &cmd);
+	st->err = errno;
+	atomic_store(&st->done, true);
+	return NULL;
+}
+
+/*
+ * Binds a mock device to a new IOAS with HOLD_BYTES mapped, starts the stalled
+ * check on its automatic HWPT and destroys the device meanwhile: 0, or -1
+ * with errno.
+ */
+static int hwpt_stall_start(struct hwpt_stall *st, pthread_t *t)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_MISSING };
+
+	memset(st, 0, sizeof(*st));
+	st->fd = open("/dev/iommu", O_RDWR);
+	if (st->fd < 0 || ioas_alloc(st->fd, &st->ioas_id))
+		return -1;
+	st->mem = mmap(NULL, HOLD_BYTES, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	st->area = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (st->mem == MAP_FAILED || st->area == MAP_FAILED)
+		return -1;
+	st->uffd = syscall(__NR_userfaultfd, O_CLOEXEC);
+	if (st->uffd < 0 || ioctl(st->uffd, UFFDIO_API, &api))
+		return -1;
+	reg.range.start = (uintptr_t)st->area;
+	reg.range.len = PAGE;
+	if (ioctl(st->uffd, UFFDIO_REGISTER, &reg))
+		return -1;
+	if (map_fixed(st->fd, st->ioas_id, st->mem, HOLD_BYTES, BASE_IOVA, RW) ||
+	    mock_domain(st->fd, st->ioas_id, &st->stdev_id, &st->hwpt_id, NULL))
+		return -1;
+	if (pthread_create(t, NULL, stalled_check_map, st))
+		return -1;
+	/* Let the check reach the fault. */
+	usleep(200 * 1000);
+	return destroy(st->fd, st->stdev_id);
+}
+
+static void hwpt_stall_resolve(struct hwpt_stall *st, pthread_t t)
+{
+	struct uffdio_zeropage zp = {
+		.range = { .start = (uintptr_t)st->area, .len = PAGE },
+	};
+
+	ioctl(st->uffd, UFFDIO_ZEROPAGE, &zp);
+	pthread_join(t, NULL);
+	close(st->uffd);
+	munmap(st->area, PAGE);
+}
+
+static void hwpt_stall_test(struct __test_metadata *_metadata, bool by_id)
+{
+	struct hwpt_stall st;
+	bool stalled;
+	long pinned;
+	pthread_t t;
+
+	if (hwpt_stall_start(&st, &t)) {
+		if (errno == ENOSYS || errno == EPERM)
+			SKIP(return, "no userfaultfd here");
+		ASSERT_EQ(0, -errno);
+	}
+	stalled = !atomic_load(&st.done);
+	pinned = status_kb("VmPin");
+	hwpt_stall_resolve(&st, t);
+	ASSERT_TRUE(stalled);
+	ASSERT_EQ(HOLD_BYTES >> 10, pinned);
+	EXPECT_EQ(-1, st.rc);
+	EXPECT_EQ(EINVAL, st.err);
+	if (by_id) {
+		/* Its last device gone, the HWPT is unused now. */
+		EXPECT_EQ(0, destroy(st.fd, st.hwpt_id));
+		/* Nothing holds the IOAS any more. */
+		EXPECT_EQ(0, destroy(st.fd, st.ioas_id));
+		EXPECT_EQ(0, status_kb("VmPin"));
+	}
+	close(st.fd);
+	/* Closing the context gives back every pin. */
+	EXPECT_EQ(0, status_kb("VmPin"));
+	munmap(st.mem, HOLD_BYTES);
+}
+
+/* The HWPT, then the IOAS, are destroyed by ID. */
+TEST(auto_hwpt_outliving_its_device_destroyed)
+{
+	hwpt_stall_test(_metadata, true);
+}
+
+/* Both go with the context. */
+TEST(auto_hwpt_outliving_its_device_closed)
+{
+	hwpt_stall_test(_metadata, false);
+}
+
 TEST_HARNESS_MAIN
