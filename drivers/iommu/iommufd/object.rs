@@ -79,6 +79,8 @@ type Stored = KBox<dyn Any + Send + Sync>;
 struct Entry {
     obj: Stored,
     uses: Arc<Uses>,
+    /// The object's type, for the log.
+    kind: &'static str,
 }
 
 impl Entry {
@@ -479,8 +481,24 @@ impl<S: TableState> ObjectTable<S> {
                 // referenced elsewhere lives on until that reference goes.
                 warn_on!(true);
                 pr_err!("objects still in use at release: a refcounting bug\n");
+                self.log_leftovers();
                 return;
             }
+        }
+    }
+
+    /// Logs every object left in the table, with its uses.
+    fn log_leftovers(&self) {
+        let inner = self.inner.lock();
+        for (id, e) in inner.map.iter() {
+            let u = &e.uses;
+            pr_err!(
+                "  object {id}: {} with {} uses ({} short){}\n",
+                e.kind,
+                u.all.load(Relaxed),
+                u.short.load(Relaxed),
+                if u.dying.load(Relaxed) { ", dying" } else { "" }
+            );
         }
     }
 
@@ -610,6 +628,7 @@ impl<S: TableState, T: Kind> Pending<'_, S, T> {
             Entry {
                 obj: stored,
                 uses: uses.clone(),
+                kind: core::any::type_name::<T>(),
             },
         );
         let mut inner = slot.table.inner.lock();
