@@ -13,7 +13,6 @@
 //! turn before it makes a new one, as upstream does: a domain that does
 //! not suit the device (`EINVAL` from the attach) is passed over.
 
-use core::any::Any;
 use kernel::iommu::domain::{self as iommu, AllocFlags, Cap, Domain};
 use kernel::iommu::user_data::{UserData, UserDataArray};
 use kernel::prelude::*;
@@ -21,7 +20,7 @@ use kernel::sync::Arc;
 
 use crate::ctx::{Ctx, Objects, PendingObj};
 use crate::fault::Fault;
-use crate::ioas::Ioas;
+use crate::ioas::{AutoHwpt, Ioas};
 use crate::object::{Held, Object};
 use crate::uapi;
 use crate::ucmd::Ucmd;
@@ -170,13 +169,18 @@ impl Hwpt {
         self.paging().is_some_and(|p| p.auto)
     }
 
+    /// The address an automatic HWPT is listed under by its IOAS.
+    fn addr(&self) -> usize {
+        core::ptr::from_ref(self) as usize
+    }
+
     /// Finds an automatic HWPT of `ioas` that `try_attach` accepts, or makes
     /// one for `dev` and has `try_attach` accept it.  `try_attach` refusing
     /// a HWPT with `EINVAL` means that its domain does not suit the device:
     /// the next one is tried; any other error ends the search.  Returns the
     /// HWPT, with a use for the caller, and what `try_attach` returned.
     ///
-    /// Runs under the IOAS's lock of its automatic HWPTs, so that two
+    /// Runs under the IOAS's lock for attaching devices, so that two
     /// devices attaching at once share a new HWPT rather than make two.
     pub(crate) fn attach_auto<R>(
         ctx: &Ctx,
@@ -184,28 +188,31 @@ impl Hwpt {
         dev: &kernel::device::Device,
         mut try_attach: impl FnMut(&Object<Hwpt>) -> Result<R>,
     ) -> Result<(Held<Hwpt>, R)> {
-        let mut list = ioas.auto_hwpts.lock();
-        let mut i = 0;
-        while let Some(any) = list.get(i).cloned() {
-            i += 1;
-            // Not found while it is being destroyed.
-            let held = match any.downcast_ref::<Object<Hwpt>>() {
-                Some(obj) => ctx.objects.hold(obj),
-                None => Err(ENOENT),
-            };
-            drop(any);
-            let Ok(held) = held else {
+        let _serial = ioas.auto_attach.lock();
+        // A copy: the HWPTs leave the list by themselves, also while we try
+        // them.  Room for one more, so that listing a new one cannot fail
+        // once it is attached (only this lock's holder adds to the list).
+        let listed = {
+            let mut list = ioas.auto_hwpts.lock();
+            list.reserve(1, GFP_KERNEL_ACCOUNT)?;
+            let mut copy = KVec::with_capacity(list.len(), GFP_KERNEL_ACCOUNT)?;
+            copy.extend_from_slice(&list, GFP_KERNEL_ACCOUNT)?;
+            copy
+        };
+        for entry in listed {
+            // Not found once it is being destroyed, nor if its ID is
+            // another object's by now.
+            let Ok(held) = ctx.objects.get_long::<Hwpt>(entry.id) else {
                 continue;
             };
+            if held.addr() != entry.addr {
+                Self::put(&ctx.objects, held);
+                continue;
+            }
             match try_attach(&held) {
                 Ok(r) => return Ok((held, r)),
                 Err(e) => {
-                    let listed = list.len();
-                    Self::put_locked(&ctx.objects, &mut list, held);
-                    // Destroyed: the next one took its place.
-                    if list.len() < listed {
-                        i -= 1;
-                    }
+                    Self::put(&ctx.objects, held);
                     if e != EINVAL {
                         return Err(e);
                     }
@@ -216,11 +223,13 @@ impl Hwpt {
         // Attached before it is published, as upstream; a failure drops it
         // unseen.
         let r = try_attach(&pending)?;
-        list.reserve(1, GFP_KERNEL_ACCOUNT)?;
         let held = pending.finalize_held();
-        let any: Arc<dyn Any + Send + Sync> = held.obj().clone();
+        let entry = AutoHwpt {
+            id: held.id(),
+            addr: held.addr(),
+        };
         // Room was reserved above.
-        if list.push_within_capacity(any).is_err() {
+        if ioas.auto_hwpts.lock().push_within_capacity(entry).is_err() {
             kernel::warn_on!(true);
             pr_err!("automatic HWPT not listed\n");
         }
@@ -228,41 +237,28 @@ impl Hwpt {
     }
 
     /// Gives back a use of `hwpt`, destroying it if it was automatic and
-    /// this was its last device.
+    /// this was its last use (its last device left): an automatic HWPT
+    /// lives as long as devices use it, unless a command using it
+    /// meanwhile makes it outlive them (then `IOMMU_DESTROY` or the
+    /// context's release destroys it), as upstream.
     pub(crate) fn put(objects: &Objects, hwpt: Held<Hwpt>) {
-        let Some(ioas) = hwpt.paging().filter(|p| p.auto).map(|p| p.ioas.clone()) else {
-            drop(hwpt);
-            return;
-        };
-        let mut list = ioas.auto_hwpts.lock();
-        Self::put_locked(objects, &mut list, hwpt);
-    }
-
-    /// [`Hwpt::put`] for an automatic HWPT of the IOAS whose list of them
-    /// is `list`, locked.
-    fn put_locked(
-        objects: &Objects,
-        list: &mut KVec<Arc<dyn Any + Send + Sync>>,
-        hwpt: Held<Hwpt>,
-    ) {
         if !hwpt.is_auto() {
             drop(hwpt);
             return;
         }
-        let obj = hwpt.obj().clone();
         // In one step: between a put and a destroy by ID, the HWPT could be
         // destroyed by the user and its ID given to a new object.
-        if objects.put_and_try_destroy(hwpt) {
-            // Off the list, whose reference is then the last.
-            let key = Arc::as_ptr(&obj).cast::<()>();
-            list.retain(|a| Arc::as_ptr(a).cast::<()>() != key);
-        }
+        objects.put_and_try_destroy(hwpt);
     }
 }
 
 impl Drop for Hwpt {
     fn drop(&mut self) {
         if let HwptKind::Paging(p) = &self.kind {
+            if p.auto {
+                let addr = self.addr();
+                p.ioas.auto_hwpts.lock().retain(|e| e.addr != addr);
+            }
             p.ioas.iopt.remove_domain(&self.domain);
         }
     }

@@ -2,7 +2,6 @@
 
 //! I/O address spaces (IOAS): `IOMMU_IOAS_*`.
 
-use core::any::Any;
 use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
@@ -21,11 +20,25 @@ pub(crate) struct Ioas {
     /// a use of the IOAS, so the IOAS outlives them.
     #[pin]
     accesses: Mutex<KVec<(u32, Arc<dyn UnmapListener>)>>,
+    /// Held while a device looks for an automatic HWPT of this IOAS, or
+    /// makes one, so that two devices attaching at once share a new one.
+    #[pin]
+    pub(crate) auto_attach: Mutex<()>,
     /// The automatic HWPTs of this IOAS, oldest first, for devices
     /// attaching: kept by `hw_pagetable`, which the IOAS does not know.
-    /// Also held while a device looks for one, or makes one.
     #[pin]
-    pub(crate) auto_hwpts: Mutex<KVec<Arc<dyn Any + Send + Sync>>>,
+    pub(crate) auto_hwpts: Mutex<KVec<AutoHwpt>>,
+}
+
+/// An automatic HWPT as its IOAS lists it: its ID, and its address, which
+/// tells it from a later object under the same ID.  Not a reference: the
+/// HWPT holds the IOAS, so a reference back would be a cycle that keeps
+/// both forever.  The HWPT takes itself off the list when it goes, before
+/// its memory can be another object's.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AutoHwpt {
+    pub(crate) id: u32,
+    pub(crate) addr: usize,
 }
 
 impl Ioas {
@@ -33,6 +46,7 @@ impl Ioas {
         try_pin_init!(Self {
             iopt <- IoPagetable::new(),
             accesses <- new_mutex!(KVec::new()),
+            auto_attach <- new_mutex!(()),
             auto_hwpts <- new_mutex!(KVec::new()),
         }? Error)
     }
