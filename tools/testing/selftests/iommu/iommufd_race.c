@@ -752,26 +752,39 @@ static void *stalled_copy(void *arg)
 	return NULL;
 }
 
-/* Sets up the stalled copy; 0, or -1 with errno (ENOSYS: no userfaultfd). */
-static int stall_start(struct stall *st, pthread_t *t)
+/*
+ * A new anonymous page, registered with a new userfaultfd for missing
+ * pages: its uffd, or -1 with errno (ENOSYS: no userfaultfd).
+ */
+static int uffd_page(char **area)
 {
 	struct uffdio_api api = { .api = UFFD_API };
 	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_MISSING };
+	int uffd;
 
+	*area = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (*area == MAP_FAILED)
+		return -1;
+	uffd = syscall(__NR_userfaultfd, O_CLOEXEC);
+	if (uffd < 0 || ioctl(uffd, UFFDIO_API, &api))
+		return -1;
+	reg.range.start = (uintptr_t)*area;
+	reg.range.len = PAGE;
+	if (ioctl(uffd, UFFDIO_REGISTER, &reg))
+		return -1;
+	return uffd;
+}
+
+/* Sets up the stalled copy; 0, or -1 with errno (ENOSYS: no userfaultfd). */
+static int stall_start(struct stall *st, pthread_t *t)
+{
 	memset(st, 0, sizeof(*st));
 	st->fd = open("/dev/iommu", O_RDWR);
 	if (st->fd < 0 || ioas_alloc(st->fd, &st->ioas_id))
 		return -1;
-	st->area = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
-			MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (st->area == MAP_FAILED)
-		return -1;
-	st->uffd = syscall(__NR_userfaultfd, O_CLOEXEC);
-	if (st->uffd < 0 || ioctl(st->uffd, UFFDIO_API, &api))
-		return -1;
-	reg.range.start = (uintptr_t)st->area;
-	reg.range.len = PAGE;
-	if (ioctl(st->uffd, UFFDIO_REGISTER, &reg))
+	st->uffd = uffd_page(&st->area);
+	if (st->uffd < 0)
 		return -1;
 	/* No domain: nothing is pinned, so the page stays missing. */
 	if (map_fixed(st->fd, st->ioas_id, st->area, PAGE, BASE_IOVA, RW))
@@ -932,25 +945,16 @@ static void *stalled_check_map(void *arg)
  */
 static int hwpt_stall_start(struct hwpt_stall *st, pthread_t *t)
 {
-	struct uffdio_api api = { .api = UFFD_API };
-	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_MISSING };
-
 	memset(st, 0, sizeof(*st));
 	st->fd = open("/dev/iommu", O_RDWR);
 	if (st->fd < 0 || ioas_alloc(st->fd, &st->ioas_id))
 		return -1;
 	st->mem = mmap(NULL, HOLD_BYTES, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	st->area = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
-			MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (st->mem == MAP_FAILED || st->area == MAP_FAILED)
+	if (st->mem == MAP_FAILED)
 		return -1;
-	st->uffd = syscall(__NR_userfaultfd, O_CLOEXEC);
-	if (st->uffd < 0 || ioctl(st->uffd, UFFDIO_API, &api))
-		return -1;
-	reg.range.start = (uintptr_t)st->area;
-	reg.range.len = PAGE;
-	if (ioctl(st->uffd, UFFDIO_REGISTER, &reg))
+	st->uffd = uffd_page(&st->area);
+	if (st->uffd < 0)
 		return -1;
 	if (map_fixed(st->fd, st->ioas_id, st->mem, HOLD_BYTES, BASE_IOVA, RW) ||
 	    mock_domain(st->fd, st->ioas_id, &st->stdev_id, &st->hwpt_id, NULL))
