@@ -278,7 +278,9 @@ impl<S: TableState> ObjectTable<S> {
     }
 
     /// A long-term use of `obj`, found by reference: `ENOENT` unless `obj`
-    /// itself is published (not merely an object under its ID).
+    /// itself is published (not merely an object under its ID).  Only the
+    /// tests look objects up this way now.
+    #[cfg(CONFIG_KUNIT)]
     pub(crate) fn hold<T: Kind>(&self, obj: &Object<T>) -> Result<Held<T>> {
         let inner = self.inner.lock();
         let id = obj.id();
