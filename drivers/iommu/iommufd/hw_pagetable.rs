@@ -195,7 +195,7 @@ impl Hwpt {
         let listed = {
             let mut list = ioas.auto_hwpts.lock();
             list.reserve(1, GFP_KERNEL_ACCOUNT)?;
-            let mut copy = KVec::with_capacity(list.len(), GFP_KERNEL_ACCOUNT)?;
+            let mut copy = KVec::new();
             copy.extend_from_slice(&list, GFP_KERNEL_ACCOUNT)?;
             copy
         };

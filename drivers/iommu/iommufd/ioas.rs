@@ -35,7 +35,7 @@ pub(crate) struct Ioas {
 /// HWPT holds the IOAS, so a reference back would be a cycle that keeps
 /// both forever.  The HWPT takes itself off the list when it goes, before
 /// its memory can be another object's.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub(crate) struct AutoHwpt {
     pub(crate) id: u32,
     pub(crate) addr: usize,
