@@ -18,64 +18,44 @@ use kernel::uaccess::{UserPtr, UserSlice};
 
 use crate::ctx::{Ctx, PendingObj};
 use crate::fault::Sink;
-use crate::group::IGroup;
+use crate::group::{self, GroupState, IGroup, Left, Member, Members, Shared};
 use crate::hw_pagetable::Hwpt;
 use crate::ioas::Ioas;
 use crate::object::Held;
 use crate::uapi;
 use crate::ucmd::Ucmd;
 
+/// A PASID's attachment.
 struct Attached {
     hwpt: Held<Hwpt>,
-    /// A PASID's own attachment; `None` for the RID, which attaches
-    /// through its group's (see [`IGroup`]).
-    attachment: Option<Attachment>,
+    attachment: Attachment,
     /// Where the device's faults go, if the HWPT takes faults.
     sink: Option<Arc<Sink>>,
 }
 
-/// What a device is attached to: for its requests without a PASID (the
-/// RID), and for each PASID.
-struct Attachments {
-    rid: Option<Attached>,
-    pasids: KVec<(u32, Attached)>,
+/// What a group's RID attachment translates through: a HWPT, with a use of
+/// it for the group, and where the faults that come through it go.
+pub(crate) struct RidPt {
+    hwpt: Held<Hwpt>,
+    sink: Option<Arc<Sink>>,
 }
 
-impl Attachments {
-    fn get_mut(&mut self, pasid: Option<u32>) -> Option<&mut Attached> {
-        match pasid {
-            None => self.rid.as_mut(),
-            Some(p) => self
-                .pasids
-                .iter_mut()
-                .find(|(q, _)| *q == p)
-                .map(|(_, a)| a),
-        }
-    }
+/// A group of bound devices, as this layer keeps it.
+type DevGroup = IGroup<RidPt>;
 
-    fn take(&mut self, pasid: Option<u32>) -> Option<Attached> {
-        match pasid {
-            None => self.rid.take(),
-            Some(p) => {
-                let i = self.pasids.iter().position(|(q, _)| *q == p)?;
-                self.pasids.remove(i).ok().map(|(_, a)| a)
-            }
-        }
-    }
-
-    /// Whether `hwpt` may be attached for `pasid` beside what is attached:
-    /// while PASIDs are attached, the RID only to HWPTs that allow PASIDs;
-    /// a PASID only to such a HWPT, and only if the RID's allows them too.
-    fn compatible(&self, hwpt: &Hwpt, pasid: Option<u32>) -> Result {
-        let ok = match pasid {
-            None => hwpt.pasid_compat || self.pasids.is_empty(),
-            Some(_) => hwpt.pasid_compat && self.rid.as_ref().is_none_or(|a| a.hwpt.pasid_compat),
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(EINVAL)
-        }
+/// Whether `hwpt` may be attached for `pasid` beside what the group has
+/// attached (`g`): while PASIDs are attached, the RID only to HWPTs that
+/// allow PASIDs; a PASID only to such a HWPT, and only if the RID's allows
+/// them too.
+fn compatible(g: &GroupState<RidPt>, hwpt: &Hwpt, pasid: Option<u32>) -> Result {
+    let ok = match pasid {
+        None => hwpt.pasid_compat || g.pasids == 0,
+        Some(_) => hwpt.pasid_compat && g.rid.as_ref().is_none_or(|s| s.pt.hwpt.pasid_compat),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(EINVAL)
     }
 }
 
@@ -86,10 +66,10 @@ pub(crate) struct Device {
     /// The device's object ID, which faults are reported with.
     id: u32,
     dev: ARef<kernel::device::Device>,
-    /// Held across attach, replace and detach, and by whoever raises faults
-    /// on the device (see `kernel::iommu::driver::Registration::report_fault`).
+    /// The device's PASID attachments; its RID attaches through its group
+    /// (see [`IGroup`]), whose lock is taken inside this one.
     #[pin]
-    attached: Mutex<Attachments>,
+    pasids: Mutex<KVec<(u32, Attached)>>,
     /// The device's DMA ownership: attaching takes it, and each
     /// attachment holds it, so the DMA goes back only after the last one.
     owner: Arc<DmaOwner>,
@@ -100,19 +80,19 @@ pub(crate) struct Device {
 /// A bound device's place in its context's groups, given back on drop.
 struct GroupRef {
     ctx: Arc<Ctx>,
-    group: Arc<IGroup>,
+    group: Arc<DevGroup>,
 }
 
 impl Drop for GroupRef {
     fn drop(&mut self) {
-        self.ctx.groups.lock().put(&self.group);
+        self.ctx.groups.lock().put(&*self.group);
     }
 }
 
 impl core::ops::Deref for GroupRef {
-    type Target = IGroup;
+    type Target = DevGroup;
 
-    fn deref(&self) -> &IGroup {
+    fn deref(&self) -> &DevGroup {
         &self.group
     }
 }
@@ -159,10 +139,7 @@ impl Device {
             ctx: ctx.clone(),
             id,
             dev: dev.into(),
-            attached <- new_mutex!(Attachments {
-                rid: None,
-                pasids: KVec::new(),
-            }),
+            pasids <- new_mutex!(KVec::new()),
             owner,
             group: igroup,
         }? Error))?;
@@ -191,49 +168,17 @@ impl Device {
         Hwpt::put(&self.ctx.objects, hwpt);
     }
 
-    /// Identifies the device among the holders of an IOAS's reserved
-    /// ranges (its address: it is pinned).
-    fn resv_key(&self) -> usize {
+    /// Identifies the device among its group's members and the holders of
+    /// an IOAS's reserved ranges (its address: it is pinned).
+    fn key(&self) -> usize {
         core::ptr::from_ref(self) as usize
     }
 
-    /// Takes the device's reserved regions out of `ioas`'s usable IOVA
-    /// (nothing for `None`), as the RID attaches to a paging HWPT of it:
-    /// every region but the direct mappings firmware allows to be given up,
-    /// so that no mapping lands on the MSI window or a range the platform
-    /// reserves.  `EADDRINUSE` if one is mapped or allowed already;
-    /// `EINVAL` (and a warning) if the driver offers hardware and software
-    /// MSI windows together, or two software ones, as upstream refuses.
-    fn reserve_in(&self, ioas: Option<&Ioas>) -> Result {
-        let Some(ioas) = ioas else {
-            return Ok(());
-        };
-        let regions = iommu::resv_regions(&self.dev)?;
-        let mut ranges = KVec::with_capacity(regions.len(), GFP_KERNEL)?;
-        let (mut hw_msi, mut sw_msi) = (0, 0);
-        for r in regions.iter() {
-            match r.kind {
-                ResvKind::DirectRelaxable => continue,
-                ResvKind::Msi => hw_msi += 1,
-                ResvKind::SwMsi => sw_msi += 1,
-                ResvKind::Direct | ResvKind::Reserved => {}
-            }
-            ranges.push((r.start, r.last()), GFP_KERNEL)?;
-        }
-        if (sw_msi > 0 && hw_msi > 0) || sw_msi > 1 {
-            dev_warn!(
-                self.dev,
-                "iommufd: its IOMMU driver reports {hw_msi} hardware and {sw_msi} software MSI windows\n"
-            );
-            return Err(EINVAL);
-        }
-        ioas.iopt.reserve_device(self.resv_key(), &ranges)
-    }
-
-    /// Gives back what [`Device::reserve_in`] took out of `ioas`.
-    fn unreserve_in(&self, ioas: Option<&Ioas>) {
-        if let Some(ioas) = ioas {
-            ioas.iopt.unreserve_device(self.resv_key());
+    /// The device as a member of its group's RID attachment.
+    fn member(&self) -> Member {
+        Member {
+            key: self.key(),
+            dev: self.dev.clone(),
         }
     }
 
@@ -248,44 +193,91 @@ impl Device {
     /// `None`) to `pt_id`; only a HWPT for a PASID.  Returns the HWPT's
     /// ID.  `EBUSY` if already attached, as upstream.
     pub(crate) fn attach_pasid(&self, pasid: Option<u32>, pt_id: u32) -> Result<u32> {
-        let mut st = self.attached.lock();
-        if st.get_mut(pasid).is_some() {
+        match pasid {
+            None => self.attach_rid(pt_id),
+            Some(p) => self.attach_one_pasid(p, pt_id),
+        }
+    }
+
+    /// The RID joins its group's attachment (to `pt_id`'s domain only:
+    /// `EINVAL` for another), or attaches the group.
+    fn attach_rid(&self, pt_id: u32) -> Result<u32> {
+        /// What the search for a HWPT did.
+        enum Done {
+            /// The device joined the group's attachment.
+            Joined,
+            /// It attached the group (with these members).
+            Made(Attachment, Option<Arc<Sink>>, Members),
+        }
+        let _pasids = self.pasids.lock();
+        let mut g = self.group.lock();
+        if g.rid.as_ref().is_some_and(|s| s.members().has(self.key())) {
             return Err(EBUSY);
         }
-        if pasid.is_some() {
-            // So that recording the attachment below cannot fail.
-            st.pasids.reserve(1, GFP_KERNEL_ACCOUNT)?;
-        }
-        let (hwpt, (attachment, sink)) = self.with_target(pt_id, pasid, |hwpt| {
-            st.compatible(hwpt, pasid)?;
-            let sink = self.sink_for(hwpt)?;
-            let s = dyn_sink(&sink);
-            let attachment = match pasid {
-                None => {
-                    let ioas = rid_ioas(hwpt);
-                    self.reserve_in(ioas)?;
-                    self.group
-                        .attach_rid(&hwpt.domain, || {
-                            Attachment::attach(&hwpt.domain, &self.owner, s)
-                        })
-                        .inspect_err(|_| self.unreserve_in(ioas))?;
-                    None
+        let (hwpt, done) = self.with_target(pt_id, None, |hwpt| {
+            compatible(&g, hwpt, None)?;
+            let ioas = rid_ioas(hwpt);
+            if let Some(s) = &mut g.rid {
+                if !Arc::ptr_eq(s.attachment.domain(), &hwpt.domain) {
+                    return Err(EINVAL);
                 }
-                Some(p) => Some(Attachment::attach_pasid(&hwpt.domain, &self.owner, p, s)?),
-            };
-            Ok((attachment, sink))
+                reserve_members(core::iter::once(&self.member()), ioas)?;
+                s.join(self.member())
+                    .inspect_err(|_| unreserve_members(core::iter::once(&self.member()), ioas))?;
+                return Ok(Done::Joined);
+            }
+            let members = Members::new(self.member())?;
+            let sink = self.sink_for(hwpt)?;
+            reserve_members(members.iter(), ioas)?;
+            match Attachment::attach(&hwpt.domain, &self.owner, dyn_sink(&sink)) {
+                Ok(a) => Ok(Done::Made(a, sink, members)),
+                Err(e) => {
+                    unreserve_members(members.iter(), ioas);
+                    Err(e)
+                }
+            }
         })?;
+        let id = hwpt.id();
+        match done {
+            Done::Made(attachment, sink, members) => {
+                g.rid = Some(Shared::new(attachment, RidPt { hwpt, sink }, members));
+            }
+            Done::Joined => {
+                // The group holds its HWPT already.
+                drop(g);
+                Hwpt::put(&self.ctx.objects, hwpt);
+            }
+        }
+        Ok(id)
+    }
+
+    /// Attaches PASID `pasid` to the HWPT `pt_id`.
+    fn attach_one_pasid(&self, pasid: u32, pt_id: u32) -> Result<u32> {
+        let mut pasids = self.pasids.lock();
+        if pasids.iter().any(|(p, _)| *p == pasid) {
+            return Err(EBUSY);
+        }
+        // So that recording the attachment below cannot fail.
+        pasids.reserve(1, GFP_KERNEL_ACCOUNT)?;
+        let mut g = self.group.lock();
+        let (hwpt, (attachment, sink)) = self.with_target(pt_id, Some(pasid), |hwpt| {
+            compatible(&g, hwpt, Some(pasid))?;
+            let sink = self.sink_for(hwpt)?;
+            let a = Attachment::attach_pasid(&hwpt.domain, &self.owner, pasid, dyn_sink(&sink))?;
+            Ok((a, sink))
+        })?;
+        g.pasids += 1;
+        drop(g);
         let id = hwpt.id();
         let a = Attached {
             hwpt,
             attachment,
             sink,
         };
-        match pasid {
-            None => st.rid = Some(a),
-            // Room was reserved above.
-            Some(p) => st.pasids.push_within_capacity((p, a)).map_err(|_| ENOMEM)?,
-        }
+        // Room was reserved above.
+        pasids
+            .push_within_capacity((pasid, a))
+            .map_err(|_| ENOMEM)?;
         Ok(id)
     }
 
@@ -327,35 +319,59 @@ impl Device {
 
     /// Detaches PASID `pasid` (the RID for `None`), if attached.
     pub(crate) fn detach_pasid(&self, pasid: Option<u32>) {
-        let mut st = self.attached.lock();
-        let Some(Attached {
-            hwpt,
-            attachment,
-            sink,
-        }) = st.take(pasid)
-        else {
+        let mut pasids = self.pasids.lock();
+        let mut g = self.group.lock();
+        let Some(p) = pasid else {
+            // The RID leaves its group's attachment; the last one detaches
+            // the group.  Its reserved regions go once it has left.
+            match group::leave(&mut g.rid, self.key()) {
+                Left::NotAttached => {}
+                Left::Others => {
+                    if let Some(s) = &g.rid {
+                        unreserve_members(core::iter::once(&self.member()), rid_ioas(&s.pt.hwpt));
+                    }
+                }
+                Left::Last(pt) => {
+                    unreserve_members(core::iter::once(&self.member()), rid_ioas(&pt.hwpt));
+                    drop(g);
+                    drop(pasids);
+                    self.leave(pt.hwpt, pt.sink);
+                }
+            }
             return;
         };
-        // Detached under the lock, which whoever raises faults holds.
-        match attachment {
-            Some(a) => drop(a),
-            None => self.group.detach_rid(),
-        }
-        if pasid.is_none() {
-            self.unreserve_in(rid_ioas(&hwpt));
-        }
-        drop(st);
-        self.leave(hwpt, sink);
+        let Some(i) = pasids.iter().position(|(q, _)| *q == p) else {
+            return;
+        };
+        let Ok((_, a)) = pasids.remove(i) else {
+            return;
+        };
+        // Detached under the locks.
+        drop(a.attachment);
+        g.pasids -= 1;
+        drop(g);
+        drop(pasids);
+        self.leave(a.hwpt, a.sink);
     }
 
     /// The domain PASID `pasid` (the RID for `None`) is attached to, if
     /// any.
     #[cfg_attr(not(CONFIG_IOMMUFD_TEST), allow(dead_code))] // The selftest's.
     pub(crate) fn attached_domain(&self, pasid: Option<u32>) -> Option<Arc<Domain>> {
-        self.attached
-            .lock()
-            .get_mut(pasid)
-            .map(|a| a.hwpt.domain.clone())
+        let pasids = self.pasids.lock();
+        match pasid {
+            None => self
+                .group
+                .lock()
+                .rid
+                .as_ref()
+                .filter(|s| s.members().has(self.key()))
+                .map(|s| s.pt.hwpt.domain.clone()),
+            Some(p) => pasids
+                .iter()
+                .find(|(q, _)| *q == p)
+                .map(|(_, a)| a.hwpt.domain.clone()),
+        }
     }
 
     /// Moves the attached device to `pt_id` (see [`Device::attach`]).
@@ -365,76 +381,163 @@ impl Device {
     }
 
     /// Moves PASID `pasid` (the RID for `None`), attached, to `pt_id`;
-    /// `EINVAL` if not attached.
+    /// `EINVAL` if not attached.  The RID moves its whole group: every
+    /// device attached through the group's attachment, with their
+    /// reserved regions, as upstream.
     pub(crate) fn replace_pasid(&self, pasid: Option<u32>, pt_id: u32) -> Result<u32> {
-        let mut guard = self.attached.lock();
-        let st = &mut *guard;
-        let Some(cur) = st.get_mut(pasid).map(|cur| cur.hwpt.obj().clone()) else {
+        match pasid {
+            None => self.replace_rid(pt_id),
+            Some(p) => self.replace_one_pasid(p, pt_id),
+        }
+    }
+
+    /// [`Device::replace_pasid`] of the RID.
+    fn replace_rid(&self, pt_id: u32) -> Result<u32> {
+        let pasids = self.pasids.lock();
+        let mut g = self.group.lock();
+        if !g.rid.as_ref().is_some_and(|s| s.members().has(self.key())) {
             return Err(EINVAL);
-        };
-        let mut old = None;
-        let res = self.with_target(pt_id, pasid, |hwpt| {
-            if core::ptr::eq(hwpt, &**cur) {
+        }
+        let (hwpt, moved) = self.with_target(pt_id, None, |hwpt| {
+            compatible(&g, hwpt, None)?;
+            let s = g.rid.as_mut().ok_or(EINVAL)?;
+            if core::ptr::eq(hwpt, &**s.pt.hwpt) {
                 // Already there: nothing changes.
-                return Ok(());
+                return Ok(None);
             }
-            st.compatible(hwpt, pasid)?;
             let sink = self.sink_for(hwpt)?;
-            // The RID's reserved regions move with it when the IOAS
-            // changes; they stay where it does not.
-            let (new_ioas, old_ioas) = match pasid {
-                None => (rid_ioas(hwpt), rid_ioas(&cur)),
-                Some(_) => (None, None),
-            };
+            // The members' reserved regions move when the IOAS changes;
+            // they stay where it does not.
+            let (new_ioas, old_ioas) = (rid_ioas(hwpt), rid_ioas(&s.pt.hwpt));
             let moves = match (new_ioas, old_ioas) {
                 (Some(n), Some(o)) => !core::ptr::eq(n, o),
                 (n, o) => n.is_some() || o.is_some(),
             };
             if moves {
-                self.reserve_in(new_ioas)?;
+                reserve_members(s.members().iter(), new_ioas)?;
             }
-            let a = st.get_mut(pasid).ok_or(EINVAL)?;
-            let sink_dyn = dyn_sink(&sink);
-            let res = match &mut a.attachment {
-                Some(att) => att.replace(&hwpt.domain, sink_dyn),
-                // The group moves with its RID, if no other device of it
-                // is attached (upstream moves them all).
-                None => self
-                    .group
-                    .with_sole_rid(|att| att.replace(&hwpt.domain, sink_dyn)),
-            };
-            if let Err(e) = res {
+            if let Err(e) = s.attachment.replace(&hwpt.domain, dyn_sink(&sink)) {
                 if moves {
-                    self.unreserve_in(new_ioas);
+                    unreserve_members(s.members().iter(), new_ioas);
                 }
                 return Err(e);
             }
             if moves {
-                self.unreserve_in(old_ioas);
+                unreserve_members(s.members().iter(), old_ioas);
             }
-            old = Some(core::mem::replace(&mut a.sink, sink));
-            Ok(())
-        });
-        let (hwpt, ()) = match res {
-            Ok(r) => r,
-            Err(e) => {
-                drop(guard);
-                return Err(e);
+            Ok(Some(sink))
+        })?;
+        let id = hwpt.id();
+        let old = match (moved, g.rid.as_mut()) {
+            // The use taken on `hwpt` moves to the group.
+            (Some(sink), Some(s)) => Some(core::mem::replace(&mut s.pt, RidPt { hwpt, sink })),
+            (moved, _) => {
+                // Attached there already (the new use goes back); or the
+                // attachment is gone under our lock, which cannot be.
+                kernel::warn_on!(moved.is_some());
+                drop(g);
+                drop(pasids);
+                Hwpt::put(&self.ctx.objects, hwpt);
+                return Ok(id);
             }
         };
+        drop(g);
+        drop(pasids);
+        if let Some(old) = old {
+            self.leave(old.hwpt, old.sink);
+        }
+        Ok(id)
+    }
+
+    /// [`Device::replace_pasid`] of a PASID.
+    fn replace_one_pasid(&self, pasid: u32, pt_id: u32) -> Result<u32> {
+        let mut pasids = self.pasids.lock();
+        let g = self.group.lock();
+        let Some(i) = pasids.iter().position(|(p, _)| *p == pasid) else {
+            return Err(EINVAL);
+        };
+        let cur = pasids[i].1.hwpt.obj().clone();
+        let (hwpt, moved) = self.with_target(pt_id, Some(pasid), |hwpt| {
+            if core::ptr::eq(hwpt, &**cur) {
+                return Ok(None);
+            }
+            compatible(&g, hwpt, Some(pasid))?;
+            let sink = self.sink_for(hwpt)?;
+            pasids[i]
+                .1
+                .attachment
+                .replace(&hwpt.domain, dyn_sink(&sink))?;
+            Ok(Some(sink))
+        })?;
+        drop(g);
         let id = hwpt.id();
-        let Some(old_sink) = old else {
-            // Attached there already: the new use goes back.
-            drop(guard);
+        let Some(sink) = moved else {
+            drop(pasids);
             Hwpt::put(&self.ctx.objects, hwpt);
             return Ok(id);
         };
-        let a = st.get_mut(pasid).ok_or(EINVAL)?;
-        // The use taken on `hwpt` moves to the attachment.
+        let a = &mut pasids[i].1;
         let old_hwpt = core::mem::replace(&mut a.hwpt, hwpt);
-        drop(guard);
+        let old_sink = core::mem::replace(&mut a.sink, sink);
+        drop(pasids);
         self.leave(old_hwpt, old_sink);
         Ok(id)
+    }
+}
+
+/// Takes the reserved regions of `members` out of `ioas`'s usable IOVA
+/// (nothing for `None`), as they attach to a paging HWPT of it: every
+/// region but the direct mappings firmware allows to be given up, so that
+/// no mapping lands on the MSI window or a range the platform reserves.
+/// All or nothing.  `EADDRINUSE` if one is mapped or allowed already;
+/// `EINVAL` (and a warning) if the driver offers hardware and software MSI
+/// windows together, or two software ones, as upstream refuses.
+fn reserve_members<'a>(
+    members: impl Iterator<Item = &'a Member> + Clone,
+    ioas: Option<&Ioas>,
+) -> Result {
+    let Some(ioas) = ioas else {
+        return Ok(());
+    };
+    for (n, m) in members.clone().enumerate() {
+        if let Err(e) = reserve_device(m, ioas) {
+            unreserve_members(members.take(n), Some(ioas));
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// [`reserve_members`] of one device.
+fn reserve_device(m: &Member, ioas: &Ioas) -> Result {
+    let regions = iommu::resv_regions(&m.dev)?;
+    let mut ranges = KVec::with_capacity(regions.len(), GFP_KERNEL)?;
+    let (mut hw_msi, mut sw_msi) = (0, 0);
+    for r in regions.iter() {
+        match r.kind {
+            ResvKind::DirectRelaxable => continue,
+            ResvKind::Msi => hw_msi += 1,
+            ResvKind::SwMsi => sw_msi += 1,
+            ResvKind::Direct | ResvKind::Reserved => {}
+        }
+        ranges.push((r.start, r.last()), GFP_KERNEL)?;
+    }
+    if (sw_msi > 0 && hw_msi > 0) || sw_msi > 1 {
+        dev_warn!(
+            m.dev,
+            "iommufd: its IOMMU driver reports {hw_msi} hardware and {sw_msi} software MSI windows\n"
+        );
+        return Err(EINVAL);
+    }
+    ioas.iopt.reserve_device(m.key, &ranges)
+}
+
+/// Gives back what [`reserve_members`] took out of `ioas`.
+fn unreserve_members<'a>(members: impl Iterator<Item = &'a Member>, ioas: Option<&Ioas>) {
+    if let Some(ioas) = ioas {
+        for m in members {
+            ioas.iopt.unreserve_device(m.key);
+        }
     }
 }
 
@@ -445,7 +548,7 @@ impl PinnedDrop for Device {
     fn drop(self: Pin<&mut Self>) {
         // PASIDs first: the RID's HWPT may be what allows them.
         loop {
-            let next = self.attached.lock().pasids.first().map(|(p, _)| *p);
+            let next = self.pasids.lock().first().map(|(p, _)| *p);
             match next {
                 Some(p) => self.detach_pasid(Some(p)),
                 None => break,

@@ -5,8 +5,9 @@
  * attaches groups, not devices, so the devices of a group share one
  * attachment.
  *  - through their cdevs: the second joins the first's HWPT (attaching it
- *    elsewhere is EINVAL); the group stays attached, and the reserved
- *    regions reserved, until the last leaves;
+ *    elsewhere is EINVAL); a replace by either moves both, with their
+ *    reserved regions; the group stays attached, and the reserved regions
+ *    reserved, until the last leaves;
  *  - through their VFIO group, with /dev/iommu as the container: both
  *    devices open on the compat IOAS and type1 maps work.
  *
@@ -87,6 +88,42 @@ TEST_F(cdevs, second_device_joins)
 	ASSERT_NE(0, other);
 	EXPECT_EQ(-1, cdev_attach(self->b, other, NULL));
 	EXPECT_EQ(EINVAL, errno);
+}
+
+/*
+ * Attaching an attached device again replaces: the whole group moves, each
+ * device's reserved regions with it, and the automatic HWPT left behind goes.
+ */
+TEST_F(cdevs, replace_moves_the_group)
+{
+	uint32_t ha, hb, h2, other;
+
+	other = ioas_alloc(self->iommufd);
+	ASSERT_NE(0, other);
+	ASSERT_EQ(0, cdev_attach(self->a, self->ioas, &ha));
+	ASSERT_EQ(0, cdev_attach(self->b, self->ioas, &hb));
+	ASSERT_EQ(ha, hb);
+	ASSERT_EQ(1, msi_usable(self->iommufd, other));
+	ASSERT_EQ(0, cdev_attach(self->a, other, &h2));
+	ASSERT_NE(ha, h2);
+	/* Neither device's regions are left in the old IOAS. */
+	EXPECT_EQ(1, msi_usable(self->iommufd, self->ioas));
+	EXPECT_EQ(0, msi_usable(self->iommufd, other));
+	/* No device uses the old HWPT: it is gone. */
+	EXPECT_EQ(-1, iommufd_destroy(self->iommufd, ha));
+	EXPECT_EQ(ENOENT, errno);
+	/* B is there too: attaching it to the new IOAS finds it in place. */
+	ASSERT_EQ(0, cdev_attach(self->b, other, &hb));
+	EXPECT_EQ(h2, hb);
+	/* A leaves: B's regions stay reserved in the new IOAS. */
+	ASSERT_EQ(0, cdev_detach(self->a));
+	EXPECT_EQ(0, msi_usable(self->iommufd, other));
+	/* B, alone now, moves back by itself. */
+	ASSERT_EQ(0, cdev_attach(self->b, self->ioas, &hb));
+	EXPECT_EQ(1, msi_usable(self->iommufd, other));
+	EXPECT_EQ(0, msi_usable(self->iommufd, self->ioas));
+	ASSERT_EQ(0, cdev_detach(self->b));
+	EXPECT_EQ(1, msi_usable(self->iommufd, self->ioas));
 }
 
 /* The group stays attached until its last device leaves. */

@@ -47,6 +47,13 @@ static inline int cdev_detach(int cdev)
 	return ioctl(cdev, VFIO_DEVICE_DETACH_IOMMUFD_PT, &d);
 }
 
+static inline int iommufd_destroy(int iommufd, uint32_t id)
+{
+	struct iommu_destroy d = { .size = sizeof(d), .id = id };
+
+	return ioctl(iommufd, IOMMU_DESTROY, &d);
+}
+
 /* A new IOAS; 0 on failure. */
 static inline uint32_t ioas_alloc(int iommufd)
 {
