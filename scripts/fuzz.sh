@@ -8,6 +8,7 @@
 #   MEMLOCK=BYTES             RLIMIT_MEMLOCK of the run
 #   FUZZ_ARGS='--skip A,B ...'  more options of the fuzzer
 #   IMPL=rs|c|both            the modules (default both: C, then ours)
+#   NO_BUILD=1                boot the artifacts as built, build nothing
 # Exit status 1 if a module failed a run (a splat, a leak, a crash).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -28,7 +29,8 @@ if [ -z "${VM_TIMEOUT:-}" ]; then
 fi
 export VM_TIMEOUT IMPL=$impl
 
-"$TOP/scripts/build.sh"
+# NO_BUILD=1: boot what is built (while another run builds in the cache).
+[ -n "${NO_BUILD:-}" ] || "$TOP/scripts/build.sh"
 log "fuzzing: $ops ops, seed $seed, $threads thread(s)${dur:+, at most ${dur}s}, impl=$impl"
 # Under a loaded TCG host the IO-APIC timer check at boot sometimes fails
 # (a panic before any of ours runs): boot again, up to three times.
