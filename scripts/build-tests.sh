@@ -4,7 +4,8 @@
 #   - the upstream selftests tools/testing/selftests/{iommu,vfio} of the
 #     kernel tree we build against;
 #   - our own selftests (tools/testing/selftests/iommu) and the demo;
-#   - our VFIO programs (tools/testing/selftests/vfio: vfio_timing).
+#   - our VFIO programs (tools/testing/selftests/vfio), the rust-vmm one
+#     included.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -29,6 +30,14 @@ log "building our VFIO programs (with the upstream libvfio)"
 make -s -C "$TOP/tools/testing/selftests/vfio" OUTPUT="$T" \
 	SELFTESTS="$SRC/tools/testing/selftests" LIBVFIO="$CACHE/selftests/vfio/libvfio" \
 	KHDR_INCLUDES="$khdr"
+
+# A VMM on the rust-vmm crates (vfio-ioctls, iommufd-ioctls, vm-memory), the
+# versions Cargo.lock pins; static, as everything in the initramfs.
+log "building the rust-vmm VMM program (tools/testing/selftests/vfio/rust_vmm)"
+CARGO_TARGET_DIR="$CACHE/rust_vmm" RUSTFLAGS="-C target-feature=+crt-static" \
+	cargo build --quiet --locked --release --target x86_64-unknown-linux-gnu \
+	--manifest-path "$TOP/tools/testing/selftests/vfio/rust_vmm/Cargo.toml"
+cp "$CACHE/rust_vmm/x86_64-unknown-linux-gnu/release/rust_vmm_iommufd" "$T/"
 
 log "building our selftests and the demo"
 make -s -C "$TOP/tools/testing/selftests/iommu" OUTPUT="$T" \

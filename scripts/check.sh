@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 # Static checks: rustfmt, the module's layer and unsafe rules, clippy
-# (make CLIPPY=1) and checkpatch on the C shim and the shared header.
+# (make CLIPPY=1; and on the rust-vmm VMM program) and checkpatch on the C
+# shim and the shared header.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -20,6 +21,11 @@ for f in debug prod; do
 	KFLAVOR=$f CLIPPY=1 "$TOP/scripts/build-module.sh" 2>&1 | tee "$CACHE/clippy-$f.log"
 	if grep -qE '^(warning|error)' "$CACHE/clippy-$f.log"; then rc=1; fi
 done
+
+log "clippy (the rust-vmm VMM program)"
+CARGO_TARGET_DIR="$CACHE/rust_vmm" cargo clippy --quiet --locked --release \
+	--manifest-path "$TOP/tools/testing/selftests/vfio/rust_vmm/Cargo.toml" \
+	-- -D warnings || rc=1
 
 log "checkpatch (C shim)"
 mapfile -t cs < <(cd "$TOP" && git ls-files 'drivers/*.c' 'drivers/*.h' 'include/*.h')
