@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 # The upstream VFIO selftests (tools/testing/selftests/vfio) and ours
-# (iommufd_real_device, qemu_iommufd.sh) on QEMU's igb through vfio-pci, for
+# (iommufd_real_device, iommufd_real_group, rust_vmm_iommufd, qemu_iommufd.sh)
+# on QEMU's igb through vfio-pci, for
 # each implementation, behind each virtual IOMMU: one VM boot per IOMMU, one
 # after the other; then the programs side by side
 # (scripts/vm/vfio_report.py).  `make test` runs the same (its vfio-* runs).
-#   VIOMMUS="intel amd"   which virtual IOMMUs (default both; IOMMU=x: only x)
+#   VIOMMUS="intel amd none"  which virtual IOMMUs (default all three; none:
+#                         no-IOMMU mode; IOMMU=x: only x)
 #   KFLAVOR=prod|rel|debug the kernel (default prod, as make test: on the
 #                         debug kernel each vfio_pci_driver_test test, which
 #                         pins and maps 1 GiB, takes 27-30 s of the 30 s its
@@ -19,7 +21,7 @@ set -euo pipefail
 export KFLAVOR=${KFLAVOR:-prod}
 . "$(dirname "$0")/lib.sh"
 
-viommus=${VIOMMUS:-${IOMMU:-intel amd}}
+viommus=${VIOMMUS:-${IOMMU:-intel amd none}}
 "$TOP/scripts/build.sh"
 args=()
 for v in $viommus; do

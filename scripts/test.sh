@@ -21,7 +21,7 @@
 #                               only debug, and no leaks or VFIO runs)
 #   LEAKS=0                     no leaks run
 #   VFIO=0                      no VFIO runs
-#   VIOMMUS="intel amd"         the VFIO runs' IOMMUs
+#   VIOMMUS="intel amd none"    the VFIO runs' IOMMUs (none: no-IOMMU mode)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -47,7 +47,7 @@ esac
 case " $flavors " in
 *" prod "*)
 	if [ -z "${SUITES:-}" ] && [ "${VFIO:-1}" != 0 ]; then
-		for v in ${VIOMMUS:-intel amd}; do
+		for v in ${VIOMMUS:-intel amd none}; do
 			runs+=("prod:vfio-$v")
 		done
 	fi

@@ -35,3 +35,15 @@ rust_helper_pt_iommu_amdv1_mock_domain_ops(struct iommu_domain_ops *ops,
 	*dirty_ops = (struct iommu_dirty_ops){ IOMMU_PT_DIRTY_OPS(amdv1_mock) };
 }
 #endif
+
+#if IS_ENABLED(CONFIG_IOMMU_PT_AMDV1)
+/*
+ * What the generic page table's AMDv1 format provides for the domains
+ * that are its tables: the software-only domains of no-IOMMU devices.
+ */
+__rust_helper void
+rust_helper_pt_iommu_amdv1_domain_ops(struct iommu_domain_ops *ops)
+{
+	*ops = (struct iommu_domain_ops){ IOMMU_PT_DOMAIN_OPS(amdv1) };
+}
+#endif

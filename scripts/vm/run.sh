@@ -3,9 +3,10 @@
 # Boot the test VM and run one job in it.
 #   run.sh JOB            JOB: demo | test | vfio | bench | fuzz
 #   IMPL=rs|c|both        which iommufd the job loads (test default: both)
-#   IOMMU=intel|amd       the virtual IOMMU (default intel): VT-d, or AMD-Vi
+#   IOMMU=intel|amd|none  the virtual IOMMU (default intel): VT-d, or AMD-Vi
 #                         (which QEMU gives no interrupt remapping; the guest
-#                         is told, iommufd.viommu=, for allow_unsafe_interrupts)
+#                         is told, iommufd.viommu=, for allow_unsafe_interrupts),
+#                         or none (the vfio job then tests no-IOMMU mode)
 #   VM_TIMEOUT=seconds    the whole run, boot to power-off (default 2400)
 #   SUITES=a,b            run only these suites of the job (a faster loop)
 #   VM_APPEND='a=b ...'   more kernel command line (the fuzz job's iommufd.fuzz=)
@@ -44,7 +45,11 @@ amd)
 	iommu_dev=(-device amd-iommu,intremap=on,pt=off)
 	iommu_arg=""
 	;;
-*) die "IOMMU must be intel or amd" ;;
+none)
+	iommu_dev=()
+	iommu_arg=""
+	;;
+*) die "IOMMU must be intel, amd or none" ;;
 esac
 
 dir=$VM_DIR

@@ -32,10 +32,12 @@ from report import SPLAT, parse_results, parse_tap  # noqa: E402
 
 # The programs, in the order the job runs them, by the name the job gives
 # their sections (vfio_NAME, from /tests/vfio_NAME_test; real_device,
-# real_group and qemu are ours: /tests/iommufd_real_{device,group},
-# /tests/qemu_iommufd.sh).
+# real_group, rust_vmm, qemu and noiommu are ours: /tests/iommufd_real_{device,group},
+# /tests/rust_vmm_iommufd, /tests/qemu_iommufd.sh, and the no-IOMMU run's
+# /tests/iommufd_noiommu).
 PROGRAMS = ("real_device", "real_group", "iommufd_setup", "pci_device", "dma_mapping", "dma_mapping_mmio",
-            "pci_driver", "pci_device_init_perf", "pci_sriov_uapi", "qemu")
+            "pci_driver", "pci_device_init_perf", "pci_sriov_uapi", "rust_vmm", "qemu",
+            "noiommu")
 IMPLS = ("rs", "c")
 STAMP = re.compile(r"^\[\s*(\d+\.\d+)\] iommufd-res: ### (BEGIN|END) (\S+) (\S+)")
 

@@ -6,6 +6,13 @@
 //! Binding claims the device's DMA for the context.  Attaching it to an
 //! IOAS finds an automatic HWPT of that IOAS the device can use, or makes
 //! one (see `hw_pagetable`); attaching to a HWPT uses that one.
+//!
+//! A device without an IOMMU (no-IOMMU mode, `CONFIG_IOMMUFD_NOIOMMU`, for
+//! VFIO's `enable_unsafe_noiommu_mode`) binds too, as upstream: nothing is
+//! claimed or attached, and its HWPTs are software page tables that only
+//! record where the IOAS's memory is, which user space looks up
+//! (`IOMMU_IOAS_NOIOMMU_GET_PA`) to program the device's DMA with physical
+//! addresses.
 
 use kernel::iommu::domain::{self as iommu, Attachment, Cap, DmaOwner, Domain, Group, ResvKind};
 use kernel::iommu::fault::FaultSink;
@@ -28,7 +35,8 @@ use crate::ucmd::Ucmd;
 /// A PASID's attachment.
 struct Attached {
     hwpt: Held<Hwpt>,
-    attachment: Attachment,
+    /// None for a device without an IOMMU.
+    attachment: Option<Attachment>,
     /// Where the device's faults go, if the HWPT takes faults.
     sink: Option<Arc<Sink>>,
 }
@@ -72,7 +80,8 @@ pub(crate) struct Device {
     pasids: Mutex<KVec<(u32, Attached)>>,
     /// The device's DMA ownership: attaching takes it, and each
     /// attachment holds it, so the DMA goes back only after the last one.
-    owner: Arc<DmaOwner>,
+    /// None for a device without an IOMMU, whose DMA nothing controls.
+    owner: Option<Arc<DmaOwner>>,
     /// The device's group in the context, which its RID attaches through.
     group: GroupRef,
 }
@@ -81,12 +90,22 @@ pub(crate) struct Device {
 struct GroupRef {
     ctx: Arc<Ctx>,
     group: Arc<DevGroup>,
+    /// In the context's list (not a no-IOMMU device's group of its own).
+    listed: bool,
 }
 
 impl Drop for GroupRef {
     fn drop(&mut self) {
-        self.ctx.groups.lock().put(&*self.group);
+        if self.listed {
+            self.ctx.groups.lock().put(&*self.group);
+        }
     }
+}
+
+/// Whether `dev` is bound in no-IOMMU mode: no IOMMU driver manages it
+/// and the kernel has no-IOMMU support (else such a device cannot bind).
+pub(crate) fn no_iommu(dev: &kernel::device::Device) -> bool {
+    cfg!(CONFIG_IOMMUFD_NOIOMMU) && !iommu::has_iommu(dev)
 }
 
 impl core::ops::Deref for GroupRef {
@@ -105,11 +124,22 @@ impl Device {
     /// selftest's mock) must also be in a group whose MSIs the platform
     /// isolates (by interrupt remapping): `EPERM` if not, unless the
     /// `allow_unsafe_interrupts` module parameter is set, as upstream.
+    /// A device without an IOMMU binds in no-IOMMU mode (see the module
+    /// documentation) when the kernel has it: no check, nothing claimed,
+    /// a group of its own.
     pub(crate) fn bind(
         ctx: &Arc<Ctx>,
         dev: &kernel::device::Device,
         platform: bool,
     ) -> Result<Held<Device>> {
+        if no_iommu(dev) {
+            let igroup = GroupRef {
+                ctx: ctx.clone(),
+                group: group::Groups::solo()?,
+                listed: false,
+            };
+            return Self::new(ctx, dev, None, igroup);
+        }
         if !iommu::capable(dev, Cap::CacheCoherency) {
             return Err(EINVAL);
         }
@@ -131,8 +161,19 @@ impl Device {
         let igroup = GroupRef {
             ctx: ctx.clone(),
             group: ctx.groups.lock().get(group.key())?,
+            listed: true,
         };
         drop(group);
+        Self::new(ctx, dev, Some(owner), igroup)
+    }
+
+    /// The bound device's object, published.
+    fn new(
+        ctx: &Arc<Ctx>,
+        dev: &kernel::device::Device,
+        owner: Option<Arc<DmaOwner>>,
+        igroup: GroupRef,
+    ) -> Result<Held<Device>> {
         let slot = ctx.objects.reserve()?;
         let id = slot.id();
         let idev = slot.new_object(try_pin_init!(Device {
@@ -149,6 +190,32 @@ impl Device {
     /// The device.
     pub(crate) fn dev(&self) -> &kernel::device::Device {
         &self.dev
+    }
+
+    /// Attaches `domain` for the RID (`pasid` None) or a PASID, with
+    /// `sink` taking the faults that come through it: nothing to attach
+    /// for a device without an IOMMU.
+    fn attach_domain(
+        &self,
+        domain: &Arc<Domain>,
+        pasid: Option<u32>,
+        sink: &Option<Arc<Sink>>,
+    ) -> Result<Option<Attachment>> {
+        let Some(owner) = &self.owner else {
+            return Ok(None);
+        };
+        match pasid {
+            None => Attachment::attach(domain, owner, dyn_sink(sink)),
+            Some(p) => Attachment::attach_pasid(domain, owner, p, dyn_sink(sink)),
+        }
+        .map(Some)
+    }
+
+    /// The IOAS whose usable IOVA the device's reserved regions leave while
+    /// its RID is attached to `hwpt` (see [`reserve_members`]): none for a
+    /// device without an IOMMU, which has no such regions, as upstream.
+    fn resv_ioas<'a>(&self, hwpt: &'a Hwpt) -> Option<&'a Ioas> {
+        self.owner.as_ref().and_then(|_| rid_ioas(hwpt))
     }
 
     /// The sink for the device's faults on `hwpt`, if it takes faults.
@@ -207,7 +274,7 @@ impl Device {
             /// The device joined the group's attachment.
             Joined,
             /// It attached the group (with these members).
-            Made(Attachment, Option<Arc<Sink>>, Members),
+            Made(Option<Attachment>, Option<Arc<Sink>>, Members),
         }
         let _pasids = self.pasids.lock();
         let mut g = self.group.lock();
@@ -216,9 +283,9 @@ impl Device {
         }
         let (hwpt, done) = self.with_target(pt_id, None, |hwpt| {
             compatible(&g, hwpt, None)?;
-            let ioas = rid_ioas(hwpt);
+            let ioas = self.resv_ioas(hwpt);
             if let Some(s) = &mut g.rid {
-                if !Arc::ptr_eq(s.attachment.domain(), &hwpt.domain) {
+                if !Arc::ptr_eq(&s.pt.hwpt.domain, &hwpt.domain) {
                     return Err(EINVAL);
                 }
                 reserve_members(core::iter::once(&self.member()), ioas)?;
@@ -229,7 +296,7 @@ impl Device {
             let members = Members::new(self.member())?;
             let sink = self.sink_for(hwpt)?;
             reserve_members(members.iter(), ioas)?;
-            match Attachment::attach(&hwpt.domain, &self.owner, dyn_sink(&sink)) {
+            match self.attach_domain(&hwpt.domain, None, &sink) {
                 Ok(a) => Ok(Done::Made(a, sink, members)),
                 Err(e) => {
                     unreserve_members(members.iter(), ioas);
@@ -263,7 +330,7 @@ impl Device {
         let (hwpt, (attachment, sink)) = self.with_target(pt_id, Some(pasid), |hwpt| {
             compatible(&g, hwpt, Some(pasid))?;
             let sink = self.sink_for(hwpt)?;
-            let a = Attachment::attach_pasid(&hwpt.domain, &self.owner, pasid, dyn_sink(&sink))?;
+            let a = self.attach_domain(&hwpt.domain, Some(pasid), &sink)?;
             Ok((a, sink))
         })?;
         g.pasids += 1;
@@ -328,11 +395,12 @@ impl Device {
                 Left::NotAttached => {}
                 Left::Others => {
                     if let Some(s) = &g.rid {
-                        unreserve_members(core::iter::once(&self.member()), rid_ioas(&s.pt.hwpt));
+                        let ioas = self.resv_ioas(&s.pt.hwpt);
+                        unreserve_members(core::iter::once(&self.member()), ioas);
                     }
                 }
                 Left::Last(pt) => {
-                    unreserve_members(core::iter::once(&self.member()), rid_ioas(&pt.hwpt));
+                    unreserve_members(core::iter::once(&self.member()), self.resv_ioas(&pt.hwpt));
                     drop(g);
                     drop(pasids);
                     self.leave(pt.hwpt, pt.sink);
@@ -408,7 +476,7 @@ impl Device {
             let sink = self.sink_for(hwpt)?;
             // The members' reserved regions move when the IOAS changes;
             // they stay where it does not.
-            let (new_ioas, old_ioas) = (rid_ioas(hwpt), rid_ioas(&s.pt.hwpt));
+            let (new_ioas, old_ioas) = (self.resv_ioas(hwpt), self.resv_ioas(&s.pt.hwpt));
             let moves = match (new_ioas, old_ioas) {
                 (Some(n), Some(o)) => !core::ptr::eq(n, o),
                 (n, o) => n.is_some() || o.is_some(),
@@ -416,7 +484,11 @@ impl Device {
             if moves {
                 reserve_members(s.members().iter(), new_ioas)?;
             }
-            if let Err(e) = s.attachment.replace(&hwpt.domain, dyn_sink(&sink)) {
+            let replaced = match &mut s.attachment {
+                Some(a) => a.replace(&hwpt.domain, dyn_sink(&sink)),
+                None => Ok(()),
+            };
+            if let Err(e) = replaced {
                 if moves {
                     unreserve_members(s.members().iter(), new_ioas);
                 }
@@ -463,10 +535,9 @@ impl Device {
             }
             compatible(&g, hwpt, Some(pasid))?;
             let sink = self.sink_for(hwpt)?;
-            pasids[i]
-                .1
-                .attachment
-                .replace(&hwpt.domain, dyn_sink(&sink))?;
+            if let Some(a) = &mut pasids[i].1.attachment {
+                a.replace(&hwpt.domain, dyn_sink(&sink))?;
+            }
             Ok(Some(sink))
         })?;
         drop(g);
@@ -636,6 +707,10 @@ pub(crate) fn get_hw_info_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_hw_info>) -> Res
     }
     let (data_len, uptr) = (c.data_len as usize, c.data_uptr);
     let idev = ucmd.ctx.objects.get::<Device>(c.dev_id)?;
+    if idev.owner.is_none() {
+        // No IOMMU to report on.
+        return Err(EOPNOTSUPP);
+    }
     let (data, ty) = iommu::hw_info(&idev.dev, want)?;
     let copy = data_len.min(data.len());
     let user = UserSlice::new(UserPtr::from_addr(uptr as usize), data_len);

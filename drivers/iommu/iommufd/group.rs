@@ -78,8 +78,9 @@ impl<D> Members<D> {
 /// A group's RID attachment, what it translates through and its devices.
 pub(crate) struct Shared<P> {
     /// Made by the first device, with that device's DMA ownership and
-    /// fault sink; moved by a replace.
-    pub(crate) attachment: Attachment,
+    /// fault sink; moved by a replace.  None for a device without an IOMMU
+    /// (nothing to attach: the group is the device's alone).
+    pub(crate) attachment: Option<Attachment>,
     /// The caller's: what `attachment` translates through.
     pub(crate) pt: P,
     members: Members,
@@ -87,7 +88,7 @@ pub(crate) struct Shared<P> {
 
 impl<P> Shared<P> {
     /// A new attachment and its first members.
-    pub(crate) fn new(attachment: Attachment, pt: P, members: Members) -> Self {
+    pub(crate) fn new(attachment: Option<Attachment>, pt: P, members: Members) -> Self {
         Self {
             attachment,
             pt,
@@ -137,6 +138,20 @@ pub(crate) struct IGroup<P> {
 }
 
 impl<P> IGroup<P> {
+    /// A group with nothing attached.
+    fn new(key: usize) -> Result<Arc<Self>> {
+        Arc::pin_init(
+            pin_init!(IGroup {
+                key,
+                state <- new_mutex!(GroupState {
+                    rid: None,
+                    pasids: 0,
+                }),
+            }),
+            GFP_KERNEL_ACCOUNT,
+        )
+    }
+
     /// What the group's devices have attached, locked.
     pub(crate) fn lock(&self) -> MutexGuard<'_, GroupState<P>> {
         self.state.lock()
@@ -178,6 +193,12 @@ impl Groups {
         Self { list: KVec::new() }
     }
 
+    /// A group of one device that has no IOMMU group (no IOMMU): not
+    /// listed, as no other device can be in it.
+    pub(crate) fn solo<P: Send + 'static>() -> Result<Arc<IGroup<P>>> {
+        IGroup::new(0)
+    }
+
     /// The group `key`, with one more bound device; made if new.
     pub(crate) fn get<P: Send + 'static>(&mut self, key: usize) -> Result<Arc<IGroup<P>>> {
         if let Some((_, g, n)) = self.list.iter_mut().find(|(k, _, _)| *k == key) {
@@ -186,16 +207,7 @@ impl Groups {
             *n += 1;
             return Ok(g);
         }
-        let g = Arc::pin_init(
-            pin_init!(IGroup {
-                key,
-                state <- new_mutex!(GroupState {
-                    rid: None,
-                    pasids: 0,
-                }),
-            }),
-            GFP_KERNEL_ACCOUNT,
-        )?;
+        let g = IGroup::new(key)?;
         let stored: Stored = KBox::new(g.clone(), GFP_KERNEL_ACCOUNT)?;
         self.list.push((key, stored, 1), GFP_KERNEL_ACCOUNT)?;
         Ok(g)

@@ -75,6 +75,19 @@ fn take_faults(
     Ok(Some(fault))
 }
 
+/// The domain of a paging HWPT for a device without an IOMMU: a software
+/// page table, which only records where the IOAS's memory is.  No flag and
+/// no driver data (`EOPNOTSUPP`): there is no driver to take them.
+fn software_domain(flags: u32, data: Option<&UserData>) -> Result<Domain> {
+    if flags != 0 || data.is_some() {
+        return Err(EOPNOTSUPP);
+    }
+    #[cfg(CONFIG_IOMMUFD_NOIOMMU)]
+    return Domain::alloc_software();
+    #[cfg(not(CONFIG_IOMMUFD_NOIOMMU))]
+    Err(ENODEV)
+}
+
 impl Hwpt {
     /// A new paging HWPT of `ioas` for `dev`, with `IOMMU_HWPT_ALLOC_*`
     /// `flags` (less `IOMMU_HWPT_FAULT_ID_VALID`) and the driver's `data` if
@@ -95,7 +108,9 @@ impl Hwpt {
             return Err(EOPNOTSUPP);
         }
         let slot = ctx.objects.reserve()?;
-        let mut domain = if auto {
+        let mut domain = if crate::device::no_iommu(dev) {
+            software_domain(flags, data)?
+        } else if auto {
             Domain::alloc_paging(dev, AllocFlags::from_bits_retain(flags))?
         } else {
             Domain::alloc_paging_user(dev, AllocFlags::from_bits_retain(flags), data)?
@@ -131,6 +146,7 @@ impl Hwpt {
     ) -> Result<PendingObj<'a, Hwpt>> {
         if flags & !(uapi::IOMMU_HWPT_FAULT_ID_VALID | uapi::IOMMU_HWPT_ALLOC_PASID) != 0
             || data.is_empty()
+            || crate::device::no_iommu(dev)
         {
             return Err(EOPNOTSUPP);
         }

@@ -733,6 +733,50 @@ impl IoPagetable {
         Ok(last)
     }
 
+    /// The physical address `iova` is mapped to, and how many bytes from
+    /// there (at most `max_len`, which is not 0) are physically contiguous
+    /// within its area: `IOMMU_IOAS_NOIOMMU_GET_PA`, for devices without an
+    /// IOMMU, whose DMA uses physical addresses.  Read from the IOAS's
+    /// first domain (the one upstream reads an area's pages back from),
+    /// which must be a software one (`EOPNOTSUPP`: a real IOMMU's domain
+    /// translates, and its physical addresses are no use to a device).
+    /// `ENOENT` if nothing is mapped at `iova`, `EINVAL` if the dma-buf
+    /// mapped there was revoked.
+    pub(crate) fn phys(&self, iova: u64, max_len: u64) -> Result<(u64, u64)> {
+        let inner = self.inner.lock();
+        let (_, last, area) = inner.areas.first_overlap(iova, iova).ok_or(ENOENT)?;
+        if area.pages.is_revoked() {
+            return Err(EINVAL);
+        }
+        let domain = match inner.domains.first() {
+            Some(d) if d.is_software() => d,
+            _ => return Err(EOPNOTSUPP),
+        };
+        // The domain does not change while the lock keeps the area mapped.
+        let phys = domain.iova_to_phys(iova);
+        // The rest of `iova`'s page, then whole pages while they follow
+        // each other in physical memory and the area goes on.
+        let to_page_end = PAGE - iova % PAGE;
+        let mut len = if last - iova < to_page_end {
+            last - iova + 1
+        } else {
+            to_page_end
+        };
+        let (mut cur, mut cur_phys) = (iova, phys);
+        while cur < last && len < max_len {
+            let Some(next) = cur.checked_add(PAGE).filter(|&n| n <= last) else {
+                break;
+            };
+            let next_phys = domain.iova_to_phys(next);
+            if next_phys == 0 || Some(next_phys) != cur_phys.checked_add(PAGE) {
+                break;
+            }
+            (cur, cur_phys) = (next, next_phys);
+            len = len.saturating_add(PAGE);
+        }
+        Ok((phys, len.min(max_len)))
+    }
+
     /// The slices of pages mapped at `[iova, iova + length)`, which areas
     /// must cover without a gap (`ENOENT`).
     pub(crate) fn get_pages(&self, iova: u64, length: u64) -> Result<KVec<PagesSlice>> {
@@ -1377,6 +1421,54 @@ mod tests {
         let rest = t.get_pages(0x10_6000, 0x2000)?;
         assert_eq!(rest[0].start_byte, 0x2000);
         assert_eq!(unmap(&t, 0, u64::MAX)?, 0x3000);
+        Ok(())
+    }
+
+    /// No-IOMMU mode: where an IOVA's memory is, as the software domain
+    /// records it, and how far it is physically contiguous; at the top of
+    /// the IOVA space too.
+    #[cfg(CONFIG_IOMMUFD_NOIOMMU)]
+    #[test]
+    fn phys_through_a_software_domain() -> Result {
+        let t = iopt()?;
+        let n = 4;
+        let pages = crate::pages::kunit_memfd_pages(n)?;
+        let s = [PagesSlice {
+            pages: pages.clone(),
+            start_byte: 0,
+            length: n * PAGE,
+        }];
+        let iova = top(n * PAGE);
+        assert_eq!(t.map(&s, Some(iova), RW)?, iova);
+        // No domain yet: nothing records physical addresses.
+        assert_eq!(t.phys(iova, PAGE), Err(EOPNOTSUPP));
+        let d = Arc::new(Domain::alloc_software()?, GFP_KERNEL)?;
+        assert!(d.is_software());
+        t.add_domain(&d)?;
+        let mut pa = KVec::new();
+        pages.for_each_phys(0, n - 1, |_, p| pa.push(p, GFP_KERNEL).map_err(Into::into))?;
+        for i in 0..n {
+            let at = iova + i * PAGE;
+            let p = pa[i as usize];
+            // The pages from `i` on that follow each other physically.
+            let run = (i + 1..n)
+                .take_while(|&j| pa[j as usize] == p + (j - i) * PAGE)
+                .count() as u64
+                + 1;
+            assert_eq!(t.phys(at, u64::MAX)?, (p, run * PAGE));
+            assert_eq!(t.phys(at + 5, 1)?, (p + 5, 1));
+            assert_eq!(t.phys(at + 5, PAGE)?, (p + 5, PAGE.min(run * PAGE - 5)));
+        }
+        // The last byte of the space is one byte long.
+        assert_eq!(
+            t.phys(u64::MAX, u64::MAX)?,
+            (pa[n as usize - 1] + PAGE - 1, 1)
+        );
+        assert_eq!(t.phys(iova - 1, PAGE), Err(ENOENT));
+        t.remove_domain(&d);
+        assert_eq!(t.phys(iova, PAGE), Err(EOPNOTSUPP));
+        assert_eq!(unmap(&t, 0, u64::MAX)?, n * PAGE);
+        assert_eq!(t.phys(iova, PAGE), Err(ENOENT));
         Ok(())
     }
 }

@@ -301,3 +301,41 @@ pub(crate) fn copy_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_copy>) -> Result {
     drop(dst);
     ucmd.respond()
 }
+
+/// `IOMMU_IOAS_NOIOMMU_GET_PA`: the physical address an IOVA is mapped to,
+/// and how many bytes from there are physically contiguous (at most the
+/// `length` asked), for the DMA of devices without an IOMMU.  Needs
+/// `CAP_SYS_RAWIO` (`EPERM`), as such DMA reaches all memory.  See
+/// [`IoPagetable::phys`].
+#[cfg(CONFIG_IOMMUFD_NOIOMMU)]
+pub(crate) fn noiommu_get_pa_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_ioas_noiommu_get_pa>) -> Result {
+    use kernel::capability::{capable, Capability};
+
+    if !capable(Capability::SYS_RAWIO) {
+        return Err(EPERM);
+    }
+    let cmd = &ucmd.cmd;
+    if cmd.flags != 0 || cmd.__reserved != 0 {
+        return Err(EOPNOTSUPP);
+    }
+    if cmd.length == 0 {
+        return Err(EINVAL);
+    }
+    if cmd.iova == u64::MAX {
+        return Err(EOVERFLOW);
+    }
+    let ioas = ucmd.ctx.objects.get::<Ioas>(cmd.ioas_id)?;
+    let (phys, length) = ioas.iopt.phys(cmd.iova, cmd.length)?;
+    ucmd.cmd.out_phys = phys;
+    ucmd.cmd.length = length;
+    ucmd.respond()
+}
+
+/// `IOMMU_IOAS_NOIOMMU_GET_PA` in a kernel without no-IOMMU support
+/// (`CONFIG_IOMMUFD_NOIOMMU`): `EOPNOTSUPP`, as upstream built so.
+#[cfg(not(CONFIG_IOMMUFD_NOIOMMU))]
+pub(crate) fn noiommu_get_pa_ioctl(
+    _ucmd: &mut Ucmd<'_, uapi::iommu_ioas_noiommu_get_pa>,
+) -> Result {
+    Err(EOPNOTSUPP)
+}

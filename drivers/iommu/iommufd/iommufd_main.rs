@@ -378,7 +378,7 @@ static OPS: [Op; 22] = ioctl_table! {
         viommu::veventq_alloc_ioctl;
     IOMMUFD_CMD_HW_QUEUE_ALLOC => iommu_hw_queue_alloc, length, viommu::hw_queue_alloc_ioctl;
     IOMMUFD_CMD_IOAS_NOIOMMU_GET_PA => iommu_ioas_noiommu_get_pa, out_phys,
-        ucmd::not_implemented;
+        ioas::noiommu_get_pa_ioctl;
 };
 
 /// The selftests' private command, built with `CONFIG_IOMMUFD_TEST` as upstream.

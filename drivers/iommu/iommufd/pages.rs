@@ -470,6 +470,15 @@ impl Pages {
         false
     }
 
+    /// Whether the memory is a dma-buf its exporter revoked.
+    pub(crate) fn is_revoked(&self) -> bool {
+        #[cfg(CONFIG_DMA_SHARED_BUFFER)]
+        if let Backing::DmaBuf { attach, .. } = &self.backing {
+            return attach.importer().state.lock().len == 0;
+        }
+        false
+    }
+
     /// Maps bytes `[first_byte, last_byte]` of the memory at `iova` in
     /// `domain`; the caller holds a user on the pages (if they have
     /// `struct page`s).  Physically contiguous runs go in one call, unless

@@ -60,8 +60,6 @@ pub(crate) type Exec = fn(CtxHandle<'_>, usize, usize, &Op) -> Result<isize>;
 
 /// An entry of an ioctl table (see [`ioctl_table!`]).
 pub(crate) struct Op {
-    /// The uAPI structure's name, for the kernel log.
-    pub(crate) name: &'static str,
     /// Whether the log has said that this command is not implemented.
     pub(crate) warned: Atomic<bool>,
     /// The full ioctl number, as `_IO(IOMMUFD_TYPE, nr)`.
@@ -103,7 +101,6 @@ macro_rules! ioctl_table {
     }};
     ($($nr:ident => $t:ty, $last:ident, $handler:path $(, flags: $valid:expr)?;)*) => {
         [$($crate::ucmd::Op {
-            name: stringify!($t),
             warned: ::kernel::sync::atomic::Atomic::new(false),
             cmd: $crate::ucmd::iommufd_cmd($nr),
             size: ::core::mem::size_of::<$t>(),
@@ -116,11 +113,6 @@ macro_rules! ioctl_table {
     };
 }
 pub(crate) use ioctl_table;
-
-/// A command the module knows the layout of but does not implement yet.
-pub(crate) fn not_implemented<T: Pod>(ucmd: &mut Ucmd<'_, T>) -> Result {
-    ucmd.not_implemented(ucmd.op.name)
-}
 
 /// Checks that the `len` bytes at `uptr` are all zero: `E2BIG` if not.
 fn check_zeroed_user(uptr: usize, len: usize) -> Result {

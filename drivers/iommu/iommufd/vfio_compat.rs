@@ -5,6 +5,7 @@
 //! picks.
 
 use core::mem::{offset_of, size_of, size_of_val};
+use kernel::capability::{capable, Capability};
 use kernel::ioctl::_IO;
 use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
@@ -146,6 +147,15 @@ fn check_extension(ctx: &Ctx, ext: usize) -> Result<isize> {
 
 fn set_iommu(ctx: &Ctx, ty: usize) -> Result {
     let ty = u32::try_from(ty).map_err(|_| EINVAL)?;
+    // A no-IOMMU group's container takes the no-IOMMU type only; VFIO then
+    // blocks the rest (which mostly fail here anyway: there is no IOAS).
+    if cfg!(CONFIG_VFIO_NOIOMMU) && ty == uapi::VFIO_NOIOMMU_IOMMU && no_iommu(ctx) {
+        return if capable(Capability::SYS_RAWIO) {
+            Ok(())
+        } else {
+            Err(EPERM)
+        };
+    }
     if (ty != uapi::VFIO_TYPE1_IOMMU && ty != uapi::VFIO_TYPE1v2_IOMMU) || no_iommu(ctx) {
         return Err(EINVAL);
     }

@@ -225,7 +225,7 @@ impl ResvRegion {
 /// no length are left out.
 pub fn resv_regions(dev: &Device) -> Result<KVec<ResvRegion>> {
     let mut out = KVec::new();
-    if !has_iommu(dev) {
+    if !probed(dev) {
         return Ok(out);
     }
     let list = Opaque::<bindings::list_head>::uninit();
@@ -273,15 +273,17 @@ pub fn resv_regions(dev: &Device) -> Result<KVec<ResvRegion>> {
     res.map(|()| out)
 }
 
-/// Whether `dev` is in a group: the IOMMU core has probed it for an IOMMU.
-fn has_iommu(dev: &Device) -> bool {
+/// Whether an IOMMU driver probed `dev` and put it in a group.  Not only
+/// the group: VFIO's no-IOMMU mode gives devices without an IOMMU a group
+/// of its own, whose devices have no driver ops to call.
+fn probed(dev: &Device) -> bool {
     // SAFETY: `dev` is a valid device.
-    unsafe { bindings::device_iommu_mapped(dev.as_raw()) }
+    has_iommu(dev) && unsafe { bindings::device_iommu_mapped(dev.as_raw()) }
 }
 
 /// The ops of the IOMMU driver of `dev`; `ENODEV` if it has none.
 fn ops_of(dev: &Device) -> Result<&bindings::iommu_ops> {
-    if !has_iommu(dev) {
+    if !probed(dev) {
         return Err(ENODEV);
     }
     // SAFETY: The core probed `dev` for its IOMMU (it is in a group), which
@@ -326,7 +328,7 @@ pub fn hw_info(dev: &Device, ty: u32) -> Result<(KVec<u8>, u32)> {
 /// `log2` of the number of PASIDs `dev` has enabled, 0 for none (or no
 /// IOMMU).
 pub fn max_pasid_log2(dev: &Device) -> u8 {
-    if !has_iommu(dev) {
+    if !probed(dev) {
         return 0;
     }
     // SAFETY: As in `ops_of`: the core's per-device data (`dev->iommu`) is
@@ -338,6 +340,15 @@ pub fn max_pasid_log2(dev: &Device) -> u8 {
     } else {
         (31 - n.leading_zeros()) as u8
     }
+}
+
+/// Whether an IOMMU driver manages `dev` (`dev->iommu` is set).  A device
+/// without is a no-IOMMU device: nothing translates or isolates its DMA.
+/// The group a no-IOMMU mode of VFIO may give such a device does not count.
+pub fn has_iommu(dev: &Device) -> bool {
+    // SAFETY: `dev` is valid; `iommu` is set and cleared by the core under
+    // the device's probe, which a bound driver's device is past.
+    !unsafe { (*dev.as_raw()).iommu }.is_null()
 }
 
 /// Whether the IOMMU of `dev` has the capability `cap`.
@@ -462,6 +473,29 @@ impl Domain {
         unsafe { (*d.as_ptr()).owner = ops };
         // INVARIANT: A paging domain from the driver, which we own.
         Ok(Self { ptr: d })
+    }
+
+    /// A new software paging domain: a page table the IOMMU core maps and
+    /// unmaps as any other, which no IOMMU walks and no device can be
+    /// attached to (the core refuses: no device's driver owns it).  It only records
+    /// what is mapped where, for [`Domain::iova_to_phys`]: what iommufd
+    /// keeps for devices without an IOMMU, whose DMA uses the physical
+    /// addresses user space looks up.  The generic page table's AMDv1
+    /// format: the full 64 bits of IOVA, every power of two from 4 KiB up
+    /// as a page size.
+    #[cfg(CONFIG_IOMMU_PT_AMDV1)]
+    pub fn alloc_software() -> Result<Self> {
+        // INVARIANT: A new paging domain, ours.
+        super::generic_pt::alloc_soft().map(|ptr| Self { ptr })
+    }
+
+    /// Whether this is a software domain ([`Domain::alloc_software`]).
+    pub fn is_software(&self) -> bool {
+        #[cfg(CONFIG_IOMMU_PT_AMDV1)]
+        // SAFETY: By the type invariant the domain is valid.
+        return unsafe { super::generic_pt::is_soft(self.as_ptr()) };
+        #[cfg(not(CONFIG_IOMMU_PT_AMDV1))]
+        false
     }
 
     /// The domain's dirty-tracking ops, if it tracks.

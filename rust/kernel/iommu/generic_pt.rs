@@ -248,7 +248,7 @@ pub struct Amdv1Config {
 impl private::Sealed for Amdv1Mock {}
 
 // The table and its `struct pt_iommu` start with the domain.
-#[cfg(CONFIG_IOMMUFD_TEST)]
+#[cfg(CONFIG_IOMMU_PT_AMDV1)]
 const _: () = {
     assert!(core::mem::offset_of!(bindings::pt_iommu_amdv1, iommu) == 0);
     assert!(core::mem::offset_of!(bindings::pt_iommu, domain) == 0);
@@ -274,4 +274,197 @@ unsafe impl Format for Amdv1Mock {
         // SAFETY: Both are valid for writes; the helper only writes them.
         unsafe { bindings::pt_iommu_amdv1_mock_domain_ops(ops, dirty_ops) };
     }
+}
+
+/// The AMD IOMMU v1 format as no-IOMMU mode uses it: 4 KiB pages and every
+/// power of two above as a page size, the full 64 bits of IOVA with a top
+/// that grows as needed, 52 bits of physical address.  The library forces
+/// the growing top on the format (and the encryption and coherence bits of
+/// its entries, which nothing reads here), so a table has driver ops: they
+/// are a [`SoftBox`]'s, whose first field the table must be.
+#[cfg(CONFIG_IOMMU_PT_AMDV1)]
+struct Amdv1;
+
+#[cfg(CONFIG_IOMMU_PT_AMDV1)]
+impl private::Sealed for Amdv1 {}
+
+// SAFETY: `pt_iommu_amdv1` starts with its `pt_iommu`, which starts with the
+// domain (checked above for the same C type); `init` and `domain_ops` are
+// the format's.
+#[cfg(CONFIG_IOMMU_PT_AMDV1)]
+unsafe impl Format for Amdv1 {
+    type Table = bindings::pt_iommu_amdv1;
+    type Config = ();
+
+    unsafe fn init(table: *mut Self::Table, _cfg: &()) -> Result {
+        let mut c = bindings::pt_iommu_amdv1_cfg::default();
+        c.common.features = (1 << bindings::pt_features_PT_FEAT_DYNAMIC_TOP)
+            | (1 << bindings::PT_FEAT_AMDV1_ENCRYPT_TABLES)
+            | (1 << bindings::PT_FEAT_AMDV1_FORCE_COHERENCE);
+        c.common.hw_max_vasz_lg2 = 64;
+        c.common.hw_max_oasz_lg2 = 52;
+        // Three levels to start with (39 bits); the top grows from there.
+        c.starting_level = 2;
+        // SAFETY: Per the function's requirements; `c` lives for the call.
+        // The table is a `SoftBox`'s first field (only `alloc_soft` makes
+        // one), which the driver ops find from it.
+        unsafe {
+            (*table).iommu.driver_ops = &SOFT_DRIVER_OPS;
+            to_result(bindings::pt_iommu_amdv1_init(
+                table,
+                &c,
+                bindings::GFP_KERNEL,
+            ))
+        }
+    }
+
+    fn domain_ops(ops: &mut bindings::iommu_domain_ops, dirty_ops: &mut bindings::iommu_dirty_ops) {
+        // SAFETY: `ops` is valid for writes; the helper only writes it.
+        unsafe { bindings::pt_iommu_amdv1_domain_ops(ops) };
+        *dirty_ops = bindings::iommu_dirty_ops::default();
+    }
+}
+
+/// A software domain: an [`Amdv1`] table no IOMMU walks, the lock the
+/// library takes to grow its top, and the domain ops that point to it (its
+/// first field holds the domain).
+#[cfg(CONFIG_IOMMU_PT_AMDV1)]
+#[repr(C)]
+#[pin_data]
+struct SoftBox {
+    #[pin]
+    table: Table<Amdv1>,
+    #[pin]
+    top_lock: Opaque<bindings::spinlock_t>,
+    ops: bindings::iommu_domain_ops,
+}
+
+/// The driver ops of software domains' tables.
+#[cfg(CONFIG_IOMMU_PT_AMDV1)]
+static SOFT_DRIVER_OPS: bindings::pt_iommu_driver_ops = bindings::pt_iommu_driver_ops {
+    change_top: Some(soft_change_top),
+    get_top_lock: Some(soft_top_lock),
+};
+
+/// `pt_iommu_driver_ops::get_top_lock`: the lock a change of the top takes.
+///
+/// # Safety
+///
+/// Called by the library with the table of a live [`SoftBox`].
+#[cfg(CONFIG_IOMMU_PT_AMDV1)]
+unsafe extern "C" fn soft_top_lock(pt: *mut bindings::pt_iommu) -> *mut bindings::spinlock_t {
+    // SAFETY: The table is the first field of a live `repr(C)` `SoftBox`,
+    // and its `pt_iommu` the table's first.
+    unsafe { (*pt.cast::<SoftBox>()).top_lock.get() }
+}
+
+/// `pt_iommu_driver_ops::change_top`: no IOMMU walks the table, so there is
+/// no one to tell of its new top.
+///
+/// # Safety
+///
+/// Called by the library; nothing is dereferenced.
+#[cfg(CONFIG_IOMMU_PT_AMDV1)]
+unsafe extern "C" fn soft_change_top(
+    _pt: *mut bindings::pt_iommu,
+    _top_paddr: bindings::phys_addr_t,
+    _top_level: core::ffi::c_uint,
+) {
+}
+
+/// The owner of software domains: driver ops no device has, so that the
+/// IOMMU core attaches no device to them (it wants the device's driver to
+/// own the domain), and by whose address they are recognised.
+#[cfg(CONFIG_IOMMU_PT_AMDV1)]
+struct SoftOwner(Opaque<bindings::iommu_ops>);
+
+// SAFETY: Nothing writes the ops; the core only compares their address.
+#[cfg(CONFIG_IOMMU_PT_AMDV1)]
+unsafe impl Sync for SoftOwner {}
+
+#[cfg(CONFIG_IOMMU_PT_AMDV1)]
+static SOFT_OWNER: SoftOwner = SoftOwner(Opaque::zeroed());
+
+/// A new software paging domain (see [`super::domain::Domain::alloc_software`]),
+/// owned by the caller, who frees it with `iommu_domain_free()`.
+#[cfg(CONFIG_IOMMU_PT_AMDV1)]
+pub(super) fn alloc_soft() -> Result<core::ptr::NonNull<bindings::iommu_domain>> {
+    let boxed = KBox::pin_init(
+        pin_init!(SoftBox {
+            table <- Table::new(),
+            // SAFETY: `slot` is valid for the call; the name and the class
+            // are static.
+            top_lock <- Opaque::ffi_init(|slot| unsafe {
+                bindings::__spin_lock_init(
+                    slot,
+                    c"soft_domain_top".as_char_ptr(),
+                    crate::static_lock_class!().as_ptr(),
+                )
+            }),
+            ops: bindings::iommu_domain_ops::default(),
+        }),
+        GFP_KERNEL_ACCOUNT,
+    )?;
+    // SAFETY: The table is zeroed, ours, and pinned; its domain gets the
+    // format's ops, below.
+    unsafe { boxed.table.init(&())? };
+    // SAFETY: The box stays where it is until `soft_free`, which drops it
+    // in place.
+    let boxed = KBox::into_raw(unsafe { Pin::into_inner_unchecked(boxed) });
+    // SAFETY: `boxed` is ours until `soft_free`, its table initialised (its
+    // geometry and page sizes set by the format); the ops live in the box.
+    unsafe {
+        let mut dirty = bindings::iommu_dirty_ops::default();
+        Amdv1::domain_ops(&mut (*boxed).ops, &mut dirty);
+        (*boxed).ops.iotlb_sync = Some(soft_iotlb_sync);
+        (*boxed).ops.free = Some(soft_free);
+        let d = (*boxed).table.domain();
+        (*d).type_ = bindings::IOMMU_DOMAIN_UNMANAGED;
+        (*d).ops = &raw const (*boxed).ops;
+        (*d).owner = SOFT_OWNER.0.get();
+        Ok(core::ptr::NonNull::new_unchecked(d))
+    }
+}
+
+/// Whether `domain` was made by [`alloc_soft`].
+///
+/// # Safety
+///
+/// `domain` is a valid domain.
+#[cfg(CONFIG_IOMMU_PT_AMDV1)]
+pub(super) unsafe fn is_soft(domain: *const bindings::iommu_domain) -> bool {
+    // SAFETY: `domain` is valid.
+    core::ptr::eq(unsafe { (*domain).owner }, SOFT_OWNER.0.get())
+}
+
+/// `iommu_domain_ops::iotlb_sync` of software domains: there is no IOTLB;
+/// this frees the table levels an unmap or a map took out of the table.
+///
+/// # Safety
+///
+/// Called by the core or by the table's library with a software domain and
+/// a valid gather, whose free list holds levels taken out of its table.
+#[cfg(CONFIG_IOMMU_PT_AMDV1)]
+unsafe extern "C" fn soft_iotlb_sync(
+    domain: *mut bindings::iommu_domain,
+    gather: *mut bindings::iommu_iotlb_gather,
+) {
+    // SAFETY: `domain` is the first field of the first field of a live
+    // `repr(C)` `SoftBox`; per the function's requirements for the rest.
+    unsafe { (*domain.cast::<SoftBox>()).table.free_levels(gather) };
+}
+
+/// `iommu_domain_ops::free` of software domains.
+///
+/// # Safety
+///
+/// Called by the core, once, with a domain made by [`alloc_soft`], which
+/// nothing uses any more.
+#[cfg(CONFIG_IOMMU_PT_AMDV1)]
+unsafe extern "C" fn soft_free(domain: *mut bindings::iommu_domain) {
+    // SAFETY: `domain` is the first field of a `SoftBox` made by
+    // `alloc_soft`, freed once.
+    let boxed = unsafe { KBox::from_raw(domain.cast::<SoftBox>()) };
+    // SAFETY: Initialised by `alloc_soft`; nothing uses the table any more.
+    unsafe { boxed.table.deinit() };
 }
