@@ -26,7 +26,7 @@ use kernel::uaccess::{UserPtr, UserSlice};
 use crate::ctx::{Ctx, PendingObj};
 use crate::fault::Sink;
 use crate::group::{self, GroupState, IGroup, Left, Member, Members, Shared};
-use crate::hw_pagetable::Hwpt;
+use crate::hw_pagetable::{no_iommu, Hwpt};
 use crate::ioas::Ioas;
 use crate::object::Held;
 use crate::uapi;
@@ -100,12 +100,6 @@ impl Drop for GroupRef {
             self.ctx.groups.lock().put(&*self.group);
         }
     }
-}
-
-/// Whether `dev` is bound in no-IOMMU mode: no IOMMU driver manages it
-/// and the kernel has no-IOMMU support (else such a device cannot bind).
-pub(crate) fn no_iommu(dev: &kernel::device::Device) -> bool {
-    cfg!(CONFIG_IOMMUFD_NOIOMMU) && !iommu::has_iommu(dev)
 }
 
 impl core::ops::Deref for GroupRef {

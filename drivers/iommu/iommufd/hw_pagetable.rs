@@ -75,6 +75,12 @@ fn take_faults(
     Ok(Some(fault))
 }
 
+/// Whether `dev` is bound in no-IOMMU mode: no IOMMU driver manages it
+/// and the kernel has no-IOMMU support (else such a device cannot bind).
+pub(crate) fn no_iommu(dev: &kernel::device::Device) -> bool {
+    cfg!(CONFIG_IOMMUFD_NOIOMMU) && !iommu::has_iommu(dev)
+}
+
 /// The domain of a paging HWPT for a device without an IOMMU: a software
 /// page table, which only records where the IOAS's memory is.  No flag and
 /// no driver data (`EOPNOTSUPP`): there is no driver to take them.
@@ -108,7 +114,7 @@ impl Hwpt {
             return Err(EOPNOTSUPP);
         }
         let slot = ctx.objects.reserve()?;
-        let mut domain = if crate::device::no_iommu(dev) {
+        let mut domain = if no_iommu(dev) {
             software_domain(flags, data)?
         } else if auto {
             Domain::alloc_paging(dev, AllocFlags::from_bits_retain(flags))?
@@ -146,7 +152,7 @@ impl Hwpt {
     ) -> Result<PendingObj<'a, Hwpt>> {
         if flags & !(uapi::IOMMU_HWPT_FAULT_ID_VALID | uapi::IOMMU_HWPT_ALLOC_PASID) != 0
             || data.is_empty()
-            || crate::device::no_iommu(dev)
+            || no_iommu(dev)
         {
             return Err(EOPNOTSUPP);
         }
