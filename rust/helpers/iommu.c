@@ -36,7 +36,7 @@ rust_helper_pt_iommu_amdv1_mock_domain_ops(struct iommu_domain_ops *ops,
 }
 #endif
 
-#if IS_ENABLED(CONFIG_IOMMU_PT_AMDV1)
+#if IS_BUILTIN(CONFIG_IOMMU_PT_AMDV1)
 /*
  * What the generic page table's AMDv1 format provides for the domains
  * that are its tables: the software-only domains of no-IOMMU devices.

@@ -26,7 +26,7 @@ use kernel::uaccess::{UserPtr, UserSlice};
 use crate::ctx::{Ctx, PendingObj};
 use crate::fault::Sink;
 use crate::group::{self, GroupState, IGroup, Left, Member, Members, Shared};
-use crate::hw_pagetable::{no_iommu, Hwpt};
+use crate::hw_pagetable::{no_iommu, ForDev, Hwpt};
 use crate::ioas::Ioas;
 use crate::object::Held;
 use crate::uapi;
@@ -184,6 +184,14 @@ impl Device {
     /// The device.
     pub(crate) fn dev(&self) -> &kernel::device::Device {
         &self.dev
+    }
+
+    /// The device, as HWPTs are made for it.
+    fn for_dev(&self) -> ForDev<'_> {
+        ForDev {
+            dev: &self.dev,
+            no_iommu: self.owner.is_none(),
+        }
     }
 
     /// Attaches `domain` for the RID (`pasid` None) or a PASID, with
@@ -357,7 +365,7 @@ impl Device {
             if pasid.is_some() {
                 return Err(EINVAL);
             }
-            return Hwpt::attach_auto(&self.ctx, ioas, &self.dev, |h| f(h));
+            return Hwpt::attach_auto(&self.ctx, ioas, self.for_dev(), |h| f(h));
         }
         let hwpt = match objects.get_long::<Hwpt>(pt_id) {
             Ok(h) => h,
@@ -664,12 +672,12 @@ pub(crate) fn hwpt_alloc_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_hwpt_alloc>) -> R
         }
         let flags = flags & !uapi::IOMMU_HWPT_FAULT_ID_VALID;
         let data = (!data.is_empty()).then_some(&data);
-        Hwpt::alloc_paging(ctx, ioas, &idev.dev, false, flags, data, fault_id)?
+        Hwpt::alloc_paging(ctx, ioas, idev.for_dev(), false, flags, data, fault_id)?
     } else if let Ok(parent) = objects.get_long::<Hwpt>(c.pt_id) {
         if parent.paging().is_none() {
             return Err(EINVAL);
         }
-        Hwpt::alloc_nested(ctx, parent, &idev.dev, flags, &data, fault_id)?
+        Hwpt::alloc_nested(ctx, parent, idev.for_dev(), flags, &data, fault_id)?
     } else {
         // A vIOMMU (not implemented yet), another kind of object or none.
         return Err(EINVAL);

@@ -75,10 +75,20 @@ fn take_faults(
     Ok(Some(fault))
 }
 
-/// Whether `dev` is bound in no-IOMMU mode: no IOMMU driver manages it
-/// and the kernel has no-IOMMU support (else such a device cannot bind).
+/// Whether `dev` binds in no-IOMMU mode: no IOMMU driver manages it and
+/// the kernel has no-IOMMU support (else such a device cannot bind).
+/// Decided once, at bind, as upstream: an IOMMU driver that registers later
+/// does not change what a bound device is.
 pub(crate) fn no_iommu(dev: &kernel::device::Device) -> bool {
     cfg!(CONFIG_IOMMUFD_NOIOMMU) && !iommu::has_iommu(dev)
+}
+
+/// The device a HWPT is made for, as it was bound.
+#[derive(Clone, Copy)]
+pub(crate) struct ForDev<'a> {
+    pub(crate) dev: &'a kernel::device::Device,
+    /// Bound in no-IOMMU mode (see [`no_iommu`]).
+    pub(crate) no_iommu: bool,
 }
 
 /// The domain of a paging HWPT for a device without an IOMMU: a software
@@ -102,7 +112,7 @@ impl Hwpt {
     pub(crate) fn alloc_paging<'a>(
         ctx: &'a Ctx,
         ioas: Held<Ioas>,
-        dev: &kernel::device::Device,
+        ForDev { dev, no_iommu }: ForDev<'_>,
         auto: bool,
         flags: u32,
         data: Option<&UserData>,
@@ -114,7 +124,7 @@ impl Hwpt {
             return Err(EOPNOTSUPP);
         }
         let slot = ctx.objects.reserve()?;
-        let mut domain = if no_iommu(dev) {
+        let mut domain = if no_iommu {
             software_domain(flags, data)?
         } else if auto {
             Domain::alloc_paging(dev, AllocFlags::from_bits_retain(flags))?
@@ -145,14 +155,14 @@ impl Hwpt {
     pub(crate) fn alloc_nested<'a>(
         ctx: &'a Ctx,
         parent: Held<Hwpt>,
-        dev: &kernel::device::Device,
+        ForDev { dev, no_iommu }: ForDev<'_>,
         flags: u32,
         data: &UserData,
         fault_id: Option<u32>,
     ) -> Result<PendingObj<'a, Hwpt>> {
         if flags & !(uapi::IOMMU_HWPT_FAULT_ID_VALID | uapi::IOMMU_HWPT_ALLOC_PASID) != 0
             || data.is_empty()
-            || no_iommu(dev)
+            || no_iommu
         {
             return Err(EOPNOTSUPP);
         }
@@ -207,7 +217,7 @@ impl Hwpt {
     pub(crate) fn attach_auto<R>(
         ctx: &Ctx,
         ioas: Held<Ioas>,
-        dev: &kernel::device::Device,
+        dev: ForDev<'_>,
         mut try_attach: impl FnMut(&Object<Hwpt>) -> Result<R>,
     ) -> Result<(Held<Hwpt>, R)> {
         let _serial = ioas.auto_attach.lock();

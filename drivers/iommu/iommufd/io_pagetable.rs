@@ -741,42 +741,52 @@ impl IoPagetable {
     /// which must be a software one (`EOPNOTSUPP`: a real IOMMU's domain
     /// translates, and its physical addresses are no use to a device).
     /// `ENOENT` if nothing is mapped at `iova`, `EINVAL` if the dma-buf
-    /// mapped there was revoked.
+    /// mapped there was revoked.  The walks run under the IOAS's lock,
+    /// which every map and unmap of its domains holds, and a dma-buf's
+    /// state lock, which its revocation holds to unmap it.
+    #[cfg_attr(not(CONFIG_IOMMUFD_NOIOMMU), allow(dead_code))]
     pub(crate) fn phys(&self, iova: u64, max_len: u64) -> Result<(u64, u64)> {
         let inner = self.inner.lock();
         let (_, last, area) = inner.areas.first_overlap(iova, iova).ok_or(ENOENT)?;
-        if area.pages.is_revoked() {
-            return Err(EINVAL);
-        }
-        let domain = match inner.domains.first() {
-            Some(d) if d.is_software() => d,
-            _ => return Err(EOPNOTSUPP),
-        };
-        // The domain does not change while the lock keeps the area mapped.
-        let phys = domain.iova_to_phys(iova);
-        // The rest of `iova`'s page, then whole pages while they follow
-        // each other in physical memory and the area goes on.
-        let to_page_end = PAGE - iova % PAGE;
-        let mut len = if last - iova < to_page_end {
-            last - iova + 1
-        } else {
-            to_page_end
-        };
-        let (mut cur, mut cur_phys) = (iova, phys);
-        while cur < last && len < max_len {
-            let Some(next) = cur.checked_add(PAGE).filter(|&n| n <= last) else {
-                break;
-            };
-            let next_phys = domain.iova_to_phys(next);
-            if next_phys == 0 || Some(next_phys) != cur_phys.checked_add(PAGE) {
-                break;
-            }
-            (cur, cur_phys) = (next, next_phys);
-            len = len.saturating_add(PAGE);
-        }
-        Ok((phys, len.min(max_len)))
+        let domains = &inner.domains;
+        area.pages.with_unrevoked(|| match domains.first() {
+            Some(d) if d.is_software() => Ok(contiguous(d, iova, last, max_len)),
+            _ => Err(EOPNOTSUPP),
+        })?
     }
+}
 
+/// `iova`'s physical address in `domain` and how many bytes from it, at
+/// most `max_len`, are physically contiguous up to `last`, the end of its
+/// area.  The caller keeps the domain's mappings there from changing.
+#[cfg_attr(not(CONFIG_IOMMUFD_NOIOMMU), allow(dead_code))]
+fn contiguous(domain: &Domain, iova: u64, last: u64, max_len: u64) -> (u64, u64) {
+    let phys = domain.iova_to_phys(iova);
+    // The rest of `iova`'s page, then whole pages while they follow
+    // each other in physical memory and the area goes on.
+    let to_page_end = PAGE - iova % PAGE;
+    let mut len = if last - iova < to_page_end {
+        last - iova + 1
+    } else {
+        to_page_end
+    };
+    let (mut cur, mut cur_phys) = (iova, phys);
+    while cur < last && len < max_len {
+        let Some(next) = cur.checked_add(PAGE).filter(|&n| n <= last) else {
+            break;
+        };
+        let next_phys = domain.iova_to_phys(next);
+        if next_phys == 0 || Some(next_phys) != cur_phys.checked_add(PAGE) {
+            break;
+        }
+        (cur, cur_phys) = (next, next_phys);
+        len = len.saturating_add(PAGE);
+    }
+    // Not past the area, which may end inside a CPU page.
+    (phys, len.min((last - iova).saturating_add(1)).min(max_len))
+}
+
+impl IoPagetable {
     /// The slices of pages mapped at `[iova, iova + length)`, which areas
     /// must cover without a gap (`ENOENT`).
     pub(crate) fn get_pages(&self, iova: u64, length: u64) -> Result<KVec<PagesSlice>> {

@@ -470,13 +470,20 @@ impl Pages {
         false
     }
 
-    /// Whether the memory is a dma-buf its exporter revoked.
-    pub(crate) fn is_revoked(&self) -> bool {
+    /// Runs `f` while the memory cannot be revoked: under a dma-buf's
+    /// state lock, which its revocation takes to unmap it from the domains;
+    /// `EINVAL` if it was revoked already.
+    #[cfg_attr(not(CONFIG_IOMMUFD_NOIOMMU), allow(dead_code))]
+    pub(crate) fn with_unrevoked<R>(&self, f: impl FnOnce() -> R) -> Result<R> {
         #[cfg(CONFIG_DMA_SHARED_BUFFER)]
         if let Backing::DmaBuf { attach, .. } = &self.backing {
-            return attach.importer().state.lock().len == 0;
+            let st = attach.importer().state.lock();
+            if st.len == 0 {
+                return Err(EINVAL);
+            }
+            return Ok(f());
         }
-        false
+        Ok(f())
     }
 
     /// Maps bytes `[first_byte, last_byte]` of the memory at `iova` in

@@ -346,9 +346,10 @@ pub fn max_pasid_log2(dev: &Device) -> u8 {
 /// without is a no-IOMMU device: nothing translates or isolates its DMA.
 /// The group a no-IOMMU mode of VFIO may give such a device does not count.
 pub fn has_iommu(dev: &Device) -> bool {
-    // SAFETY: `dev` is valid; `iommu` is set and cleared by the core under
-    // the device's probe, which a bound driver's device is past.
-    !unsafe { (*dev.as_raw()).iommu }.is_null()
+    // SAFETY: `dev` is valid.  The core sets and clears `iommu` under its
+    // probe lock (also for a bound device, when an IOMMU driver registers
+    // late), hence a single read that may race with it.
+    !unsafe { core::ptr::read_volatile(&raw const (*dev.as_raw()).iommu) }.is_null()
 }
 
 /// Whether the IOMMU of `dev` has the capability `cap`.

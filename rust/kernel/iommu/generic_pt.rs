@@ -93,12 +93,22 @@ unsafe impl<F: Format> Send for Table<F> {}
 // SAFETY: As above.
 unsafe impl<F: Format> Sync for Table<F> {}
 
+/// The walk lock of a new [`Table`], whatever its format.  Not generic and
+/// never inlined, so that every table's lock has the one name string the
+/// kernel crate holds: lockdep wants one name per lock class, and a generic
+/// `new_spinlock!` would put a copy of the name in each crate that makes
+/// tables (this one, for software domains, and the mock IOMMU's module).
+#[inline(never)]
+fn walk_lock() -> impl PinInit<SpinLock<()>> {
+    new_spinlock!((), "generic_pt_walk")
+}
+
 impl<F: Format> Table<F> {
     /// A zeroed table, to initialise in place with [`Table::init`].
     pub fn new() -> impl PinInit<Self> {
         pin_init!(Self {
             inner: Opaque::zeroed(),
-            walk <- new_spinlock!(()),
+            walk <- walk_lock(),
             _f: PhantomData,
         })
     }
@@ -339,6 +349,10 @@ struct SoftBox {
     ops: bindings::iommu_domain_ops,
 }
 
+// The box starts with its table, which starts with the domain.
+#[cfg(CONFIG_IOMMU_PT_AMDV1)]
+const _: () = assert!(core::mem::offset_of!(SoftBox, table) == 0);
+
 /// The driver ops of software domains' tables.
 #[cfg(CONFIG_IOMMU_PT_AMDV1)]
 static SOFT_DRIVER_OPS: bindings::pt_iommu_driver_ops = bindings::pt_iommu_driver_ops {
@@ -411,6 +425,10 @@ pub(super) fn alloc_soft() -> Result<core::ptr::NonNull<bindings::iommu_domain>>
     // SAFETY: The box stays where it is until `soft_free`, which drops it
     // in place.
     let boxed = KBox::into_raw(unsafe { Pin::into_inner_unchecked(boxed) });
+    // The domain is the box's first byte (its table's first field's first
+    // field, `repr(C)` all the way): the pointer the core gets, and gives
+    // back to the callbacks, is the box's own.
+    let d = boxed.cast::<bindings::iommu_domain>();
     // SAFETY: `boxed` is ours until `soft_free`, its table initialised (its
     // geometry and page sizes set by the format); the ops live in the box.
     unsafe {
@@ -418,7 +436,6 @@ pub(super) fn alloc_soft() -> Result<core::ptr::NonNull<bindings::iommu_domain>>
         Amdv1::domain_ops(&mut (*boxed).ops, &mut dirty);
         (*boxed).ops.iotlb_sync = Some(soft_iotlb_sync);
         (*boxed).ops.free = Some(soft_free);
-        let d = (*boxed).table.domain();
         (*d).type_ = bindings::IOMMU_DOMAIN_UNMANAGED;
         (*d).ops = &raw const (*boxed).ops;
         (*d).owner = SOFT_OWNER.0.get();
