@@ -85,23 +85,6 @@ static int get_pa(int iommufd, uint32_t ioas, uint64_t iova, uint64_t *len,
 	return rc;
 }
 
-/* A field of /proc/self/status, in kB; -1 if missing. */
-static long status_kb(const char *field)
-{
-	char line[256];
-	size_t n = strlen(field);
-	long v = -1;
-	FILE *f = fopen("/proc/self/status", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, field, n) && line[n] == ':')
-			v = strtol(line + n + 1, NULL, 10);
-	fclose(f);
-	return v;
-}
-
 FIXTURE(noiommu) {
 	int iommufd;
 	int cdev;

@@ -264,23 +264,6 @@ TEST(unsafe_interrupts)
 	close(iommufd);
 }
 
-/* A field of /proc/self/status, in kB; -1 if missing. */
-static long status_kb(const char *field)
-{
-	char line[256];
-	size_t n = strlen(field);
-	long v = -1;
-	FILE *f = fopen("/proc/self/status", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, field, n) && line[n] == ':')
-			v = strtol(line + n + 1, NULL, 10);
-	fclose(f);
-	return v;
-}
-
 /*
  * In a child without CAP_IPC_LOCK and a 4-page RLIMIT_MEMLOCK: with the
  * device attached, mapping exactly 4 pages pins and charges them, a 5th is

@@ -7,6 +7,9 @@
 #define IOMMUFD_VFIO_UTILS_H
 
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/ioctl.h>
 
 #include <linux/iommufd.h>
@@ -115,6 +118,23 @@ static inline int ioas_usable(int iommufd, uint32_t ioas, uint64_t start,
 		if (r[i].start <= last && r[i].last >= start)
 			return 1;
 	return 0;
+}
+
+/* A field of /proc/self/status, in kB; -1 if missing. */
+static inline long status_kb(const char *field)
+{
+	char line[256];
+	size_t n = strlen(field);
+	long v = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, field, n) && line[n] == ':')
+			v = strtol(line + n + 1, NULL, 10);
+	fclose(f);
+	return v;
 }
 
 #endif
