@@ -276,7 +276,7 @@ pub fn resv_regions(dev: &Device) -> Result<KVec<ResvRegion>> {
 /// Whether an IOMMU driver probed `dev` and put it in a group.  Not only
 /// the group: VFIO's no-IOMMU mode gives devices without an IOMMU a group
 /// of its own, whose devices have no driver ops to call.
-fn probed(dev: &Device) -> bool {
+pub(super) fn probed(dev: &Device) -> bool {
     // SAFETY: `dev` is a valid device.
     has_iommu(dev) && unsafe { bindings::device_iommu_mapped(dev.as_raw()) }
 }

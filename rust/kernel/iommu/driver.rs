@@ -658,6 +658,11 @@ impl<T: Driver> Registration<T> {
         if !self.owns(dev) {
             return Err(EINVAL);
         }
+        // A device of ours whose probe failed (the core could not put it in
+        // a group) has no IOMMU state for the core's fault path to use.
+        if !super::domain::probed(dev) {
+            return Err(ENODEV);
+        }
         let mut evt = bindings::iopf_fault::default();
         evt.fault.type_ = bindings::iommu_fault_type_IOMMU_FAULT_PAGE_REQ;
         evt.fault.prm.flags = req.flags.into();
