@@ -47,3 +47,68 @@ rust_helper_pt_iommu_amdv1_domain_ops(struct iommu_domain_ops *ops)
 	*ops = (struct iommu_domain_ops){ IOMMU_PT_DOMAIN_OPS(amdv1) };
 }
 #endif
+
+#if IS_ENABLED(CONFIG_IOMMUFD_DRIVER_CORE)
+/*
+ * `kernel::iommu::iommufd`: the inline parts of refcount, xarray, list and
+ * mm that iommufd's C-layout objects need.
+ */
+#include <linux/list.h>
+#include <linux/mm.h>
+#include <linux/refcount.h>
+#include <linux/xarray.h>
+
+__rust_helper unsigned int rust_helper_refcount_read(const refcount_t *r)
+{
+	return refcount_read(r);
+}
+
+__rust_helper bool rust_helper_refcount_inc_not_zero(refcount_t *r)
+{
+	return refcount_inc_not_zero(r);
+}
+
+__rust_helper int rust_helper_xa_insert(struct xarray *xa, unsigned long index,
+					void *entry, gfp_t gfp)
+{
+	return xa_insert(xa, index, entry, gfp);
+}
+
+__rust_helper void *rust_helper_xa_cmpxchg(struct xarray *xa, unsigned long index,
+					   void *old, void *entry, gfp_t gfp)
+{
+	return xa_cmpxchg(xa, index, old, entry, gfp);
+}
+
+__rust_helper void rust_helper_xa_release(struct xarray *xa, unsigned long index)
+{
+	xa_release(xa, index);
+}
+
+__rust_helper void rust_helper_list_add(struct list_head *new, struct list_head *head)
+{
+	list_add(new, head);
+}
+
+__rust_helper void rust_helper_list_del_init(struct list_head *entry)
+{
+	list_del_init(entry);
+}
+
+__rust_helper int rust_helper_list_empty(const struct list_head *head)
+{
+	return list_empty(head);
+}
+
+__rust_helper pgprot_t rust_helper_pgprot_noncached(pgprot_t prot)
+{
+	return pgprot_noncached(prot);
+}
+
+__rust_helper int rust_helper_io_remap_pfn_range(struct vm_area_struct *vma,
+						 unsigned long addr, unsigned long pfn,
+						 unsigned long size, pgprot_t prot)
+{
+	return io_remap_pfn_range(vma, addr, pfn, size, prot);
+}
+#endif

@@ -429,6 +429,10 @@ impl Drop for DmaOwner {
 /// `ptr` is a valid paging or nested domain we own.
 pub struct Domain {
     ptr: NonNull<bindings::iommu_domain>,
+    /// The vIOMMU a nested domain was made on, which the driver's domain
+    /// uses: freed after the domain.
+    #[cfg(CONFIG_IOMMUFD_DRIVER_CORE)]
+    _viommu: Option<Arc<super::iommufd::Viommu>>,
 }
 
 // SAFETY: Domain operations may be called from any thread; the driver
@@ -438,6 +442,40 @@ unsafe impl Send for Domain {}
 unsafe impl Sync for Domain {}
 
 impl Domain {
+    /// Takes ownership of the domain at `ptr`, which the caller owns.
+    fn own(ptr: NonNull<bindings::iommu_domain>) -> Self {
+        Self {
+            ptr,
+            #[cfg(CONFIG_IOMMUFD_DRIVER_CORE)]
+            _viommu: None,
+        }
+    }
+
+    /// The nested domain `d` that the vIOMMU `viommu` of the IOMMU whose
+    /// ops are `owner` just made: `EOPNOTSUPP` (and freed) if it is not a
+    /// nested domain.
+    #[cfg(CONFIG_IOMMUFD_DRIVER_CORE)]
+    pub(super) fn from_viommu(
+        d: NonNull<bindings::iommu_domain>,
+        owner: *const bindings::iommu_ops,
+        viommu: Arc<super::iommufd::Viommu>,
+    ) -> Result<Self> {
+        // INVARIANT: A domain from the driver, ours; freed below if it is
+        // not nested.
+        let domain = Self {
+            ptr: d,
+            _viommu: Some(viommu),
+        };
+        // SAFETY: The driver returned a valid domain, ours now, which the
+        // core expects to know its driver.
+        unsafe { (*d.as_ptr()).owner = owner };
+        // A driver bug.
+        if crate::warn_on!(!domain.is_nested()) {
+            return Err(EOPNOTSUPP);
+        }
+        Ok(domain)
+    }
+
     /// A new paging domain suitable for `dev`, made with `flags`.
     pub fn alloc_paging(dev: &Device, flags: AllocFlags) -> Result<Self> {
         // SAFETY: `dev` is valid; the core checks that it has an IOMMU.
@@ -445,7 +483,7 @@ impl Domain {
             bindings::iommu_paging_domain_alloc_flags(dev.as_raw(), flags.into())
         })?;
         // INVARIANT: A new paging domain, ours.
-        NonNull::new(d).map(|ptr| Self { ptr }).ok_or(ENOMEM)
+        NonNull::new(d).map(Self::own).ok_or(ENOMEM)
     }
 
     /// A new paging domain for `dev` made by its driver from user space's
@@ -473,7 +511,7 @@ impl Domain {
         // and the C iommufd set it).
         unsafe { (*d.as_ptr()).owner = ops };
         // INVARIANT: A paging domain from the driver, which we own.
-        Ok(Self { ptr: d })
+        Ok(Self::own(d))
     }
 
     /// A new software paging domain: a page table the IOMMU core maps and
@@ -487,7 +525,7 @@ impl Domain {
     #[cfg(CONFIG_IOMMU_PT_AMDV1)]
     pub fn alloc_software() -> Result<Self> {
         // INVARIANT: A new paging domain, ours.
-        super::generic_pt::alloc_soft().map(|ptr| Self { ptr })
+        super::generic_pt::alloc_soft().map(Self::own)
     }
 
     /// Whether this is a software domain ([`Domain::alloc_software`]).
@@ -591,7 +629,7 @@ impl Domain {
         })?;
         let d = NonNull::new(d).ok_or(ENOMEM)?;
         // INVARIANT: Checked to be nested below, freed if not.
-        let domain = Self { ptr: d };
+        let domain = Self::own(d);
         // SAFETY: The driver returned a valid domain, ours now.
         unsafe { (*d.as_ptr()).owner = ops };
         if !domain.is_nested() {

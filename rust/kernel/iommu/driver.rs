@@ -21,6 +21,7 @@
 use super::domain::{AllocFlags, Cap, Domain};
 use super::fault::PageRequest;
 use super::generic_pt::{Format, Table};
+use super::iommufd::{self, HwQueueCore, ViommuCore};
 use super::user_data::{UserData, UserDataArray};
 use crate::{
     bindings,
@@ -32,7 +33,7 @@ use crate::{
     sync::{Completion, Mutex},
     types::Opaque,
 };
-use core::{any::TypeId, marker::PhantomData, ptr::NonNull};
+use core::{any::TypeId, cell::Cell, marker::PhantomData, mem::MaybeUninit, ptr::NonNull};
 
 /// What a driver keeps with each of its paging domains, beside the page
 /// table (a table of the driver's [`Driver::Format`], which the core maps,
@@ -66,6 +67,99 @@ impl NestedDomain for NoNested {
     }
 }
 
+/// The vIOMMUs of driver `T` (`struct iommufd_viommu_ops`): what the driver
+/// keeps with each, beside the core's part, which [`ViommuCore`] reaches
+/// through the kernel's built-in iommufd helpers.
+///
+/// The core serialises nothing but the HW queues of one vIOMMU.
+pub trait VirtualIommu<T: Driver>: Send + Sync + Sized + 'static {
+    /// The `IOMMU_VIOMMU_TYPE_*` of the vIOMMUs (0: the driver has none).
+    const TYPE: u32;
+    /// The `IOMMU_HW_QUEUE_TYPE_*` of their HW queues (0: none).
+    const HW_QUEUE_TYPE: u32 = 0;
+    /// What the driver keeps with each HW queue.
+    type HwQueue: Send + Sync;
+
+    /// A new vIOMMU on the nesting parent `parent`, from user space's
+    /// `data` if it gave any (`viommu_init`).
+    fn init(v: &ViommuCore<'_>, parent: &T::Domain, data: Option<&UserData>) -> Result<Self>;
+
+    /// A new nested domain on the vIOMMU, made with `flags` from user
+    /// space's `data` (`alloc_domain_nested`).
+    fn alloc_nested(&self, v: &ViommuCore<'_>, flags: AllocFlags, data: &UserData)
+        -> Result<T::Nested>;
+
+    /// Invalidates the vIOMMU's caches as the entries of `array` say, and
+    /// reports how many were handled with [`UserDataArray::set_done`]
+    /// (`cache_invalidate`).
+    fn cache_invalidate(&self, v: &ViommuCore<'_>, array: &mut UserDataArray) -> Result;
+
+    /// Whether `dev`, one of the driver's devices with its `data`, may be
+    /// attached (its requests without a PASID) to a nested domain of the
+    /// vIOMMU.
+    fn attach(&self, _v: &ViommuCore<'_>, _dev: &Device, _data: &T::DeviceData) -> Result {
+        Ok(())
+    }
+
+    /// A new HW queue `q`, the `index`th of the vIOMMU, whose guest memory
+    /// is at `base_pa` (`hw_queue_init_phys`); `queues` are the vIOMMU's
+    /// other HW queues, none of which comes or goes meanwhile.
+    fn hw_queue_init(
+        &self,
+        _v: &ViommuCore<'_>,
+        _q: &HwQueueCore<'_>,
+        _index: u32,
+        _base_pa: u64,
+        _queues: &HwQueues<'_, T>,
+    ) -> Result<Self::HwQueue> {
+        Err(EOPNOTSUPP)
+    }
+}
+
+/// The vIOMMU of a driver that has none.
+pub enum NoViommu {}
+
+impl<T: Driver> VirtualIommu<T> for NoViommu {
+    const TYPE: u32 = 0;
+    type HwQueue = ();
+
+    fn init(_v: &ViommuCore<'_>, _parent: &T::Domain, _data: Option<&UserData>) -> Result<Self> {
+        Err(EOPNOTSUPP)
+    }
+
+    fn alloc_nested(&self, _: &ViommuCore<'_>, _: AllocFlags, _: &UserData) -> Result<T::Nested> {
+        match *self {}
+    }
+
+    fn cache_invalidate(&self, _: &ViommuCore<'_>, _: &mut UserDataArray) -> Result {
+        match *self {}
+    }
+}
+
+/// The driver data of the vIOMMU `T::Viommu`'s HW queues.
+pub type HwQueueData<T> = <<T as Driver>::Viommu as VirtualIommu<T>>::HwQueue;
+
+/// The HW queues of a vIOMMU, for the driver's initialiser of another.
+pub struct HwQueues<'a, T: Driver> {
+    list: &'a KVec<NonNull<HwQueueBox<T>>>,
+}
+
+impl<'a, T: Driver> HwQueues<'a, T> {
+    /// The first queue whose driver data `f` accepts, with its core part.
+    pub fn find(&self, f: impl Fn(&HwQueueData<T>) -> bool) -> Option<(&'a HwQueueData<T>, HwQueueCore<'a>)> {
+        self.list.iter().find_map(|q| {
+            let q = q.as_ptr();
+            // SAFETY: A listed queue is initialised and lives until its
+            // destroy takes it off the list, under the lock the caller
+            // holds for `'a`.
+            unsafe {
+                let data = (*q).data.assume_init_ref();
+                f(data).then(|| (data, HwQueueCore::from_raw((*q).core.get(), None)))
+            }
+        })
+    }
+}
+
 /// A paging domain the driver wants: its data, its page table's
 /// configuration and how it differs from the table's geometry.
 pub struct NewDomain<D, C> {
@@ -88,7 +182,7 @@ pub type NewDomainOf<T> =
     NewDomain<<T as Driver>::Domain, <<T as Driver>::Format as Format>::Config>;
 
 /// An IOMMU driver.
-pub trait Driver: Send + Sync + 'static {
+pub trait Driver: Send + Sync + Sized + 'static {
     /// The format of the page tables of the driver's paging domains.
     type Format: Format;
     /// What the driver keeps with each paging domain.
@@ -97,6 +191,8 @@ pub trait Driver: Send + Sync + 'static {
     type Nested: NestedDomain;
     /// What the driver keeps with each device it creates.
     type DeviceData: Send + Sync + 'static;
+    /// The driver's vIOMMUs ([`NoViommu`] if it has none).
+    type Viommu: VirtualIommu<Self>;
 
     /// Whether devices report I/O page faults: the registration then keeps
     /// a fault queue, and a device joins it while attached to a domain that
@@ -168,7 +264,48 @@ struct DomainBox<T: Driver> {
 struct NestedBox<T: Driver> {
     domain: Opaque<bindings::iommu_domain>,
     reg: *const Registration<T>,
+    /// The vIOMMU it was made on, if any: iommufd keeps it while the
+    /// domain lives.
+    viommu: *mut ViommuBox<T>,
     data: T::Nested,
+}
+
+/// A vIOMMU of driver `T`: the core's structure first, as iommufd
+/// allocates it (zeroed, at the size `get_viommu_size` reports) and fills
+/// it in before `viommu_init`.
+#[repr(C)]
+struct ViommuBox<T: Driver> {
+    core: Opaque<bindings::iommufd_viommu>,
+    reg: *const Registration<T>,
+    /// The nesting parent, which iommufd keeps while the vIOMMU lives.
+    parent: *mut bindings::iommu_domain,
+    /// The mmap regions registered through [`ViommuCore::alloc_mmap`].
+    mmaps: Mutex<KVec<c_ulong>>,
+    /// The vIOMMU's HW queues; their changes are serialised under it.
+    queues: Mutex<KVec<NonNull<HwQueueBox<T>>>>,
+    data: MaybeUninit<T::Viommu>,
+}
+
+impl<T: Driver> ViommuBox<T> {
+    /// The view of the vIOMMU its driver gets.
+    ///
+    /// # Safety
+    ///
+    /// `v` is an initialised vIOMMU of ours, valid for `'a`.
+    unsafe fn core<'a>(v: *mut Self) -> ViommuCore<'a> {
+        // SAFETY: Per the function's requirements.
+        unsafe { ViommuCore::from_raw((*v).core.get(), (*v).parent, &(*v).mmaps) }
+    }
+}
+
+/// A HW queue of driver `T`, laid out as [`ViommuBox`].
+#[repr(C)]
+struct HwQueueBox<T: Driver> {
+    core: Opaque<bindings::iommufd_hw_queue>,
+    viommu: *mut ViommuBox<T>,
+    /// The queue it depends on ([`HwQueueCore::depend_on`]), if any.
+    dep: Cell<*mut bindings::iommufd_object>,
+    data: MaybeUninit<HwQueueData<T>>,
 }
 
 impl<T: Driver> DomainBox<T> {
@@ -252,6 +389,7 @@ struct Tables {
     nested_ops: bindings::iommu_domain_ops,
     dirty_ops: bindings::iommu_dirty_ops,
     blocked_ops: bindings::iommu_domain_ops,
+    viommu_ops: bindings::iommufd_viommu_ops,
     /// The blocking domain, also every device's default domain.
     blocked: bindings::iommu_domain,
     /// The fault queue of the devices, if the driver has faults.
@@ -377,6 +515,18 @@ impl<T: Driver> Registration<T> {
             t.ops.page_response = Some(Self::page_response);
             t.ops.capable = Some(Self::capable);
             t.ops.hw_info = Some(Self::hw_info);
+            if T::Viommu::TYPE != 0 {
+                t.ops.get_viommu_size = Some(Self::get_viommu_size);
+                t.ops.viommu_init = Some(Self::viommu_init);
+                let v = &mut t.viommu_ops;
+                v.destroy = Some(Self::viommu_destroy);
+                v.alloc_domain_nested = Some(Self::viommu_alloc_nested);
+                v.cache_invalidate = Some(Self::viommu_cache_invalidate);
+                if T::Viommu::HW_QUEUE_TYPE != 0 {
+                    v.get_hw_queue_size = Some(Self::get_hw_queue_size);
+                    v.hw_queue_init_phys = Some(Self::hw_queue_init_phys);
+                }
+            }
             t.iommu.max_pasids = max_pasids;
         }
     }
@@ -531,6 +681,7 @@ impl<T: Driver> Registration<T> {
                 dev: Opaque::zeroed(),
                 reg: self,
                 iopf_users: Atomic::new(0),
+                viommu: Atomic::new(0),
                 data,
             },
             GFP_KERNEL,
@@ -870,6 +1021,22 @@ impl<T: Driver> Registration<T> {
         dev: *mut bindings::device,
         old: *mut bindings::iommu_domain,
     ) -> c_int {
+        // SAFETY: As for `attach`, whose requirements the core meets.
+        unsafe { Self::attach(domain, dev, old, true) }
+    }
+
+    /// Attaches `dev` (its requests without a PASID if `rid`, else one of
+    /// its PASIDs) to `domain`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Self::attach_dev`].
+    unsafe fn attach(
+        domain: *mut bindings::iommu_domain,
+        dev: *mut bindings::device,
+        old: *mut bindings::iommu_domain,
+        rid: bool,
+    ) -> c_int {
         // SAFETY: The core passes valid domains (`old` may be NULL) and a
         // device of ours, under the group's lock.
         unsafe {
@@ -880,6 +1047,22 @@ impl<T: Driver> Registration<T> {
             if let Err(e) = T::check_attach(Device::from_raw(dev), data, dirty) {
                 return e.to_errno();
             }
+            // The vIOMMU of a nested domain of ours made on one, for the
+            // requests without a PASID.
+            let mut viommu = core::ptr::null_mut::<ViommuBox<T>>();
+            if rid {
+                if let Some(reg) = Self::of_device(dev) {
+                    if (*domain).ops == &raw const (*reg.tables()).nested_ops {
+                        viommu = (*domain.cast::<NestedBox<T>>()).viommu;
+                    }
+                }
+            }
+            if !viommu.is_null() {
+                let vdata = (*viommu).data.assume_init_ref();
+                if let Err(e) = vdata.attach(&ViommuBox::core(viommu), Device::from_raw(dev), data) {
+                    return e.to_errno();
+                }
+            }
             let takes_faults =
                 |d: *mut bindings::iommu_domain| !d.is_null() && (*d).iopf_handler.is_some();
             if takes_faults(domain) {
@@ -889,6 +1072,9 @@ impl<T: Driver> Registration<T> {
             }
             if takes_faults(old) {
                 Self::iopf_put(dev);
+            }
+            if rid {
+                (*dev.cast::<DeviceBox<T>>()).viommu.store(viommu as usize, Relaxed);
             }
         }
         0
@@ -908,7 +1094,7 @@ impl<T: Driver> Registration<T> {
     ) -> c_int {
         // SAFETY: As for `attach_dev`, whose requirements the core meets for
         // this op too.
-        unsafe { Self::attach_dev(domain, dev, old) }
+        unsafe { Self::attach(domain, dev, old, false) }
     }
 
     /// Counts a domain taking faults `dev` is attached to; the first puts
@@ -1029,6 +1215,7 @@ impl<T: Driver> Registration<T> {
             NestedBox::<T> {
                 domain: Opaque::zeroed(),
                 reg,
+                viommu: core::ptr::null_mut(),
                 data: nested,
             },
             GFP_KERNEL,
@@ -1088,6 +1275,286 @@ impl<T: Driver> Registration<T> {
     }
 }
 
+/// The vIOMMU side of a registration: the ops of `struct iommu_ops` and
+/// `struct iommufd_viommu_ops` for `T::Viommu`.
+impl<T: Driver> Registration<T> {
+    /// Runs `f` on the vIOMMU of the nested domain `dev`, one of the
+    /// registration's devices (`EINVAL` if not), is attached to: `ENOENT` if
+    /// it is attached to no domain made on a vIOMMU.  Attach changes of
+    /// `dev` wait meanwhile.
+    pub fn with_viommu_of<R>(
+        &self,
+        dev: &Device,
+        f: impl FnOnce(&T::Viommu, &ViommuCore<'_>) -> Result<R>,
+    ) -> Result<R> {
+        if !self.owns(dev) {
+            return Err(EINVAL);
+        }
+        let _guard = self.header.attach_lock.lock();
+        // SAFETY: A device of ours is the first field of a `DeviceBox<T>`.
+        let v = unsafe { (*dev.as_raw().cast::<DeviceBox<T>>()).viommu.load(Relaxed) };
+        let v = v as *mut ViommuBox<T>;
+        if v.is_null() {
+            return Err(ENOENT);
+        }
+        // SAFETY: Under the attach lock the device stays attached to the
+        // nested domain, which keeps its vIOMMU (initialised: it made the
+        // domain).
+        unsafe { f((*v).data.assume_init_ref(), &ViommuBox::core(v)) }
+    }
+
+    /// The registration whose IOMMU is `iommu`.
+    ///
+    /// # Safety
+    ///
+    /// `iommu` is the IOMMU device of a live registration of `T` (the ops
+    /// of `T` are only in those).
+    unsafe fn of_iommu<'a>(iommu: *mut bindings::iommu_device) -> &'a Self {
+        let off = core::mem::offset_of!(Self, tables) + core::mem::offset_of!(Tables, iommu);
+        // SAFETY: The tables are a field of the registration (an `Opaque`,
+        // its value at its start), the IOMMU device one of theirs.
+        unsafe { &*iommu.byte_sub(off).cast::<Self>() }
+    }
+
+    /// `iommu_ops::get_viommu_size`.
+    ///
+    /// # Safety
+    ///
+    /// Called by iommufd with a device of ours.
+    unsafe extern "C" fn get_viommu_size(_dev: *mut bindings::device, ty: u32) -> usize {
+        const {
+            assert!(
+                core::mem::align_of::<ViommuBox<T>>()
+                    <= core::mem::align_of::<bindings::iommufd_viommu>()
+            )
+        };
+        if ty == T::Viommu::TYPE {
+            core::mem::size_of::<ViommuBox<T>>()
+        } else {
+            0
+        }
+    }
+
+    /// `iommu_ops::viommu_init`.
+    ///
+    /// # Safety
+    ///
+    /// Called by iommufd, once, with a zeroed vIOMMU of `get_viommu_size`'s
+    /// size whose core part it filled in, a domain and user data valid (or
+    /// NULL) for the call.
+    unsafe extern "C" fn viommu_init(
+        viommu: *mut bindings::iommufd_viommu,
+        parent: *mut bindings::iommu_domain,
+        user_data: *const bindings::iommu_user_data,
+    ) -> c_int {
+        let b = viommu.cast::<ViommuBox<T>>();
+        // SAFETY: Per the function's requirements: `b` is ours until it
+        // returns, its core part initialised, its IOMMU one of ours.
+        unsafe {
+            let reg = Self::of_iommu((*viommu).iommu_dev);
+            let t = reg.tables();
+            if parent.is_null() || (*parent).ops != &raw const (*t).paging_ops {
+                return EINVAL.to_errno();
+            }
+            (&raw mut (*b).reg).write(reg);
+            (&raw mut (*b).parent).write(parent);
+            // Mutexes cannot fail to initialise.
+            let _ = pin_init::raw_try_init(
+                &raw mut (*b).mmaps,
+                crate::new_mutex!(KVec::new(), "ViommuBox::mmaps"),
+            );
+            let _ = pin_init::raw_try_init(
+                &raw mut (*b).queues,
+                crate::new_mutex!(KVec::new(), "ViommuBox::queues"),
+            );
+            let data = (!user_data.is_null()).then(|| UserData::from_raw(user_data));
+            match T::Viommu::init(&ViommuBox::core(b), DomainBox::<T>::data(parent), data) {
+                Ok(d) => {
+                    (*b).data.write(d);
+                    // Given back by `viommu_destroy`.
+                    reg.get_user();
+                    (*viommu).ops = &raw const (*t).viommu_ops;
+                    0
+                }
+                Err(e) => {
+                    iommufd::destroy_mmaps(viommu, &(*b).mmaps);
+                    e.to_errno()
+                }
+            }
+        }
+    }
+
+    /// `iommufd_viommu_ops::destroy`.
+    ///
+    /// # Safety
+    ///
+    /// Called by iommufd, once, with a vIOMMU `viommu_init` initialised,
+    /// which nothing uses any more.
+    unsafe extern "C" fn viommu_destroy(viommu: *mut bindings::iommufd_viommu) {
+        let b = viommu.cast::<ViommuBox<T>>();
+        // SAFETY: Per the function's requirements; iommufd frees the memory.
+        unsafe {
+            let reg = (*b).reg;
+            (*b).data.assume_init_drop();
+            iommufd::destroy_mmaps(viommu, &(*b).mmaps);
+            core::ptr::drop_in_place(&raw mut (*b).mmaps);
+            core::ptr::drop_in_place(&raw mut (*b).queues);
+            Self::put_user(reg);
+        }
+    }
+
+    /// `iommufd_viommu_ops::alloc_domain_nested`.
+    ///
+    /// # Safety
+    ///
+    /// Called by iommufd with an initialised vIOMMU of ours and user data
+    /// valid for the call.
+    unsafe extern "C" fn viommu_alloc_nested(
+        viommu: *mut bindings::iommufd_viommu,
+        flags: u32,
+        user_data: *const bindings::iommu_user_data,
+    ) -> *mut bindings::iommu_domain {
+        let b = viommu.cast::<ViommuBox<T>>();
+        if user_data.is_null() {
+            return EINVAL.to_ptr();
+        }
+        // SAFETY: Per the function's requirements.
+        let (reg, nested) = unsafe {
+            let reg = &*(*b).reg;
+            let flags = AllocFlags::from_bits_retain(flags);
+            let data = UserData::from_raw(user_data);
+            match (*b).data.assume_init_ref().alloc_nested(&ViommuBox::core(b), flags, data) {
+                Ok(n) => (reg, n),
+                Err(e) => return e.to_ptr(),
+            }
+        };
+        let boxed = match KBox::new(
+            NestedBox::<T> {
+                domain: Opaque::zeroed(),
+                reg,
+                viommu: b,
+                data: nested,
+            },
+            GFP_KERNEL,
+        ) {
+            Ok(n) => KBox::into_raw(n),
+            Err(_) => return ENOMEM.to_ptr(),
+        };
+        // Given back by `free_nested`.
+        reg.get_user();
+        // SAFETY: `boxed` is a new, zeroed domain we own until `free_nested`.
+        unsafe {
+            let d = (*boxed).domain.get();
+            (*d).type_ = bindings::IOMMU_DOMAIN_NESTED;
+            (*d).ops = &raw const (*reg.tables()).nested_ops;
+            d
+        }
+    }
+
+    /// `iommufd_viommu_ops::cache_invalidate`.
+    ///
+    /// # Safety
+    ///
+    /// Called by iommufd with an initialised vIOMMU of ours and an array
+    /// that is ours for the call.
+    unsafe extern "C" fn viommu_cache_invalidate(
+        viommu: *mut bindings::iommufd_viommu,
+        array: *mut bindings::iommu_user_data_array,
+    ) -> c_int {
+        let b = viommu.cast::<ViommuBox<T>>();
+        // SAFETY: Per the function's requirements.
+        let res = unsafe {
+            (*b).data
+                .assume_init_ref()
+                .cache_invalidate(&ViommuBox::core(b), UserDataArray::from_raw(array))
+        };
+        match res {
+            Ok(()) => 0,
+            Err(e) => e.to_errno(),
+        }
+    }
+
+    /// `iommufd_viommu_ops::get_hw_queue_size`.
+    ///
+    /// # Safety
+    ///
+    /// Called by iommufd with a vIOMMU of ours.
+    unsafe extern "C" fn get_hw_queue_size(_viommu: *mut bindings::iommufd_viommu, ty: u32) -> usize {
+        const {
+            assert!(
+                core::mem::align_of::<HwQueueBox<T>>()
+                    <= core::mem::align_of::<bindings::iommufd_hw_queue>()
+            )
+        };
+        if ty == T::Viommu::HW_QUEUE_TYPE {
+            core::mem::size_of::<HwQueueBox<T>>()
+        } else {
+            0
+        }
+    }
+
+    /// `iommufd_viommu_ops::hw_queue_init_phys`.
+    ///
+    /// # Safety
+    ///
+    /// Called by iommufd, once, with a zeroed HW queue of
+    /// `get_hw_queue_size`'s size whose core part it filled in, on an
+    /// initialised vIOMMU of ours.
+    unsafe extern "C" fn hw_queue_init_phys(
+        hw_queue: *mut bindings::iommufd_hw_queue,
+        index: u32,
+        base_pa: bindings::phys_addr_t,
+    ) -> c_int {
+        let q = hw_queue.cast::<HwQueueBox<T>>();
+        // SAFETY: Per the function's requirements: `q` is ours until it
+        // returns; its vIOMMU is live.
+        unsafe {
+            let b = (*hw_queue).viommu.cast::<ViommuBox<T>>();
+            (&raw mut (*q).viommu).write(b);
+            (&raw mut (*q).dep).write(Cell::new(core::ptr::null_mut()));
+            let mut list = (*b).queues.lock();
+            if list.reserve(1, GFP_KERNEL).is_err() {
+                return ENOMEM.to_errno();
+            }
+            let qcore = HwQueueCore::from_raw(hw_queue, Some(&(*q).dep));
+            let queues = HwQueues { list: &list };
+            let v = (*b).data.assume_init_ref();
+            match v.hw_queue_init(&ViommuBox::core(b), &qcore, index, base_pa, &queues) {
+                Ok(d) => {
+                    (*q).data.write(d);
+                    // Room was reserved above.
+                    let _ = list.push_within_capacity(NonNull::new_unchecked(q));
+                    (*hw_queue).destroy = Some(Self::hw_queue_destroy);
+                    0
+                }
+                Err(e) => {
+                    iommufd::undepend(hw_queue, &(*q).dep);
+                    e.to_errno()
+                }
+            }
+        }
+    }
+
+    /// `iommufd_hw_queue::destroy`.
+    ///
+    /// # Safety
+    ///
+    /// Called by iommufd, once, with a HW queue `hw_queue_init_phys`
+    /// initialised, which nothing uses or depends on any more.
+    unsafe extern "C" fn hw_queue_destroy(hw_queue: *mut bindings::iommufd_hw_queue) {
+        let q = hw_queue.cast::<HwQueueBox<T>>();
+        // SAFETY: Per the function's requirements; iommufd frees the memory.
+        unsafe {
+            let b = (*q).viommu;
+            let mut list = (*b).queues.lock();
+            list.retain(|e| e.as_ptr() != q);
+            (*q).data.assume_init_drop();
+            iommufd::undepend(hw_queue, &(*q).dep);
+            drop(list);
+        }
+    }
+}
+
 #[pinned_drop]
 impl<T: Driver> PinnedDrop for Registration<T> {
     fn drop(self: Pin<&mut Self>) {
@@ -1113,6 +1580,10 @@ struct DeviceBox<T: Driver> {
     /// and PASIDs): it is in the fault queue while there is one.  Changed
     /// only under the group's lock (in `attach_dev`).
     iopf_users: Atomic<u32>,
+    /// The address of the vIOMMU of the nested domain the device (its
+    /// requests without a PASID) is attached to, 0 if none.  Changed only
+    /// under the group's lock and the registration's attach lock.
+    viommu: Atomic<usize>,
     data: T::DeviceData,
 }
 
