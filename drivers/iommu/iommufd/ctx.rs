@@ -4,6 +4,7 @@
 
 use kernel::capability::{capable, Capability};
 use kernel::fs::File;
+use kernel::iommu::iommufd::CtxFace;
 use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
@@ -47,11 +48,14 @@ pub(crate) struct Ctx {
     /// The IOMMU groups of the bound devices.
     #[pin]
     pub(crate) groups: Mutex<Groups>,
+    /// What the kernel's built-in iommufd helpers and the IOMMU drivers
+    /// see of the context (its mmap regions): C layout.
+    pub(crate) face: Arc<CtxFace>,
 }
 
 impl Ctx {
-    pub(crate) fn new(dev: ARef<kernel::device::Device>) -> impl PinInit<Self> {
-        pin_init!(Ctx {
+    pub(crate) fn new(dev: ARef<kernel::device::Device>) -> impl PinInit<Self, Error> {
+        try_pin_init!(Ctx {
             objects <- ObjectTable::new(CtxState {
                 account_mode: AccountMode::User,
                 compat_ioas: None,
@@ -59,7 +63,8 @@ impl Ctx {
             }),
             dev,
             groups <- new_mutex!(Groups::new()),
-        })
+            face: CtxFace::new()?,
+        }? Error)
     }
 
     /// The cookie DMA ownership of this context's devices is claimed with.

@@ -16,6 +16,7 @@
 
 use kernel::iommu::domain::{self as iommu, Attachment, Cap, DmaOwner, Domain, Group, ResvKind};
 use kernel::iommu::fault::FaultSink;
+use kernel::iommu::iommufd::DeviceFace;
 use kernel::iommu::user_data::UserData;
 use kernel::new_mutex;
 use kernel::prelude::*;
@@ -31,6 +32,7 @@ use crate::ioas::Ioas;
 use crate::object::Held;
 use crate::uapi;
 use crate::ucmd::Ucmd;
+use crate::viommu::{VdevSlot, Viommu};
 
 /// A PASID's attachment.
 struct Attached {
@@ -84,6 +86,11 @@ pub(crate) struct Device {
     owner: Option<Arc<DmaOwner>>,
     /// The device's group in the context, which its RID attaches through.
     group: GroupRef,
+    /// What the kernel's built-in iommufd helpers see of the device (a
+    /// vDEVICE's `idev`): C layout.
+    face: Arc<DeviceFace>,
+    /// Its vDEVICE, if any.
+    vdev: Arc<VdevSlot>,
 }
 
 /// A bound device's place in its context's groups, given back on drop.
@@ -170,6 +177,8 @@ impl Device {
     ) -> Result<Held<Device>> {
         let slot = ctx.objects.reserve()?;
         let id = slot.id();
+        let face = DeviceFace::new(&ctx.face, dev.into(), id)?;
+        let vdev = VdevSlot::new()?;
         let idev = slot.new_object(try_pin_init!(Device {
             ctx: ctx.clone(),
             id,
@@ -177,8 +186,33 @@ impl Device {
             pasids <- new_mutex!(KVec::new()),
             owner,
             group: igroup,
+            face,
+            vdev,
         }? Error))?;
         Ok(idev.finalize_held())
+    }
+
+    /// Unbinds the device, for its binder: its vDEVICE goes first (its ID a
+    /// tombstone), then the device, once no command uses it.
+    pub(crate) fn unbind(ctx: &Ctx, idev: Held<Device>) {
+        idev.vdev.remove(&ctx.objects);
+        // A failure is a use that outlived its holder (and warned).
+        let _ = ctx.objects.remove_owned(idev);
+    }
+
+    /// Bound in no-IOMMU mode: no IOMMU translates the device's DMA.
+    pub(crate) fn no_iommu(&self) -> bool {
+        self.owner.is_none()
+    }
+
+    /// The device's C face.
+    pub(crate) fn face(&self) -> &Arc<DeviceFace> {
+        &self.face
+    }
+
+    /// Where the device's vDEVICE is kept.
+    pub(crate) fn vdev_slot(&self) -> &Arc<VdevSlot> {
+        &self.vdev
     }
 
     /// The device.
@@ -678,8 +712,10 @@ pub(crate) fn hwpt_alloc_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_hwpt_alloc>) -> R
             return Err(EINVAL);
         }
         Hwpt::alloc_nested(ctx, parent, idev.for_dev(), flags, &data, fault_id)?
+    } else if let Ok(viommu) = objects.get_long::<Viommu>(c.pt_id) {
+        Hwpt::alloc_on_viommu(ctx, viommu, idev.for_dev(), flags, &data, fault_id)?
     } else {
-        // A vIOMMU (not implemented yet), another kind of object or none.
+        // Another kind of object, or none.
         return Err(EINVAL);
     };
     respond_then_publish(ucmd, hwpt)

@@ -24,6 +24,7 @@ use crate::ioas::{AutoHwpt, Ioas};
 use crate::object::{Held, Object};
 use crate::uapi;
 use crate::ucmd::Ucmd;
+use crate::viommu::Viommu;
 
 /// What is particular to a paging HWPT.
 pub(crate) struct Paging {
@@ -35,10 +36,20 @@ pub(crate) struct Paging {
     nest_parent: bool,
 }
 
-/// What is particular to a nested HWPT.
-pub(crate) struct Nested {
-    /// The parent, a paging HWPT, which cannot be destroyed while this lives.
-    _parent: Held<Hwpt>,
+impl Paging {
+    /// Whether nested HWPTs and vIOMMUs may be built on it.
+    pub(crate) fn nest_parent(&self) -> bool {
+        self.nest_parent
+    }
+}
+
+/// What is particular to a nested HWPT: what it was made on, which
+/// cannot be destroyed while it lives.
+pub(crate) enum Nested {
+    /// A paging HWPT.
+    Parent { _hwpt: Held<Hwpt> },
+    /// A vIOMMU (which holds the paging parent).
+    Viommu { _viommu: Held<Viommu> },
 }
 
 /// Which kind of HWPT.
@@ -184,7 +195,42 @@ impl Hwpt {
             domain,
             pasid_compat: flags & uapi::IOMMU_HWPT_ALLOC_PASID != 0,
             fault,
-            kind: HwptKind::Nested(Nested { _parent: parent }),
+            kind: HwptKind::Nested(Nested::Parent { _hwpt: parent }),
+        })
+    }
+
+    /// A new nested HWPT on the vIOMMU `viommu` for `dev`, described by the
+    /// driver's `data`, with its faults going to the queue `fault_id`; to be
+    /// published as [`Hwpt::alloc_paging`]'s.  `EINVAL` if the vIOMMU is
+    /// not of the device's IOMMU.
+    pub(crate) fn alloc_on_viommu<'a>(
+        ctx: &'a Ctx,
+        viommu: Held<Viommu>,
+        ForDev { dev, no_iommu }: ForDev<'_>,
+        flags: u32,
+        data: &UserData,
+        fault_id: Option<u32>,
+    ) -> Result<PendingObj<'a, Hwpt>> {
+        if no_iommu || !viommu.raw.serves(dev) {
+            return Err(EINVAL);
+        }
+        if flags & !(uapi::IOMMU_HWPT_FAULT_ID_VALID | uapi::IOMMU_HWPT_ALLOC_PASID) != 0
+            || data.is_empty()
+        {
+            return Err(EOPNOTSUPP);
+        }
+        let slot = ctx.objects.reserve()?;
+        let flags = flags & !uapi::IOMMU_HWPT_FAULT_ID_VALID;
+        let mut domain = viommu
+            .raw
+            .alloc_nested(AllocFlags::from_bits_retain(flags), data)?;
+        let fault = take_faults(&ctx.objects, &mut domain, fault_id)?;
+        let domain = Arc::new(domain, GFP_KERNEL_ACCOUNT)?;
+        slot.new_value(Hwpt {
+            domain,
+            pasid_compat: flags & uapi::IOMMU_HWPT_ALLOC_PASID != 0,
+            fault,
+            kind: HwptKind::Nested(Nested::Viommu { _viommu: viommu }),
         })
     }
 
@@ -360,15 +406,16 @@ fn invalidate(ucmd: &Ucmd<'_, uapi::iommu_hwpt_invalidate>) -> (u32, Result) {
         return (0, Err(EINVAL));
     }
     let objects = &ucmd.ctx.objects;
-    let hwpt = match objects.get::<Hwpt>(c.hwpt_id) {
-        Ok(h) if h.paging().is_none() => h,
-        // A paging HWPT, a vIOMMU (not implemented yet) or another kind of
-        // object.
-        Ok(_) => return (0, Err(EINVAL)),
-        Err(_) if objects.exists(c.hwpt_id) => return (0, Err(EINVAL)),
-        Err(e) => return (0, Err(e)),
-    };
     let mut array = UserDataArray::new(c.data_type, c.data_uptr, c.entry_len, c.entry_num);
-    let res = hwpt.domain.cache_invalidate_user(&mut array);
+    let res = match objects.get::<Hwpt>(c.hwpt_id) {
+        Ok(h) if h.paging().is_none() => h.domain.cache_invalidate_user(&mut array),
+        Ok(_) => return (0, Err(EINVAL)),
+        Err(_) => match objects.get::<Viommu>(c.hwpt_id) {
+            Ok(v) => v.raw.cache_invalidate(&mut array),
+            // Another kind of object.
+            Err(_) if objects.exists(c.hwpt_id) => return (0, Err(EINVAL)),
+            Err(e) => return (0, Err(e)),
+        },
+    };
     (array.entry_num(), res)
 }

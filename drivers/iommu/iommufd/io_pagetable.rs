@@ -67,6 +67,9 @@ struct Area {
     prot: Prot,
     /// Pins accesses hold through this area (one per pin call).
     num_accesses: u32,
+    /// Of those, the pins that keep the area from being unmapped (`EBUSY`):
+    /// a HW queue's, whose hardware reads the memory by physical address.
+    num_locks: u32,
     /// Set while an unmap waits for accesses to let go: no new pins.
     prevent_access: bool,
     /// Copies of accesses running through this area without the lock
@@ -81,6 +84,7 @@ impl Area {
             start_byte,
             prot,
             num_accesses: 0,
+            num_locks: 0,
             prevent_access: false,
             copying: 0,
         }
@@ -843,6 +847,9 @@ impl IoPagetable {
                 self.copied.wait(&mut inner);
                 continue;
             }
+            if inner.areas.get_mut(s).is_some_and(|(_, a)| a.num_locks != 0) {
+                return (unmapped, Err(EBUSY));
+            }
             if s < start || l > last {
                 return (unmapped, Err(ENOENT));
             }
@@ -1097,6 +1104,75 @@ impl IoPagetable {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Pins the page-aligned range `[iova, last]` for a HW queue, whose
+    /// hardware reads it by physical address: the pages must be physically
+    /// contiguous (`EFAULT` if not), and the areas cannot be unmapped
+    /// (`EBUSY`) until [`IoPagetable::unlock_pin`].  Returns the physical
+    /// address of `iova`.  Fails as [`IoPagetable::access_pin`] for what is
+    /// not mapped or not readable.
+    pub(crate) fn lock_pin(&self, iova: u64, last: u64) -> Result<u64> {
+        let mut inner = self.inner.lock();
+        let mut base = None;
+        let mut next = 0u64;
+        let (stop, res) = inner.walk(iova, last, |cur, end, s, area| {
+            let (first, lastb) = (area.byte(s, cur), area.byte(s, end));
+            if area.prevent_access
+                || area.pages.is_dmabuf()
+                || first % PAGE != 0
+                || lastb % PAGE != PAGE - 1
+            {
+                return Err(EINVAL);
+            }
+            area.check_access(false)?;
+            area.pages.pin(first / PAGE, lastb / PAGE)?;
+            let contiguous = area.pages.for_each_phys(first / PAGE, lastb / PAGE, |_, pa| {
+                if base.is_some() && pa != next {
+                    return Err(EFAULT);
+                }
+                base.get_or_insert(pa);
+                next = pa.checked_add(PAGE).ok_or(EFAULT)?;
+                Ok(())
+            });
+            if let Err(e) = contiguous {
+                area.pages.unpin(first / PAGE, lastb / PAGE);
+                return Err(e);
+            }
+            area.num_accesses += 1;
+            area.num_locks += 1;
+            Ok(())
+        });
+        if let Err(e) = res {
+            if stop > iova {
+                Self::unlock_locked(&mut inner, iova, stop - 1);
+            }
+            return Err(e);
+        }
+        base.ok_or(EFAULT)
+    }
+
+    /// Gives back what [`IoPagetable::lock_pin`] took on `[iova, last]`.
+    pub(crate) fn unlock_pin(&self, iova: u64, last: u64) {
+        let mut inner = self.inner.lock();
+        Self::unlock_locked(&mut inner, iova, last);
+    }
+
+    fn unlock_locked(inner: &mut Inner, iova: u64, last: u64) {
+        let (_, res) = inner.walk(iova, last, |cur, end, s, area| {
+            if area.num_locks == 0 || area.num_accesses == 0 {
+                return Err(EINVAL);
+            }
+            area.num_locks -= 1;
+            area.num_accesses -= 1;
+            area.pages
+                .unpin(area.byte(s, cur) / PAGE, area.byte(s, end) / PAGE);
+            Ok(())
+        });
+        if res.is_err() {
+            pr_warn!("unlock of IOVA {iova:#x}..{last:#x} that was not locked
+");
+        }
     }
 
     /// Gives back the pins [`IoPagetable::access_pin`] took on `[iova,

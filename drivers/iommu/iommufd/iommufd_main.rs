@@ -11,6 +11,7 @@
 
 use kernel::fs::File;
 use kernel::miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration};
+use kernel::mm::virt::VmaNew;
 use kernel::prelude::*;
 use kernel::sync::{Arc, ArcBorrow};
 
@@ -110,6 +111,12 @@ impl MiscDevice for Ctx {
         }
     }
 
+    fn mmap(me: ArcBorrow<'_, Ctx>, _file: &File, vma: &VmaNew) -> Result {
+        // The regions are the drivers' (a vIOMMU's), registered in the
+        // context's C face.
+        me.face.mmap(vma)
+    }
+
     fn release(me: Arc<Ctx>, _file: &File) {
         // Objects may hold references to the context (devices, HWPTs): they
         // go here, with the file, rather than with the last reference.
@@ -131,8 +138,7 @@ pub(crate) struct CDevice {
 impl Drop for CDevice {
     fn drop(&mut self) {
         if let Some(idev) = self.idev.take() {
-            // A failure is a use that outlived its holder (and warned).
-            let _ = self.ctx.objects.remove_owned(idev);
+            device::Device::unbind(&self.ctx, idev);
         }
     }
 }

@@ -67,6 +67,24 @@ impl<T> Deref for Object<T> {
     }
 }
 
+/// An object with a C face whose header counts users the table does not
+/// see (drivers' dependencies, mappings of it): it goes only once
+/// [`Retire::retire`] says none is left, and marks it going.
+pub(crate) trait Retire: Kind {
+    /// Lets the C face count users, as the object is published.
+    fn publish(&self);
+
+    /// Marks the object as going unless something outside the table
+    /// counts it: `false` then, and nothing changed.
+    fn retire(&self) -> bool;
+}
+
+/// [`Retire::retire`] of the object stored in an entry.
+fn retire_stored<T: Retire>(obj: &Stored) -> bool {
+    obj.downcast_ref::<Arc<Object<T>>>()
+        .is_none_or(|o| o.data.retire())
+}
+
 /// Context state kept with the table, under its lock.
 pub(crate) trait TableState: Send + Unpin {
     /// The object `id` has just been removed.
@@ -81,9 +99,18 @@ struct Entry {
     uses: Arc<Uses>,
     /// The object's type, for the log.
     kind: &'static str,
+    /// For an object with a C face ([`Retire`]).
+    retire: Option<fn(&Stored) -> bool>,
 }
 
 impl Entry {
+    /// Whether the object can be destroyed now: the table is its only
+    /// user, and if it has a C face, that face is marked going (from here
+    /// on the object must be destroyed).
+    fn claim(&self) -> bool {
+        self.uses.all.load(Acquire) == 1 && self.retire.is_none_or(|r| r(&self.obj))
+    }
+
     /// The object, if it is of kind `T`.
     fn peek<T: Kind>(&self) -> Option<&Arc<Object<T>>> {
         self.obj.downcast_ref::<Arc<Object<T>>>()
@@ -380,7 +407,7 @@ impl<S: TableState> ObjectTable<S> {
         let mut inner = self.inner.lock();
         match inner.map.get(&id) {
             None => return Err(ENOENT),
-            Some(entry) if entry.uses.all.load(Acquire) != 1 => return Err(EBUSY),
+            Some(entry) if !entry.claim() => return Err(EBUSY),
             Some(_) => {}
         }
         let node = inner.remove(id);
@@ -389,6 +416,35 @@ impl<S: TableState> ObjectTable<S> {
         // give back uses of other objects.
         drop(node);
         Ok(())
+    }
+
+    /// Destroys the object `id` of kind `T`, if there is one, and keeps
+    /// its ID taken: from then on the ID names nothing (`ENOENT`) and is
+    /// not handed out again, as upstream's tombstones.  For an object whose
+    /// device is going (a vDEVICE at its device's unbind); it waits for the
+    /// commands using the object.  Returns whether there was one.
+    pub(crate) fn tombstone<T: Kind>(&self, id: u32) -> bool {
+        loop {
+            let mut inner = self.inner.lock();
+            let Some(e) = inner.map.get(&id) else {
+                return false;
+            };
+            if e.peek::<T>().is_none() {
+                return false;
+            }
+            if e.claim() {
+                // Out of the map, its ID still taken in `ids`.
+                let node = inner.map.remove_node(&id);
+                inner.state.forget(id);
+                drop(inner);
+                // Torn down outside the lock, as in `destroy`.
+                drop(node);
+                return true;
+            }
+            drop(inner);
+            // Only commands use such an object, for as long as they run.
+            fsleep(Delta::from_millis(1));
+        }
     }
 
     /// Gives back the owner's long-term use `held` and removes its object,
@@ -509,7 +565,7 @@ impl<S: TableState> ObjectTable<S> {
     fn remove_next_unused(&self, from: &mut u32) -> Option<RBTreeNode<u32, Entry>> {
         let mut inner = self.inner.lock();
         let mut cursor = inner.map.cursor_lower_bound_mut(from)?;
-        while cursor.current().1.uses.all.load(Acquire) != 1 {
+        while !cursor.current().1.claim() {
             cursor = cursor.move_next()?;
         }
         let id = *cursor.current().0;
@@ -602,20 +658,24 @@ impl<S: TableState, T: Kind> Pending<'_, S, T> {
 
     /// Publishes the object: from now on other threads can find it by ID.
     pub(crate) fn finalize(self) -> Arc<Object<T>> {
-        self.publish(1).0
+        self.publish(1, None).0
     }
 
     /// Publishes the object with a long-term use for its creator, which
     /// keeps it from `IOMMU_DESTROY` until the [`Held`] goes.
     pub(crate) fn finalize_held(self) -> Held<T> {
-        let (obj, uses) = self.publish(2);
+        let (obj, uses) = self.publish(2, None);
         Held {
             obj: Some(obj),
             uses,
         }
     }
 
-    fn publish(mut self, users: u32) -> (Arc<Object<T>>, Arc<Uses>) {
+    fn publish(
+        mut self,
+        users: u32,
+        retire: Option<fn(&Stored) -> bool>,
+    ) -> (Arc<Object<T>>, Arc<Uses>) {
         let obj = self.obj.clone();
         let slot = &mut self.slot;
         let (Some(node), Some(uses), Some(stored)) =
@@ -631,6 +691,7 @@ impl<S: TableState, T: Kind> Pending<'_, S, T> {
                 obj: stored,
                 uses: uses.clone(),
                 kind: core::any::type_name::<T>(),
+                retire,
             },
         );
         let mut inner = slot.table.inner.lock();
@@ -639,6 +700,15 @@ impl<S: TableState, T: Kind> Pending<'_, S, T> {
         let _ = inner.map.insert(node);
         drop(inner);
         (obj, uses)
+    }
+}
+
+impl<S: TableState, T: Retire> Pending<'_, S, T> {
+    /// Publishes an object with a C face: [`Pending::finalize`], except
+    /// that destroying it waits for [`Retire::retire`] too.
+    pub(crate) fn finalize_retiring(self) -> Arc<Object<T>> {
+        self.obj.data.publish();
+        self.publish(1, Some(retire_stored::<T>)).0
     }
 }
 
@@ -682,7 +752,6 @@ pub(crate) struct ObjRef<'a, T: Kind> {
 
 impl<T: Kind> ObjRef<'_, T> {
     /// A long-term use of the object, beside this short one.
-    #[cfg_attr(not(CONFIG_IOMMUFD_TEST), allow(dead_code))] // The selftest's, so far.
     pub(crate) fn hold(&self) -> Held<T> {
         // The short use keeps the object published: no lock needed.
         self._use.uses.all.fetch_add(1, Relaxed);

@@ -19,7 +19,6 @@
 use core::mem::size_of;
 use kernel::ioctl::{_IO, _IOC_NR};
 use kernel::prelude::*;
-use kernel::sync::atomic::{Atomic, Relaxed};
 use kernel::uaccess::{UserPtr, UserSlice};
 
 use crate::ctx::{Ctx, CtxHandle};
@@ -30,7 +29,6 @@ pub(crate) struct Ucmd<'a, T: Pod> {
     pub(crate) ctx: &'a Ctx,
     /// The same context, for in-kernel users that need a long-term hold.
     pub(crate) handle: CtxHandle<'a>,
-    op: &'a Op,
     ubuf: usize,
     user_size: usize,
     pub(crate) cmd: T,
@@ -40,15 +38,6 @@ pub(crate) struct Ucmd<'a, T: Pod> {
 }
 
 impl<T: Pod> Ucmd<'_, T> {
-    /// Fails with `EOPNOTSUPP` for something (`what`) of this command that is
-    /// not implemented yet, saying so in the kernel log the first time.
-    pub(crate) fn not_implemented(&self, what: &str) -> Result {
-        if !self.op.warned.xchg(true, Relaxed) {
-            pr_notice!("{what}: not implemented yet, failing with EOPNOTSUPP\n");
-        }
-        Err(EOPNOTSUPP)
-    }
-
     /// Copies the (updated) command back to the caller, truncated to the
     /// size the caller passed in.
     pub(crate) fn respond(&self) -> Result {
@@ -60,8 +49,6 @@ pub(crate) type Exec = fn(CtxHandle<'_>, usize, usize, &Op) -> Result<isize>;
 
 /// An entry of an ioctl table (see [`ioctl_table!`]).
 pub(crate) struct Op {
-    /// Whether the log has said that this command is not implemented.
-    pub(crate) warned: Atomic<bool>,
     /// The full ioctl number, as `_IO(IOMMUFD_TYPE, nr)`.
     pub(crate) cmd: u32,
     /// Size of the kernel's structure.
@@ -101,7 +88,6 @@ macro_rules! ioctl_table {
     }};
     ($($nr:ident => $t:ty, $last:ident, $handler:path $(, flags: $valid:expr)?;)*) => {
         [$($crate::ucmd::Op {
-            warned: ::kernel::sync::atomic::Atomic::new(false),
             cmd: $crate::ucmd::iommufd_cmd($nr),
             size: ::core::mem::size_of::<$t>(),
             min_size: $crate::ucmd::offset_of_end!($t, $last),
@@ -169,7 +155,6 @@ pub(crate) fn run<T: Pod>(
     let mut ucmd = Ucmd {
         ctx: handle.ctx(),
         handle,
-        op,
         ubuf,
         user_size,
         cmd,

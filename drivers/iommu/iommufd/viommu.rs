@@ -1,25 +1,63 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! vIOMMUs and what hangs off them (vdevices, vEVENTQs, HW queues).
+//! vIOMMUs and what hangs off them: vDEVICEs, vEVENTQs and HW queues.
 //!
-//! Not implemented yet: no IOMMU driver of this module offers vIOMMUs, so
-//! `IOMMU_VIOMMU_ALLOC` fails as upstream fails for such a driver
-//! (`EOPNOTSUPP`, after checking its arguments and the device), and the
-//! commands that name a vIOMMU check their arguments in upstream's order and
-//! then find none (`ENOENT`).
+//! A vIOMMU is a slice of a physical IOMMU given to a guest: it nests on a
+//! paging HWPT (the guest's stage 2), holds the guest's view of its devices
+//! (vDEVICEs, by virtual ID), reports the guest's events (vEVENTQs) and may
+//! run queues the hardware reads in guest memory (HW queues).  All four
+//! are the IOMMU driver's as much as ours: the driver allocates its part
+//! behind the core's, and both it and the kernel's built-in iommufd helpers
+//! reach into them through their C layouts.  So each object here wraps its
+//! C face from `kernel::iommu::iommufd`, which has those layouts, and adds
+//! what the Rust iommufd keeps: the uses of the objects it depends on.
+//!
+//! A vIOMMU or a HW queue also counts users in its C face that the object
+//! table does not see (an mmap of the vIOMMU's regions, a driver's
+//! dependency between queues): both are published with
+//! [`crate::object::Pending::finalize_retiring`], so that `IOMMU_DESTROY`
+//! fails with `EBUSY` while such users remain.
 
+use kernel::fs::file::{flags::O_CLOEXEC, File, FileDescriptorReservation};
+use kernel::iommu::iommufd;
+use kernel::iommu::user_data::UserData;
+use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
+use kernel::sync::atomic::{Atomic, Relaxed};
+use kernel::sync::poll::PollTable;
+use kernel::sync::{Arc, Mutex, SetOnce};
+use kernel::time::{delay::fsleep, Delta};
+use kernel::uaccess::{UserPtr, UserSlice};
 
+use crate::ctx::{CtxHold, Objects};
 use crate::device::Device;
+use crate::ffi::{self, FileOps};
+use crate::hw_pagetable::Hwpt;
+use crate::interval::last_of;
+use crate::ioas::Ioas;
+use crate::object::{Held, Object, Retire};
 use crate::uapi;
 use crate::ucmd::Ucmd;
 
 /// `VEVENTQ_MAX_DEPTH`: upstream's bound on a vEVENTQ's depth.
 const VEVENTQ_MAX_DEPTH: u32 = 1 << 19;
 
-/// No vIOMMU exists: the lookup of `_id` as one.
-fn no_viommu(_id: u32) -> Result {
-    Err(ENOENT)
+/// A vIOMMU object.
+pub(crate) struct Viommu {
+    // First: the driver's part goes before the parent it nests on.
+    pub(crate) raw: Arc<iommufd::Viommu>,
+    /// The nesting parent, a paging HWPT of the same IOMMU.
+    pub(crate) hwpt: Held<Hwpt>,
+}
+
+impl Retire for Viommu {
+    fn publish(&self) {
+        self.raw.publish();
+    }
+
+    fn retire(&self) -> bool {
+        self.raw.retire()
+    }
 }
 
 /// `IOMMU_VIOMMU_ALLOC`
@@ -28,16 +66,151 @@ pub(crate) fn alloc_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_viommu_alloc>) -> Resu
     if c.flags != 0 || c.type_ == uapi::IOMMU_VIOMMU_TYPE_DEFAULT {
         return Err(EOPNOTSUPP);
     }
-    drop(ucmd.ctx.objects.get::<Device>(c.dev_id)?);
-    // The device's IOMMU driver has no vIOMMU ops.
-    ucmd.not_implemented("vIOMMUs")?;
-    Err(EOPNOTSUPP)
+    let ctx = ucmd.ctx;
+    let objects = &ctx.objects;
+    let idev = objects.get::<Device>(c.dev_id)?;
+    if idev.no_iommu() {
+        return Err(EOPNOTSUPP);
+    }
+    let ty = iommufd::Viommu::find_type(idev.dev(), c.type_)?;
+    // A paging HWPT: anything else is not found, as upstream's typed lookup.
+    let hwpt = objects.get_long::<Hwpt>(c.hwpt_id)?;
+    if !hwpt.paging().ok_or(ENOENT)?.nest_parent() {
+        return Err(EINVAL);
+    }
+    let slot = objects.reserve()?;
+    let data = UserData::new(c.type_, c.data_uptr, c.data_len as usize);
+    let data = (!data.is_empty()).then_some(&data);
+    let raw = iommufd::Viommu::new(ty, &ctx.face, slot.id(), &hwpt.domain, data)?;
+    let viommu = slot.new_value(Viommu { raw, hwpt })?;
+    ucmd.cmd.out_viommu_id = viommu.id();
+    ucmd.respond()?;
+    viommu.finalize_retiring();
+    Ok(())
+}
+
+/// What a bound device keeps of its vDEVICE: at most one, which goes when
+/// the device does.
+#[pin_data]
+pub(crate) struct VdevSlot {
+    /// Held while a vDEVICE is made for the device and while the device
+    /// goes; true once it goes (no new vDEVICE: `ENOENT`).
+    #[pin]
+    going: Mutex<bool>,
+    /// The ID of the device's vDEVICE, 0 if none.
+    id: Atomic<u32>,
+}
+
+impl VdevSlot {
+    pub(crate) fn new() -> Result<Arc<Self>> {
+        Arc::pin_init(
+            pin_init!(Self {
+                going <- kernel::new_mutex!(false),
+                id: Atomic::new(0),
+            }),
+            GFP_KERNEL_ACCOUNT,
+        )
+    }
+
+    /// Destroys the device's vDEVICE as the device goes, leaving its ID a
+    /// tombstone (`IOMMU_DESTROY` of it: `ENOENT`), as upstream; waits for
+    /// one `IOMMU_DESTROY` is tearing down meanwhile.
+    pub(crate) fn remove(&self, objects: &Objects) {
+        let id = {
+            let mut going = self.going.lock();
+            *going = true;
+            self.id.load(Relaxed)
+        };
+        if id != 0 {
+            objects.tombstone::<Vdevice>(id);
+        }
+        while self.id.load(Relaxed) != 0 {
+            fsleep(Delta::from_millis(1));
+        }
+    }
+}
+
+/// A vDEVICE object.
+pub(crate) struct Vdevice {
+    /// Some but while dropped.
+    raw: Option<iommufd::VDevice>,
+    slot: Arc<VdevSlot>,
+    id: u32,
+    _viommu: Held<Viommu>,
+}
+
+impl Drop for Vdevice {
+    fn drop(&mut self) {
+        // The driver's part and the vIOMMU's table entry first: the device
+        // waits for this to be over before it goes.
+        drop(self.raw.take());
+        let _ = self.slot.id.cmpxchg(self.id, 0, Relaxed);
+    }
 }
 
 /// `IOMMU_VDEVICE_ALLOC`
 pub(crate) fn vdevice_alloc_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_vdevice_alloc>) -> Result {
-    // `virt_id` indexes an array of `unsigned long`: always fits here.
-    no_viommu(ucmd.cmd.viommu_id)
+    let c = &ucmd.cmd;
+    // The virtual ID indexes the vIOMMU's table of `unsigned long`s.
+    if usize::try_from(c.virt_id).is_err() {
+        return Err(EINVAL);
+    }
+    let objects = &ucmd.ctx.objects;
+    let viommu = objects.get::<Viommu>(c.viommu_id)?;
+    let idev = objects.get::<Device>(c.dev_id)?;
+    if idev.no_iommu() || !viommu.raw.serves(idev.dev()) {
+        return Err(EINVAL);
+    }
+    let vslot = idev.vdev_slot();
+    let going = vslot.going.lock();
+    if *going {
+        return Err(ENOENT);
+    }
+    if vslot.id.load(Relaxed) != 0 {
+        return Err(EEXIST);
+    }
+    let slot = objects.reserve()?;
+    let id = slot.id();
+    let raw = viommu.raw.new_vdevice(idev.face(), c.virt_id, id)?;
+    let vdev = slot.new_value(Vdevice {
+        raw: Some(raw),
+        slot: vslot.clone(),
+        id,
+        _viommu: viommu.hold(),
+    })?;
+    // Before it is published: a destroy right after clears it.
+    vslot.id.store(id, Relaxed);
+    ucmd.cmd.out_vdevice_id = id;
+    ucmd.respond()?;
+    vdev.finalize();
+    drop(going);
+    Ok(())
+}
+
+/// A vEVENTQ object.
+pub(crate) struct Veventq {
+    q: Pin<KBox<iommufd::VEventQ>>,
+    _viommu: Held<Viommu>,
+}
+
+/// What a vEVENTQ's file owns: the queue, and once it is published a use
+/// of it.
+struct VeventqFile {
+    veventq: Arc<Object<Veventq>>,
+    held: SetOnce<Held<Veventq>>,
+    // Dropped last: the context stays while its object is used.
+    _ctx: CtxHold,
+}
+
+impl FileOps for VeventqFile {
+    fn read(&self, buf: usize, count: usize) -> Result<usize> {
+        let out = UserSlice::new(UserPtr::from_addr(buf), count).writer();
+        self.veventq.q.read(out)
+    }
+
+    fn poll(&self, file: &File, table: &PollTable<'_>) -> u32 {
+        self.veventq.q.poll(file, table)
+    }
 }
 
 /// `IOMMU_VEVENTQ_ALLOC`
@@ -49,7 +222,73 @@ pub(crate) fn veventq_alloc_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_veventq_alloc>
     if c.veventq_depth == 0 || c.veventq_depth > VEVENTQ_MAX_DEPTH {
         return Err(EINVAL);
     }
-    no_viommu(c.viommu_id)
+    let objects = &ucmd.ctx.objects;
+    let viommu = objects.get::<Viommu>(c.viommu_id)?;
+    let slot = objects.reserve()?;
+    let q = viommu.raw.new_veventq(c.type_, c.veventq_depth, slot.id())?;
+    let veventq = slot.new_value(Veventq {
+        q,
+        _viommu: viommu.hold(),
+    })?;
+    let fd = FileDescriptorReservation::get_unused_fd_flags(O_CLOEXEC)?;
+    let ops = KBox::new(
+        VeventqFile {
+            veventq: veventq.obj().clone(),
+            held: SetOnce::new(),
+            _ctx: ucmd.handle.hold(),
+        },
+        GFP_KERNEL_ACCOUNT,
+    )?;
+    let file = ffi::anon_file(c"[iommufd-viommu-event]", ops)?;
+    ucmd.cmd.out_veventq_id = veventq.id();
+    ucmd.cmd.out_veventq_fd = fd.reserved_fd();
+    // On failure the file goes, with the queue, which nobody saw.
+    ucmd.respond()?;
+    // Published with the file's use: destroying it waits for the close.
+    let held = veventq.finalize_held();
+    match ffi::ops_of::<VeventqFile>(&file) {
+        Some(f) => {
+            f.held.populate(held);
+        }
+        None => {
+            kernel::warn_on!(true);
+            pr_err!("vEVENTQ file without its queue\n");
+        }
+    }
+    fd.fd_install(file);
+    Ok(())
+}
+
+/// The guest memory of a HW queue, pinned and kept mapped: its pages stay
+/// where the hardware reads them until the queue goes.
+struct QueuePin {
+    ioas: Held<Ioas>,
+    iova: u64,
+    last: u64,
+}
+
+impl Drop for QueuePin {
+    fn drop(&mut self) {
+        self.ioas.iopt.unlock_pin(self.iova, self.last);
+    }
+}
+
+/// A HW queue object.
+pub(crate) struct HwQueue {
+    // First: the driver stops using the memory before it is unpinned.
+    raw: iommufd::HwQueue,
+    _pin: QueuePin,
+    _viommu: Held<Viommu>,
+}
+
+impl Retire for HwQueue {
+    fn publish(&self) {
+        self.raw.publish();
+    }
+
+    fn retire(&self) -> bool {
+        self.raw.retire()
+    }
 }
 
 /// `IOMMU_HW_QUEUE_ALLOC`
@@ -58,6 +297,52 @@ pub(crate) fn hw_queue_alloc_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_hw_queue_allo
     if c.flags != 0 || c.type_ == uapi::IOMMU_HW_QUEUE_TYPE_DEFAULT {
         return Err(EOPNOTSUPP);
     }
-    crate::interval::last_of(c.nesting_parent_iova, c.length)?;
-    no_viommu(c.viommu_id)
+    let last = last_of(c.nesting_parent_iova, c.length)?;
+    let objects = &ucmd.ctx.objects;
+    let viommu = objects.get::<Viommu>(c.viommu_id)?;
+    let size = viommu.raw.hw_queue_size(c.type_)?;
+    // The whole pages the queue is in.
+    let page = PAGE_SIZE as u64;
+    let first = c.nesting_parent_iova & !(page - 1);
+    let last_page = last | (page - 1);
+    // Upstream counts them from the offset in the first page plus the
+    // length, rounded up (`ERANGE` past 2^64), into an array of page
+    // pointers (`ENOMEM` past `INT_MAX` bytes); we need no array, but
+    // refuse what it refuses.
+    let pages = (c.nesting_parent_iova - first)
+        .checked_add(c.length)
+        .and_then(|n| n.checked_add(page - 1))
+        .ok_or(ERANGE)?
+        / page;
+    if pages > i32::MAX as u64 / core::mem::size_of::<usize>() as u64 {
+        return Err(ENOMEM);
+    }
+    let length = usize::try_from(c.length).map_err(|_| ERANGE)?;
+    let slot = objects.reserve()?;
+    let ioas = viommu.hwpt.paging().ok_or(EINVAL)?.ioas.clone();
+    let base = ioas.iopt.lock_pin(first, last_page)?;
+    let pin = QueuePin {
+        ioas,
+        iova: first,
+        last: last_page,
+    };
+    let base_pa = base + (c.nesting_parent_iova - first);
+    let raw = viommu.raw.new_hw_queue(
+        c.type_,
+        size,
+        slot.id(),
+        c.index,
+        c.nesting_parent_iova,
+        length,
+        base_pa,
+    )?;
+    let q = slot.new_value(HwQueue {
+        raw,
+        _pin: pin,
+        _viommu: viommu.hold(),
+    })?;
+    ucmd.cmd.out_hw_queue_id = q.id();
+    ucmd.respond()?;
+    q.finalize_retiring();
+    Ok(())
 }

@@ -221,6 +221,13 @@ pub trait Driver: Send + Sync + Sized + 'static {
         Ok(())
     }
 
+    /// Whether `dev`, with the driver's `data`, may have its PASID `pasid`
+    /// attached to a domain (`set_dev_pasid`); `blocking` if it is the
+    /// blocking domain (the PASID is being detached).  An error refuses.
+    fn check_attach_pasid(_dev: &Device, _data: &Self::DeviceData, _pasid: u32, _blocking: bool) -> Result {
+        Ok(())
+    }
+
     /// A new nested domain for `dev` on top of `parent`, one of the driver's
     /// paging domains (`domain_alloc_nested`), described by user space's
     /// `data`, made with `flags` (as for [`Driver::alloc_paging`]).
@@ -1022,11 +1029,11 @@ impl<T: Driver> Registration<T> {
         old: *mut bindings::iommu_domain,
     ) -> c_int {
         // SAFETY: As for `attach`, whose requirements the core meets.
-        unsafe { Self::attach(domain, dev, old, true) }
+        unsafe { Self::attach(domain, dev, old, None) }
     }
 
-    /// Attaches `dev` (its requests without a PASID if `rid`, else one of
-    /// its PASIDs) to `domain`.
+    /// Attaches `dev` (its requests without a PASID, or its PASID `pasid`)
+    /// to `domain`.
     ///
     /// # Safety
     ///
@@ -1035,8 +1042,9 @@ impl<T: Driver> Registration<T> {
         domain: *mut bindings::iommu_domain,
         dev: *mut bindings::device,
         old: *mut bindings::iommu_domain,
-        rid: bool,
+        pasid: Option<u32>,
     ) -> c_int {
+        let rid = pasid.is_none();
         // SAFETY: The core passes valid domains (`old` may be NULL) and a
         // device of ours, under the group's lock.
         unsafe {
@@ -1046,6 +1054,12 @@ impl<T: Driver> Registration<T> {
             let dirty = !(*domain).dirty_ops.is_null();
             if let Err(e) = T::check_attach(Device::from_raw(dev), data, dirty) {
                 return e.to_errno();
+            }
+            if let Some(p) = pasid {
+                let blocking = (*domain).type_ == bindings::IOMMU_DOMAIN_BLOCKED;
+                if let Err(e) = T::check_attach_pasid(Device::from_raw(dev), data, p, blocking) {
+                    return e.to_errno();
+                }
             }
             // The vIOMMU of a nested domain of ours made on one, for the
             // requests without a PASID.
@@ -1089,12 +1103,12 @@ impl<T: Driver> Registration<T> {
     unsafe extern "C" fn set_dev_pasid(
         domain: *mut bindings::iommu_domain,
         dev: *mut bindings::device,
-        _pasid: bindings::ioasid_t,
+        pasid: bindings::ioasid_t,
         old: *mut bindings::iommu_domain,
     ) -> c_int {
         // SAFETY: As for `attach_dev`, whose requirements the core meets for
         // this op too.
-        unsafe { Self::attach(domain, dev, old, false) }
+        unsafe { Self::attach(domain, dev, old, Some(pasid)) }
     }
 
     /// Counts a domain taking faults `dev` is attached to; the first puts

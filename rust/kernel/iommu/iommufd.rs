@@ -27,7 +27,9 @@
 //! add to it with `iommufd_hw_queue_depend()`, and every mapping of an mmap
 //! region counts its owner.  iommufd must not destroy an object while such
 //! users remain: [`Viommu::retire`] and [`HwQueue::retire`] mark an object
-//! as going, atomically, only if none does.
+//! as going, atomically, only if none does.  Until it is published
+//! ([`Viommu::publish`]) such an object counts no user at all, so that
+//! nothing can count it while its creation may still be undone.
 //!
 //! C headers: [`include/linux/iommufd.h`](srctree/include/linux/iommufd.h),
 //! [`drivers/iommu/iommufd/iommufd_private.h`](srctree/drivers/iommu/iommufd/iommufd_private.h)
@@ -53,25 +55,38 @@ use core::{alloc::Layout, cell::Cell, mem::size_of, ptr::NonNull};
 /// `enum iommufd_object_type`
 type ObjType = bindings::iommufd_object_type;
 
-/// Fills the header of a new object: one user (the table that publishes
-/// it), its type and its ID.
+/// Fills the header of a new object: its type, its ID and `users`.  An
+/// object drivers or mappings can count starts with none, so that nothing
+/// can count it before it is published ([`publish`]): one that never is
+/// can go whatever happened meanwhile.
 ///
 /// # Safety
 ///
 /// `obj` is valid for writes and not shared yet.
-unsafe fn init_obj(obj: *mut bindings::iommufd_object, ty: ObjType, id: u32) {
+unsafe fn init_obj(obj: *mut bindings::iommufd_object, ty: ObjType, id: u32, users: u32) {
     // SAFETY: Per the function's requirements.
     unsafe {
         bindings::refcount_set(&raw mut (*obj).wait_cnt, 0);
-        bindings::refcount_set(&raw mut (*obj).users, 1);
+        bindings::refcount_set(&raw mut (*obj).users, users as c_int);
         (*obj).type_ = ty;
         (*obj).id = id;
     }
 }
 
-/// Marks an object as being destroyed if [`init_obj`]'s user is its only
-/// one: from then on no driver or mapping can count it.  `false` (and
-/// nothing changed) if some still do.
+/// Gives a published object the one user of its table: from then on
+/// drivers and mappings can count it.
+///
+/// # Safety
+///
+/// `obj` is a valid object header from [`init_obj`] with no user.
+unsafe fn publish(obj: *mut bindings::iommufd_object) {
+    // SAFETY: Per the function's requirements.
+    unsafe { bindings::refcount_set(&raw mut (*obj).users, 1) };
+}
+
+/// Marks an object as being destroyed if the user of its table
+/// ([`publish`]) is its only one: from then on no driver or mapping can
+/// count it.  `false` (and nothing changed) if some still do.
 ///
 /// # Safety
 ///
@@ -317,7 +332,7 @@ impl DeviceFace {
                     // SAFETY: `p` is ours and pinned; zero is a valid start.
                     unsafe {
                         core::ptr::write_bytes(p, 0, 1);
-                        init_obj(&raw mut (*p).obj, bindings::iommufd_object_type_IOMMUFD_OBJ_DEVICE, id);
+                        init_obj(&raw mut (*p).obj, bindings::iommufd_object_type_IOMMUFD_OBJ_DEVICE, id, 1);
                         (*p).ictx = ictx;
                         (*p).dev = rdev;
                         bindings::INIT_LIST_HEAD(&raw mut (*p).group_item);
@@ -412,7 +427,7 @@ impl Viommu {
         // SAFETY: `v` is new and ours; the core's part is filled in before
         // the driver sees it.
         unsafe {
-            init_obj(&raw mut (*v).obj, bindings::iommufd_object_type_IOMMUFD_OBJ_VIOMMU, id);
+            init_obj(&raw mut (*v).obj, bindings::iommufd_object_type_IOMMUFD_OBJ_VIOMMU, id, 0);
             bindings::xa_init_flags(&raw mut (*v).vdevs, 0);
             (*v).type_ = t.ty;
             (*v).ictx = ctx.as_ptr();
@@ -456,6 +471,12 @@ impl Viommu {
     fn ops(&self) -> Option<&bindings::iommufd_viommu_ops> {
         // SAFETY: The ops, if set, are the driver's, static.
         unsafe { (*self.ptr()).ops.as_ref() }
+    }
+
+    /// Makes the vIOMMU countable (mappable), once it is published.
+    pub fn publish(&self) {
+        // SAFETY: Our live header, published once.
+        unsafe { publish(&raw mut (*self.ptr()).obj) }
     }
 
     /// Marks the vIOMMU as being destroyed, unless a mapping of one of its
@@ -528,7 +549,7 @@ impl Viommu {
         let p = raw.as_ptr();
         // SAFETY: `p` is new and ours.
         unsafe {
-            init_obj(&raw mut (*p).obj, bindings::iommufd_object_type_IOMMUFD_OBJ_VDEVICE, id);
+            init_obj(&raw mut (*p).obj, bindings::iommufd_object_type_IOMMUFD_OBJ_VDEVICE, id, 1);
             (*p).virt_id = virt_id;
             (*p).viommu = self.ptr();
             (*p).idev = idev.as_ptr();
@@ -543,7 +564,7 @@ impl Viommu {
         }
         let mut vdev = VDevice {
             raw,
-            index,
+            index: Some(index),
             viommu: self.clone(),
             _idev: idev.clone(),
         };
@@ -559,8 +580,8 @@ impl Viommu {
         let old = unsafe { bindings::xa_store(vdevs, index, p.cast(), GFP_KERNEL.as_raw()) };
         // SAFETY: `old` is what `xa_store` returned.
         if unsafe { bindings::xa_err(old) } != 0 {
-            // Not reached for a reserved slot; the drop gives it back.
-            vdev.index = usize::MAX;
+            // Not reached for a reserved slot.
+            vdev.index = None;
             // SAFETY: As above.
             unsafe { bindings::xa_release(vdevs, index) };
             return Err(ENOMEM);
@@ -617,7 +638,7 @@ impl Viommu {
         // SAFETY: `p` is new and ours.  `access` stays NULL: the pinning
         // access is the Rust iommufd's (no driver reads it).
         unsafe {
-            init_obj(&raw mut (*p).obj, bindings::iommufd_object_type_IOMMUFD_OBJ_HW_QUEUE, id);
+            init_obj(&raw mut (*p).obj, bindings::iommufd_object_type_IOMMUFD_OBJ_HW_QUEUE, id, 0);
             (*p).viommu = self.ptr();
             (*p).type_ = ty;
             (*p).length = length;
@@ -649,7 +670,7 @@ impl Viommu {
                     unsafe {
                         core::ptr::write_bytes(p, 0, 1);
                         let c = &raw mut (*p).common;
-                        init_obj(&raw mut (*c).obj, bindings::iommufd_object_type_IOMMUFD_OBJ_VEVENTQ, id);
+                        init_obj(&raw mut (*c).obj, bindings::iommufd_object_type_IOMMUFD_OBJ_VEVENTQ, id, 1);
                         (*c).ictx = ictx;
                         bindings::__spin_lock_init(
                             &raw mut (*c).lock,
@@ -715,8 +736,8 @@ impl Drop for Viommu {
 /// device's face.
 pub struct VDevice {
     raw: CBox<bindings::iommufd_vdevice>,
-    /// Its slot in the vIOMMU's table (`usize::MAX`: none).
-    index: usize,
+    /// Its slot in the vIOMMU's table, while it has one.
+    index: Option<usize>,
     viommu: Arc<Viommu>,
     _idev: Arc<DeviceFace>,
 }
@@ -739,10 +760,10 @@ impl Drop for VDevice {
             if let Some(destroy) = (*p).destroy {
                 destroy(p);
             }
-            if self.index != usize::MAX {
+            if let Some(index) = self.index {
                 bindings::xa_cmpxchg(
                     self.viommu.vdevs(),
-                    self.index,
+                    index,
                     p.cast(),
                     core::ptr::null_mut(),
                     GFP_KERNEL.as_raw(),
@@ -760,6 +781,13 @@ pub struct HwQueue {
 }
 
 impl HwQueue {
+    /// Makes the queue countable (one can depend on it), once it is
+    /// published.
+    pub fn publish(&self) {
+        // SAFETY: Our live header, published once.
+        unsafe { publish(&raw mut (*self.raw.as_ptr()).obj) }
+    }
+
     /// Marks the queue as being destroyed, unless another queue depends on
     /// it (`iommufd_hw_queue_depend()`): `false` then (`EBUSY` for its
     /// destroy).  Once marked, no new dependency on it can be taken.
@@ -1156,5 +1184,73 @@ pub(super) unsafe fn undepend(raw: *mut bindings::iommufd_hw_queue, dep: &Cell<*
         // SAFETY: `b` is live: our count keeps it; `raw` per the function's
         // requirements.
         unsafe { bindings::_iommufd_object_undepend(&raw mut (*raw).obj, b) };
+    }
+}
+
+/// Zeroed, physically contiguous pages an IOMMU driver shows user space
+/// through an mmap region ([`ViommuCore::alloc_mmap`]); freed when dropped.
+///
+/// # Invariants
+///
+/// `page` is the first of `1 << order` pages we allocated.
+pub struct RegionPages {
+    page: NonNull<bindings::page>,
+    order: u32,
+}
+
+// SAFETY: Pages may be used and freed from any thread.
+unsafe impl Send for RegionPages {}
+// SAFETY: As above; writes go through `&self` to memory user space shares
+// anyway.
+unsafe impl Sync for RegionPages {}
+
+impl RegionPages {
+    /// `1 << order` new, zeroed pages.
+    pub fn new(order: u32) -> Result<Self> {
+        let flags: Flags = GFP_KERNEL | __GFP_ZERO;
+        // SAFETY: Any flags and order are valid; NULL is failure.
+        let page = unsafe { bindings::alloc_pages(flags.as_raw(), order) };
+        Ok(Self {
+            page: NonNull::new(page).ok_or(ENOMEM)?,
+            order,
+        })
+    }
+
+    /// The physical address of the first page.
+    pub fn phys(&self) -> u64 {
+        // SAFETY: By the type invariant the page is ours.
+        (unsafe { bindings::page_to_pfn(self.page.as_ptr()) } as u64) << PAGE_SHIFT
+    }
+
+    /// The length in bytes.
+    pub fn len(&self) -> usize {
+        PAGE_SIZE << self.order
+    }
+
+    /// Whether there is no byte (never).
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Writes `val` at `offset` of the first page (`EINVAL` outside it).
+    pub fn write_u32(&self, offset: usize, val: u32) -> Result {
+        if offset % 4 != 0 || offset + 4 > PAGE_SIZE {
+            return Err(EINVAL);
+        }
+        // SAFETY: The page is ours (type invariant); mapped for the write,
+        // which is aligned and within it.
+        unsafe {
+            let va = bindings::kmap_local_page(self.page.as_ptr()).cast::<u8>();
+            va.add(offset).cast::<u32>().write_volatile(val);
+            bindings::kunmap_local(va.cast());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RegionPages {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant; freed once.
+        unsafe { bindings::__free_pages(self.page.as_ptr(), self.order) };
     }
 }

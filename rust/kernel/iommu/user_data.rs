@@ -14,7 +14,7 @@
 use crate::{
     bindings,
     prelude::*,
-    transmute::FromBytes,
+    transmute::{AsBytes, FromBytes},
     uaccess::{UserPtr, UserSlice},
 };
 use core::mem::{size_of, MaybeUninit};
@@ -35,6 +35,21 @@ fn read_struct<T: FromBytes>(uptr: usize, len: usize, min_len: usize) -> Result<
     // SAFETY: Every byte of `out` is initialised (zeroed, then partly
     // overwritten), and any bytes are a valid `T` (`FromBytes`).
     Ok(unsafe { out.assume_init() })
+}
+
+/// Checks that the `len` bytes of user memory at `uptr` are zero: `E2BIG`
+/// if not, `EFAULT` if they cannot be read.
+fn check_zeroed(uptr: usize, len: usize) -> Result {
+    let mut r = UserSlice::new(UserPtr::from_addr(uptr), len).reader();
+    let mut buf = [0u8; 64];
+    while !r.is_empty() {
+        let n = r.len().min(buf.len());
+        r.read_slice(&mut buf[..n])?;
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Err(E2BIG);
+        }
+    }
+    Ok(())
 }
 
 /// One structure of driver-specific data (`struct iommu_user_data`).
@@ -93,6 +108,23 @@ impl UserData {
     }
 }
 
+impl UserData {
+    /// Writes `val`, the driver's structure for type `ty` whose first
+    /// version ended at byte `min_len`, back into the data: as many bytes
+    /// as user space gave.  `EINVAL` if the data is of another type,
+    /// shorter than `min_len` or longer than a `T`; `EFAULT` if it cannot
+    /// be written.
+    pub fn write<T: AsBytes>(&self, ty: u32, val: &T, min_len: usize) -> Result {
+        let len = self.0.len;
+        if self.0.type_ != ty || len < min_len || len > size_of::<T>() {
+            return Err(EINVAL);
+        }
+        UserSlice::new(UserPtr::from_addr(self.0.uptr as usize), len)
+            .writer()
+            .write_slice(&val.as_bytes()[..len])
+    }
+}
+
 /// An array of driver-specific structures
 /// (`struct iommu_user_data_array`), of which the driver reports how many
 /// it handled.
@@ -141,6 +173,26 @@ impl UserDataArray {
     /// Reports that the driver handled the first `n` entries.
     pub fn set_done(&mut self, n: u32) {
         self.0.entry_num = n;
+    }
+
+    /// Entry `index` as a `T` of any length (`copy_struct_from_user()`, as
+    /// `iommu_copy_struct_from_full_user_array()` reads): what is missing
+    /// of a `T` reads as zero, and bytes past a `T` must be zero (`E2BIG`),
+    /// from a newer user space whose structure grew with fields it does not
+    /// use.  `EINVAL` if the entries are of another type, or `index` is out
+    /// of the array.
+    pub fn read_any<T: FromBytes>(&self, ty: u32, index: u32) -> Result<T> {
+        if self.0.type_ != ty || index >= self.entry_num() {
+            return Err(EINVAL);
+        }
+        let len = self.0.entry_len;
+        let off = len.checked_mul(index as usize).ok_or(EINVAL)?;
+        let uptr = (self.0.uptr as usize).checked_add(off).ok_or(EFAULT)?;
+        if len > size_of::<T>() {
+            let tail = uptr.checked_add(size_of::<T>()).ok_or(EFAULT)?;
+            check_zeroed(tail, len - size_of::<T>())?;
+        }
+        read_struct(uptr, len.min(size_of::<T>()), 0)
     }
 
     /// Entry `index` as a `T` (see [`UserData::read`]); `EINVAL` also if

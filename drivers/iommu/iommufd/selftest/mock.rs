@@ -8,8 +8,10 @@
 
 use kernel::iommu::domain::{AllocFlag, AllocFlags, Cap};
 use kernel::iommu::driver::{
-    self, NestedDomain, NewDomain, NewDomainOf, PagingDomain, Registration,
+    self, HwQueues, NestedDomain, NewDomain, NewDomainOf, PagingDomain, Registration,
+    VirtualIommu,
 };
+use kernel::iommu::iommufd::{HwQueueCore, RegionPages, ViommuCore};
 use kernel::iommu::generic_pt::{Amdv1Config, Amdv1Mock};
 use kernel::iommu::user_data::{UserData, UserDataArray};
 use kernel::page::PAGE_SIZE;
@@ -109,6 +111,27 @@ pub(crate) struct MockNested {
     pub(crate) iotlb: [Atomic<u32>; IOTLB_NUM],
 }
 
+impl MockNested {
+    /// A nested domain made with `flags` from user space's `data`.
+    fn new(flags: AllocFlags, data: &UserData) -> Result<Self> {
+        if !flags.is_within(AllocFlag::Pasid.into()) {
+            return Err(EOPNOTSUPP);
+        }
+        if data.data_type() != HWPT_DATA_SELFTEST {
+            return Err(EOPNOTSUPP);
+        }
+        // The first version of the structure ended after `iotlb`.
+        let [iotlb, _pagetable_type] = data.read::<[u32; 2]>(HWPT_DATA_SELFTEST, 4)?;
+        let nested = MockNested {
+            iotlb: [const { Atomic::new(0) }; IOTLB_NUM],
+        };
+        for e in &nested.iotlb {
+            e.store(iotlb, Relaxed);
+        }
+        Ok(nested)
+    }
+}
+
 impl NestedDomain for MockNested {
     fn cache_invalidate_user(&self, array: &mut UserDataArray) -> Result {
         let mut done = 0;
@@ -152,6 +175,13 @@ pub(crate) const DEV_CACHE_NUM: usize = 4;
 pub(crate) struct MockDevData {
     /// The device's emulated cache entries, invalidated through a vIOMMU.
     pub(crate) cache: [Atomic<u32>; DEV_CACHE_NUM],
+    /// The virtual ID of the device on the vIOMMU of the nested domain it
+    /// is attached to, as the attach found it.
+    vdev_id: Atomic<u64>,
+    /// The next attach of PASID 1024 to a domain fails (`ENOMEM`): set by
+    /// one, cleared by the next or by a detach, so that the core's undoing
+    /// of a failed replace is tested, as upstream's mock does.
+    pasid_1024_fails: Atomic<bool>,
     /// The device cannot be behind a dirty-tracking domain
     /// (`MOCK_FLAGS_DEVICE_NO_DIRTY`).
     no_dirty: bool,
@@ -161,6 +191,8 @@ impl MockDevData {
     pub(crate) fn new(no_dirty: bool) -> Self {
         Self {
             cache: [const { Atomic::new(DEV_CACHE_DEFAULT) }; DEV_CACHE_NUM],
+            vdev_id: Atomic::new(0),
+            pasid_1024_fails: Atomic::new(false),
             no_dirty,
         }
     }
@@ -176,6 +208,7 @@ impl driver::Driver for MockIommu {
     type Domain = MockDomain;
     type Nested = MockNested;
     type DeviceData = MockDevData;
+    type Viommu = MockViommu;
 
     const FAULTS: bool = true;
     const USER_PASID_TABLE: bool = true;
@@ -186,21 +219,7 @@ impl driver::Driver for MockIommu {
         flags: AllocFlags,
         data: &UserData,
     ) -> Result<MockNested> {
-        if !flags.is_within(AllocFlag::Pasid.into()) {
-            return Err(EOPNOTSUPP);
-        }
-        if data.data_type() != HWPT_DATA_SELFTEST {
-            return Err(EOPNOTSUPP);
-        }
-        // The first version of the structure ended after `iotlb`.
-        let [iotlb, _pagetable_type] = data.read::<[u32; 2]>(HWPT_DATA_SELFTEST, 4)?;
-        let nested = MockNested {
-            iotlb: [const { Atomic::new(0) }; IOTLB_NUM],
-        };
-        for e in &nested.iotlb {
-            e.store(iotlb, Relaxed);
-        }
-        Ok(nested)
+        MockNested::new(flags, data)
     }
 
     fn alloc_paging(
@@ -254,6 +273,25 @@ impl driver::Driver for MockIommu {
         Ok(())
     }
 
+    fn check_attach_pasid(
+        _dev: &kernel::device::Device,
+        data: &MockDevData,
+        pasid: u32,
+        blocking: bool,
+    ) -> Result {
+        if pasid != 1024 {
+            return Ok(());
+        }
+        if blocking {
+            data.pasid_1024_fails.store(false, Relaxed);
+        } else if data.pasid_1024_fails.xchg(false, Relaxed) {
+            return Err(ENOMEM);
+        } else {
+            data.pasid_1024_fails.store(true, Relaxed);
+        }
+        Ok(())
+    }
+
     fn capable(dev: &kernel::device::Device, cap: Cap) -> bool {
         cap == Cap::CacheCoherency || (cap == Cap::DirtyTracking && !no_dirty(dev))
     }
@@ -268,6 +306,190 @@ impl driver::Driver for MockIommu {
         data.extend_from_slice(&HW_INFO_SELFTEST_REGVAL.to_ne_bytes(), GFP_KERNEL)?;
         Ok((data, HW_INFO_TYPE_SELFTEST))
     }
+}
+
+/// `IOMMU_VIOMMU_TYPE_SELFTEST`
+const VIOMMU_TYPE_SELFTEST: u32 = 0xdeadbeef;
+/// `IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST`: entries
+/// `struct iommu_viommu_invalidate_selftest { __u32 flags, vdev_id, cache_id; }`.
+const VIOMMU_INVALIDATE_DATA_SELFTEST: u32 = 0xdeadbeef;
+/// `MOCK_DEV_CACHE_ID_MAX`
+const DEV_CACHE_ID_MAX: u32 = DEV_CACHE_NUM as u32 - 1;
+/// `IOMMU_VEVENTQ_TYPE_SELFTEST`
+const VEVENTQ_TYPE_SELFTEST: u32 = 0xbeefbeef;
+/// `IOMMU_HW_QUEUE_TYPE_SELFTEST`
+const HW_QUEUE_TYPE_SELFTEST: u32 = 0xdeadbeef;
+/// `IOMMU_TEST_HW_QUEUE_MAX`
+const HW_QUEUE_MAX: u32 = 2;
+
+/// `struct iommu_viommu_selftest { __u32 in_data, out_data;
+/// __aligned_u64 out_mmap_offset, out_mmap_length; }`, as the words it is
+/// made of in memory.
+type ViommuSelftest = [u32; 6];
+
+/// The words of `v` as it lies in memory.
+fn u64_words(v: u64) -> [u32; 2] {
+    let b = v.to_ne_bytes();
+    [
+        u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
+        u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
+    ]
+}
+
+/// A mock vIOMMU (upstream's `struct mock_viommu`): two pages user space
+/// can map, if it gave data at allocation, whose first word is what it gave.
+pub(crate) struct MockViommu {
+    _pages: Option<RegionPages>,
+}
+
+/// A mock HW queue: its index on the vIOMMU.
+pub(crate) struct MockHwQueue {
+    index: u32,
+}
+
+impl VirtualIommu<MockIommu> for MockViommu {
+    const TYPE: u32 = VIOMMU_TYPE_SELFTEST;
+    const HW_QUEUE_TYPE: u32 = HW_QUEUE_TYPE_SELFTEST;
+    type HwQueue = MockHwQueue;
+
+    fn init(v: &ViommuCore<'_>, _parent: &MockDomain, data: Option<&UserData>) -> Result<Self> {
+        let Some(data) = data else {
+            return Ok(Self { _pages: None });
+        };
+        // The first version of the structure ended after `out_data`.
+        let mut d = data.read::<ViommuSelftest>(VIOMMU_TYPE_SELFTEST, 8)?;
+        let in_data = d[0];
+        // Mapped by user space through the region, and checked there.
+        let pages = RegionPages::new(1)?;
+        pages.write_u32(0, in_data)?;
+        let offset = v.alloc_mmap(pages.phys(), pages.len())?;
+        // out_data, out_mmap_offset, out_mmap_length.
+        d[1] = in_data;
+        [d[2], d[3]] = u64_words(offset);
+        [d[4], d[5]] = u64_words(pages.len() as u64);
+        data.write(VIOMMU_TYPE_SELFTEST, &d, 8)?;
+        Ok(Self {
+            _pages: Some(pages),
+        })
+    }
+
+    fn alloc_nested(
+        &self,
+        _v: &ViommuCore<'_>,
+        flags: AllocFlags,
+        data: &UserData,
+    ) -> Result<MockNested> {
+        MockNested::new(flags, data)
+    }
+
+    fn cache_invalidate(&self, v: &ViommuCore<'_>, array: &mut UserDataArray) -> Result {
+        // An empty array of the right type checks the type.
+        if array.entry_num() == 0 {
+            return if array.data_type() == VIOMMU_INVALIDATE_DATA_SELFTEST {
+                Ok(())
+            } else {
+                Err(EINVAL)
+            };
+        }
+        // All entries are read before any is handled, as upstream.
+        let mut cmds = KVec::with_capacity(array.entry_num() as usize, GFP_KERNEL)?;
+        for i in 0..array.entry_num() {
+            let e = array
+                .read_any::<[u32; 3]>(VIOMMU_INVALIDATE_DATA_SELFTEST, i)
+                .inspect_err(|_| array.set_done(0))?;
+            cmds.push(e, GFP_KERNEL)?;
+        }
+        let mut done = 0;
+        let res = (|| {
+            for &[flags, vdev_id, cache_id] in cmds.iter() {
+                if flags & !INVALIDATE_FLAG_ALL != 0 {
+                    return Err(EOPNOTSUPP);
+                }
+                if cache_id > DEV_CACHE_ID_MAX {
+                    return Err(EINVAL);
+                }
+                // The device through the built-in helpers, under the lock
+                // of the vIOMMU's table.
+                v.with_dev(vdev_id.into(), |dev| {
+                    let Some(data) = Registration::<MockIommu>::data_of(dev) else {
+                        return Err(EINVAL);
+                    };
+                    if flags & INVALIDATE_FLAG_ALL != 0 {
+                        for c in &data.cache {
+                            c.store(0, Relaxed);
+                        }
+                    } else {
+                        data.cache[cache_id as usize].store(0, Relaxed);
+                    }
+                    Ok(())
+                })
+                .ok_or(EINVAL)??;
+                done += 1;
+            }
+            Ok(())
+        })();
+        array.set_done(done);
+        res
+    }
+
+    fn attach(
+        &self,
+        v: &ViommuCore<'_>,
+        dev: &kernel::device::Device,
+        data: &MockDevData,
+    ) -> Result {
+        // A device reaches a guest's nested domain only through its vDEVICE.
+        let id = v.vdev_id_of(dev)?;
+        data.vdev_id.store(id, Relaxed);
+        Ok(())
+    }
+
+    fn hw_queue_init(
+        &self,
+        v: &ViommuCore<'_>,
+        q: &HwQueueCore<'_>,
+        index: u32,
+        base_pa: u64,
+        queues: &HwQueues<'_, MockIommu>,
+    ) -> Result<MockHwQueue> {
+        if index >= HW_QUEUE_MAX {
+            return Err(EINVAL);
+        }
+        if queues.find(|o| o.index == index).is_some() {
+            return Err(EEXIST);
+        }
+        // Queues come in order, each depending on the one before.
+        let prev = if index > 0 {
+            Some(queues.find(|o| o.index == index - 1).ok_or(EIO)?)
+        } else {
+            None
+        };
+        // Where the core says the guest's queue is must be where the
+        // parent maps it.
+        if base_pa != v.parent_iova_to_phys(q.base_addr()) {
+            return Err(EFAULT);
+        }
+        if let Some((_, prev)) = prev {
+            q.depend_on(&prev)?;
+        }
+        Ok(MockHwQueue { index })
+    }
+}
+
+/// `IOMMU_TEST_OP_TRIGGER_VEVENT`: the mock device `dev` reports an event
+/// with its virtual ID to the vIOMMU of the nested domain it is attached
+/// to.  `ENOENT` if it is attached to none.
+pub(crate) fn trigger_vevent(dev: &kernel::device::Device) -> Result {
+    let reg = registration()?;
+    reg.with_viommu_of(dev, |_, v| {
+        let data = Registration::<MockIommu>::data_of(dev).ok_or(EINVAL)?;
+        let id = data.vdev_id.load(Relaxed);
+        if id == 0 {
+            return Err(ENOENT);
+        }
+        // struct iommu_viommu_event_selftest { __u32 virt_id; }
+        v.report_event(VEVENTQ_TYPE_SELFTEST, &(id as u32).to_ne_bytes())
+    })
 }
 
 #[kunit_tests(iommufd_rs_mock)]

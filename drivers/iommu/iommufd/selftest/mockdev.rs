@@ -28,9 +28,9 @@ impl Drop for MockDev {
         if let Some(idev) = self.idev.take() {
             idev.detach();
             // The device object goes with its binding, before the device
-            // (it gives back the device's DMA ownership): once the commands
-            // using it are over.  A failure has warned.
-            let _ = self.ctx.objects.remove_owned(idev);
+            // (it gives back the device's DMA ownership): its vDEVICE
+            // first, then the device once the commands using it are over.
+            Device::unbind(&self.ctx, idev);
         }
         drop(self.dev.take());
     }

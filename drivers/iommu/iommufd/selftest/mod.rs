@@ -215,15 +215,12 @@ pub(crate) fn test_ioctl(ucmd: &mut Ucmd<'_, iommu_test_cmd>) -> Result {
             Ok(())
         }
         OP_TRIGGER_IOPF => trigger_iopf(ucmd.ctx, cmd),
-        // As upstream, the device must exist; then no vIOMMU gave it a
-        // virtual ID (none can be allocated yet), so there is no event to
-        // report: ENOENT.
         OP_TRIGGER_VEVENT => {
-            let _idev = ucmd
+            let idev = ucmd
                 .ctx
                 .objects
                 .get::<Device>(TriggerVevent::read(&cmd.u).dev_id)?;
-            Err(ENOENT)
+            mock::trigger_vevent(idev.dev())
         }
         OP_DEV_CHECK_CACHE => {
             let idev = ucmd.ctx.objects.get::<Device>(cmd.id)?;
