@@ -31,6 +31,7 @@ bool iommufd_shim_allow_unsafe_interrupts(void);
 #if IS_ENABLED(CONFIG_KUNIT)
 /* C, called from Rust's KUnit tests. */
 unsigned long iommufd_shim_c_offset(unsigned int which);
+unsigned long iommufd_shim_layout(unsigned int i);
 struct file *iommufd_shim_kunit_memfd(size_t size);
 #endif
 

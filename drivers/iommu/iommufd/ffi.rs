@@ -378,6 +378,18 @@ pub(crate) fn c_offset(which: u32) -> usize {
     unsafe { iommufd_shim_c_offset(which) }
 }
 
+/// KUnit support: entry `i` of the C compiler's table of the sizes and
+/// field offsets of iommufd's C-layout objects (`iommufd_layout.c`), `!0`
+/// past its end.
+#[cfg(CONFIG_KUNIT)]
+pub(crate) fn c_layout(i: u32) -> usize {
+    extern "C" {
+        fn iommufd_shim_layout(i: u32) -> usize;
+    }
+    // SAFETY: The C function only reads a constant table.
+    unsafe { iommufd_shim_layout(i) }
+}
+
 // The in-kernel C API (`include/linux/iommufd.h`), for VFIO.
 //
 // What C callers hold are opaque pointers:

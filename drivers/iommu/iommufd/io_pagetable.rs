@@ -847,7 +847,11 @@ impl IoPagetable {
                 self.copied.wait(&mut inner);
                 continue;
             }
-            if inner.areas.get_mut(s).is_some_and(|(_, a)| a.num_locks != 0) {
+            if inner
+                .areas
+                .get_mut(s)
+                .is_some_and(|(_, a)| a.num_locks != 0)
+            {
                 return (unmapped, Err(EBUSY));
             }
             if s < start || l > last {
@@ -1127,14 +1131,16 @@ impl IoPagetable {
             }
             area.check_access(false)?;
             area.pages.pin(first / PAGE, lastb / PAGE)?;
-            let contiguous = area.pages.for_each_phys(first / PAGE, lastb / PAGE, |_, pa| {
-                if base.is_some() && pa != next {
-                    return Err(EFAULT);
-                }
-                base.get_or_insert(pa);
-                next = pa.checked_add(PAGE).ok_or(EFAULT)?;
-                Ok(())
-            });
+            let contiguous = area
+                .pages
+                .for_each_phys(first / PAGE, lastb / PAGE, |_, pa| {
+                    if base.is_some() && pa != next {
+                        return Err(EFAULT);
+                    }
+                    base.get_or_insert(pa);
+                    next = pa.checked_add(PAGE).ok_or(EFAULT)?;
+                    Ok(())
+                });
             if let Err(e) = contiguous {
                 area.pages.unpin(first / PAGE, lastb / PAGE);
                 return Err(e);
@@ -1170,8 +1176,10 @@ impl IoPagetable {
             Ok(())
         });
         if res.is_err() {
-            pr_warn!("unlock of IOVA {iova:#x}..{last:#x} that was not locked
-");
+            pr_warn!(
+                "unlock of IOVA {iova:#x}..{last:#x} that was not locked
+"
+            );
         }
     }
 

@@ -422,6 +422,46 @@ mod layout_tests {
             assert_eq!(off, crate::ffi::c_offset(i as u32));
         }
     }
+
+    /// iommufd's C-layout objects (`kernel::iommu::iommufd`), which the
+    /// kernel's built-in iommufd code and the IOMMU drivers use: bindgen's
+    /// sizes and offsets agree with the C compiler's, field by field, in
+    /// the order of `iommufd_layout.c`.
+    #[test]
+    fn iommufd_objects_match_c_layout() {
+        use core::mem::size_of;
+        use kernel::bindings::*;
+        macro_rules! layout {
+            ($($s:ident { $($f:ident),* })*) => {
+                [$(size_of::<$s>(), $(offset_of!($s, $f)),*),*]
+            };
+        }
+        let rust = layout! {
+            iommufd_object { wait_cnt, users, type_, id }
+            iommufd_ctx { mt_mmap, sw_msi_lock, sw_msi_list, sw_msi_id }
+            iommufd_mmap { owner, vm_pgoff, mmio_addr, length }
+            iommufd_device { obj, ictx, igroup, group_item, dev, vdev }
+            iommufd_viommu {
+                obj, ictx, iommu_dev, hwpt, ops, vdevs, veventqs, veventqs_rwsem, type_
+            }
+            iommufd_viommu_ops {
+                destroy, alloc_domain_nested, cache_invalidate, vdevice_size, vdevice_init,
+                get_hw_queue_size, hw_queue_init_phys
+            }
+            iommufd_vdevice { obj, viommu, idev, virt_id, destroy }
+            iommufd_hw_queue { obj, viommu, access, base_addr, length, type_, destroy }
+            iommufd_eventq { obj, ictx, filep, lock, deliver, wait_queue }
+            iommufd_vevent { header, node, data_len, event_data }
+            iommufd_veventq {
+                common, viommu, node, type_, depth, num_events, sequence, lost_events_header
+            }
+        };
+        for (i, v) in rust.into_iter().enumerate() {
+            assert_eq!((i, v), (i, crate::ffi::c_layout(i as u32)));
+        }
+        // As many entries on both sides.
+        assert_eq!(crate::ffi::c_layout(rust.len() as u32), usize::MAX);
+    }
 }
 
 #[kunit_tests(iommufd_rs_ucmd)]

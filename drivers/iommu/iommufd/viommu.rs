@@ -225,7 +225,9 @@ pub(crate) fn veventq_alloc_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_veventq_alloc>
     let objects = &ucmd.ctx.objects;
     let viommu = objects.get::<Viommu>(c.viommu_id)?;
     let slot = objects.reserve()?;
-    let q = viommu.raw.new_veventq(c.type_, c.veventq_depth, slot.id())?;
+    let q = viommu
+        .raw
+        .new_veventq(c.type_, c.veventq_depth, slot.id())?;
     let veventq = slot.new_value(Veventq {
         q,
         _viommu: viommu.hold(),

@@ -86,8 +86,12 @@ pub trait VirtualIommu<T: Driver>: Send + Sync + Sized + 'static {
 
     /// A new nested domain on the vIOMMU, made with `flags` from user
     /// space's `data` (`alloc_domain_nested`).
-    fn alloc_nested(&self, v: &ViommuCore<'_>, flags: AllocFlags, data: &UserData)
-        -> Result<T::Nested>;
+    fn alloc_nested(
+        &self,
+        v: &ViommuCore<'_>,
+        flags: AllocFlags,
+        data: &UserData,
+    ) -> Result<T::Nested>;
 
     /// Invalidates the vIOMMU's caches as the entries of `array` say, and
     /// reports how many were handled with [`UserDataArray::set_done`]
@@ -146,7 +150,10 @@ pub struct HwQueues<'a, T: Driver> {
 
 impl<'a, T: Driver> HwQueues<'a, T> {
     /// The first queue whose driver data `f` accepts, with its core part.
-    pub fn find(&self, f: impl Fn(&HwQueueData<T>) -> bool) -> Option<(&'a HwQueueData<T>, HwQueueCore<'a>)> {
+    pub fn find(
+        &self,
+        f: impl Fn(&HwQueueData<T>) -> bool,
+    ) -> Option<(&'a HwQueueData<T>, HwQueueCore<'a>)> {
         self.list.iter().find_map(|q| {
             let q = q.as_ptr();
             // SAFETY: A listed queue is initialised and lives until its
@@ -224,7 +231,12 @@ pub trait Driver: Send + Sync + Sized + 'static {
     /// Whether `dev`, with the driver's `data`, may have its PASID `pasid`
     /// attached to a domain (`set_dev_pasid`); `blocking` if it is the
     /// blocking domain (the PASID is being detached).  An error refuses.
-    fn check_attach_pasid(_dev: &Device, _data: &Self::DeviceData, _pasid: u32, _blocking: bool) -> Result {
+    fn check_attach_pasid(
+        _dev: &Device,
+        _data: &Self::DeviceData,
+        _pasid: u32,
+        _blocking: bool,
+    ) -> Result {
         Ok(())
     }
 
@@ -1073,7 +1085,8 @@ impl<T: Driver> Registration<T> {
             }
             if !viommu.is_null() {
                 let vdata = (*viommu).data.assume_init_ref();
-                if let Err(e) = vdata.attach(&ViommuBox::core(viommu), Device::from_raw(dev), data) {
+                if let Err(e) = vdata.attach(&ViommuBox::core(viommu), Device::from_raw(dev), data)
+                {
                     return e.to_errno();
                 }
             }
@@ -1088,7 +1101,9 @@ impl<T: Driver> Registration<T> {
                 Self::iopf_put(dev);
             }
             if rid {
-                (*dev.cast::<DeviceBox<T>>()).viommu.store(viommu as usize, Relaxed);
+                (*dev.cast::<DeviceBox<T>>())
+                    .viommu
+                    .store(viommu as usize, Relaxed);
             }
         }
         0
@@ -1437,7 +1452,11 @@ impl<T: Driver> Registration<T> {
             let reg = &*(*b).reg;
             let flags = AllocFlags::from_bits_retain(flags);
             let data = UserData::from_raw(user_data);
-            match (*b).data.assume_init_ref().alloc_nested(&ViommuBox::core(b), flags, data) {
+            match (*b)
+                .data
+                .assume_init_ref()
+                .alloc_nested(&ViommuBox::core(b), flags, data)
+            {
                 Ok(n) => (reg, n),
                 Err(e) => return e.to_ptr(),
             }
@@ -1493,7 +1512,10 @@ impl<T: Driver> Registration<T> {
     /// # Safety
     ///
     /// Called by iommufd with a vIOMMU of ours.
-    unsafe extern "C" fn get_hw_queue_size(_viommu: *mut bindings::iommufd_viommu, ty: u32) -> usize {
+    unsafe extern "C" fn get_hw_queue_size(
+        _viommu: *mut bindings::iommufd_viommu,
+        ty: u32,
+    ) -> usize {
         const {
             assert!(
                 core::mem::align_of::<HwQueueBox<T>>()

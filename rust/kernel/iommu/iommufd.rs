@@ -409,7 +409,11 @@ impl Viommu {
         if crate::warn_on!(size < size_of::<bindings::iommufd_viommu>()) {
             return Err(EOPNOTSUPP);
         }
-        Ok(ViommuType { iommu_dev, ty, size })
+        Ok(ViommuType {
+            iommu_dev,
+            ty,
+            size,
+        })
     }
 
     /// A new vIOMMU of type `t`, object `id` of the context `ctx`, nesting
@@ -427,7 +431,12 @@ impl Viommu {
         // SAFETY: `v` is new and ours; the core's part is filled in before
         // the driver sees it.
         unsafe {
-            init_obj(&raw mut (*v).obj, bindings::iommufd_object_type_IOMMUFD_OBJ_VIOMMU, id, 0);
+            init_obj(
+                &raw mut (*v).obj,
+                bindings::iommufd_object_type_IOMMUFD_OBJ_VIOMMU,
+                id,
+                0,
+            );
             bindings::xa_init_flags(&raw mut (*v).vdevs, 0);
             (*v).type_ = t.ty;
             (*v).ictx = ctx.as_ptr();
@@ -549,7 +558,12 @@ impl Viommu {
         let p = raw.as_ptr();
         // SAFETY: `p` is new and ours.
         unsafe {
-            init_obj(&raw mut (*p).obj, bindings::iommufd_object_type_IOMMUFD_OBJ_VDEVICE, id, 1);
+            init_obj(
+                &raw mut (*p).obj,
+                bindings::iommufd_object_type_IOMMUFD_OBJ_VDEVICE,
+                id,
+                1,
+            );
             (*p).virt_id = virt_id;
             (*p).viommu = self.ptr();
             (*p).idev = idev.as_ptr();
@@ -558,9 +572,15 @@ impl Viommu {
         // Reserved until the driver accepts the vDEVICE: lookups see
         // nothing there meanwhile.
         // SAFETY: Our live table.
-        let rc = unsafe { bindings::xa_insert(vdevs, index, core::ptr::null_mut(), GFP_KERNEL.as_raw()) };
+        let rc = unsafe {
+            bindings::xa_insert(vdevs, index, core::ptr::null_mut(), GFP_KERNEL.as_raw())
+        };
         if rc != 0 {
-            return Err(if rc == EBUSY.to_errno() { EEXIST } else { Error::from_errno(rc) });
+            return Err(if rc == EBUSY.to_errno() {
+                EEXIST
+            } else {
+                Error::from_errno(rc)
+            });
         }
         let mut vdev = VDevice {
             raw,
@@ -638,7 +658,12 @@ impl Viommu {
         // SAFETY: `p` is new and ours.  `access` stays NULL: the pinning
         // access is the Rust iommufd's (no driver reads it).
         unsafe {
-            init_obj(&raw mut (*p).obj, bindings::iommufd_object_type_IOMMUFD_OBJ_HW_QUEUE, id, 0);
+            init_obj(
+                &raw mut (*p).obj,
+                bindings::iommufd_object_type_IOMMUFD_OBJ_HW_QUEUE,
+                id,
+                0,
+            );
             (*p).viommu = self.ptr();
             (*p).type_ = ty;
             (*p).length = length;
@@ -657,7 +682,12 @@ impl Viommu {
     /// A new vEVENTQ of the vIOMMU for events of type `ty`
     /// (`IOMMU_VEVENTQ_TYPE_*`), holding at most `depth` events, object
     /// `id` of the context.  `EEXIST` if the vIOMMU has one of that type.
-    pub fn new_veventq(self: &Arc<Self>, ty: u32, depth: u32, id: u32) -> Result<Pin<KBox<VEventQ>>> {
+    pub fn new_veventq(
+        self: &Arc<Self>,
+        ty: u32,
+        depth: u32,
+        id: u32,
+    ) -> Result<Pin<KBox<VEventQ>>> {
         let v = self.ptr();
         // SAFETY: `ctx` lives as long as the vIOMMU.
         let ictx = unsafe { (*v).ictx };
@@ -852,7 +882,13 @@ impl VEventQ {
     /// Takes the first event off the queue: the event, and its header and
     /// its data length as they were then (the lost-events header is
     /// embedded, and may change once the lock is dropped).
-    fn fetch(&self) -> Option<(*mut bindings::iommufd_vevent, bindings::iommufd_vevent_header, usize)> {
+    fn fetch(
+        &self,
+    ) -> Option<(
+        *mut bindings::iommufd_vevent,
+        bindings::iommufd_vevent_header,
+        usize,
+    )> {
         // SAFETY: Our queue, under its lock: the events on it are the
         // helper's allocations or the embedded header.
         unsafe {
@@ -1003,6 +1039,8 @@ impl<'a> ViommuCore<'a> {
     ///
     /// `raw` is a vIOMMU whose core part is initialised (by iommufd) and
     /// `parent` its parent's domain, both valid for `'a`.
+    // For the Rust IOMMU drivers (`driver`: `CONFIG_IOMMUFD_TEST` so far).
+    #[cfg_attr(not(CONFIG_IOMMUFD_TEST), allow(dead_code))]
     pub(super) unsafe fn from_raw(
         raw: *mut bindings::iommufd_viommu,
         parent: *mut bindings::iommu_domain,
@@ -1037,7 +1075,9 @@ impl<'a> ViommuCore<'a> {
     pub fn vdev_id_of(&self, dev: &Device) -> Result<u64> {
         let mut id: c_ulong = 0;
         // SAFETY: The vIOMMU and the device are valid.
-        to_result(unsafe { bindings::iommufd_viommu_get_vdev_id(self.raw, dev.as_raw(), &mut id) })?;
+        to_result(unsafe {
+            bindings::iommufd_viommu_get_vdev_id(self.raw, dev.as_raw(), &mut id)
+        })?;
         Ok(id as u64)
     }
 
@@ -1096,7 +1136,12 @@ impl<'a> ViommuCore<'a> {
 /// # Safety
 ///
 /// `raw` is a live vIOMMU, which no mapping uses any more.
-pub(super) unsafe fn destroy_mmaps(raw: *mut bindings::iommufd_viommu, mmaps: &Mutex<KVec<c_ulong>>) {
+// For the Rust IOMMU drivers (`driver`: `CONFIG_IOMMUFD_TEST` so far).
+#[cfg_attr(not(CONFIG_IOMMUFD_TEST), allow(dead_code))]
+pub(super) unsafe fn destroy_mmaps(
+    raw: *mut bindings::iommufd_viommu,
+    mmaps: &Mutex<KVec<c_ulong>>,
+) {
     for offset in mmaps.lock().drain_all() {
         // SAFETY: Per the function's requirements; each region once.
         unsafe { bindings::_iommufd_destroy_mmap((*raw).ictx, &raw mut (*raw).obj, offset) };
@@ -1119,6 +1164,8 @@ impl<'a> HwQueueCore<'a> {
     /// `raw` is a HW queue whose core part is initialised, valid for `'a`.
     /// The owner of `dep` undoes the dependency it records
     /// ([`undepend`]) before the queue goes.
+    // For the Rust IOMMU drivers (`driver`: `CONFIG_IOMMUFD_TEST` so far).
+    #[cfg_attr(not(CONFIG_IOMMUFD_TEST), allow(dead_code))]
     pub(super) unsafe fn from_raw(
         raw: *mut bindings::iommufd_hw_queue,
         dep: Option<&'a Cell<*mut bindings::iommufd_object>>,
@@ -1178,7 +1225,12 @@ impl<'a> HwQueueCore<'a> {
 /// # Safety
 ///
 /// `raw` is a live HW queue and `dep` its record, from [`HwQueueCore`].
-pub(super) unsafe fn undepend(raw: *mut bindings::iommufd_hw_queue, dep: &Cell<*mut bindings::iommufd_object>) {
+// For the Rust IOMMU drivers (`driver`: `CONFIG_IOMMUFD_TEST` so far).
+#[cfg_attr(not(CONFIG_IOMMUFD_TEST), allow(dead_code))]
+pub(super) unsafe fn undepend(
+    raw: *mut bindings::iommufd_hw_queue,
+    dep: &Cell<*mut bindings::iommufd_object>,
+) {
     let b = dep.replace(core::ptr::null_mut());
     if !b.is_null() {
         // SAFETY: `b` is live: our count keeps it; `raw` per the function's

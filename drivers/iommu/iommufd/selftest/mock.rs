@@ -8,11 +8,10 @@
 
 use kernel::iommu::domain::{AllocFlag, AllocFlags, Cap};
 use kernel::iommu::driver::{
-    self, HwQueues, NestedDomain, NewDomain, NewDomainOf, PagingDomain, Registration,
-    VirtualIommu,
+    self, HwQueues, NestedDomain, NewDomain, NewDomainOf, PagingDomain, Registration, VirtualIommu,
 };
-use kernel::iommu::iommufd::{HwQueueCore, RegionPages, ViommuCore};
 use kernel::iommu::generic_pt::{Amdv1Config, Amdv1Mock};
+use kernel::iommu::iommufd::{HwQueueCore, RegionPages, ViommuCore};
 use kernel::iommu::user_data::{UserData, UserDataArray};
 use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;

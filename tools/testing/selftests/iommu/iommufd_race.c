@@ -1022,4 +1022,420 @@ TEST(auto_hwpt_outliving_its_device_closed)
 	hwpt_stall_test(_metadata, false);
 }
 
+/* ---------------------------------------------------------------------- */
+/* vIOMMU objects: what drivers and mappings count, racing their destroy   */
+/* ---------------------------------------------------------------------- */
+
+/* A mock device in its own IOAS, and a nesting parent HWPT there. */
+struct vobjs {
+	int fd;
+	__u32 ioas, stdev, idev, parent, viommu;
+};
+
+static int vobjs_make(struct vobjs *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->fd = open("/dev/iommu", O_RDWR);
+	if (o->fd < 0 || ioas_alloc(o->fd, &o->ioas) ||
+	    mock_domain(o->fd, o->ioas, &o->stdev, NULL, &o->idev) ||
+	    hwpt_alloc(o->fd, o->idev, o->ioas, IOMMU_HWPT_ALLOC_NEST_PARENT,
+		       &o->parent))
+		return -1;
+	return 0;
+}
+
+/* A selftest vIOMMU on the parent; with @data, it has an mmap region. */
+static int viommu_make(struct vobjs *o, struct iommu_viommu_selftest *data)
+{
+	struct iommu_viommu_alloc cmd = {
+		.size = sizeof(cmd),
+		.type = IOMMU_VIOMMU_TYPE_SELFTEST,
+		.dev_id = o->idev,
+		.hwpt_id = o->parent,
+		.data_len = data ? sizeof(*data) : 0,
+		.data_uptr = (uintptr_t)data,
+	};
+	int rc = ioctl(o->fd, IOMMU_VIOMMU_ALLOC, &cmd);
+
+	o->viommu = rc ? 0 : cmd.out_viommu_id;
+	return rc;
+}
+
+struct mapper {
+	int fd;
+	__u64 offset, length;
+	__u32 magic;
+	atomic_bool stop;
+	/* Mappings made, mmap errors other than ENXIO, wrong contents. */
+	atomic_ulong maps, bad_errno, bad_data;
+};
+
+static void *mmap_loop(void *arg)
+{
+	struct mapper *m = arg;
+
+	while (!m->stop) {
+		volatile __u32 *p = mmap(NULL, m->length, PROT_READ | PROT_WRITE,
+					 MAP_SHARED, m->fd, m->offset);
+
+		if (p == MAP_FAILED) {
+			if (errno != ENXIO)
+				m->bad_errno++;
+			continue;
+		}
+		if (*p != m->magic)
+			m->bad_data++;
+		m->maps++;
+		munmap((void *)p, m->length);
+	}
+	return NULL;
+}
+
+/*
+ * One thread maps and unmaps a vIOMMU's region over and over while another
+ * destroys the vIOMMU: the destroy fails (EBUSY) while a mapping is there,
+ * no mapping ever shows other memory, and once the destroy succeeded the
+ * region is gone (ENXIO), never mapped again.
+ */
+TEST(viommu_mmap_vs_destroy)
+{
+	for (int round = 0; round < 20; round++) {
+		struct iommu_viommu_selftest data = { .in_data = 0x5a5a0000 + round };
+		struct mapper m = {};
+		unsigned long busy = 0;
+		pthread_t t;
+		int rc;
+		struct vobjs o;
+
+		ASSERT_EQ(0, vobjs_make(&o));
+		ASSERT_EQ(0, viommu_make(&o, &data));
+		ASSERT_EQ(data.in_data, data.out_data);
+		m.fd = o.fd;
+		m.offset = data.out_mmap_offset;
+		m.length = data.out_mmap_length;
+		m.magic = data.in_data;
+		ASSERT_EQ(0, pthread_create(&t, NULL, mmap_loop, &m));
+		usleep(1000 * (round % 5));
+		while ((rc = destroy(o.fd, o.viommu)) && errno == EBUSY)
+			busy++;
+		EXPECT_EQ(0, rc);
+		m.stop = true;
+		pthread_join(t, NULL);
+		EXPECT_EQ(0, m.bad_errno);
+		EXPECT_EQ(0, m.bad_data);
+		EXPECT_EQ(MAP_FAILED, mmap(NULL, m.length, PROT_READ, MAP_SHARED,
+					   o.fd, m.offset));
+		EXPECT_EQ(ENXIO, errno);
+		/* The parent is free again. */
+		EXPECT_EQ(0, destroy(o.fd, o.parent));
+		close(o.fd);
+		if (round == 19)
+			ksft_print_msg("last round: %lu maps, %lu EBUSY\n",
+				       (unsigned long)m.maps, busy);
+	}
+}
+
+struct vdev_churn {
+	struct vobjs *o;
+	atomic_bool stop;
+	atomic_ulong made, bad;
+};
+
+static void *vdev_loop(void *arg)
+{
+	struct vdev_churn *c = arg;
+
+	while (!c->stop) {
+		struct iommu_vdevice_alloc cmd = {
+			.size = sizeof(cmd),
+			.viommu_id = c->o->viommu,
+			.dev_id = c->o->idev,
+			.virt_id = 0x99,
+		};
+
+		if (ioctl(c->o->fd, IOMMU_VDEVICE_ALLOC, &cmd)) {
+			/* The device is gone, or another vDEVICE is there. */
+			if (errno != ENOENT && errno != EEXIST)
+				c->bad++;
+			continue;
+		}
+		c->made++;
+		/* A tombstone if the device went meanwhile. */
+		if (destroy(c->o->fd, cmd.out_vdevice_id) && errno != ENOENT)
+			c->bad++;
+	}
+	return NULL;
+}
+
+/*
+ * vDEVICEs made and destroyed in a loop while the device goes: each create
+ * either fails (ENOENT once the device is going) or makes a vDEVICE that
+ * its destroy or the device's unbind takes away; the vIOMMU is free
+ * (destroyable) at the end, nothing is left.
+ */
+TEST(vdevice_vs_unbind)
+{
+	for (int round = 0; round < 20; round++) {
+		struct vdev_churn c = {};
+		struct vobjs o;
+		pthread_t t;
+
+		ASSERT_EQ(0, vobjs_make(&o));
+		ASSERT_EQ(0, viommu_make(&o, NULL));
+		c.o = &o;
+		ASSERT_EQ(0, pthread_create(&t, NULL, vdev_loop, &c));
+		usleep(500 * (round % 7));
+		ASSERT_EQ(0, destroy(o.fd, o.stdev));
+		usleep(1000);
+		c.stop = true;
+		pthread_join(t, NULL);
+		EXPECT_EQ(0, c.bad);
+		/* No vDEVICE holds the vIOMMU any more. */
+		EXPECT_EQ(0, destroy(o.fd, o.viommu));
+		EXPECT_EQ(0, destroy(o.fd, o.parent));
+		close(o.fd);
+	}
+}
+
+static int hw_queue(struct vobjs *o, __u32 index, __u64 iova, __u32 *id)
+{
+	struct iommu_hw_queue_alloc cmd = {
+		.size = sizeof(cmd),
+		.viommu_id = o->viommu,
+		.type = IOMMU_HW_QUEUE_TYPE_SELFTEST,
+		.index = index,
+		.nesting_parent_iova = iova,
+		.length = PAGE,
+	};
+	int rc = ioctl(o->fd, IOMMU_HW_QUEUE_ALLOC, &cmd);
+
+	if (!rc)
+		*id = cmd.out_hw_queue_id;
+	return rc;
+}
+
+struct queue_churn {
+	struct vobjs *o;
+	__u64 iova;
+	atomic_bool stop;
+	atomic_ulong made, bad;
+};
+
+static void *queue1_loop(void *arg)
+{
+	struct queue_churn *c = arg;
+
+	while (!c->stop) {
+		__u32 id;
+
+		/* Queue 0 missing (EIO), or going (EBUSY). */
+		if (hw_queue(c->o, 1, c->iova, &id)) {
+			if (errno != EIO && errno != EBUSY)
+				c->bad++;
+			continue;
+		}
+		c->made++;
+		if (destroy(c->o->fd, id))
+			c->bad++;
+	}
+	return NULL;
+}
+
+/*
+ * Queue 1 depends on queue 0 (the mock's rule): one thread makes and
+ * destroys queue 1 in a loop while another destroys and remakes queue 0.
+ * Queue 0 goes only while no queue 1 holds it (EBUSY otherwise), a new
+ * queue 1 never depends on a queue 0 that is going, and at the end the
+ * queues' pins are all given back (the memory unmaps).
+ */
+TEST(hw_queue_depend_vs_destroy)
+{
+	struct queue_churn c = {};
+	unsigned long gone = 0, busy = 0;
+	struct vobjs o;
+	uint64_t end;
+	pthread_t t;
+	__u32 q0;
+	void *buf;
+
+	buf = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	ASSERT_NE(MAP_FAILED, buf);
+	ASSERT_EQ(0, vobjs_make(&o));
+	ASSERT_EQ(0, viommu_make(&o, NULL));
+	ASSERT_EQ(0, map_fixed(o.fd, o.ioas, buf, PAGE, BASE_IOVA));
+	ASSERT_EQ(0, hw_queue(&o, 0, BASE_IOVA, &q0));
+	c.o = &o;
+	c.iova = BASE_IOVA;
+	ASSERT_EQ(0, pthread_create(&t, NULL, queue1_loop, &c));
+	end = now_ms() + RACE_MS;
+	while (now_ms() < end) {
+		if (destroy(o.fd, q0)) {
+			EXPECT_EQ(EBUSY, errno);
+			busy++;
+			continue;
+		}
+		gone++;
+		ASSERT_EQ(0, hw_queue(&o, 0, BASE_IOVA, &q0));
+	}
+	c.stop = true;
+	pthread_join(t, NULL);
+	EXPECT_EQ(0, c.bad);
+	/* Pinned while a queue is there: the unmap is refused. */
+	EXPECT_ERRNO(EBUSY, unmap(o.fd, o.ioas, BASE_IOVA, PAGE, NULL));
+	EXPECT_EQ(0, destroy(o.fd, q0));
+	EXPECT_EQ(0, unmap(o.fd, o.ioas, BASE_IOVA, PAGE, NULL));
+	ksft_print_msg("queue 0 destroyed %lu times, %lu EBUSY; queue 1 made %lu times\n",
+		       gone, busy, (unsigned long)c.made);
+	EXPECT_EQ(0, destroy(o.fd, o.viommu));
+	close(o.fd);
+	EXPECT_EQ(0, status_kb("VmPin"));
+	munmap(buf, PAGE);
+}
+
+static int trigger_vevent(int fd, __u32 idev)
+{
+	struct iommu_test_cmd cmd = {
+		.size = sizeof(cmd),
+		.op = IOMMU_TEST_OP_TRIGGER_VEVENT,
+		.trigger_vevent = { .dev_id = idev },
+	};
+
+	return ioctl(fd, IOMMU_TEST_CMD, &cmd);
+}
+
+struct triggerer {
+	int fd;
+	__u32 idev;
+	atomic_bool stop;
+	atomic_ulong sent, lost, bad;
+};
+
+static void *trigger_loop(void *arg)
+{
+	struct triggerer *tr = arg;
+
+	while (!tr->stop) {
+		/* Queued, or lost to a full queue: numbered either way. */
+		if (!trigger_vevent(tr->fd, tr->idev))
+			tr->sent++;
+		else if (errno == ENOMEM)
+			/* Lost: no memory for the event. */
+			tr->lost++;
+		else
+			tr->bad++;
+	}
+	return NULL;
+}
+
+/*
+ * Events queued by the built-in helper from one thread, read from another:
+ * every event read carries the device's virtual ID, sequence numbers only
+ * grow (modulo INT_MAX + 1), a gap always comes with a lost-events header
+ * before it, and every event sent is read once.
+ */
+TEST(vevent_reports_vs_reads)
+{
+	struct iommu_hwpt_selftest hdata = { .iotlb = IOMMU_TEST_IOTLB_DEFAULT };
+	struct iommu_veventq_alloc qcmd = { .size = sizeof(qcmd) };
+	unsigned long got = 0, lost_hdrs = 0, gaps = 0, skipped = 0;
+	struct triggerer tr = {};
+	__u32 nested, expect = 0;
+	bool announced = false;
+	struct vobjs o;
+	uint64_t end;
+	pthread_t t;
+
+	ASSERT_EQ(0, vobjs_make(&o));
+	ASSERT_EQ(0, viommu_make(&o, NULL));
+	ASSERT_EQ(0, hwpt_alloc_data(o.fd, o.idev, o.viommu, 0, 0, &hdata,
+				     sizeof(hdata), &nested));
+	{
+		struct iommu_vdevice_alloc cmd = {
+			.size = sizeof(cmd),
+			.viommu_id = o.viommu,
+			.dev_id = o.idev,
+			.virt_id = 0x77,
+		};
+
+		ASSERT_EQ(0, ioctl(o.fd, IOMMU_VDEVICE_ALLOC, &cmd));
+	}
+	{
+		struct iommu_test_cmd cmd = {
+			.size = sizeof(cmd),
+			.op = IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE,
+			.id = o.stdev,
+			.mock_domain_replace = { .pt_id = nested },
+		};
+
+		ASSERT_EQ(0, ioctl(o.fd, IOMMU_TEST_CMD, &cmd));
+	}
+	qcmd.viommu_id = o.viommu;
+	qcmd.type = IOMMU_VEVENTQ_TYPE_SELFTEST;
+	qcmd.veventq_depth = 8;
+	ASSERT_EQ(0, ioctl(o.fd, IOMMU_VEVENTQ_ALLOC, &qcmd));
+	tr.fd = o.fd;
+	tr.idev = o.idev;
+	ASSERT_EQ(0, pthread_create(&t, NULL, trigger_loop, &tr));
+	end = now_ms() + RACE_MS;
+	for (bool last = false;; ) {
+		struct {
+			struct iommufd_vevent_header hdr;
+			__u32 virt_id;
+		} ev[16];
+		ssize_t n;
+
+		if (!last && now_ms() >= end) {
+			tr.stop = true;
+			pthread_join(t, NULL);
+			last = true;
+		}
+		/* Reads do not wait: 0 when nothing is queued. */
+		n = read(qcmd.out_veventq_fd, ev, sizeof(ev));
+		ASSERT_LE(0, n);
+		if (n == 0) {
+			if (last)
+				break;
+			continue;
+		}
+		for (char *p = (char *)ev; p < (char *)ev + n; ) {
+			struct iommufd_vevent_header *h = (void *)p;
+			__u32 next = (h->sequence + 1) & INT32_MAX;
+
+			if (h->flags & IOMMU_VEVENTQ_FLAG_LOST_EVENTS) {
+				/* Its number is the last event lost. */
+				skipped += (next - expect) & INT32_MAX;
+				lost_hdrs++;
+				announced = true;
+				expect = next;
+				p += sizeof(*h);
+				continue;
+			}
+			ASSERT_EQ(0, h->flags);
+			ASSERT_EQ(0x77, *(__u32 *)(h + 1));
+			if (h->sequence != expect) {
+				/* A gap comes after a lost-events header. */
+				EXPECT_TRUE(announced);
+				skipped += (h->sequence - expect) & INT32_MAX;
+				gaps++;
+			}
+			announced = false;
+			expect = next;
+			got++;
+			p += sizeof(*h) + sizeof(__u32);
+		}
+	}
+	EXPECT_EQ(0, tr.bad);
+	EXPECT_LT(0, got);
+	/*
+	 * Every event the helper numbered (queued, or lost to a full queue or
+	 * a failed allocation) is read or counted in a gap.
+	 */
+	EXPECT_EQ(tr.sent + tr.lost, got + skipped);
+	ksft_print_msg("%lu events read, %lu lost (%lu gaps, %lu headers)\n",
+		       got, skipped, gaps, lost_hdrs);
+	close(qcmd.out_veventq_fd);
+	close(o.fd);
+}
+
 TEST_HARNESS_MAIN
