@@ -3,12 +3,17 @@
  * Lifetimes and races: objects destroyed while other threads' ioctls use
  * them, creates that fail after the object was built, IOMMU_IOAS_CHANGE_PROCESS
  * racing pins and unpins, close() of /dev/iommu racing ioctls, fork, and
- * access unmap notifications racing the access's destruction, and an
- * access copy stalled on a user page fault.  Each test runs its threads for
- * a bounded time (RACE_MS) and then asserts what upstream guarantees; every
- * test passes on the stock C iommufd but access_copy_stall_spares_map:
- * upstream copies under the IOAS's IOVA rwsem, so a map waits for a copy
- * that waits for a user page fault (userfaultfd: indefinitely).
+ * access unmap notifications racing the access's destruction, an access
+ * copy stalled on a user page fault, and the vIOMMU objects (mappings of a
+ * vIOMMU's region, vDEVICEs, HW queue dependencies, vEVENTs) racing their
+ * destruction.  Each test runs its threads for a bounded time (RACE_MS)
+ * and then asserts what upstream guarantees.  On the stock C iommufd:
+ * access_copy_stall_spares_map fails (upstream copies under the IOAS's IOVA
+ * rwsem, so a map waits for a copy that waits for a user page fault,
+ * indefinitely); hw_queue_depend_vs_destroy fails (the C mock takes a
+ * dependency on a queue being destroyed: "refcount_t: addition on 0;
+ * use-after-free"); vdevice_vs_unbind times out (the unbind waits behind
+ * the racing vDEVICE creates).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -1263,7 +1268,7 @@ TEST(hw_queue_depend_vs_destroy)
 	ASSERT_NE(MAP_FAILED, buf);
 	ASSERT_EQ(0, vobjs_make(&o));
 	ASSERT_EQ(0, viommu_make(&o, NULL));
-	ASSERT_EQ(0, map_fixed(o.fd, o.ioas, buf, PAGE, BASE_IOVA));
+	ASSERT_EQ(0, map_fixed(o.fd, o.ioas, buf, PAGE, BASE_IOVA, RW));
 	ASSERT_EQ(0, hw_queue(&o, 0, BASE_IOVA, &q0));
 	c.o = &o;
 	c.iova = BASE_IOVA;
@@ -1331,8 +1336,9 @@ static void *trigger_loop(void *arg)
 /*
  * Events queued by the built-in helper from one thread, read from another:
  * every event read carries the device's virtual ID, sequence numbers only
- * grow (modulo INT_MAX + 1), a gap always comes with a lost-events header
- * before it, and every event sent is read once.
+ * grow (modulo INT_MAX + 1), and every event the helper numbered is either
+ * read, once, or lost in a gap of the numbers (or at the tail, in the
+ * lost-events header's number).
  */
 TEST(vevent_reports_vs_reads)
 {
@@ -1341,7 +1347,6 @@ TEST(vevent_reports_vs_reads)
 	unsigned long got = 0, lost_hdrs = 0, gaps = 0, skipped = 0;
 	struct triggerer tr = {};
 	__u32 nested, expect = 0;
-	bool announced = false;
 	struct vobjs o;
 	uint64_t end;
 	pthread_t t;
@@ -1406,20 +1411,21 @@ TEST(vevent_reports_vs_reads)
 				/* Its number is the last event lost. */
 				skipped += (next - expect) & INT32_MAX;
 				lost_hdrs++;
-				announced = true;
 				expect = next;
 				p += sizeof(*h);
 				continue;
 			}
 			ASSERT_EQ(0, h->flags);
 			ASSERT_EQ(0x77, *(__u32 *)(h + 1));
+			/*
+			 * A gap: events lost while the queue was full.  (The
+			 * lost-events header queued then goes when the next
+			 * event comes: only a loss at the tail is announced.)
+			 */
 			if (h->sequence != expect) {
-				/* A gap comes after a lost-events header. */
-				EXPECT_TRUE(announced);
 				skipped += (h->sequence - expect) & INT32_MAX;
 				gaps++;
 			}
-			announced = false;
 			expect = next;
 			got++;
 			p += sizeof(*h) + sizeof(__u32);
