@@ -1406,7 +1406,10 @@ impl<T: Driver> Registration<T> {
                     0
                 }
                 Err(e) => {
+                    // The core frees the memory; what we put in it goes.
                     iommufd::destroy_mmaps(viommu, &(*b).mmaps);
+                    core::ptr::drop_in_place(&raw mut (*b).mmaps);
+                    core::ptr::drop_in_place(&raw mut (*b).queues);
                     e.to_errno()
                 }
             }
