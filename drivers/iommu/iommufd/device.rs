@@ -21,6 +21,7 @@ use kernel::iommu::user_data::UserData;
 use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
+use kernel::sync::atomic::Atomic;
 use kernel::sync::{Arc, Mutex};
 use kernel::uaccess::{UserPtr, UserSlice};
 
@@ -28,11 +29,13 @@ use crate::ctx::{Ctx, PendingObj};
 use crate::fault::Sink;
 use crate::group::{self, GroupState, IGroup, Left, Member, Members, Shared};
 use crate::hw_pagetable::{no_iommu, ForDev, Hwpt};
+
+/// The device a HWPT is made for (as `hw_pagetable` names it).
+pub(crate) type ForDevice<'a> = ForDev<'a>;
 use crate::ioas::Ioas;
 use crate::object::Held;
 use crate::uapi;
 use crate::ucmd::Ucmd;
-use crate::viommu::{VdevSlot, Viommu};
 
 /// A PASID's attachment.
 struct Attached {
@@ -89,8 +92,32 @@ pub(crate) struct Device {
     /// What the kernel's built-in iommufd helpers see of the device (a
     /// vDEVICE's `idev`): C layout.
     face: Arc<DeviceFace>,
-    /// Its vDEVICE, if any.
+    /// Its vDEVICE, if any (made and taken by `viommu`).
     vdev: Arc<VdevSlot>,
+}
+
+/// What a bound device keeps of its vDEVICE: at most one, which goes when
+/// the device does (`viommu` makes and takes it).
+#[pin_data]
+pub(crate) struct VdevSlot {
+    /// Held while a vDEVICE is made for the device and while the device
+    /// goes; true once it goes (no new vDEVICE: `ENOENT`).
+    #[pin]
+    pub(crate) going: Mutex<bool>,
+    /// The ID of the device's vDEVICE, 0 if none.
+    pub(crate) id: Atomic<u32>,
+}
+
+impl VdevSlot {
+    fn new() -> Result<Arc<Self>> {
+        Arc::pin_init(
+            pin_init!(Self {
+                going <- new_mutex!(false),
+                id: Atomic::new(0),
+            }),
+            GFP_KERNEL_ACCOUNT,
+        )
+    }
 }
 
 /// A bound device's place in its context's groups, given back on drop.
@@ -190,14 +217,6 @@ impl Device {
             vdev,
         }? Error))?;
         Ok(idev.finalize_held())
-    }
-
-    /// Unbinds the device, for its binder: its vDEVICE goes first (its ID a
-    /// tombstone), then the device, once no command uses it.
-    pub(crate) fn unbind(ctx: &Ctx, idev: Held<Device>) {
-        idev.vdev.remove(&ctx.objects);
-        // A failure is a use that outlived its holder (and warned).
-        let _ = ctx.objects.remove_owned(idev);
     }
 
     /// Bound in no-IOMMU mode: no IOMMU translates the device's DMA.
@@ -682,9 +701,24 @@ const HWPT_ALLOC_FLAGS: u32 = uapi::IOMMU_HWPT_ALLOC_NEST_PARENT
     | uapi::IOMMU_HWPT_FAULT_ID_VALID
     | uapi::IOMMU_HWPT_ALLOC_PASID;
 
-/// `IOMMU_HWPT_ALLOC`: a paging HWPT of an IOAS, or a nested HWPT on a
-/// paging one, for a device.
-pub(crate) fn hwpt_alloc_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_hwpt_alloc>) -> Result {
+/// What `IOMMU_HWPT_ALLOC` makes on an object of an upper layer (a
+/// vIOMMU): given the context, `pt_id`, the device, the flags, the data and
+/// the fault queue, `None` if `pt_id` is no such object.
+pub(crate) type AllocOnOther = for<'a, 'b, 'c> fn(
+    &'a Ctx,
+    u32,
+    ForDev<'b>,
+    u32,
+    &'c UserData,
+    Option<u32>,
+) -> Option<Result<PendingObj<'a, Hwpt>>>;
+
+/// `IOMMU_HWPT_ALLOC`: a paging HWPT of an IOAS, a nested HWPT on a paging
+/// one, or what `other` makes on another object, for a device.
+pub(crate) fn hwpt_alloc(
+    ucmd: &mut Ucmd<'_, uapi::iommu_hwpt_alloc>,
+    other: AllocOnOther,
+) -> Result {
     let c = &ucmd.cmd;
     if c.__reserved != 0 || c.__reserved2 != 0 {
         return Err(EOPNOTSUPP);
@@ -712,8 +746,8 @@ pub(crate) fn hwpt_alloc_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_hwpt_alloc>) -> R
             return Err(EINVAL);
         }
         Hwpt::alloc_nested(ctx, parent, idev.for_dev(), flags, &data, fault_id)?
-    } else if let Ok(viommu) = objects.get_long::<Viommu>(c.pt_id) {
-        Hwpt::alloc_on_viommu(ctx, viommu, idev.for_dev(), flags, &data, fault_id)?
+    } else if let Some(hwpt) = other(ctx, c.pt_id, idev.for_dev(), flags, &data, fault_id) {
+        hwpt?
     } else {
         // Another kind of object, or none.
         return Err(EINVAL);

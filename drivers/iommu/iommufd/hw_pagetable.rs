@@ -24,7 +24,6 @@ use crate::ioas::{AutoHwpt, Ioas};
 use crate::object::{Held, Object};
 use crate::uapi;
 use crate::ucmd::Ucmd;
-use crate::viommu::Viommu;
 
 /// What is particular to a paging HWPT.
 pub(crate) struct Paging {
@@ -48,8 +47,11 @@ impl Paging {
 pub(crate) enum Nested {
     /// A paging HWPT.
     Parent { _hwpt: Held<Hwpt> },
-    /// A vIOMMU (which holds the paging parent).
-    Viommu { _viommu: Held<Viommu> },
+    /// An object of an upper layer (a vIOMMU, which holds the paging
+    /// parent), with a use of it.
+    Other {
+        _keep: KBox<dyn core::any::Any + Send + Sync>,
+    },
 }
 
 /// Which kind of HWPT.
@@ -199,38 +201,26 @@ impl Hwpt {
         })
     }
 
-    /// A new nested HWPT on the vIOMMU `viommu` for `dev`, described by the
-    /// driver's `data`, with its faults going to the queue `fault_id`; to be
-    /// published as [`Hwpt::alloc_paging`]'s.  `EINVAL` if the vIOMMU is
-    /// not of the device's IOMMU.
-    pub(crate) fn alloc_on_viommu<'a>(
+    /// A new nested HWPT whose domain `make` makes with the
+    /// `IOMMU_HWPT_ALLOC_*` flags (less `IOMMU_HWPT_FAULT_ID_VALID`), with
+    /// what the HWPT keeps (a use of what it was made on), its faults going
+    /// to the queue `fault_id`; to be published as [`Hwpt::alloc_paging`]'s.
+    pub(crate) fn alloc_nested_by<'a>(
         ctx: &'a Ctx,
-        viommu: Held<Viommu>,
-        ForDev { dev, no_iommu }: ForDev<'_>,
         flags: u32,
-        data: &UserData,
         fault_id: Option<u32>,
+        make: impl FnOnce(u32) -> Result<(Domain, KBox<dyn core::any::Any + Send + Sync>)>,
     ) -> Result<PendingObj<'a, Hwpt>> {
-        if no_iommu || !viommu.raw.serves(dev) {
-            return Err(EINVAL);
-        }
-        if flags & !(uapi::IOMMU_HWPT_FAULT_ID_VALID | uapi::IOMMU_HWPT_ALLOC_PASID) != 0
-            || data.is_empty()
-        {
-            return Err(EOPNOTSUPP);
-        }
         let slot = ctx.objects.reserve()?;
         let flags = flags & !uapi::IOMMU_HWPT_FAULT_ID_VALID;
-        let mut domain = viommu
-            .raw
-            .alloc_nested(AllocFlags::from_bits_retain(flags), data)?;
+        let (mut domain, keep) = make(flags)?;
         let fault = take_faults(&ctx.objects, &mut domain, fault_id)?;
         let domain = Arc::new(domain, GFP_KERNEL_ACCOUNT)?;
         slot.new_value(Hwpt {
             domain,
             pasid_compat: flags & uapi::IOMMU_HWPT_ALLOC_PASID != 0,
             fault,
-            kind: HwptKind::Nested(Nested::Viommu { _viommu: viommu }),
+            kind: HwptKind::Nested(Nested::Other { _keep: keep }),
         })
     }
 
@@ -382,17 +372,24 @@ pub(crate) fn get_dirty_bitmap_ioctl(
 const INVALIDATE_ENTRY_NUM_MAX: u32 = 1 << 19;
 
 /// `IOMMU_HWPT_INVALIDATE`: has the driver invalidate its caches of the
-/// page table of a nested HWPT.  Tells user space how many entries were
-/// handled, also on failure.
-pub(crate) fn hwpt_invalidate_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_hwpt_invalidate>) -> Result {
-    let (done, res) = invalidate(ucmd);
+/// page table of a nested HWPT, or those of another object `other` knows
+/// (`None`: the ID names none of its objects).  Tells user space how many
+/// entries were handled, also on failure.
+pub(crate) fn invalidate_ioctl(
+    ucmd: &mut Ucmd<'_, uapi::iommu_hwpt_invalidate>,
+    other: impl FnOnce(&Objects, u32, &mut UserDataArray) -> Option<Result>,
+) -> Result {
+    let (done, res) = invalidate(ucmd, other);
     ucmd.cmd.entry_num = done;
     ucmd.respond()?;
     res
 }
 
 /// Runs an invalidation: the entries handled, and how it ended.
-fn invalidate(ucmd: &Ucmd<'_, uapi::iommu_hwpt_invalidate>) -> (u32, Result) {
+fn invalidate(
+    ucmd: &Ucmd<'_, uapi::iommu_hwpt_invalidate>,
+    other: impl FnOnce(&Objects, u32, &mut UserDataArray) -> Option<Result>,
+) -> (u32, Result) {
     let c = &ucmd.cmd;
     if c.__reserved != 0 {
         return (0, Err(EOPNOTSUPP));
@@ -410,11 +407,11 @@ fn invalidate(ucmd: &Ucmd<'_, uapi::iommu_hwpt_invalidate>) -> (u32, Result) {
     let res = match objects.get::<Hwpt>(c.hwpt_id) {
         Ok(h) if h.paging().is_none() => h.domain.cache_invalidate_user(&mut array),
         Ok(_) => return (0, Err(EINVAL)),
-        Err(_) => match objects.get::<Viommu>(c.hwpt_id) {
-            Ok(v) => v.raw.cache_invalidate(&mut array),
+        Err(e) => match other(objects, c.hwpt_id, &mut array) {
+            Some(res) => res,
             // Another kind of object.
-            Err(_) if objects.exists(c.hwpt_id) => return (0, Err(EINVAL)),
-            Err(e) => return (0, Err(e)),
+            None if objects.exists(c.hwpt_id) => return (0, Err(EINVAL)),
+            None => return (0, Err(e)),
         },
     };
     (array.entry_num(), res)

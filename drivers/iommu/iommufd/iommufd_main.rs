@@ -138,7 +138,7 @@ pub(crate) struct CDevice {
 impl Drop for CDevice {
     fn drop(&mut self) {
         if let Some(idev) = self.idev.take() {
-            device::Device::unbind(&self.ctx, idev);
+            viommu::unbind_device(&self.ctx, idev);
         }
     }
 }
@@ -365,14 +365,14 @@ static OPS: [Op; 22] = ioctl_table! {
     IOMMUFD_CMD_IOAS_UNMAP => iommu_ioas_unmap, length, ioas::unmap_ioctl;
     IOMMUFD_CMD_OPTION => iommu_option, val64, option_ioctl;
     IOMMUFD_CMD_VFIO_IOAS => iommu_vfio_ioas, __reserved, vfio_compat::vfio_ioas_ioctl;
-    IOMMUFD_CMD_HWPT_ALLOC => iommu_hwpt_alloc, __reserved, device::hwpt_alloc_ioctl;
+    IOMMUFD_CMD_HWPT_ALLOC => iommu_hwpt_alloc, __reserved, viommu::hwpt_alloc_ioctl;
     IOMMUFD_CMD_GET_HW_INFO => iommu_hw_info, __reserved, device::get_hw_info_ioctl;
     IOMMUFD_CMD_HWPT_SET_DIRTY_TRACKING => iommu_hwpt_set_dirty_tracking, __reserved,
         hw_pagetable::set_dirty_tracking_ioctl;
     IOMMUFD_CMD_HWPT_GET_DIRTY_BITMAP => iommu_hwpt_get_dirty_bitmap, data,
         hw_pagetable::get_dirty_bitmap_ioctl;
     IOMMUFD_CMD_HWPT_INVALIDATE => iommu_hwpt_invalidate, __reserved,
-        hw_pagetable::hwpt_invalidate_ioctl;
+        viommu::hwpt_invalidate_ioctl;
     IOMMUFD_CMD_FAULT_QUEUE_ALLOC => iommu_fault_alloc, out_fault_fd, fault::alloc_ioctl;
     IOMMUFD_CMD_IOAS_MAP_FILE => iommu_ioas_map_file, iova, map_file_ioctl,
         flags: ioas::MAP_FLAGS;

@@ -418,18 +418,18 @@ impl<S: TableState> ObjectTable<S> {
         Ok(())
     }
 
-    /// Destroys the object `id` of kind `T`, if there is one, and keeps
-    /// its ID taken: from then on the ID names nothing (`ENOENT`) and is
+    /// Destroys the object `id` of kind `T`, if there is one and `is_it`
+    /// says it is the one meant, and keeps its ID taken: from then on the ID names nothing (`ENOENT`) and is
     /// not handed out again, as upstream's tombstones.  For an object whose
     /// device is going (a vDEVICE at its device's unbind); it waits for the
     /// commands using the object.  Returns whether there was one.
-    pub(crate) fn tombstone<T: Kind>(&self, id: u32) -> bool {
+    pub(crate) fn tombstone<T: Kind>(&self, id: u32, is_it: impl Fn(&T) -> bool) -> bool {
         loop {
             let mut inner = self.inner.lock();
             let Some(e) = inner.map.get(&id) else {
                 return false;
             };
-            if e.peek::<T>().is_none() {
+            if !e.peek::<T>().is_some_and(|o| is_it(o)) {
                 return false;
             }
             if e.claim() {

@@ -19,20 +19,21 @@
 //! fails with `EBUSY` while such users remain.
 
 use kernel::fs::file::{flags::O_CLOEXEC, File, FileDescriptorReservation};
+use kernel::iommu::domain::AllocFlags;
 use kernel::iommu::iommufd;
-use kernel::iommu::user_data::UserData;
+use kernel::iommu::user_data::{UserData, UserDataArray};
 use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
-use kernel::sync::atomic::{Atomic, Relaxed};
+use kernel::sync::atomic::{Acquire, Relaxed, Release};
 use kernel::sync::poll::PollTable;
-use kernel::sync::{Arc, Mutex, SetOnce};
+use kernel::sync::{Arc, SetOnce};
 use kernel::time::{delay::fsleep, Delta};
 use kernel::uaccess::{UserPtr, UserSlice};
 
-use crate::ctx::{CtxHold, Objects};
-use crate::device::Device;
+use crate::ctx::{Ctx, CtxHold, Objects, PendingObj};
+use crate::device::{self, Device, ForDevice, VdevSlot};
 use crate::ffi::{self, FileOps};
-use crate::hw_pagetable::Hwpt;
+use crate::hw_pagetable::{self as hwpt, Hwpt};
 use crate::interval::last_of;
 use crate::ioas::Ioas;
 use crate::object::{Held, Object, Retire};
@@ -89,44 +90,79 @@ pub(crate) fn alloc_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_viommu_alloc>) -> Resu
     Ok(())
 }
 
-/// What a bound device keeps of its vDEVICE: at most one, which goes when
-/// the device does.
-#[pin_data]
-pub(crate) struct VdevSlot {
-    /// Held while a vDEVICE is made for the device and while the device
-    /// goes; true once it goes (no new vDEVICE: `ENOENT`).
-    #[pin]
-    going: Mutex<bool>,
-    /// The ID of the device's vDEVICE, 0 if none.
-    id: Atomic<u32>,
+/// `IOMMU_HWPT_ALLOC`: as `device` makes it, and on a vIOMMU, a nested
+/// HWPT the vIOMMU's driver makes (`EINVAL` if the vIOMMU is not of the
+/// device's IOMMU).
+pub(crate) fn hwpt_alloc_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_hwpt_alloc>) -> Result {
+    device::hwpt_alloc(ucmd, alloc_on_viommu)
 }
 
-impl VdevSlot {
-    pub(crate) fn new() -> Result<Arc<Self>> {
-        Arc::pin_init(
-            pin_init!(Self {
-                going <- kernel::new_mutex!(false),
-                id: Atomic::new(0),
-            }),
-            GFP_KERNEL_ACCOUNT,
-        )
-    }
+/// A nested HWPT on the vIOMMU `pt_id`, if it is one: `None` if not.
+fn alloc_on_viommu<'a>(
+    ctx: &'a Ctx,
+    pt_id: u32,
+    dev: ForDevice<'_>,
+    flags: u32,
+    data: &UserData,
+    fault_id: Option<u32>,
+) -> Option<Result<PendingObj<'a, Hwpt>>> {
+    let viommu = ctx.objects.get_long::<Viommu>(pt_id).ok()?;
+    Some((|| {
+        if dev.no_iommu || !viommu.raw.serves(dev.dev) {
+            return Err(EINVAL);
+        }
+        if flags & !(uapi::IOMMU_HWPT_FAULT_ID_VALID | uapi::IOMMU_HWPT_ALLOC_PASID) != 0
+            || data.is_empty()
+        {
+            return Err(EOPNOTSUPP);
+        }
+        let raw = viommu.raw.clone();
+        Hwpt::alloc_nested_by(ctx, flags, fault_id, move |flags| {
+            let domain = raw.alloc_nested(AllocFlags::from_bits_retain(flags), data)?;
+            // The nested HWPT holds the vIOMMU.
+            let keep: KBox<dyn core::any::Any + Send + Sync> =
+                KBox::new(viommu, GFP_KERNEL_ACCOUNT)?;
+            Ok((domain, keep))
+        })
+    })())
+}
 
-    /// Destroys the device's vDEVICE as the device goes, leaving its ID a
-    /// tombstone (`IOMMU_DESTROY` of it: `ENOENT`), as upstream; waits for
-    /// one `IOMMU_DESTROY` is tearing down meanwhile.
-    pub(crate) fn remove(&self, objects: &Objects) {
-        let id = {
-            let mut going = self.going.lock();
-            *going = true;
-            self.id.load(Relaxed)
-        };
-        if id != 0 {
-            objects.tombstone::<Vdevice>(id);
-        }
-        while self.id.load(Relaxed) != 0 {
-            fsleep(Delta::from_millis(1));
-        }
+/// `IOMMU_HWPT_INVALIDATE`: as `hw_pagetable` runs it, and on a vIOMMU's
+/// ID, through the vIOMMU's driver.
+pub(crate) fn hwpt_invalidate_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_hwpt_invalidate>) -> Result {
+    hwpt::invalidate_ioctl(
+        ucmd,
+        |objects: &Objects, id: u32, array: &mut UserDataArray| {
+            let v = objects.get::<Viommu>(id).ok()?;
+            Some(v.raw.cache_invalidate(array))
+        },
+    )
+}
+
+/// Unbinds `idev`, for its binder: its vDEVICE goes first, its ID left a
+/// tombstone (`IOMMU_DESTROY` of it: `ENOENT`), as upstream; then the
+/// device, once no command uses it.
+pub(crate) fn unbind_device(ctx: &Ctx, idev: Held<Device>) {
+    remove_vdevice(&ctx.objects, idev.vdev_slot());
+    // A failure is a use that outlived its holder (and warned).
+    let _ = ctx.objects.remove_owned(idev);
+}
+
+/// Destroys the vDEVICE of a device that goes (its `slot`), if any; waits
+/// for one `IOMMU_DESTROY` is tearing down meanwhile (whose ID may already
+/// name another device's vDEVICE: only this one's is taken).
+fn remove_vdevice(objects: &Objects, slot: &Arc<VdevSlot>) {
+    let id = {
+        let mut going = slot.going.lock();
+        *going = true;
+        slot.id.load(Acquire)
+    };
+    if id != 0 {
+        objects.tombstone::<Vdevice>(id, |v| Arc::ptr_eq(&v.slot, slot));
+    }
+    // Acquire: what the vDEVICE's teardown did is seen by the unbind.
+    while slot.id.load(Acquire) != 0 {
+        fsleep(Delta::from_millis(1));
     }
 }
 
@@ -144,7 +180,7 @@ impl Drop for Vdevice {
         // The driver's part and the vIOMMU's table entry first: the device
         // waits for this to be over before it goes.
         drop(self.raw.take());
-        let _ = self.slot.id.cmpxchg(self.id, 0, Relaxed);
+        let _ = self.slot.id.cmpxchg(self.id, 0, Release);
     }
 }
 
@@ -166,7 +202,7 @@ pub(crate) fn vdevice_alloc_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_vdevice_alloc>
     if *going {
         return Err(ENOENT);
     }
-    if vslot.id.load(Relaxed) != 0 {
+    if vslot.id.load(Acquire) != 0 {
         return Err(EEXIST);
     }
     let slot = objects.reserve()?;
@@ -284,9 +320,8 @@ pub(crate) struct HwQueue {
 }
 
 impl Retire for HwQueue {
-    fn publish(&self) {
-        self.raw.publish();
-    }
+    // Counted from its creation on (see `kernel::iommu::iommufd`).
+    fn publish(&self) {}
 
     fn retire(&self) -> bool {
         self.raw.retire()

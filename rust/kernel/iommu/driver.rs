@@ -1620,8 +1620,10 @@ struct DeviceBox<T: Driver> {
     /// only under the group's lock (in `attach_dev`).
     iopf_users: Atomic<u32>,
     /// The address of the vIOMMU of the nested domain the device (its
-    /// requests without a PASID) is attached to, 0 if none.  Changed only
-    /// under the group's lock and the registration's attach lock.
+    /// requests without a PASID) is attached to, 0 if none.  Changed under
+    /// the group's lock, by attaches that (but for the core's own, to the
+    /// default or blocking domain, which clear it) also hold the
+    /// registration's attach lock.
     viommu: Atomic<usize>,
     data: T::DeviceData,
 }

@@ -28,8 +28,12 @@
 //! region counts its owner.  iommufd must not destroy an object while such
 //! users remain: [`Viommu::retire`] and [`HwQueue::retire`] mark an object
 //! as going, atomically, only if none does.  Until it is published
-//! ([`Viommu::publish`]) such an object counts no user at all, so that
-//! nothing can count it while its creation may still be undone.
+//! ([`Viommu::publish`]) a vIOMMU counts no user at all, so that nothing
+//! can map it while its creation may still be undone.  A HW queue counts
+//! one from its creation on, as in C, since drivers depend on queues with
+//! a plain `refcount_inc()`: a queue whose creation is undone after
+//! another queue came to depend on it (the caller could not be told its
+//! ID) goes all the same, as in C.
 //!
 //! C headers: [`include/linux/iommufd.h`](srctree/include/linux/iommufd.h),
 //! [`drivers/iommu/iommufd/iommufd_private.h`](srctree/drivers/iommu/iommufd/iommufd_private.h)
@@ -55,10 +59,11 @@ use core::{alloc::Layout, cell::Cell, mem::size_of, ptr::NonNull};
 /// `enum iommufd_object_type`
 type ObjType = bindings::iommufd_object_type;
 
-/// Fills the header of a new object: its type, its ID and `users`.  An
-/// object drivers or mappings can count starts with none, so that nothing
-/// can count it before it is published ([`publish`]): one that never is
-/// can go whatever happened meanwhile.
+/// Fills the header of a new object: its type, its ID and `users`.  A
+/// vIOMMU starts with none, so that nothing can map its regions before it
+/// is published ([`publish`]): one that never is can go whatever happened
+/// meanwhile.  A HW queue starts with one, as C's: drivers depend on their
+/// queues with `refcount_inc()` from `hw_queue_init_phys` on.
 ///
 /// # Safety
 ///
@@ -201,9 +206,10 @@ impl CtxFace {
         // SAFETY: The VMA is being set up by our mmap and is ours.
         let pgoff = unsafe { (*raw).vm_pgoff };
         let mt = self.mt();
-        // SAFETY: `mt` is our live tree; under its lock an entry stays (the
-        // helpers erase and free entries under it), and its owner is live
-        // while its count is not zero.
+        // SAFETY: `mt` is our live tree; under its lock an entry found stays
+        // (the helpers erase entries under it, and free them only once no
+        // lookup can find them), and its owner is live while its count is
+        // not zero.
         let immap = unsafe {
             bindings::spin_lock(&raw mut (*mt).__bindgen_anon_1.ma_lock);
             let e = bindings::mtree_load(mt, (pgoff << PAGE_SHIFT) as c_ulong)
@@ -478,7 +484,9 @@ impl Viommu {
 
     /// The driver's vIOMMU ops, once its initialiser set them.
     fn ops(&self) -> Option<&bindings::iommufd_viommu_ops> {
-        // SAFETY: The ops, if set, are the driver's, static.
+        // SAFETY: The ops, if set, are the driver's, which live at least as
+        // long as its vIOMMUs (a C driver's are static; a Rust driver's
+        // registration waits for its vIOMMUs to go).
         unsafe { (*self.ptr()).ops.as_ref() }
     }
 
@@ -662,7 +670,7 @@ impl Viommu {
                 &raw mut (*p).obj,
                 bindings::iommufd_object_type_IOMMUFD_OBJ_HW_QUEUE,
                 id,
-                0,
+                1,
             );
             (*p).viommu = self.ptr();
             (*p).type_ = ty;
@@ -811,13 +819,6 @@ pub struct HwQueue {
 }
 
 impl HwQueue {
-    /// Makes the queue countable (one can depend on it), once it is
-    /// published.
-    pub fn publish(&self) {
-        // SAFETY: Our live header, published once.
-        unsafe { publish(&raw mut (*self.raw.as_ptr()).obj) }
-    }
-
     /// Marks the queue as being destroyed, unless another queue depends on
     /// it (`iommufd_hw_queue_depend()`): `false` then (`EBUSY` for its
     /// destroy).  Once marked, no new dependency on it can be taken.
@@ -830,7 +831,9 @@ impl HwQueue {
 impl Drop for HwQueue {
     fn drop(&mut self) {
         let p = self.raw.as_ptr();
-        // SAFETY: Our HW queue; nothing depends on it any more.
+        // SAFETY: Our HW queue.  Once published, nothing depends on it any
+        // more (it was retired); a queue whose creation is undone may have
+        // a dependent, as in C (see the module documentation).
         unsafe {
             if let Some(destroy) = (*p).destroy {
                 destroy(p);
@@ -1049,22 +1052,21 @@ impl<'a> ViommuCore<'a> {
         Self { raw, parent, mmaps }
     }
 
-    /// Runs `f` on the device of the vDEVICE with the virtual ID `vdev_id`,
-    /// if the vIOMMU has one (`iommufd_viommu_find_dev()`), under the lock
-    /// of the vIOMMU's table: `f` must not sleep.
-    pub fn with_dev<R>(&self, vdev_id: u64, f: impl FnOnce(&Device) -> R) -> Option<R> {
+    /// The device of the vDEVICE with the virtual ID `vdev_id`, if the
+    /// vIOMMU has one (`iommufd_viommu_find_dev()`, under the lock of the
+    /// vIOMMU's table, which it wants), with a reference of its own.
+    pub fn find_dev(&self, vdev_id: u64) -> Option<ARef<Device>> {
         let index = c_ulong::try_from(vdev_id).ok()?;
-        // SAFETY: The vIOMMU is valid; the helper wants its table's lock,
-        // under which the device stays.
+        // SAFETY: The vIOMMU is valid; under its table's lock the device
+        // found stays, and we take a reference before dropping it.
         unsafe {
             let vdevs = &raw mut (*self.raw).vdevs;
             bindings::xa_lock(vdevs);
             let dev = bindings::iommufd_viommu_find_dev(self.raw, index);
-            let out = if dev.is_null() {
-                None
-            } else {
-                Some(f(Device::from_raw(dev)))
-            };
+            let out = (!dev.is_null()).then(|| {
+                let dev: &Device = Device::from_raw(dev);
+                ARef::from(dev)
+            });
             bindings::xa_unlock(vdevs);
             out
         }

@@ -407,22 +407,16 @@ impl VirtualIommu<MockIommu> for MockViommu {
                 if cache_id > DEV_CACHE_ID_MAX {
                     return Err(EINVAL);
                 }
-                // The device through the built-in helpers, under the lock
-                // of the vIOMMU's table.
-                v.with_dev(vdev_id.into(), |dev| {
-                    let Some(data) = Registration::<MockIommu>::data_of(dev) else {
-                        return Err(EINVAL);
-                    };
-                    if flags & INVALIDATE_FLAG_ALL != 0 {
-                        for c in &data.cache {
-                            c.store(0, Relaxed);
-                        }
-                    } else {
-                        data.cache[cache_id as usize].store(0, Relaxed);
+                // The device through the built-in helpers.
+                let dev = v.find_dev(vdev_id.into()).ok_or(EINVAL)?;
+                let data = Registration::<MockIommu>::data_of(&dev).ok_or(EINVAL)?;
+                if flags & INVALIDATE_FLAG_ALL != 0 {
+                    for c in &data.cache {
+                        c.store(0, Relaxed);
                     }
-                    Ok(())
-                })
-                .ok_or(EINVAL)??;
+                } else {
+                    data.cache[cache_id as usize].store(0, Relaxed);
+                }
                 done += 1;
             }
             Ok(())

@@ -30,7 +30,7 @@ impl Drop for MockDev {
             // The device object goes with its binding, before the device
             // (it gives back the device's DMA ownership): its vDEVICE
             // first, then the device once the commands using it are over.
-            Device::unbind(&self.ctx, idev);
+            crate::viommu::unbind_device(&self.ctx, idev);
         }
         drop(self.dev.take());
     }
