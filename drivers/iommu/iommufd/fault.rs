@@ -19,6 +19,7 @@ use kernel::iommu::fault::{FaultGroup, FaultSink, PageRequest, PageResponse};
 use kernel::new_poll_condvar;
 use kernel::prelude::*;
 use kernel::rbtree::{RBTree, RBTreeNodeReservation};
+use kernel::str::CStr;
 use kernel::sync::atomic::{Atomic, Relaxed};
 use kernel::sync::poll::{PollCondVar, PollTable};
 use kernel::sync::{Arc, Mutex, SetOnce, SpinLock};
@@ -26,9 +27,9 @@ use kernel::transmute::AsBytes;
 use kernel::uaccess::{UserPtr, UserSlice};
 use kernel::{new_mutex, new_spinlock};
 
-use crate::ctx::CtxHold;
+use crate::ctx::{CtxHold, PendingObj};
 use crate::ffi::{self, FileOps};
-use crate::object::{Held, Object};
+use crate::object::{Held, Kind, Object};
 use crate::uapi::{self, Pod};
 use crate::ucmd::Ucmd;
 
@@ -299,30 +300,97 @@ impl Responses {
 const _: () = assert!(uapi::IOMMUFD_PAGE_RESP_SUCCESS == PageResponse::Success as u32);
 const _: () = assert!(uapi::IOMMUFD_PAGE_RESP_INVALID == PageResponse::Invalid as u32);
 
-/// What a fault queue's file owns: the queue, and once it is published a
-/// use of it.
-struct FaultFile {
-    fault: Arc<Object<Fault>>,
+/// An event queue read through a file of its own: a fault queue, or a
+/// vEVENTQ (`viommu`).
+pub(crate) trait QueueObj: Kind {
+    /// `read()` into the user buffer `buf` of `count` bytes.
+    fn read(&self, buf: usize, count: usize) -> Result<usize>;
+
+    /// `write()` from the user buffer `buf` of `count` bytes.
+    fn write(&self, _buf: usize, _count: usize) -> Result<usize> {
+        Err(EINVAL)
+    }
+
+    /// `poll()`: registers what wakes the poller, returns what is ready.
+    fn poll(&self, file: &File, table: &PollTable<'_>) -> u32;
+}
+
+/// What a queue's file owns: the queue, and once it is published a use of
+/// it.
+struct QueueFile<T: QueueObj> {
+    queue: Arc<Object<T>>,
     /// The file's use of the queue, from its publication on.
-    held: SetOnce<Held<Fault>>,
+    held: SetOnce<Held<T>>,
     // Dropped last: the context stays while its object is used.
     _ctx: CtxHold,
 }
 
-impl FileOps for FaultFile {
+impl<T: QueueObj> FileOps for QueueFile<T> {
     fn read(&self, buf: usize, count: usize) -> Result<usize> {
-        self.fault.read(buf, count)
+        self.queue.read(buf, count)
     }
 
     fn write(&self, buf: usize, count: usize) -> Result<usize> {
-        self.fault.write(buf, count)
+        self.queue.write(buf, count)
+    }
+
+    fn poll(&self, file: &File, table: &PollTable<'_>) -> u32 {
+        self.queue.poll(file, table)
+    }
+}
+
+/// Publishes the queue `pending` of the command `ucmd` with a new file
+/// named `name` to read it from, as a new descriptor: `set` puts the
+/// queue's ID and the descriptor in the command, which goes back to the
+/// caller first (if that fails the file goes, with the queue, which nobody
+/// saw).  The file holds a use of the queue, which cannot be destroyed
+/// until the file is closed.
+pub(crate) fn publish_with_file<U: Pod, T: QueueObj>(
+    ucmd: &mut Ucmd<'_, U>,
+    pending: PendingObj<'_, T>,
+    name: &'static CStr,
+    set: impl FnOnce(&mut U, u32, u32),
+) -> Result {
+    let fd = FileDescriptorReservation::get_unused_fd_flags(O_CLOEXEC)?;
+    let ops = KBox::new(
+        QueueFile {
+            queue: pending.obj().clone(),
+            held: SetOnce::new(),
+            _ctx: ucmd.handle.hold(),
+        },
+        GFP_KERNEL_ACCOUNT,
+    )?;
+    let file = ffi::anon_file(name, ops)?;
+    set(&mut ucmd.cmd, pending.id(), fd.reserved_fd());
+    ucmd.respond()?;
+    let held = pending.finalize_held();
+    match ffi::ops_of::<QueueFile<T>>(&file) {
+        Some(f) => {
+            f.held.populate(held);
+        }
+        None => {
+            kernel::warn_on!(true);
+            pr_err!("{name}: a queue's file without its queue\n");
+        }
+    }
+    fd.fd_install(file);
+    Ok(())
+}
+
+impl QueueObj for Fault {
+    fn read(&self, buf: usize, count: usize) -> Result<usize> {
+        Fault::read(self, buf, count)
+    }
+
+    fn write(&self, buf: usize, count: usize) -> Result<usize> {
+        Fault::write(self, buf, count)
     }
 
     /// Always writable, readable when a group waits.
     fn poll(&self, file: &File, table: &PollTable<'_>) -> u32 {
-        table.register_wait(file, &self.fault.wait);
+        table.register_wait(file, &self.wait);
         let mut mask = bindings::POLLOUT;
-        if self.fault.readable() {
+        if self.readable() {
             mask |= bindings::POLLIN | bindings::POLLRDNORM;
         }
         mask
@@ -346,31 +414,8 @@ pub(crate) fn alloc_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_fault_alloc>) -> Resul
         }),
         wait <- new_poll_condvar!("iommufd_fault"),
     }? Error))?;
-    let fd = FileDescriptorReservation::get_unused_fd_flags(O_CLOEXEC)?;
-    let ops = KBox::new(
-        FaultFile {
-            fault: fault.obj().clone(),
-            held: SetOnce::new(),
-            _ctx: ucmd.handle.hold(),
-        },
-        GFP_KERNEL_ACCOUNT,
-    )?;
-    let file = ffi::anon_file(c"[iommufd-pgfault]", ops)?;
-    ucmd.cmd.out_fault_id = fault.id();
-    ucmd.cmd.out_fault_fd = fd.reserved_fd();
-    // On failure the file goes, with the queue, which nobody saw.
-    ucmd.respond()?;
-    // Published with the file's use.
-    let held = fault.finalize_held();
-    match ffi::ops_of::<FaultFile>(&file) {
-        Some(ff) => {
-            ff.held.populate(held);
-        }
-        None => {
-            kernel::warn_on!(true);
-            pr_err!("fault queue file without its queue\n");
-        }
-    }
-    fd.fd_install(file);
-    Ok(())
+    publish_with_file(ucmd, fault, c"[iommufd-pgfault]", |c, id, fd| {
+        c.out_fault_id = id;
+        c.out_fault_fd = fd;
+    })
 }

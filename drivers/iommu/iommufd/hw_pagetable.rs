@@ -13,6 +13,7 @@
 //! turn before it makes a new one, as upstream does: a domain that does
 //! not suit the device (`EINVAL` from the attach) is passed over.
 
+use core::any::Any;
 use kernel::iommu::domain::{self as iommu, AllocFlags, Cap, Domain};
 use kernel::iommu::user_data::{UserData, UserDataArray};
 use kernel::prelude::*;
@@ -42,16 +43,11 @@ impl Paging {
     }
 }
 
-/// What is particular to a nested HWPT: what it was made on, which
+/// What is particular to a nested HWPT: a use of what it was made on (its
+/// paging parent, or a vIOMMU of `viommu`, which holds the parent), which
 /// cannot be destroyed while it lives.
-pub(crate) enum Nested {
-    /// A paging HWPT.
-    Parent { _hwpt: Held<Hwpt> },
-    /// An object of an upper layer (a vIOMMU, which holds the paging
-    /// parent), with a use of it.
-    Other {
-        _keep: KBox<dyn core::any::Any + Send + Sync>,
-    },
+pub(crate) struct Nested {
+    _on: KBox<dyn Any + Send + Sync>,
 }
 
 /// Which kind of HWPT.
@@ -183,21 +179,10 @@ impl Hwpt {
             Some(p) if !p.auto && p.nest_parent => {}
             _ => return Err(EINVAL),
         }
-        let slot = ctx.objects.reserve()?;
-        let flags = flags & !uapi::IOMMU_HWPT_FAULT_ID_VALID;
-        let mut domain = Domain::alloc_nested(
-            dev,
-            &parent.domain,
-            AllocFlags::from_bits_retain(flags),
-            data,
-        )?;
-        let fault = take_faults(&ctx.objects, &mut domain, fault_id)?;
-        let domain = Arc::new(domain, GFP_KERNEL_ACCOUNT)?;
-        slot.new_value(Hwpt {
-            domain,
-            pasid_compat: flags & uapi::IOMMU_HWPT_ALLOC_PASID != 0,
-            fault,
-            kind: HwptKind::Nested(Nested::Parent { _hwpt: parent }),
+        Self::alloc_nested_by(ctx, flags, fault_id, |flags| {
+            let flags = AllocFlags::from_bits_retain(flags);
+            let domain = Domain::alloc_nested(dev, &parent.domain, flags, data)?;
+            Ok((domain, KBox::new(parent, GFP_KERNEL_ACCOUNT)?))
         })
     }
 
@@ -209,7 +194,7 @@ impl Hwpt {
         ctx: &'a Ctx,
         flags: u32,
         fault_id: Option<u32>,
-        make: impl FnOnce(u32) -> Result<(Domain, KBox<dyn core::any::Any + Send + Sync>)>,
+        make: impl FnOnce(u32) -> Result<(Domain, KBox<dyn Any + Send + Sync>)>,
     ) -> Result<PendingObj<'a, Hwpt>> {
         let slot = ctx.objects.reserve()?;
         let flags = flags & !uapi::IOMMU_HWPT_FAULT_ID_VALID;
@@ -220,7 +205,7 @@ impl Hwpt {
             domain,
             pasid_compat: flags & uapi::IOMMU_HWPT_ALLOC_PASID != 0,
             fault,
-            kind: HwptKind::Nested(Nested::Other { _keep: keep }),
+            kind: HwptKind::Nested(Nested { _on: keep }),
         })
     }
 

@@ -18,7 +18,7 @@
 //! [`crate::object::Pending::finalize_retiring`], so that `IOMMU_DESTROY`
 //! fails with `EBUSY` while such users remain.
 
-use kernel::fs::file::{flags::O_CLOEXEC, File, FileDescriptorReservation};
+use kernel::fs::file::File;
 use kernel::iommu::domain::AllocFlags;
 use kernel::iommu::iommufd;
 use kernel::iommu::user_data::{UserData, UserDataArray};
@@ -26,17 +26,17 @@ use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
 use kernel::sync::atomic::{Acquire, Relaxed, Release};
 use kernel::sync::poll::PollTable;
-use kernel::sync::{Arc, SetOnce};
+use kernel::sync::Arc;
 use kernel::time::{delay::fsleep, Delta};
 use kernel::uaccess::{UserPtr, UserSlice};
 
-use crate::ctx::{Ctx, CtxHold, Objects, PendingObj};
+use crate::ctx::{Ctx, Objects, PendingObj};
 use crate::device::{self, Device, ForDevice, VdevSlot};
-use crate::ffi::{self, FileOps};
+use crate::fault::{self, QueueObj};
 use crate::hw_pagetable::{self as hwpt, Hwpt};
 use crate::interval::last_of;
 use crate::ioas::Ioas;
-use crate::object::{Held, Object, Retire};
+use crate::object::{Held, Retire};
 use crate::uapi;
 use crate::ucmd::Ucmd;
 
@@ -120,9 +120,7 @@ fn alloc_on_viommu<'a>(
         Hwpt::alloc_nested_by(ctx, flags, fault_id, move |flags| {
             let domain = raw.alloc_nested(AllocFlags::from_bits_retain(flags), data)?;
             // The nested HWPT holds the vIOMMU.
-            let keep: KBox<dyn core::any::Any + Send + Sync> =
-                KBox::new(viommu, GFP_KERNEL_ACCOUNT)?;
-            Ok((domain, keep))
+            Ok((domain, KBox::new(viommu, GFP_KERNEL_ACCOUNT)?))
         })
     })())
 }
@@ -229,23 +227,14 @@ pub(crate) struct Veventq {
     _viommu: Held<Viommu>,
 }
 
-/// What a vEVENTQ's file owns: the queue, and once it is published a use
-/// of it.
-struct VeventqFile {
-    veventq: Arc<Object<Veventq>>,
-    held: SetOnce<Held<Veventq>>,
-    // Dropped last: the context stays while its object is used.
-    _ctx: CtxHold,
-}
-
-impl FileOps for VeventqFile {
+impl QueueObj for Veventq {
     fn read(&self, buf: usize, count: usize) -> Result<usize> {
-        let out = UserSlice::new(UserPtr::from_addr(buf), count).writer();
-        self.veventq.q.read(out)
+        self.q
+            .read(UserSlice::new(UserPtr::from_addr(buf), count).writer())
     }
 
     fn poll(&self, file: &File, table: &PollTable<'_>) -> u32 {
-        self.veventq.q.poll(file, table)
+        self.q.poll(file, table)
     }
 }
 
@@ -268,33 +257,11 @@ pub(crate) fn veventq_alloc_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_veventq_alloc>
         q,
         _viommu: viommu.hold(),
     })?;
-    let fd = FileDescriptorReservation::get_unused_fd_flags(O_CLOEXEC)?;
-    let ops = KBox::new(
-        VeventqFile {
-            veventq: veventq.obj().clone(),
-            held: SetOnce::new(),
-            _ctx: ucmd.handle.hold(),
-        },
-        GFP_KERNEL_ACCOUNT,
-    )?;
-    let file = ffi::anon_file(c"[iommufd-viommu-event]", ops)?;
-    ucmd.cmd.out_veventq_id = veventq.id();
-    ucmd.cmd.out_veventq_fd = fd.reserved_fd();
-    // On failure the file goes, with the queue, which nobody saw.
-    ucmd.respond()?;
     // Published with the file's use: destroying it waits for the close.
-    let held = veventq.finalize_held();
-    match ffi::ops_of::<VeventqFile>(&file) {
-        Some(f) => {
-            f.held.populate(held);
-        }
-        None => {
-            kernel::warn_on!(true);
-            pr_err!("vEVENTQ file without its queue\n");
-        }
-    }
-    fd.fd_install(file);
-    Ok(())
+    fault::publish_with_file(ucmd, veventq, c"[iommufd-viommu-event]", |c, id, fd| {
+        c.out_veventq_id = id;
+        c.out_veventq_fd = fd;
+    })
 }
 
 /// The guest memory of a HW queue, pinned and kept mapped: its pages stay

@@ -104,6 +104,18 @@ const INVALIDATE_DATA_SELFTEST: u32 = 0xdeadbeef;
 /// `IOMMU_TEST_INVALIDATE_FLAG_ALL`: every IOTLB entry, whatever `iotlb_id`.
 const INVALIDATE_FLAG_ALL: u32 = 1 << 0;
 
+/// Clears the emulated cache entry `id` of `entries`, or every entry with
+/// [`INVALIDATE_FLAG_ALL`]; `id` is in range.
+fn invalidate_entries(entries: &[Atomic<u32>], flags: u32, id: u32) {
+    if flags & INVALIDATE_FLAG_ALL != 0 {
+        for e in entries {
+            e.store(0, Relaxed);
+        }
+    } else {
+        entries[id as usize].store(0, Relaxed);
+    }
+}
+
 /// A mock nested domain: no translation of its own, only an emulated IOTLB
 /// whose entries user space sets at allocation and clears by invalidation.
 pub(crate) struct MockNested {
@@ -146,13 +158,7 @@ impl NestedDomain for MockNested {
                 if id as usize >= IOTLB_NUM {
                     return Err(EINVAL);
                 }
-                if flags & INVALIDATE_FLAG_ALL != 0 {
-                    for e in &self.iotlb {
-                        e.store(0, Relaxed);
-                    }
-                } else {
-                    self.iotlb[id as usize].store(0, Relaxed);
-                }
+                invalidate_entries(&self.iotlb, flags, id);
                 done += 1;
             }
             Ok(())
@@ -410,13 +416,7 @@ impl VirtualIommu<MockIommu> for MockViommu {
                 // The device through the built-in helpers.
                 let dev = v.find_dev(vdev_id.into()).ok_or(EINVAL)?;
                 let data = Registration::<MockIommu>::data_of(&dev).ok_or(EINVAL)?;
-                if flags & INVALIDATE_FLAG_ALL != 0 {
-                    for c in &data.cache {
-                        c.store(0, Relaxed);
-                    }
-                } else {
-                    data.cache[cache_id as usize].store(0, Relaxed);
-                }
+                invalidate_entries(&data.cache, flags, cache_id);
                 done += 1;
             }
             Ok(())
