@@ -616,9 +616,13 @@ impl Pages {
         }
         let flags = PinFlags::LONGTERM | self.flags(self.writable);
         let mut st = self.lock_settled();
-        st.prepare(first, last)?;
         let batch = pin_batch();
         let mut idx = first;
+        // The last page whose chunk was prepared: storage is prepared batch
+        // by batch, as the pins come, so that what it takes is bounded by
+        // what is pinned (a pin that fails at once takes nothing, however
+        // long the range).
+        let mut prepared = None;
         let res = (|| -> Result {
             while idx <= last {
                 if st.users(idx) > 0 {
@@ -630,6 +634,8 @@ impl Pages {
                 while end < last && end - idx + 1 < batch && st.users(end + 1) == 0 {
                     end += 1;
                 }
+                prepared = Some(end);
+                st.prepare(idx, end)?;
                 let mut batch = KVec::new();
                 self.pin_run(&st.source, idx, end - idx + 1, flags, &mut batch)?;
                 st.source.charge(batch.len())?;
@@ -645,7 +651,9 @@ impl Pages {
             if idx > first {
                 self.release(&mut st, first, idx - 1);
             }
-            st.trim(first, last);
+            if let Some(end) = prepared {
+                st.trim(first, end);
+            }
             return Err(e);
         }
         Ok(())

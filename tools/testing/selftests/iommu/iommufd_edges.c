@@ -3,8 +3,9 @@
  * The edges of the arithmetic: mappings, copies, unmaps, accesses and dirty
  * reads at the top of the 64-bit IOVA space (ranges that end at
  * 2^64 - 1), counts that wrap, and VFIO type1 cuts computed before the
- * range is checked.  Every test asserts upstream behaviour, so the suite
- * passes on the stock C iommufd as well as on ours.
+ * range is checked, and a domain over a mapping too large to prepare for
+ * at once.  Every test asserts upstream behaviour, so the suite passes on
+ * the stock C iommufd as well as on ours.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -416,6 +417,70 @@ TEST_F(edges, vfio_page_sizes_follow_domains)
 	/* At least PAGE_SIZE, and no domain maps 2^63 bytes at once. */
 	EXPECT_EQ(page, info.iova_pgsizes & -info.iova_pgsizes);
 	EXPECT_EQ(0, info.iova_pgsizes >> 63);
+}
+
+/* The last range IOVAs may be allocated from in @ioas: 0 if it has one. */
+static int last_iova_range(int fd, __u32 ioas, __u64 *start, __u64 *last)
+{
+	struct iommu_iova_range ranges[8];
+	struct iommu_ioas_iova_ranges cmd = {
+		.size = sizeof(cmd),
+		.ioas_id = ioas,
+		.num_iovas = 8,
+		.allowed_iovas = (uintptr_t)ranges,
+	};
+
+	if (ioctl(fd, IOMMU_IOAS_IOVA_RANGES, &cmd) || !cmd.num_iovas ||
+	    cmd.num_iovas > 8)
+		return -1;
+	*start = ranges[cmd.num_iovas - 1].start;
+	*last = ranges[cmd.num_iovas - 1].last;
+	return 0;
+}
+
+/*
+ * A domain added to an IOAS pins what the IOAS maps.  With the upper half
+ * of a huge-page mock domain's aperture (hundreds of GiB) mapped over
+ * memory that cannot be pinned (PROT_NONE), the pin fails at once (EFAULT)
+ * and the kernel memory it takes is bounded by what it pinned, not by the
+ * length of the mapping.  (The fuzzer found ours preparing storage for
+ * every page of such a range first: about 1 KiB per 256 KiB mapped, an
+ * out-of-memory panic in the test VM.)
+ */
+TEST_F(edges, domain_over_memory_it_cannot_pin)
+{
+	struct iommu_hwpt_selftest data = {
+		.iotlb = IOMMU_TEST_IOTLB_DEFAULT,
+		.pagetable_type = MOCK_IOMMUPT_HUGE,
+	};
+	__u32 ioas2, probe, idev, hwpt;
+	__u64 start, last, len, iova;
+	void *va;
+
+	SKIP_WITHOUT_TEST_CMD(self->fd);
+	/* A device elsewhere, to make domains with. */
+	ASSERT_EQ(0, ioas_alloc(self->fd, &ioas2));
+	ASSERT_EQ(0, mock_domain(self->fd, ioas2, NULL, NULL, &idev));
+	/* The huge domain's aperture, seen from an IOAS with only it. */
+	ASSERT_EQ(0, ioas_alloc(self->fd, &probe));
+	ASSERT_EQ(0, hwpt_alloc_data(self->fd, idev, probe, 0, 0, &data,
+				     sizeof(data), &hwpt));
+	ASSERT_EQ(0, last_iova_range(self->fd, probe, &start, &last));
+	EXPECT_EQ(0, destroy(self->fd, hwpt));
+	/* The upper half of it, page aligned. */
+	len = ((last - start) / 2 + 1) & ~(PAGE - 1);
+	iova = (last + 1 - len) & ~(PAGE - 1);
+	ASSERT_LE(1ULL << 36, len);
+	va = mmap(NULL, len, PROT_NONE,
+		  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	ASSERT_NE(MAP_FAILED, va);
+	/* Nothing pins yet: no domain, no access. */
+	ASSERT_EQ(0, map_fixed(self->fd, self->ioas, va, len, iova, RW));
+	EXPECT_ERRNO(EFAULT, hwpt_alloc_data(self->fd, idev, self->ioas, 0, 0,
+					     &data, sizeof(data), &hwpt));
+	EXPECT_EQ(0, status_kb("VmPin"));
+	EXPECT_EQ(0, unmap(self->fd, self->ioas, iova, len, NULL));
+	munmap(va, len);
 }
 
 TEST_HARNESS_MAIN
