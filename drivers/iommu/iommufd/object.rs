@@ -1011,6 +1011,74 @@ mod tests {
         Ok(())
     }
 
+    /// A kind with a C face: its own count of outside users, which
+    /// [`Retire`] reads, and whether it was published.
+    struct Faced {
+        outside: Atomic<u32>,
+        published: Atomic<bool>,
+    }
+
+    impl Retire for Faced {
+        fn publish(&self) {
+            self.published.store(true, Relaxed);
+        }
+
+        fn retire(&self) -> bool {
+            self.outside.load(Relaxed) == 0
+        }
+    }
+
+    #[test]
+    fn outside_users_keep_a_faced_object() -> Result {
+        let t = table()?;
+        let faced = Faced {
+            outside: Atomic::new(1),
+            published: Atomic::new(false),
+        };
+        let obj = t.reserve()?.new_value(faced)?.finalize_retiring();
+        let id = obj.id();
+        assert!(obj.published.load(Relaxed));
+        // Only the table uses it, but a user outside counts it.
+        assert_eq!(t.destroy(id), Err(EBUSY));
+        obj.outside.store(0, Relaxed);
+        drop(obj);
+        t.destroy(id)?;
+        // The release takes it too, once no outside user counts it.
+        let obj = t
+            .reserve()?
+            .new_value(Faced {
+                outside: Atomic::new(1),
+                published: Atomic::new(false),
+            })?
+            .finalize_retiring();
+        let plain = publish(&t)?;
+        obj.outside.store(0, Relaxed);
+        drop(obj);
+        t.destroy_all();
+        assert_eq!(t.users(plain), None);
+        Ok(())
+    }
+
+    #[test]
+    fn tombstones_keep_their_id() -> Result {
+        let t = table()?;
+        let a = publish(&t)?;
+        let b = publish(&t)?;
+        // Not the object meant: nothing happens.
+        assert!(!t.tombstone::<Thing>(a, |_| false));
+        assert!(!t.tombstone::<Other>(a, |_| true));
+        assert!(t.get::<Thing>(a).is_ok());
+        assert!(t.tombstone::<Thing>(a, |_| true));
+        // Gone, and its ID names nothing from then on, never reused.
+        assert_eq!(t.get::<Thing>(a).err(), Some(ENOENT));
+        assert_eq!(t.destroy(a), Err(ENOENT));
+        assert!(!t.tombstone::<Thing>(a, |_| true));
+        let c = publish(&t)?;
+        assert!(c != a && c != b);
+        t.destroy_all();
+        Ok(())
+    }
+
     #[test]
     fn destroy_all_empties_the_table() -> Result {
         let t = table()?;
