@@ -29,9 +29,6 @@ use crate::ctx::{Ctx, PendingObj};
 use crate::fault::Sink;
 use crate::group::{self, GroupState, IGroup, Left, Member, Members, Shared};
 use crate::hw_pagetable::{no_iommu, ForDev, Hwpt};
-
-/// The device a HWPT is made for (as `hw_pagetable` names it).
-pub(crate) type ForDevice<'a> = ForDev<'a>;
 use crate::ioas::Ioas;
 use crate::object::Held;
 use crate::uapi;

@@ -31,9 +31,9 @@ use kernel::time::{delay::fsleep, Delta};
 use kernel::uaccess::{UserPtr, UserSlice};
 
 use crate::ctx::{Ctx, Objects, PendingObj};
-use crate::device::{self, Device, ForDevice, VdevSlot};
+use crate::device::{self, Device, VdevSlot};
 use crate::fault::{self, QueueObj};
-use crate::hw_pagetable::{self as hwpt, Hwpt};
+use crate::hw_pagetable::{self as hwpt, ForDev, Hwpt};
 use crate::interval::last_of;
 use crate::ioas::Ioas;
 use crate::object::{Held, Retire};
@@ -101,7 +101,7 @@ pub(crate) fn hwpt_alloc_ioctl(ucmd: &mut Ucmd<'_, uapi::iommu_hwpt_alloc>) -> R
 fn alloc_on_viommu<'a>(
     ctx: &'a Ctx,
     pt_id: u32,
-    dev: ForDevice<'_>,
+    dev: ForDev<'_>,
     flags: u32,
     data: &UserData,
     fault_id: Option<u32>,
